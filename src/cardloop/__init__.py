@@ -1,0 +1,34 @@
+"""cardloop: PyTorch training loops as graphs of cards.
+
+    import cardloop
+    result = cardloop.run("examples/basic_training_loop.yaml")
+    model = result.outputs["step13"]["model"]
+"""
+
+from __future__ import annotations
+
+from cardloop.cards.spec import CardConfig, CardContext, Port, card
+from cardloop.errors import CardError, CardFailed, CardloopError, PipelineInvalid
+from cardloop.pipeline.fileformat import load_pipeline
+from cardloop.pipeline.model import Card, OutputRef, Pipeline
+
+__version__ = "0.1.0"
+
+
+def run(pipeline_or_path, **options):
+    """Run a pipeline; see `cardloop.engine.run.run` for the options."""
+    from cardloop.engine.run import run as run_pipeline
+
+    return run_pipeline(pipeline_or_path, **options)
+
+
+def validate(pipeline_or_path) -> list:
+    """Every problem of a pipeline (empty when it can run); imports no torch."""
+    from cardloop.pipeline.validate import validate_pipeline
+
+    pipeline = load_pipeline(pipeline_or_path) if not isinstance(pipeline_or_path, Pipeline) else pipeline_or_path
+    return validate_pipeline(pipeline)
+
+
+__all__ = ["Card", "CardConfig", "CardContext", "CardError", "CardFailed", "CardloopError", "OutputRef",
+           "Pipeline", "PipelineInvalid", "Port", "card", "load_pipeline", "run", "validate"]

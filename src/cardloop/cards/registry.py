@@ -1,0 +1,112 @@
+"""The card registry: built-in cards, entry-point card packs and card files given by path."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Iterator
+
+from cardloop.cards.spec import CardType
+from cardloop.errors import RegistryError
+
+ENTRY_POINT_GROUP = "cardloop.cards"
+BUILTIN_MODULES = (
+    "cardloop.cards.data",
+    "cardloop.cards.model",
+    "cardloop.cards.training",
+    "cardloop.cards.evaluate",
+)
+
+
+class Registry:
+    """Card types by id."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, CardType] = {}
+
+    def register(self, card_type: CardType) -> None:
+        existing = self._types.get(card_type.id)
+        if existing is not None and _origin(existing) != _origin(card_type):
+            raise RegistryError(f"card type '{card_type.id}' is already registered by {_origin(existing)}; "
+                                f"{_origin(card_type)} cannot register it again")
+        self._types[card_type.id] = card_type
+
+    def get(self, type_id: str) -> CardType:
+        try:
+            return self._types[type_id]
+        except KeyError:
+            raise RegistryError(self.unknown_message(type_id)) from None
+
+    def __contains__(self, type_id: str) -> bool:
+        return type_id in self._types
+
+    def __iter__(self) -> Iterator[CardType]:
+        return iter(sorted(self._types.values(), key=lambda t: (t.category, t.id)))
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def unknown_message(self, type_id: str) -> str:
+        close = difflib.get_close_matches(type_id, list(self._types), n=3)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
+            "run `cardloop cards` to list the known card types"
+        return f"unknown card type '{type_id}'; {hint}"
+
+    def catalogue(self) -> list[dict]:
+        """Every card type as JSON (ports, kinds, config JSON Schema)."""
+        return [t.to_json() for t in self]
+
+
+def _origin(card_type: CardType) -> str:
+    run = card_type.run
+    return f"{run.__module__}.{run.__qualname__}"
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry, with the built-in cards and installed card packs loaded on first use."""
+    global _default
+    if _default is None:
+        _default = Registry()
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
+        load_entry_points()
+    return _default
+
+
+def load_entry_points() -> None:
+    """Import every card pack installed under the `cardloop.cards` entry-point group."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # a broken third-party pack must not hide the built-ins
+            raise RegistryError(f"card pack '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
+        if callable(loaded) and not isinstance(loaded, CardType):
+            loaded()
+
+
+def load_card_file(path: str | Path) -> None:
+    """Import a Python file of card definitions (`--cards path/to/my_cards.py`)."""
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise RegistryError(f"card file '{path}' does not exist")
+    default_registry()
+    module_name = f"cardloop_user_cards.{file.stem}_{abs(hash(str(file))):x}"
+    if module_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise RegistryError(f"card file '{path}' is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise RegistryError(f"card file '{path}' failed to load: {type(exc).__name__}: {exc}") from exc

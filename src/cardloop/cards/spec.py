@@ -1,0 +1,184 @@
+"""The card SDK: what a card type declares, and the `@card` decorator that declares it.
+
+A card type is a plain function with named inputs (its parameters) and named outputs (the keys of the
+dict it returns). Ports, config model and metadata are declared once, on the decorator; the function's
+parameters must match the input ports, which registration checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+from cardloop.kinds import STATE_KINDS, known_kinds
+
+
+class CardConfig(BaseModel):
+    """Base class of every card's config model: unknown keys are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoConfig(CardConfig):
+    """The config of a card type that takes none."""
+
+
+@dataclass(frozen=True)
+class Port:
+    """A named input or output of a card type.
+
+    `state_of` marks an output that continues the training state received on the named input port
+    (the same object, possibly changed), rather than making a new state.
+    `metric` marks a scalar output recorded as a metric (and shown by progress bars).
+    """
+
+    name: str
+    kind: str
+    description: str = ""
+    required: bool = True
+    state_of: str | None = None
+    metric: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"name": self.name, "kind": self.kind, "description": self.description,
+                "required": self.required}
+        if self.state_of:
+            data["state_of"] = self.state_of
+        if self.metric:
+            data["metric"] = True
+        return data
+
+
+@dataclass(frozen=True)
+class CardContext:
+    """What a running card may know about itself: its id and where its inputs came from."""
+
+    card_id: str
+    card_type: str
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def source(self, port: str) -> str:
+        """The `card.port` that feeds input `port` (empty if unconnected)."""
+        return self.sources.get(port, "")
+
+
+@dataclass(frozen=True)
+class CardType:
+    """A registered kind of card."""
+
+    id: str
+    title: str
+    category: str
+    description: str
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+    config_model: type[CardConfig]
+    run: Callable[..., Mapping[str, Any]]
+    deterministic: bool = True
+    version: int = 1
+    resources: Mapping[str, float] = field(default_factory=dict)
+    mutates_state: bool = False
+    wants_context: bool = False
+    source_files: Callable[[Any], list] | None = None
+
+    def input(self, name: str) -> Port | None:
+        return next((p for p in self.inputs if p.name == name), None)
+
+    def output(self, name: str) -> Port | None:
+        return next((p for p in self.outputs if p.name == name), None)
+
+    @property
+    def code_hash(self) -> str:
+        """A digest of the run function's source, so a changed card is never served from cache."""
+        try:
+            source = inspect.getsource(self.run)
+        except (OSError, TypeError):
+            source = f"{self.run.__module__}.{self.run.__qualname__}"
+        return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        """The catalogue entry the editor and `cardloop cards --json` read."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "category": self.category,
+            "description": self.description,
+            "inputs": [p.to_json() for p in self.inputs],
+            "outputs": [p.to_json() for p in self.outputs],
+            "config_schema": self.config_model.model_json_schema(),
+            "deterministic": self.deterministic,
+            "version": self.version,
+            "resources": dict(self.resources),
+            "mutates_state": self.mutates_state,
+        }
+
+
+def _check_ports(type_id: str, run: Callable, inputs: tuple[Port, ...], outputs: tuple[Port, ...]) -> bool:
+    """Check that the run function's signature matches the declared input ports; return wants_context."""
+    kinds = known_kinds()
+    for port in (*inputs, *outputs):
+        if port.kind not in kinds:
+            raise ValueError(f"card type '{type_id}': port '{port.name}' has unknown kind '{port.kind}'; "
+                             f"known kinds: {', '.join(sorted(kinds))}")
+    for port in outputs:
+        if port.state_of is not None:
+            source = next((p for p in inputs if p.name == port.state_of), None)
+            if source is None or source.kind not in STATE_KINDS:
+                raise ValueError(f"card type '{type_id}': output '{port.name}' continues the state of "
+                                 f"'{port.state_of}', which is not a state input of this card")
+    for ports, side in ((inputs, "input"), (outputs, "output")):
+        names = [p.name for p in ports]
+        if len(set(names)) != len(names):
+            raise ValueError(f"card type '{type_id}' declares an {side} port twice: {names}")
+    params = inspect.signature(run).parameters
+    wants_context = "ctx" in params
+    expected = {"config", *(p.name for p in inputs)} | ({"ctx"} if wants_context else set())
+    if set(params) != expected:
+        raise ValueError(f"card type '{type_id}': run function parameters {sorted(params)} must be "
+                         f"'config', optionally 'ctx', and the input ports {[p.name for p in inputs]}")
+    return wants_context
+
+
+def card(
+    id: str,
+    *,
+    title: str,
+    category: str,
+    description: str = "",
+    inputs: tuple[Port, ...] | list[Port] = (),
+    outputs: tuple[Port, ...] | list[Port] = (),
+    config: type[CardConfig] = NoConfig,
+    deterministic: bool = True,
+    version: int = 1,
+    resources: Mapping[str, float] | None = None,
+    mutates_state: bool = False,
+    source_files: Callable[[Any], list] | None = None,
+    registry: Any = None,
+) -> Callable[[Callable[..., Mapping[str, Any]]], CardType]:
+    """Declare and register a card type.
+
+    The decorated function is called as `run(config=..., <input ports>...)` (plus `ctx=` when it asks for
+    it) and returns a dict with one entry per output port. `mutates_state` says the card changes the
+    training state it receives (weights, gradients, optimizer state, RNG). `source_files(config)` lists
+    the files a data card reads, whose content hashes enter its cache key.
+    """
+
+    def decorate(run: Callable[..., Mapping[str, Any]]) -> CardType:
+        ins, outs = tuple(inputs), tuple(outputs)
+        wants_context = _check_ports(id, run, ins, outs)
+        card_type = CardType(
+            id=id, title=title, category=category, description=description or (run.__doc__ or "").strip(),
+            inputs=ins, outputs=outs, config_model=config, run=run, deterministic=deterministic,
+            version=version, resources=dict(resources or {}), mutates_state=mutates_state,
+            wants_context=wants_context, source_files=source_files,
+        )
+        from cardloop.cards.registry import default_registry
+
+        (registry or default_registry()).register(card_type)
+        return card_type
+
+    return decorate

@@ -1,0 +1,285 @@
+"""The guide's seven training cards. Type ids, ports, config keys and defaults follow the guide exactly."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Literal
+
+from pydantic import Field
+
+from cardloop.cards.data import check_numeric, split_columns
+from cardloop.cards.model import model_device
+from cardloop.cards.spec import CardConfig, CardContext, NoConfig, Port, card
+from cardloop.errors import CardError
+from cardloop.kinds import BATCH, DATAFRAME, INFO, LOSS, MODEL, OPTIMIZER, SCALAR, TENSOR
+
+# --- training_prepare_batch -------------------------------------------------------------------------
+
+
+class PrepareBatchConfig(CardConfig):
+    batch_index: int = Field(default=0, ge=0, description="Which batch to retrieve.")
+    batch_size: int = Field(default=32, gt=0, description="Size of each batch.")
+    target_columns: list[str] | None = Field(
+        default=None, description="Override the target columns recorded by the data card.")
+
+
+# Frames are immutable values, so their tensor form is computed once per frame and per target choice.
+_frame_tensors: dict[tuple[int, tuple[str, ...] | None], tuple] = {}
+
+
+def frame_tensors(frame, override: list[str] | None):
+    """(X, y, feature names, target names) of a frame as float32 tensors, cached while the frame lives."""
+    key = (id(frame), tuple(override) if override else None)
+    cached = _frame_tensors.get(key)
+    if cached is not None:
+        return cached
+    import numpy as np
+    import torch
+
+    features, targets = split_columns(frame, override)
+    check_numeric(frame, features + targets, "the dataset")
+    X = torch.from_numpy(frame[features].to_numpy(dtype=np.float32, copy=True))
+    y = torch.from_numpy(frame[targets].to_numpy(dtype=np.float32, copy=True))
+    cached = (X, y, features, targets)
+    _frame_tensors[key] = cached
+    weakref.finalize(frame, _frame_tensors.pop, key, None)
+    return cached
+
+
+@card(
+    "training_prepare_batch",
+    title="Prepare Batch",
+    category="training",
+    description="Rows [i*batch_size, (i+1)*batch_size) of the frame, in its order, as float32 X and y tensors.",
+    inputs=[Port("train_dataset", DATAFRAME, "Training dataset (DataFrame).")],
+    outputs=[Port("batch_data", BATCH, "Batch tensors X and y."), Port("batch_info", INFO, "Batch metadata.")],
+    config=PrepareBatchConfig,
+)
+def prepare_batch(config: PrepareBatchConfig, train_dataset) -> dict:
+    from cardloop.values import Batch
+
+    X, y, features, targets = frame_tensors(train_dataset, config.target_columns)
+    rows = X.shape[0]
+    num_batches = -(-rows // config.batch_size)
+    if config.batch_index >= num_batches:
+        raise CardError(f"config field 'batch_index' is {config.batch_index}, but {rows} rows in batches of "
+                        f"{config.batch_size} make {num_batches} batches (valid: 0 to {num_batches - 1})")
+    start = config.batch_index * config.batch_size
+    stop = min(start + config.batch_size, rows)
+    info = {"batch_index": config.batch_index, "batch_size": config.batch_size, "rows": [start, stop],
+            "size": stop - start, "num_batches": num_batches, "features": features, "targets": targets}
+    return {"batch_data": Batch(X[start:stop], y[start:stop]), "batch_info": info}
+
+
+# --- training_init_optimizer ------------------------------------------------------------------------
+
+
+class InitOptimizerConfig(CardConfig):
+    optimizer_type: Literal["adam", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(default=0.001, gt=0, description="Learning rate.")
+    weight_decay: float = Field(default=0.0, ge=0, description="L2 regularization, as PyTorch's weight_decay.")
+
+
+@card(
+    "training_init_optimizer",
+    title="Initialize Optimizer",
+    category="training",
+    description="A PyTorch optimizer bound to the model's parameters.",
+    inputs=[Port("model", MODEL, "Model to optimize.")],
+    outputs=[Port("optimizer", OPTIMIZER, "Initialized optimizer (training state bound to the model).")],
+    config=InitOptimizerConfig,
+)
+def init_optimizer(config: InitOptimizerConfig, model) -> dict:
+    import torch
+
+    optimizer_class = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
+    optimizer = optimizer_class[config.optimizer_type](
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    return {"optimizer": optimizer}
+
+
+# --- training_zero_grad -----------------------------------------------------------------------------
+
+
+@card(
+    "training_zero_grad",
+    title="Zero Gradients",
+    category="training",
+    description="Clear the gradients of the optimizer's parameters (to None, PyTorch's default).",
+    inputs=[Port("optimizer", OPTIMIZER, "Optimizer with gradients to clear.")],
+    outputs=[Port("optimizer", OPTIMIZER, "Optimizer with zeroed gradients.", state_of="optimizer")],
+    config=NoConfig,
+    mutates_state=True,
+)
+def zero_grad(config: NoConfig, optimizer) -> dict:
+    optimizer.zero_grad(set_to_none=True)
+    return {"optimizer": optimizer}
+
+
+# --- training_forward -------------------------------------------------------------------------------
+
+
+class ForwardConfig(CardConfig):
+    batch_index: int = Field(default=0, ge=0, description="Batch index for tracking.")
+
+
+@card(
+    "training_forward",
+    title="Forward Pass",
+    category="training",
+    description="Run the model on the batch's X; predictions keep their autograd graph.",
+    inputs=[Port("model", MODEL, "Model to run forward pass on."),
+            Port("batch_data", BATCH, "Batch data (X and y tensors).")],
+    outputs=[Port("predictions", TENSOR, "Model predictions."),
+             Port("model", MODEL, "Model state (preserved).", state_of="model")],
+    config=ForwardConfig,
+    mutates_state=True,
+)
+def forward(config: ForwardConfig, model, batch_data) -> dict:
+    X = batch_data.X
+    device = model_device(model)
+    if X.device != device:
+        X = X.to(device)
+    try:
+        predictions = model(X)
+    except RuntimeError as exc:
+        if "cannot be multiplied" not in str(exc):
+            raise
+        raise CardError(f"the batch has {X.shape[-1]} features, which the model cannot take ({exc}); "
+                        "set model_define's input_dim to the number of feature columns") from None
+    return {"predictions": predictions, "model": model}
+
+
+# --- training_loss ----------------------------------------------------------------------------------
+
+
+class LossConfig(CardConfig):
+    loss_type: Literal["mse", "mae", "huber"] = "mse"
+    huber_delta: float = Field(default=1.0, gt=0, description="Delta of the huber loss (PyTorch's default 1.0).")
+
+
+@card(
+    "training_loss",
+    title="Calculate Loss",
+    category="training",
+    description="Loss between predictions and the batch's targets; `loss` keeps its autograd graph.",
+    inputs=[Port("predictions", TENSOR, "Model predictions."),
+            Port("batch_data", BATCH, "Batch data containing targets.")],
+    outputs=[Port("loss", LOSS, "Loss tensor (with gradients)."),
+             Port("loss_value", SCALAR, "Loss value (scalar).", metric=True)],
+    config=LossConfig,
+)
+def loss(config: LossConfig, predictions, batch_data) -> dict:
+    import torch.nn.functional as F
+
+    y = batch_data.y
+    if y.device != predictions.device:
+        y = y.to(predictions.device)
+    if predictions.shape != y.shape:
+        raise CardError(f"predictions have shape {tuple(predictions.shape)} but targets have shape "
+                        f"{tuple(y.shape)}; model_define's output_dim must equal the number of target columns")
+    if config.loss_type == "mse":
+        value = F.mse_loss(predictions, y)
+    elif config.loss_type == "mae":
+        value = F.l1_loss(predictions, y)
+    else:
+        value = F.huber_loss(predictions, y, delta=config.huber_delta)
+    return {"loss": value, "loss_value": value.item()}
+
+
+# --- training_backward ------------------------------------------------------------------------------
+
+
+class BackwardConfig(CardConfig):
+    retain_graph: bool = Field(default=False, description="Retain computation graph.")
+
+
+FREED_BY_ATTR = "_cardloop_graph_freed_by"
+
+
+def gradient_norm(model) -> float:
+    """Global L2 norm of the model's gradients (0.0 when none)."""
+    import torch
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()
+
+
+@card(
+    "training_backward",
+    title="Backward Pass",
+    category="training",
+    description="Back-propagate the loss, accumulating into the model's gradients as PyTorch does.",
+    inputs=[Port("loss", LOSS, "Loss tensor."), Port("model", MODEL, "Model to compute gradients for.")],
+    outputs=[Port("model", MODEL, "Model with computed gradients.", state_of="model"),
+             Port("gradients_computed", INFO, "Status information.")],
+    config=BackwardConfig,
+    mutates_state=True,
+)
+def backward(config: BackwardConfig, loss, model, ctx: CardContext) -> dict:
+    if loss.grad_fn is None:
+        raise CardError(f"the loss from '{ctx.source('loss')}' has no autograd graph (it was reloaded from "
+                        "storage or detached), so back-propagating it would compute nothing; run the loss card "
+                        "in the same run as this backward card")
+    freed_by = getattr(loss, FREED_BY_ATTR, None)
+    if freed_by is not None:
+        raise CardError(f"the loss from '{ctx.source('loss')}' was already back-propagated by '{freed_by}', "
+                        f"which freed its graph; set retain_graph: true on '{freed_by}' to back-propagate twice")
+    loss.backward(retain_graph=config.retain_graph)
+    if not config.retain_graph:
+        setattr(loss, FREED_BY_ATTR, ctx.card_id)
+    with_grad = sum(1 for p in model.parameters() if p.grad is not None)
+    info = {"loss": loss.item(), "parameters_with_grad": with_grad, "retain_graph": config.retain_graph,
+            "grad_norm": gradient_norm(model)}
+    return {"model": model, "gradients_computed": info}
+
+
+# --- training_optimizer_step ------------------------------------------------------------------------
+
+
+class OptimizerStepConfig(CardConfig):
+    gradient_clip: float = Field(default=0.0, ge=0, description="Clip the global gradient norm; 0 = no clipping.")
+
+
+STEPS_ATTR = "_cardloop_steps"
+
+
+def check_bound(optimizer, model) -> None:
+    """The optimizer must hold exactly this model's parameters (DESIGN 2)."""
+    model_params = {id(p) for p in model.parameters()}
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            if id(parameter) not in model_params:
+                raise CardError("the optimizer is not bound to this model's parameters; connect the optimizer "
+                                "made by training_init_optimizer from the same model")
+
+
+@card(
+    "training_optimizer_step",
+    title="Optimizer Step",
+    category="training",
+    description="Clip the global gradient norm if asked, then update the parameters.",
+    inputs=[Port("optimizer", OPTIMIZER, "Optimizer."), Port("model", MODEL, "Model with gradients.")],
+    outputs=[Port("model", MODEL, "Updated model.", state_of="model"),
+             Port("optimizer", OPTIMIZER, "Updated optimizer.", state_of="optimizer"),
+             Port("step_info", INFO, "Step information.")],
+    config=OptimizerStepConfig,
+    mutates_state=True,
+)
+def optimizer_step(config: OptimizerStepConfig, optimizer, model) -> dict:
+    import torch
+
+    check_bound(optimizer, model)
+    info: dict = {"gradient_clip": config.gradient_clip, "clipped": False}
+    if config.gradient_clip > 0:
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip).item()
+        info["grad_norm"] = norm
+        info["clipped"] = norm > config.gradient_clip
+    optimizer.step()
+    steps = getattr(optimizer, STEPS_ATTR, 0) + 1
+    setattr(optimizer, STEPS_ATTR, steps)
+    info["step"] = steps
+    info["learning_rate"] = optimizer.param_groups[0]["lr"]
+    return {"model": model, "optimizer": optimizer, "step_info": info}

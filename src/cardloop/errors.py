@@ -1,0 +1,54 @@
+"""Errors a user can act on. Each one is a sentence that names the card, port or field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CardloopError(Exception):
+    """Base class for every error cardloop reports to a user."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a pipeline: where it is and what would be valid."""
+
+    message: str
+    card: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PipelineInvalid(CardloopError):
+    """A pipeline that cannot run; carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" {source}" if source else ""
+        lines = "\n".join(f"  - {p.message}" for p in self.problems)
+        super().__init__(f"pipeline{where} is invalid ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class CardError(CardloopError):
+    """Raised by a card's run function for bad input it can explain (a user's mistake)."""
+
+
+class CardFailed(CardloopError):
+    """A card raised while running; names the card and keeps the cause."""
+
+    def __init__(self, card_id: str, card_type: str, message: str):
+        self.card_id = card_id
+        self.card_type = card_type
+        self.reason = message
+        super().__init__(f"card '{card_id}' ({card_type}) failed: {message}")
+
+
+class RegistryError(CardloopError):
+    """A card type that cannot be registered or found."""
+
+
+class StoreError(CardloopError):
+    """An artifact that is missing, corrupt or cannot be encoded."""

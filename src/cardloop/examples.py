@@ -1,0 +1,54 @@
+"""Example pipelines built with the Python API (the files in examples/ are generated from these)."""
+
+from __future__ import annotations
+
+from cardloop.pipeline.model import OutputRef, Pipeline
+
+
+def add_training_step(p: Pipeline, i: int, dataset: OutputRef, model: OutputRef, optimizer: OutputRef, *,
+                      batch_size: int = 32, loss_type: str = "mse", gradient_clip: float = 0.0,
+                      zero_grad: bool = True) -> tuple[OutputRef, OutputRef, OutputRef]:
+    """Append the guide's standard training step for batch `i`; returns (model, optimizer, loss) outputs."""
+    batch = p.add("training_prepare_batch", f"batch{i}", train_dataset=dataset, batch_index=i,
+                  batch_size=batch_size)
+    if zero_grad:
+        optimizer = p.add("training_zero_grad", f"zero{i}", optimizer=optimizer)["optimizer"]
+    fwd = p.add("training_forward", f"fwd{i}", model=model, batch_data=batch["batch_data"], batch_index=i)
+    loss = p.add("training_loss", f"loss{i}", predictions=fwd["predictions"], batch_data=batch["batch_data"],
+                 loss_type=loss_type)
+    back = p.add("training_backward", f"back{i}", loss=loss["loss"], model=fwd["model"])
+    step = p.add("training_optimizer_step", f"step{i}", optimizer=optimizer, model=back["model"],
+                 gradient_clip=gradient_clip)
+    return step["model"], step["optimizer"], loss["loss"]
+
+
+def basic_training_loop(*, path: str = "cardloop:diabetes.csv", batches: int, batch_size: int = 32,
+                        input_dim: int = 10, layers: tuple[int, ...] = (64, 64), optimizer_type: str = "adam",
+                        learning_rate: float = 0.001, weight_decay: float = 0.0, loss_type: str = "mse",
+                        gradient_clip: float = 0.0, prepare: bool = True, zero_grad: bool = True,
+                        evaluate: bool = True, name: str = "basic-training-loop") -> Pipeline:
+    """The guide's Basic Training Loop over `batches` batches.
+
+    With `prepare`, the data is split 80/20 and standardized (features and target) first, and the held-out
+    part is evaluated at the end; without it, batches come straight from the loaded file.
+    """
+    p = Pipeline(name=name, description="The guide's Basic Training Loop: Model Define, Initialize Optimizer, "
+                                        "then Prepare Batch, Zero Gradients, Forward Pass, Calculate Loss, "
+                                        "Backward Pass and Optimizer Step for every batch.")
+    data = p.add("data_load", "data", path=path)
+    train, test = data["dataset"], None
+    if prepare:
+        split = p.add("data_split", "split", dataset=data["dataset"], test_fraction=0.2, seed=0)
+        norm = p.add("data_normalize", "normalize", train_dataset=split["train_dataset"],
+                     test_dataset=split["test_dataset"], normalize_targets=True)
+        train, test = norm["train_dataset"], norm["test_dataset"]
+    model = p.add("model_define", "model", input_dim=input_dim, layers=list(layers), seed=0)["model"]
+    optimizer = p.add("training_init_optimizer", "opt", model=model, optimizer_type=optimizer_type,
+                      learning_rate=learning_rate, weight_decay=weight_decay)["optimizer"]
+    for i in range(batches):
+        model, optimizer, _ = add_training_step(p, i, train, model, optimizer, batch_size=batch_size,
+                                                loss_type=loss_type, gradient_clip=gradient_clip,
+                                                zero_grad=zero_grad)
+    if evaluate and test is not None:
+        p.add("evaluate", "evaluate", model=model, dataset=test)
+    return p

@@ -1,0 +1,48 @@
+"""Port kinds: what a link carries. Torch-free, so validation and planning stay light."""
+
+from __future__ import annotations
+
+DATAFRAME = "dataframe"
+BATCH = "batch"
+MODEL = "model"
+OPTIMIZER = "optimizer"
+SCHEDULER = "scheduler"
+TENSOR = "tensor"
+LOSS = "loss"
+SCALAR = "scalar"
+INFO = "info"
+ANY = "any"
+
+BUILTIN_KINDS: dict[str, str] = {
+    DATAFRAME: "a table (pandas DataFrame)",
+    BATCH: "a batch of X and y tensors",
+    MODEL: "a torch.nn.Module (training state)",
+    OPTIMIZER: "a torch.optim.Optimizer bound to a model (training state)",
+    SCHEDULER: "a learning-rate scheduler bound to an optimizer (training state)",
+    TENSOR: "a tensor such as predictions",
+    LOSS: "a loss tensor that can be back-propagated",
+    SCALAR: "a number",
+    INFO: "a JSON-able dict",
+    ANY: "accepts any kind",
+}
+
+#: Kinds whose values are training state: mutated in place, versioned by the plan.
+STATE_KINDS = frozenset({MODEL, OPTIMIZER, SCHEDULER})
+
+_custom_kinds: dict[str, str] = {}
+
+
+def register_kind(name: str, description: str) -> None:
+    """Declare a new port kind for custom cards (its codec is registered with the store)."""
+    if not name.isidentifier():
+        raise ValueError(f"kind name {name!r} must be an identifier")
+    _custom_kinds[name] = description
+
+
+def known_kinds() -> dict[str, str]:
+    return {**BUILTIN_KINDS, **_custom_kinds}
+
+
+def compatible(output_kind: str, input_kind: str) -> bool:
+    """A link is legal between equal kinds, or into a port of kind `any`."""
+    return input_kind == ANY or output_kind == input_kind

@@ -1,0 +1,97 @@
+"""The version-1 pipeline file (YAML or JSON): parsing with every structural problem reported at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cardloop.errors import PipelineInvalid, Problem
+from cardloop.pipeline.model import FORMAT_VERSION, Card, Pipeline
+
+CARD_KEYS = {"id", "type", "config", "inputs", "ui"}
+PIPELINE_KEYS = {"version", "name", "description", "cards"}
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read a pipeline file; raises PipelineInvalid naming every structural problem."""
+    file = Path(path)
+    if not file.is_file():
+        raise PipelineInvalid([Problem(f"pipeline file '{path}' does not exist")], str(path))
+    text = file.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise PipelineInvalid([Problem(f"'{path}' is not valid {'JSON' if file.suffix == '.json' else 'YAML'}: "
+                                       f"{exc}")], str(path)) from None
+    return pipeline_from_dict(data, source=str(path))
+
+
+def pipeline_from_dict(data: Any, source: str | None = None) -> Pipeline:
+    """Build a Pipeline from parsed file content, reporting every structural problem at once."""
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        raise PipelineInvalid([Problem("a pipeline file must be a mapping with 'version' and 'cards'")], source)
+    version = data.get("version")
+    if version is None:
+        problems.append(Problem(f"the pipeline has no 'version' field; add 'version: {FORMAT_VERSION}'",
+                                field="version"))
+    elif version != FORMAT_VERSION:
+        problems.append(Problem(f"unknown pipeline format version {version!r}; this cardloop reads version "
+                                f"{FORMAT_VERSION}", field="version"))
+    for key in sorted(set(data) - PIPELINE_KEYS):
+        problems.append(Problem(f"unknown top-level field '{key}'; valid fields: {', '.join(sorted(PIPELINE_KEYS))}",
+                                field=key))
+    raw_cards = data.get("cards")
+    if not isinstance(raw_cards, list):
+        problems.append(Problem("'cards' must be a list of cards", field="cards"))
+        raw_cards = []
+    cards = [card for i, raw in enumerate(raw_cards) if (card := _card_from_dict(raw, i, problems))]
+    if problems:
+        raise PipelineInvalid(problems, source)
+    return Pipeline(name=str(data.get("name") or "pipeline"), cards=cards,
+                    description=str(data.get("description") or ""), version=version)
+
+
+def _card_from_dict(raw: Any, position: int, problems: list[Problem]) -> Card | None:
+    where = f"card #{position + 1}"
+    if not isinstance(raw, dict):
+        problems.append(Problem(f"{where} must be a mapping with 'id' and 'type'"))
+        return None
+    card_id = raw.get("id")
+    if isinstance(card_id, str) and card_id:
+        where = f"card '{card_id}'"
+    else:
+        problems.append(Problem(f"{where} has no 'id'"))
+        card_id = None
+    if not isinstance(raw.get("type"), str):
+        problems.append(Problem(f"{where} has no 'type'", card=card_id, field="type"))
+    for key in sorted(set(raw) - CARD_KEYS):
+        problems.append(Problem(f"{where}: unknown field '{key}'; valid fields: {', '.join(sorted(CARD_KEYS))}",
+                                card=card_id, field=key))
+    for key, kind in (("config", dict), ("inputs", dict), ("ui", dict)):
+        if raw.get(key) is not None and not isinstance(raw[key], kind):
+            problems.append(Problem(f"{where}: '{key}' must be a mapping", card=card_id, field=key))
+    if card_id is None or not isinstance(raw.get("type"), str):
+        return None
+    inputs = raw.get("inputs") if isinstance(raw.get("inputs"), dict) else {}
+    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    ui = raw.get("ui") if isinstance(raw.get("ui"), dict) else None
+    return Card(id=card_id, type=raw["type"], config=dict(config), inputs={str(k): v for k, v in inputs.items()},
+                ui=ui)
+
+
+def dump_pipeline(pipeline: Pipeline, fmt: str = "yaml") -> str:
+    data = pipeline.to_dict()
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+
+
+def save_pipeline(pipeline: Pipeline, path: str | Path) -> Path:
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(dump_pipeline(pipeline, "json" if file.suffix == ".json" else "yaml"), encoding="utf-8")
+    return file

@@ -1,0 +1,106 @@
+"""The pipeline model: an ordered list of cards (the order is the run order) and their links."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+FORMAT_VERSION = 1
+CARD_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """An output port of a card, written `card.port` in files."""
+
+    card: str
+    port: str
+
+    def __str__(self) -> str:
+        return f"{self.card}.{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> "OutputRef | None":
+        """`card.port` -> OutputRef, or None when the text is not of that form."""
+        if not isinstance(text, str) or text.count(".") != 1:
+            return None
+        card, port = text.split(".")
+        return cls(card, port) if card and port else None
+
+
+@dataclass
+class Card:
+    """One use of a card type: an id unique in the pipeline, its type, config and input links."""
+
+    id: str
+    type: str
+    config: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+    ui: dict[str, Any] | None = None
+
+    def __getitem__(self, port: str) -> OutputRef:
+        """`card["model"]` is a reference to this card's output port `model`, for wiring in code."""
+        return OutputRef(self.id, port)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "type": self.type}
+        if self.inputs:
+            data["inputs"] = dict(self.inputs)
+        if self.config:
+            data["config"] = dict(self.config)
+        if self.ui:
+            data["ui"] = dict(self.ui)
+        return data
+
+
+@dataclass
+class Pipeline:
+    """An ordered list of cards; build one in code with `add`, or load one with `load_pipeline`."""
+
+    name: str = "pipeline"
+    cards: list[Card] = field(default_factory=list)
+    description: str = ""
+    version: int = FORMAT_VERSION
+
+    def add(self, type_id: str, id: str | None = None, *, config: Mapping[str, Any] | None = None,
+            **ports_and_config: Any) -> Card:
+        """Append a card. Keyword arguments that are `OutputRef`s (`other["port"]`) become input links;
+        the rest become config, merged with `config`."""
+        inputs = {k: str(v) for k, v in ports_and_config.items() if isinstance(v, OutputRef)}
+        settings = {k: v for k, v in ports_and_config.items() if not isinstance(v, OutputRef)}
+        card = Card(id=id or self._fresh_id(type_id), type=type_id, config={**(config or {}), **settings},
+                    inputs=inputs)
+        self.cards.append(card)
+        return card
+
+    def card(self, card_id: str) -> Card:
+        for card in self.cards:
+            if card.id == card_id:
+                return card
+        raise KeyError(f"pipeline '{self.name}' has no card '{card_id}'")
+
+    def index(self, card_id: str) -> int:
+        return next(i for i, card in enumerate(self.cards) if card.id == card_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"version": self.version, "name": self.name}
+        if self.description:
+            data["description"] = self.description
+        data["cards"] = [card.to_dict() for card in self.cards]
+        return data
+
+    def save(self, path: str | Path) -> Path:
+        """Write the version-1 file; `.json` writes JSON, anything else YAML."""
+        from cardloop.pipeline.fileformat import save_pipeline
+
+        return save_pipeline(self, path)
+
+    def _fresh_id(self, type_id: str) -> str:
+        stem = type_id.removeprefix("training_")
+        taken = {card.id for card in self.cards}
+        n = 0
+        while f"{stem}{n}" in taken:
+            n += 1
+        return f"{stem}{n}"

@@ -1,0 +1,45 @@
+"""The version-1 file: YAML and JSON read the same, round trips keep everything, structure errors are named."""
+
+import pytest
+
+from cardloop.errors import PipelineInvalid
+from cardloop.examples import basic_training_loop
+from cardloop.pipeline.fileformat import load_pipeline, pipeline_from_dict
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_saved_pipeline_loads_back_equal(tmp_path, suffix):
+    pipeline = basic_training_loop(batches=2)
+    pipeline.cards[0].ui = {"position": {"x": 10, "y": 20}}
+    loaded = load_pipeline(pipeline.save(tmp_path / f"p{suffix}"))
+    assert loaded.to_dict() == pipeline.to_dict()
+
+
+def test_yaml_and_json_files_of_one_pipeline_are_the_same(tmp_path):
+    pipeline = basic_training_loop(batches=1)
+    yaml_file = load_pipeline(pipeline.save(tmp_path / "p.yaml"))
+    json_file = load_pipeline(pipeline.save(tmp_path / "p.json"))
+    assert yaml_file == json_file
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(PipelineInvalid, match="does not exist"):
+        load_pipeline(tmp_path / "nope.yaml")
+
+
+def test_broken_yaml_is_a_clear_error(tmp_path):
+    file = tmp_path / "p.yaml"
+    file.write_text("version: 1\ncards: [\n")
+    with pytest.raises(PipelineInvalid, match="is not valid YAML"):
+        load_pipeline(file)
+
+
+def test_structural_problems_are_all_reported():
+    with pytest.raises(PipelineInvalid) as caught:
+        pipeline_from_dict({"version": 1, "extra": 1, "cards": [{"type": "x"}, {"id": "a"}, {"id": "b", "type": "t",
+                                                                                        "colour": "red"}]})
+    text = str(caught.value)
+    assert "unknown top-level field 'extra'" in text
+    assert "card #1 has no 'id'" in text
+    assert "card 'a' has no 'type'" in text
+    assert "card 'b': unknown field 'colour'" in text
