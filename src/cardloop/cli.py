@@ -1,0 +1,154 @@
+"""The `cardloop` command line: run, validate, cards, runs, show."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+
+from cardloop.errors import CardFailed, CardloopError, PipelineInvalid
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="PyTorch training loops as graphs of cards.")
+console = Console()
+errors = Console(stderr=True)
+
+StoreOption = typer.Option(None, "--store", help="Store root (default: $CARDLOOP_STORE or ./.cardloop).")
+CardsOption = typer.Option(None, "--cards", help="A Python file of extra card types (repeatable).")
+DebugOption = typer.Option(False, "--debug", help="Show Python tracebacks.")
+
+
+@contextmanager
+def friendly_errors(debug: bool) -> Iterator[None]:
+    """Turn cardloop errors into sentences and exit codes: 2 for an invalid pipeline, 1 otherwise."""
+    try:
+        yield
+    except PipelineInvalid as exc:
+        if debug:
+            raise
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except CardloopError as exc:
+        if debug:
+            raise
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _load_cards(cards: Optional[List[Path]]) -> None:
+    from cardloop.cards.registry import load_card_file
+
+    for path in cards or ():
+        load_card_file(path)
+
+
+@app.command()
+def run(
+    pipeline: Path = typer.Argument(..., help="Pipeline file (YAML or JSON)."),
+    store: Optional[Path] = StoreOption,
+    executor: str = typer.Option("local", help="Where cards run: local."),
+    persist: str = typer.Option("checkpoint", help="What to keep: checkpoint (default) or all."),
+    threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: torch's)."),
+    cards: Optional[List[Path]] = CardsOption,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    debug: bool = DebugOption,
+) -> None:
+    """Run a pipeline and record it in the store."""
+    from cardloop.cli_display import RunProgress, print_run_summary
+    from cardloop.engine.run import run as run_pipeline
+
+    with friendly_errors(debug):
+        _load_cards(cards)
+        progress = RunProgress(console, enabled=not quiet)
+        try:
+            with progress:
+                result = run_pipeline(pipeline, executor=executor, store=store, persist=persist,
+                                      threads=threads, progress=progress.on_event)
+        except CardFailed as failure:
+            result = getattr(failure, "result", None)
+            if result is not None:
+                errors.print(f"run {result.run_id} failed; inspect it with `cardloop show {result.run_id}`")
+            raise
+        except KeyboardInterrupt:
+            errors.print("[yellow]interrupted[/yellow]: the run's records and kept outputs are in the store")
+            raise typer.Exit(130) from None
+        print_run_summary(console, result)
+
+
+@app.command()
+def validate(
+    pipeline: Path = typer.Argument(..., help="Pipeline file (YAML or JSON)."),
+    cards: Optional[List[Path]] = CardsOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Check a pipeline without running it; lists every problem at once."""
+    from cardloop.pipeline.fileformat import load_pipeline
+    from cardloop.pipeline.validate import check_pipeline
+
+    with friendly_errors(debug):
+        _load_cards(cards)
+        loaded = load_pipeline(pipeline)
+        check_pipeline(loaded, source=str(pipeline))
+        console.print(f"[green]ok[/green]: '{loaded.name}' is valid ({len(loaded.cards)} cards)")
+
+
+@app.command("cards")
+def list_cards(
+    as_json: bool = typer.Option(False, "--json", help="The whole catalogue as JSON (ports, kinds, config schema)."),
+    cards: Optional[List[Path]] = CardsOption,
+    debug: bool = DebugOption,
+) -> None:
+    """List the card types."""
+    from cardloop.cards.registry import default_registry
+    from cardloop.cli_display import print_card_types
+
+    with friendly_errors(debug):
+        _load_cards(cards)
+        registry = default_registry()
+        if as_json:
+            sys.stdout.write(json.dumps(registry.catalogue(), indent=2) + "\n")
+        else:
+            print_card_types(console, registry)
+
+
+@app.command()
+def runs(
+    store: Optional[Path] = StoreOption,
+    limit: int = typer.Option(20, help="How many runs, newest first."),
+    debug: bool = DebugOption,
+) -> None:
+    """List recorded runs."""
+    from cardloop.cli_display import open_records, print_runs
+
+    with friendly_errors(debug):
+        print_runs(console, open_records(store).list_runs(limit))
+
+
+@app.command()
+def show(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
+    card: Optional[str] = typer.Argument(None, help="A card id: show its stored outputs."),
+    store: Optional[Path] = StoreOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Show a run: card statuses, timings and output summaries; or one card's outputs."""
+    from cardloop.cli_display import print_card, print_run
+
+    with friendly_errors(debug):
+        if card is None:
+            print_run(console, store, run_id)
+        else:
+            print_card(console, store, run_id, card)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

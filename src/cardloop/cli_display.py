@@ -1,0 +1,168 @@
+"""What the CLI prints: the run progress bar, run summaries, card catalogue, run records and outputs."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cardloop.errors import CardloopError
+
+
+class RunProgress:
+    """A Rich progress bar driven by run events: cards done of total, the current card, the latest loss."""
+
+    def __init__(self, console: Console, enabled: bool = True):
+        self.enabled = enabled
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=console,
+                                 disable=not enabled, transient=False)
+        self.task = None
+        self.loss = ""
+
+    def __enter__(self) -> "RunProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def on_event(self, event: Any) -> None:
+        if event.kind == "run_started":
+            self.task = self.progress.add_task(f"run {event.run_id}", total=event.total, loss="")
+        elif event.kind == "started":
+            self.progress.update(self.task, description=f"{event.card_id} ({event.card_type})")
+        elif event.kind in ("done", "cached"):
+            for name, value in event.metrics.items():
+                if "loss" in name:
+                    self.loss = f"loss {value:.4g}"
+            self.progress.update(self.task, advance=1, loss=self.loss)
+        elif event.kind == "run_finished":
+            self.progress.update(self.task, description=f"run {event.run_id}: {event.status}")
+
+
+def print_run_summary(console: Console, result: Any) -> None:
+    """What a user judges a run by: status, time, loss from first to last step, terminal infos."""
+    losses = result.metrics("loss_value")
+    console.print(f"[bold]run {result.run_id}[/bold] {result.status} in {result.seconds:.2f}s "
+                  f"(store: {result.store_root})")
+    if losses:
+        console.print(f"loss: first {losses[0]:.4f}, last {losses[-1]:.4f} over {len(losses)} steps")
+    for card_id, ports in result.outputs.items():
+        if "metrics" in ports and isinstance(ports["metrics"], dict):
+            values = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in ports["metrics"].items())
+            console.print(f"{card_id}: {values}")
+
+
+def print_card_types(console: Console, registry: Any) -> None:
+    table = Table(title="card types")
+    for column in ("id", "category", "inputs", "outputs", "config"):
+        table.add_column(column)
+    for card_type in registry:
+        ports = lambda ps: ", ".join(f"{p.name}:{p.kind}" + ("" if p.required else "?") for p in ps)
+        table.add_row(card_type.id, card_type.category, ports(card_type.inputs), ports(card_type.outputs),
+                      ", ".join(card_type.config_model.model_fields))
+    console.print(table)
+
+
+def open_records(store: Path | None):
+    from cardloop.store.artifacts import default_store_root
+    from cardloop.store.records import RunRecords
+
+    root = Path(store) if store is not None else default_store_root()
+    database = root / "runs.sqlite"
+    if not database.exists():
+        raise CardloopError(f"no runs recorded in store '{root}' (no {database.name}); run a pipeline first")
+    return RunRecords(database)
+
+
+def _when(timestamp: float | None) -> str:
+    if not timestamp:
+        return ""
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_runs(console: Console, runs: list) -> None:
+    table = Table(title="runs")
+    for column in ("run", "pipeline", "status", "executor", "persist", "started", "seconds"):
+        table.add_column(column)
+    for run in runs:
+        seconds = f"{run.ended_at - run.started_at:.2f}" if run.ended_at else ""
+        table.add_row(run.run_id, run.name, run.status, run.executor, run.persist, _when(run.started_at), seconds)
+    console.print(table)
+
+
+def _brief(summary: Any) -> str:
+    if summary is None:
+        return ""
+    if isinstance(summary, (int, float)):
+        return f"{summary:.6g}"
+    if isinstance(summary, dict):
+        if "shape" in summary and len(summary) <= 8:
+            parts = [f"shape {tuple(summary['shape'])}"] + [f"{k} {summary[k]:.4g}" for k in ("mean", "std", "min", "max")
+                                                            if isinstance(summary.get(k), (int, float))]
+            return ", ".join(parts)
+        text = json.dumps(summary, default=str)
+        return text if len(text) <= 100 else text[:97] + "..."
+    return str(summary)
+
+
+def print_run(console: Console, store: Path | None, run_id: str) -> None:
+    records = open_records(store)
+    run = records.get_run(run_id)
+    console.print(f"[bold]run {run.run_id}[/bold] '{run.name}': {run.status} "
+                  f"({run.executor}, persist {run.persist}, started {_when(run.started_at)})")
+    if run.error:
+        console.print(f"[red]{run.error}[/red]", highlight=False)
+    table = Table()
+    for column in ("#", "card", "type", "status", "seconds", "outputs"):
+        table.add_column(column)
+    for execution in records.card_executions(run.run_id):
+        outputs = "; ".join(f"{port}: {_brief(o.get('summary'))}" if o.get("summary") is not None
+                            else f"{port}: {o['kind']}" + (" (stored)" if o.get("digest") else "")
+                            for port, o in (execution.outputs or {}).items())
+        status = execution.status + (" (cache)" if execution.cache_hit else "")
+        table.add_row(str(execution.position + 1), execution.card_id, execution.card_type, status,
+                      f"{execution.seconds * 1000:.2f} ms" if execution.seconds is not None else "",
+                      execution.error or outputs)
+    console.print(table)
+    losses = records.metrics(run.run_id, "loss_value")
+    if losses:
+        values = [m.value for m in losses]
+        console.print(f"loss_value: {len(values)} steps, first {values[0]:.4f}, last {values[-1]:.4f}, "
+                      f"min {min(values):.4f}")
+
+
+def print_card(console: Console, store: Path | None, run_id: str, card_id: str) -> None:
+    from cardloop.store.artifacts import ArtifactStore
+
+    records = open_records(store)
+    run = records.get_run(run_id)
+    execution = records.card_execution(run.run_id, card_id)
+    if execution is None:
+        ids = ", ".join(e.card_id for e in records.card_executions(run.run_id))
+        raise CardloopError(f"run {run.run_id} has no card '{card_id}'; its cards: {ids}")
+    console.print(f"[bold]{card_id}[/bold] ({execution.card_type}) in run {run.run_id}: {execution.status}, "
+                  f"{(execution.seconds or 0) * 1000:.2f} ms")
+    if execution.error:
+        console.print(f"[red]{execution.error}[/red]", highlight=False)
+    artifacts = ArtifactStore(Path(records.path).parent)
+    for port, output in (execution.outputs or {}).items():
+        summary = output.get("summary")
+        if output.get("digest"):
+            from cardloop.store.codecs import codec_for_kind
+
+            summary = codec_for_kind(output["kind"]).summarize(artifacts.load((output["digest"], output["kind"])))
+        state = f" (state {output['state']})" if output.get("state") else ""
+        console.print(f"[cyan]{port}[/cyan] [{output['kind']}]{state}")
+        if summary is None:
+            console.print("  not stored under this run's persist policy" if not state else
+                          "  see the state snapshots of this run")
+        else:
+            console.print_json(json.dumps(summary, default=str))

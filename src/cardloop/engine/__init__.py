@@ -1,0 +1,1 @@
+"""The engine: planning (order, state versions, cache keys), executors and run events."""

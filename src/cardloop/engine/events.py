@@ -1,0 +1,103 @@
+"""Run events. Progress bars, run records and persistence hang off these hooks (STYLE 6).
+
+Executors call the `RunHooks` methods; listeners implement any subset of them. `EventForwarder` turns
+hook calls into `CardEvent` objects for user callbacks (the CLI's progress bar, the editor's WebSocket).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from cardloop.engine.plan import Plan, PlannedCard
+
+EventKind = Literal["run_started", "started", "done", "cached", "failed", "run_finished"]
+
+
+@dataclass(frozen=True)
+class CardEvent:
+    """One thing that happened in a run, as user callbacks see it."""
+
+    kind: EventKind
+    run_id: str
+    total: int
+    card_id: str | None = None
+    card_type: str | None = None
+    position: int | None = None
+    seconds: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    status: str | None = None
+
+
+class RunHooks:
+    """Fan-out of run events to listeners; a listener implements only the methods it needs."""
+
+    METHODS = ("run_started", "card_started", "card_done", "card_cached", "card_failed", "run_finished")
+
+    def __init__(self, listeners: list[Any]):
+        for method in self.METHODS:
+            bound = [getattr(listener, method) for listener in listeners if hasattr(listener, method)]
+            setattr(self, f"_{method}", tuple(bound))
+
+    def run_started(self, plan: Plan, run_id: str) -> None:
+        for call in self._run_started:
+            call(plan, run_id)
+
+    def card_started(self, pc: PlannedCard) -> None:
+        for call in self._card_started:
+            call(pc)
+
+    def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
+        for call in self._card_done:
+            call(pc, outputs, started, seconds)
+
+    def card_cached(self, pc: PlannedCard, outputs: dict[str, Any]) -> None:
+        for call in self._card_cached:
+            call(pc, outputs)
+
+    def card_failed(self, pc: PlannedCard, error: BaseException, started: float, seconds: float) -> None:
+        for call in self._card_failed:
+            call(pc, error, started, seconds)
+
+    def run_finished(self, status: str, error: BaseException | None) -> None:
+        for call in self._run_finished:
+            call(status, error)
+
+
+def metric_values(pc: PlannedCard, outputs: dict[str, Any]) -> dict[str, float]:
+    """The card's outputs marked `metric`, as floats."""
+    return {p.name: float(outputs[p.name]) for p in pc.card_type.outputs
+            if p.metric and outputs.get(p.name) is not None}
+
+
+class EventForwarder:
+    """Calls `callback(CardEvent)` for every run event."""
+
+    def __init__(self, callback: Callable[[CardEvent], None]):
+        self.callback = callback
+        self.run_id = ""
+        self.total = 0
+
+    def run_started(self, plan: Plan, run_id: str) -> None:
+        self.run_id, self.total = run_id, len(plan)
+        self.callback(CardEvent("run_started", run_id, self.total))
+
+    def _card_event(self, kind: EventKind, pc: PlannedCard, **extra: Any) -> None:
+        self.callback(CardEvent(kind, self.run_id, self.total, pc.id, pc.card.type, pc.position, **extra))
+
+    def card_started(self, pc: PlannedCard) -> None:
+        self._card_event("started", pc)
+
+    def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
+        self._card_event("done", pc, seconds=seconds, metrics=metric_values(pc, outputs))
+
+    def card_cached(self, pc: PlannedCard, outputs: dict[str, Any]) -> None:
+        self._card_event("cached", pc, metrics=metric_values(pc, outputs))
+
+    def card_failed(self, pc: PlannedCard, error: BaseException, started: float, seconds: float) -> None:
+        self._card_event("failed", pc, seconds=seconds, error=str(error))
+
+    def run_finished(self, status: str, error: BaseException | None) -> None:
+        self.callback(CardEvent("run_finished", self.run_id, self.total, status=status,
+                                error=str(error) if error else None))

@@ -1,0 +1,49 @@
+"""What a codec is: how values of one port kind become bytes and back, and what `cardloop show` says of them."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CodecContext:
+    """What a codec needs beyond the value or the bytes.
+
+    `model` is the live module an optimizer is bound to (needed to encode and decode an optimizer);
+    `device` is where decoded tensors and models are put.
+    """
+
+    model: Any = None
+    device: Any = "cpu"
+
+
+class Codec(ABC):
+    """Encodes and decodes the values of one port kind; `summarize` gives a small JSON-able description."""
+
+    name: str
+    kind: str
+    extension: str
+
+    @abstractmethod
+    def encode(self, value: Any, ctx: CodecContext) -> bytes:
+        """The value as bytes; equal values give equal bytes, so equal content gets one hash."""
+
+    @abstractmethod
+    def decode(self, data: bytes, ctx: CodecContext) -> Any:
+        """The value back from bytes made by `encode`."""
+
+    @abstractmethod
+    def summarize(self, value: Any) -> dict[str, Any]:
+        """A small JSON-able description of the value, for `cardloop show` and the editor."""
+
+    def accepts(self, value: Any) -> bool:
+        """Whether a value sent through a port of kind `any` is one of this codec's."""
+        return False
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces, so that equal values give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

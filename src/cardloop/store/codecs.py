@@ -1,0 +1,56 @@
+"""The codec registry: one codec per port kind, built-ins registered here, custom kinds via `register_codec`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cardloop import kinds
+from cardloop.errors import StoreError
+from cardloop.store.codec import Codec, CodecContext
+from cardloop.store.json_codecs import InfoCodec, ScalarCodec
+from cardloop.store.model_codec import ModelCodec
+from cardloop.store.optimizer_codec import OptimizerCodec
+from cardloop.store.table_codec import DataFrameCodec
+from cardloop.store.tensor_codecs import BatchCodec, LossCodec, TensorCodec
+
+__all__ = ["Codec", "CodecContext", "codec_for_kind", "codec_for_value", "codec_named", "register_codec"]
+
+_by_kind: dict[str, Codec] = {}
+
+
+def register_codec(codec: Codec) -> None:
+    """Make `codec` the codec of its kind (a custom kind, or a replacement for a built-in one)."""
+    if codec.kind == kinds.ANY:
+        raise StoreError("kind 'any' has no codec of its own: values on such ports use the codec of their type")
+    _by_kind[codec.kind] = codec
+
+
+def codec_for_kind(kind: str, value: Any = None) -> Codec:
+    """The codec of a port kind; for kind `any`, the codec of `value`'s type."""
+    if kind == kinds.ANY:
+        return codec_for_value(value)
+    if kind not in _by_kind:
+        raise StoreError(f"no codec is registered for kind '{kind}' "
+                         "(register one with cardloop.store.codecs.register_codec)")
+    return _by_kind[kind]
+
+
+def codec_for_value(value: Any) -> Codec:
+    """The codec for a value sent through a port of kind `any`; codecs registered last are asked first."""
+    for codec in reversed(_by_kind.values()):
+        if codec.accepts(value):
+            return codec
+    raise StoreError(f"no codec can store a {type(value).__name__} sent through a port of kind 'any'")
+
+
+def codec_named(name: str) -> Codec:
+    """The registered codec called `name` (as recorded in an ArtifactRef)."""
+    for codec in _by_kind.values():
+        if codec.name == name:
+            return codec
+    raise StoreError(f"no codec named '{name}' is registered")
+
+
+for _codec in (DataFrameCodec(), BatchCodec(), TensorCodec(), LossCodec(), ModelCodec(), OptimizerCodec(),
+               ScalarCodec(), InfoCodec()):
+    register_codec(_codec)

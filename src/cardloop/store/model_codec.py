@@ -1,0 +1,122 @@
+"""The `model` codec: weights, buffers and gradients as safetensors, the architecture recipe as JSON.
+
+Nothing is unpickled: the module is rebuilt from its recipe (`cardloop.models.build_model`) and the
+tensors are loaded into it. Everything is stored from CPU and moved to the context's device on load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cardloop import kinds
+from cardloop.errors import StoreError
+from cardloop.models import architecture_of, build_model
+from cardloop.store import safetensors_format
+from cardloop.store.codec import Codec, CodecContext, canonical_json
+from cardloop.store.tensor_codecs import json_number
+
+STATE_PREFIX = "state."
+GRAD_PREFIX = "grad."
+
+
+class ModelCodec(Codec):
+    """A module's `state_dict()`, its parameters' gradients, its recipe, train/eval flags and frozen parameters."""
+
+    name = "model-safetensors"
+    kind = kinds.MODEL
+    extension = "safetensors"
+    format = "cardloop.model/1"
+
+    def encode(self, value: nn.Module, ctx: CodecContext) -> bytes:
+        architecture = _recipe(value)
+        tensors = {STATE_PREFIX + name: _state_tensor(name, t) for name, t in value.state_dict().items()}
+        parameters = dict(value.named_parameters())
+        tensors.update({GRAD_PREFIX + name: p.grad for name, p in parameters.items() if p.grad is not None})
+        metadata = {
+            "format": self.format,
+            "architecture": architecture,
+            "eval_modules": [name for name, m in value.named_modules() if not m.training],
+            "frozen": [name for name, p in parameters.items() if not p.requires_grad],
+        }
+        return safetensors_format.pack(tensors, metadata)
+
+    def decode(self, data: bytes, ctx: CodecContext) -> nn.Module:
+        tensors, metadata = safetensors_format.unpack(data, self.format)
+        try:
+            module = build_model(metadata["architecture"])
+        except KeyError as error:
+            raise StoreError(f"the stored model cannot be rebuilt: {error.args[0]}") from error
+        state = _with_prefix(tensors, STATE_PREFIX)
+        _match_dtypes(module, state)
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as error:
+            raise StoreError(f"the stored weights do not fit the rebuilt model: {error}") from error
+        parameters = dict(module.named_parameters())
+        for name, grad in _with_prefix(tensors, GRAD_PREFIX).items():
+            parameters[name].grad = grad
+        for name in metadata["frozen"]:
+            parameters[name].requires_grad_(False)
+        module.to(ctx.device)
+        module.train()
+        for name in metadata["eval_modules"]:
+            module.get_submodule(name).training = False
+        return module
+
+    def summarize(self, value: nn.Module) -> dict[str, Any]:
+        parameters = dict(value.named_parameters())
+        return {
+            "architecture": architecture_of(value),
+            "parameters": sum(p.numel() for p in parameters.values()),
+            "trainable": sum(p.numel() for p in parameters.values() if p.requires_grad),
+            "training": value.training,
+            "has_gradients": any(p.grad is not None for p in parameters.values()),
+            "tensors": {name: _describe(p) for name, p in parameters.items()},
+        }
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, nn.Module)
+
+
+def _recipe(module: nn.Module) -> dict[str, Any]:
+    architecture = architecture_of(module)
+    if architecture is None:
+        raise StoreError(
+            f"a {type(module).__name__} without an architecture recipe cannot be stored: register a builder "
+            "with cardloop.models.register_architecture and tag the module with cardloop.models.set_architecture"
+        )
+    try:
+        canonical_json(architecture)
+    except (TypeError, ValueError) as error:
+        raise StoreError(f"the model's architecture recipe is not JSON-able: {error}") from error
+    return architecture
+
+
+def _state_tensor(name: str, value: Any) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise StoreError(f"the model's state entry '{name}' is a {type(value).__name__}, not a tensor")
+    return value
+
+
+def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
+
+
+def _match_dtypes(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Give the rebuilt module's tensors the stored dtypes (`load_state_dict` would cast to the built ones)."""
+    for name, current in module.state_dict(keep_vars=True).items():
+        if name in state and current.dtype != state[name].dtype:
+            current.data = current.data.to(state[name].dtype)
+
+
+def _describe(parameter: nn.Parameter) -> dict[str, Any]:
+    grad = parameter.grad
+    return {
+        "shape": list(parameter.shape),
+        "dtype": str(parameter.dtype).removeprefix("torch."),
+        "norm": json_number(parameter.detach().double().norm()),
+        "grad_norm": json_number(grad.detach().double().norm()) if grad is not None else None,
+    }

@@ -1,0 +1,95 @@
+"""The rows of the run records: runs, card executions, metrics, artifacts and training-state snapshots."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
+EXECUTION_STATUSES = ("done", "cached", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run: what ran, how, and how it ended (`status` is one of RUN_STATUSES)."""
+
+    run_id: str
+    name: str
+    pipeline: dict[str, Any]
+    executor: str
+    persist: str
+    status: str
+    error: str | None
+    started_at: float
+    ended_at: float | None
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CardExecution:
+    """One card's execution in a run.
+
+    `outputs` maps port -> {kind, digest (or None), summary}; `states_seen` and `states_made` map a
+    training-state group to the version the card saw and made.
+    """
+
+    run_id: str
+    card_id: str
+    position: int
+    card_type: str
+    status: str
+    started_at: float
+    seconds: float
+    error: str | None = None
+    cache_hit: bool = False
+    cache_key: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    states_seen: dict[str, int] = field(default_factory=dict)
+    states_made: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in EXECUTION_STATUSES:
+            raise ValueError(f"card execution status '{self.status}' is not one of {', '.join(EXECUTION_STATUSES)}")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One value of a named metric (e.g. `loss`) that a card reported at a step."""
+
+    run_id: str
+    card_id: str
+    name: str
+    step: int
+    value: float
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """Which run, card and output port wrote an artifact."""
+
+    digest: str
+    kind: str
+    codec: str
+    size: int
+    run_id: str
+    card_id: str
+    port: str
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """A training-state group at one version, as the card at `position` left it.
+
+    `members` maps each state's name to {kind, digest}; `cache_key` is the key of the card that made the version.
+    """
+
+    run_id: str
+    card_id: str
+    position: int
+    group: str
+    version: int
+    cache_key: str
+    members: dict[str, Any]
+    created_at: float = field(default_factory=time.time)

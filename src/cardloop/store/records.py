@@ -1,0 +1,239 @@
+"""Run records in SQLite: runs, card executions, metrics and the artifacts each card wrote.
+
+One database file (`<store root>/runs.sqlite`) in WAL mode, shared by every executor, process and thread:
+each thread of each process gets its own connection, writes take the write lock up front
+(`BEGIN IMMEDIATE`) and wait for it (`busy_timeout`) instead of failing. Needs no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import astuple
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cardloop.errors import StoreError
+from cardloop.store.record_types import (RUN_STATUSES, ArtifactRecord, CardExecution, Metric, RunRecord,
+                                         StateSnapshot)
+from cardloop.store.root import default_store_root
+
+__all__ = ["ArtifactRecord", "CardExecution", "Metric", "RunRecord", "RunRecords", "StateSnapshot"]
+
+RECORDS_FILE = "runs.sqlite"
+BUSY_TIMEOUT_MS = 60_000
+
+SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, name TEXT NOT NULL, pipeline TEXT NOT NULL, executor TEXT NOT NULL,
+    persist TEXT NOT NULL, status TEXT NOT NULL, error TEXT, started_at REAL NOT NULL, ended_at REAL,
+    options TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+CREATE TABLE IF NOT EXISTS card_executions (
+    run_id TEXT NOT NULL, card_id TEXT NOT NULL, position INTEGER NOT NULL, card_type TEXT NOT NULL,
+    status TEXT NOT NULL, started_at REAL NOT NULL, seconds REAL NOT NULL, error TEXT,
+    cache_hit INTEGER NOT NULL, cache_key TEXT, outputs TEXT NOT NULL, states_seen TEXT NOT NULL,
+    states_made TEXT NOT NULL, PRIMARY KEY (run_id, card_id));
+CREATE INDEX IF NOT EXISTS card_executions_by_key ON card_executions (cache_key);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, card_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, name, step);
+CREATE TABLE IF NOT EXISTS artifacts (
+    digest TEXT NOT NULL, kind TEXT NOT NULL, codec TEXT NOT NULL, size INTEGER NOT NULL, run_id TEXT NOT NULL,
+    card_id TEXT NOT NULL, port TEXT NOT NULL, created_at REAL NOT NULL, UNIQUE (digest, run_id, card_id, port));
+CREATE INDEX IF NOT EXISTS artifacts_by_output ON artifacts (card_id, port, created_at);
+CREATE TABLE IF NOT EXISTS state_snapshots (
+    run_id TEXT NOT NULL, card_id TEXT NOT NULL, position INTEGER NOT NULL, "group" TEXT NOT NULL,
+    version INTEGER NOT NULL, cache_key TEXT NOT NULL, members TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, "group", version));
+CREATE INDEX IF NOT EXISTS state_snapshots_by_key ON state_snapshots (cache_key, "group", created_at);
+COMMIT;
+"""
+
+
+Row = TypeVar("Row", CardExecution, Metric, ArtifactRecord, StateSnapshot)
+
+
+class RunRecords:
+    """The run records database (default: `runs.sqlite` in the default store root).
+
+    Safe to share between threads and to open from several processes at once.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path) if path is not None else default_store_root() / RECORDS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
+        self._connection().executescript(SCHEMA)
+
+    def start_run(self, run_id: str | None = None, *, name: str, pipeline: Mapping[str, Any],
+                  executor: str = "local", persist: str = "all", options: Mapping[str, Any] | None = None) -> str:
+        """Record a new run as `running` and return its id (a new uuid if none is given)."""
+        run_id = run_id or uuid.uuid4().hex
+        with self._write() as db:
+            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', NULL, ?, NULL, ?)",
+                       (run_id, name, json.dumps(pipeline), executor, persist, time.time(), json.dumps(options or {})))
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Record how a run ended: `succeeded`, `failed` or `cancelled`."""
+        if status not in RUN_STATUSES[1:]:
+            raise ValueError(f"a run ends as one of {', '.join(RUN_STATUSES[1:])}, not '{status}'")
+        with self._write() as db:
+            updated = db.execute("UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE run_id = ?",
+                                 (status, error, time.time(), run_id)).rowcount
+        if not updated:
+            raise StoreError(f"there is no run '{run_id}' to finish")
+
+    def add_card_executions(self, rows: Iterable[CardExecution | Mapping[str, Any]]) -> None:
+        """Record card executions in one transaction; a card recorded again in the same run is replaced."""
+        values = [(r.run_id, r.card_id, r.position, r.card_type, r.status, r.started_at, r.seconds, r.error,
+                   int(r.cache_hit), r.cache_key, json.dumps(r.outputs), json.dumps(r.states_seen),
+                   json.dumps(r.states_made)) for r in _rows(CardExecution, rows)]
+        with self._write() as db:
+            db.executemany(f"INSERT OR REPLACE INTO card_executions VALUES ({', '.join('?' * 13)})", values)
+
+    def add_metrics(self, rows: Iterable[Metric | Mapping[str, Any]]) -> None:
+        """Record metric values in one transaction."""
+        values = [(m.run_id, m.card_id, m.name, m.step, float(m.value)) for m in _rows(Metric, rows)]
+        with self._write() as db:
+            db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", values)
+
+    def add_artifacts(self, rows: Iterable[ArtifactRecord | Mapping[str, Any]]) -> None:
+        """Record which run, card and port wrote each artifact, in one transaction."""
+        values = [astuple(a) for a in _rows(ArtifactRecord, rows)]
+        with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+
+    def add_state_snapshots(self, rows: Iterable[StateSnapshot | Mapping[str, Any]]) -> None:
+        """Record training-state snapshots (their artifacts are stored already), in one transaction."""
+        values = [(r.run_id, r.card_id, r.position, r.group, r.version, r.cache_key, json.dumps(r.members),
+                   r.created_at) for r in _rows(StateSnapshot, rows)]
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO state_snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+
+    def list_runs(self, limit: int = 20) -> list[RunRecord]:
+        """The newest runs first."""
+        rows = self._read("SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,))
+        return [_run(row) for row in rows]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id, or with this unique id prefix."""
+        rows = (self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+                or self._read("SELECT * FROM runs WHERE substr(run_id, 1, ?) = ? LIMIT 5", (len(run_id), run_id)))
+        if len(rows) > 1:
+            shown = ", ".join(row["run_id"] for row in rows)
+            raise StoreError(f"run id prefix '{run_id}' matches several runs ({shown}, ...): give more of it")
+        if not rows:
+            raise StoreError(f"no run has the id or id prefix '{run_id}' (in {self.path})")
+        return _run(rows[0])
+
+    def card_executions(self, run_id: str) -> list[CardExecution]:
+        """A run's card executions in pipeline order."""
+        rows = self._read("SELECT * FROM card_executions WHERE run_id = ? ORDER BY position, card_id", (run_id,))
+        return [_execution(row) for row in rows]
+
+    def card_execution(self, run_id: str, card_id: str) -> CardExecution | None:
+        rows = self._read("SELECT * FROM card_executions WHERE run_id = ? AND card_id = ?", (run_id, card_id))
+        return _execution(rows[0]) if rows else None
+
+    def metrics(self, run_id: str, name: str | None = None) -> list[Metric]:
+        """A run's metric values (only those called `name`, if given), by name and step."""
+        query = "SELECT * FROM metrics WHERE run_id = ?" + (" AND name = ?" if name is not None else "")
+        params = (run_id, name) if name is not None else (run_id,)
+        return [Metric(**row) for row in map(dict, self._read(query + " ORDER BY name, step, rowid", params))]
+
+    def latest_artifact(self, card_id: str, port: str, cache_key: str | None = None) -> ArtifactRecord | None:
+        """The newest artifact written for a card's output port; with `cache_key`, only by an execution
+        with that key that succeeded (done or cached)."""
+        query = "SELECT a.* FROM artifacts a WHERE a.card_id = ? AND a.port = ?"
+        params: tuple[Any, ...] = (card_id, port)
+        if cache_key is not None:
+            query += (" AND EXISTS (SELECT 1 FROM card_executions e WHERE e.run_id = a.run_id"
+                      " AND e.card_id = a.card_id AND e.cache_key = ? AND e.status IN ('done', 'cached'))")
+            params += (cache_key,)
+        rows = self._read(query + " ORDER BY a.created_at DESC, a.rowid DESC LIMIT 1", params)
+        return ArtifactRecord(**dict(rows[0])) if rows else None
+
+    def state_snapshots(self, run_id: str) -> list[StateSnapshot]:
+        """A run's training-state snapshots in script order."""
+        rows = self._read('SELECT * FROM state_snapshots WHERE run_id = ? ORDER BY position, "group"', (run_id,))
+        return [_snapshot(row) for row in rows]
+
+    def latest_state_snapshot(self, cache_key: str, group: str) -> StateSnapshot | None:
+        """The newest snapshot of `group` at the version made by a card with this cache key."""
+        rows = self._read('SELECT * FROM state_snapshots WHERE cache_key = ? AND "group" = ? '
+                          "ORDER BY created_at DESC, rowid DESC LIMIT 1", (cache_key, group))
+        return _snapshot(rows[0]) if rows else None
+
+    def close(self) -> None:
+        """Close every connection this object opened in this process."""
+        with self._lock:
+            for connection in self._opened:
+                connection.close()
+            self._opened.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> RunRecords:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (a new one after a fork: connections must not cross processes)."""
+        if getattr(self._local, "pid", None) != os.getpid():
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                         check_same_thread=False)
+            connection.row_factory = sqlite3.Row
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            self._local.connection, self._local.pid = connection, os.getpid()
+            with self._lock:
+                self._opened.append(connection)
+        return self._local.connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the write lock from its start, so it never fails half-way on BUSY."""
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _read(self, query: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        return self._connection().execute(query, params).fetchall()
+
+
+def _rows(cls: type[Row], rows: Iterable[Row | Mapping[str, Any]]) -> list[Row]:
+    """Rows as dataclasses; mappings are converted (and so validated)."""
+    return [row if isinstance(row, cls) else cls(**row) for row in rows]
+
+
+def _run(row: sqlite3.Row) -> RunRecord:
+    data = dict(row)
+    return RunRecord(**{**data, "pipeline": json.loads(data["pipeline"]), "options": json.loads(data["options"])})
+
+
+def _execution(row: sqlite3.Row) -> CardExecution:
+    data = dict(row)
+    decoded = {key: json.loads(data[key]) for key in ("outputs", "states_seen", "states_made")}
+    return CardExecution(**{**data, **decoded, "cache_hit": bool(data["cache_hit"])})
+
+
+def _snapshot(row: sqlite3.Row) -> StateSnapshot:
+    data = dict(row)
+    return StateSnapshot(**{**data, "members": json.loads(data["members"])})

@@ -1,0 +1,110 @@
+"""Codecs for tensor values: `tensor` (e.g. predictions), `batch` (X and y) and `loss` (value only, no graph)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from cardloop import kinds
+from cardloop.store import safetensors_format
+from cardloop.store.codec import Codec, CodecContext
+from cardloop.values import Batch
+
+
+def json_number(value: Any) -> float | str:
+    """A float for JSON; NaN and infinities become the strings 'nan', 'inf', '-inf'."""
+    number = float(value)
+    return number if math.isfinite(number) else str(number)
+
+
+def summarize_tensor(tensor: torch.Tensor) -> dict[str, Any]:
+    """Shape, dtype and device; for non-empty real tensors also min, max, mean and std."""
+    tensor = tensor.detach()
+    summary: dict[str, Any] = {
+        "shape": list(tensor.shape),
+        "dtype": str(tensor.dtype).removeprefix("torch."),
+        "device": str(tensor.device),
+    }
+    if tensor.numel() and not tensor.is_complex():
+        values = tensor.to(torch.float64)
+        summary.update(
+            min=json_number(values.min()),
+            max=json_number(values.max()),
+            mean=json_number(values.mean()),
+            std=json_number(values.std()) if tensor.numel() > 1 else None,
+        )
+    return summary
+
+
+class TensorCodec(Codec):
+    """A tensor as safetensors; a tensor that required grad comes back detached."""
+
+    name = "tensor-safetensors"
+    kind = kinds.TENSOR
+    extension = "safetensors"
+    format = "cardloop.tensor/1"
+
+    def encode(self, value: torch.Tensor, ctx: CodecContext) -> bytes:
+        return safetensors_format.pack({"tensor": value}, {"format": self.format})
+
+    def decode(self, data: bytes, ctx: CodecContext) -> torch.Tensor:
+        tensors, _ = safetensors_format.unpack(data, self.format)
+        return tensors["tensor"].to(ctx.device)
+
+    def summarize(self, value: torch.Tensor) -> dict[str, Any]:
+        return summarize_tensor(value)
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, torch.Tensor)
+
+
+class BatchCodec(Codec):
+    """A `Batch` as safetensors with the tensors X and y."""
+
+    name = "batch-safetensors"
+    kind = kinds.BATCH
+    extension = "safetensors"
+    format = "cardloop.batch/1"
+
+    def encode(self, value: Batch, ctx: CodecContext) -> bytes:
+        return safetensors_format.pack({"X": value.X, "y": value.y}, {"format": self.format})
+
+    def decode(self, data: bytes, ctx: CodecContext) -> Batch:
+        tensors, _ = safetensors_format.unpack(data, self.format)
+        return Batch(tensors["X"], tensors["y"]).to(ctx.device)
+
+    def summarize(self, value: Batch) -> dict[str, Any]:
+        return {"rows": int(value.X.shape[0]), "X": summarize_tensor(value.X), "y": summarize_tensor(value.y)}
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, Batch)
+
+
+class LossCodec(Codec):
+    """The value of a loss, detached: its autograd graph is dropped and the metadata says so.
+
+    A decoded loss does not require grad, so `training_backward` can refuse it instead of computing nothing.
+    """
+
+    name = "loss-safetensors"
+    kind = kinds.LOSS
+    extension = "safetensors"
+    format = "cardloop.loss/1"
+
+    def encode(self, value: torch.Tensor, ctx: CodecContext) -> bytes:
+        metadata = {"format": self.format, "graph": "dropped", "requires_grad": bool(value.requires_grad),
+                    "grad_fn": type(value.grad_fn).__name__ if value.grad_fn is not None else None}
+        return safetensors_format.pack({"loss": value}, metadata)
+
+    def decode(self, data: bytes, ctx: CodecContext) -> torch.Tensor:
+        tensors, _ = safetensors_format.unpack(data, self.format)
+        return tensors["loss"].to(ctx.device)
+
+    def summarize(self, value: torch.Tensor) -> dict[str, Any]:
+        summary = summarize_tensor(value)
+        summary["graph"] = "live" if value.grad_fn is not None else "none"
+        if value.numel() == 1:
+            summary["value"] = json_number(value.detach())
+        return summary

@@ -1,0 +1,27 @@
+"""The oracle: the Basic Training Loop as cards trains exactly like the hand-written PyTorch loop."""
+
+import itertools
+
+import pytest
+
+import cardloop
+from cardloop.examples import basic_training_loop
+from tests.oracle import assert_same_weights, hand_written_loop
+
+SHAPE = dict(batches=7, batch_size=16, layers=[16, 16])
+COMBINATIONS = list(itertools.product(["adam", "sgd", "rmsprop"], ["mse", "mae", "huber"], [0.0, 0.5]))
+
+
+def card_pipeline(csv_path, **options):
+    return basic_training_loop(path=str(csv_path), input_dim=4, prepare=False, **{**SHAPE, **options})
+
+
+@pytest.mark.parametrize("optimizer_type, loss_type, gradient_clip", COMBINATIONS)
+def test_final_weights_are_bit_identical_to_the_hand_written_loop(regression_csv, store, optimizer_type,
+                                                                 loss_type, gradient_clip):
+    options = dict(optimizer_type=optimizer_type, loss_type=loss_type, gradient_clip=gradient_clip,
+                   learning_rate=0.01, weight_decay=0.001)
+    result = cardloop.run(card_pipeline(regression_csv, **options), store=store, threads=1)
+    expected = hand_written_loop(regression_csv, **SHAPE, **options)
+    assert result.status == "succeeded"
+    assert_same_weights(result.outputs["step6"]["model"], expected)

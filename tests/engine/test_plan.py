@@ -1,0 +1,57 @@
+"""Planning: state versions follow the script order; cache keys follow lineage."""
+
+from cardloop.engine.plan import plan_pipeline
+from cardloop.examples import basic_training_loop
+
+
+def keys(pipeline):
+    return {pc.id: pc.cache_key for pc in plan_pipeline(pipeline).cards}
+
+
+def test_optimizer_joins_the_model_state_group():
+    plan = plan_pipeline(basic_training_loop(batches=1))
+    assert plan.states["opt.optimizer"].group == "model.model"
+    assert plan.group_root("model.model").name == "model.model"
+
+
+def test_every_state_changing_card_makes_the_next_version_in_script_order():
+    plan = plan_pipeline(basic_training_loop(batches=2, prepare=False))
+    made = {pc.id: pc.states_made.get("model.model") for pc in plan.cards}
+    assert [made[c] for c in ("model", "opt", "zero0", "fwd0", "back0", "step0", "zero1")] == [0, 1, 2, 3, 4, 5, 6]
+    assert made["batch0"] is None and made["loss0"] is None
+
+
+def test_a_card_sees_the_state_as_the_cards_above_left_it_whatever_link_it_was_drawn_with():
+    plan = {pc.id: pc for pc in plan_pipeline(basic_training_loop(batches=1, prepare=False)).cards}
+    # fwd0 is wired to model.model (version 0) but runs after zero0, which made version 2
+    assert plan["fwd0"].card.inputs["model"] == "model.model"
+    assert plan["fwd0"].states_seen == {"model.model": 2}
+
+
+def test_state_outputs_name_the_state_they_continue():
+    plan = {pc.id: pc for pc in plan_pipeline(basic_training_loop(batches=1, prepare=False)).cards}
+    assert plan["step0"].state_outputs == {"model": "model.model", "optimizer": "opt.optimizer"}
+    assert plan["zero0"].state_outputs == {"optimizer": "opt.optimizer"}
+
+
+def test_an_unchanged_pipeline_plans_the_same_keys():
+    assert keys(basic_training_loop(batches=2)) == keys(basic_training_loop(batches=2))
+
+
+def test_changing_one_card_changes_only_the_keys_that_depend_on_it():
+    before = keys(basic_training_loop(batches=2))
+    changed = basic_training_loop(batches=2)
+    changed.card("loss1").config["loss_type"] = "mae"
+    after = keys(changed)
+    differ = {card for card in before if before[card] != after[card]}
+    assert differ == {"loss1", "back1", "step1", "evaluate"}
+
+
+def test_a_data_file_change_changes_every_key_downstream(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,target\n1,2,3\n4,5,6\n")
+    first = keys(basic_training_loop(path=str(data), batches=1, input_dim=2, prepare=False))
+    data.write_text("a,b,target\n1,2,3\n4,5,7\n")
+    second = keys(basic_training_loop(path=str(data), batches=1, input_dim=2, prepare=False))
+    assert first["data"] != second["data"] and first["step0"] != second["step0"]
+    assert first["model"] == second["model"]

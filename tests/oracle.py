@@ -1,0 +1,49 @@
+"""The hand-written PyTorch loop that card pipelines must match bit for bit (DESIGN 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
+
+
+def build_mlp(input_dim: int, layers: list[int], seed: int = 0) -> torch.nn.Sequential:
+    torch.manual_seed(seed)
+    modules: list[torch.nn.Module] = []
+    width = input_dim
+    for hidden in layers:
+        modules += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
+        width = hidden
+    modules.append(torch.nn.Linear(width, 1))
+    return torch.nn.Sequential(*modules)
+
+
+def hand_written_loop(csv_path, *, batches: int, batch_size: int, layers: list[int], optimizer_type: str = "adam",
+                      learning_rate: float = 0.001, weight_decay: float = 0.0, loss_type: str = "mse",
+                      gradient_clip: float = 0.0, zero_grad: bool = True) -> torch.nn.Module:
+    frame = pd.read_csv(csv_path)
+    X = torch.from_numpy(frame.drop(columns="target").to_numpy(np.float32, copy=True))
+    y = torch.from_numpy(frame[["target"]].to_numpy(np.float32, copy=True))
+    model = build_mlp(X.shape[1], layers)
+    optimizer = OPTIMIZERS[optimizer_type](model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    for i in range(batches):
+        xb, yb = X[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size]
+        if zero_grad:
+            optimizer.zero_grad()
+        loss = LOSSES[loss_type](model(xb), yb)
+        loss.backward()
+        if gradient_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), gradient_clip)
+        optimizer.step()
+    return model
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    assert pa.keys() == pb.keys()
+    for name in pa:
+        assert torch.equal(pa[name].detach().cpu(), pb[name].detach().cpu()), f"parameter {name} differs"

@@ -1,0 +1,137 @@
+"""The model codec: weights, buffers, gradients, flags and recipe survive; bytes depend on content only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cardloop.errors import StoreError
+from cardloop.models import build_model, register_architecture, set_architecture
+from cardloop.store.codecs import CodecContext, codec_for_kind
+
+CODEC = codec_for_kind("model")
+CTX = CodecContext()
+
+
+@register_architecture("test_norm_net")
+def build_norm_net(config):
+    width = config["width"]
+    return torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.BatchNorm1d(width), torch.nn.Dropout(0.5))
+
+
+def round_trip(model, ctx=CTX):
+    return CODEC.decode(CODEC.encode(model, ctx), ctx)
+
+
+def with_gradients(model):
+    dtype = next(model.parameters()).dtype
+    model(torch.randn(6, 4, dtype=dtype)).pow(2).sum().backward()
+    return model
+
+
+def test_weights_and_gradients_come_back_equal(make_mlp):
+    model = with_gradients(make_mlp())
+    restored = round_trip(model)
+    for (name, p), (_, q) in zip(model.named_parameters(), restored.named_parameters(), strict=True):
+        assert torch.equal(p, q), name
+        assert torch.equal(p.grad, q.grad), name
+
+
+def test_a_missing_gradient_stays_missing(make_mlp):
+    model = with_gradients(make_mlp())
+    model[0].bias.grad = None
+    restored = round_trip(model)
+    assert restored[0].bias.grad is None
+    assert restored[0].weight.grad is not None
+
+
+def test_a_model_that_never_ran_backward_has_no_gradients_after_loading(make_mlp):
+    restored = round_trip(make_mlp())
+    assert all(p.grad is None for p in restored.parameters())
+
+
+def test_buffers_train_eval_flags_and_frozen_parameters_are_restored():
+    torch.manual_seed(0)
+    net = build_model({"name": "test_norm_net", "config": {"width": 4}})
+    net(torch.randn(8, 4))
+    net.eval()
+    net[1].train()
+    net[0].bias.requires_grad_(False)
+    restored = round_trip(net)
+    assert torch.equal(restored[1].running_mean, net[1].running_mean)
+    assert int(restored[1].num_batches_tracked) == 1
+    assert [m.training for m in restored.modules()] == [m.training for m in net.modules()]
+    assert not restored[0].bias.requires_grad and restored[0].weight.requires_grad
+
+
+def test_the_parameter_dtype_is_kept(make_mlp):
+    model = with_gradients(make_mlp().double())
+    restored = round_trip(model)
+    assert restored[0].weight.dtype == torch.float64 and restored[0].weight.grad.dtype == torch.float64
+    assert torch.equal(restored[0].weight, model[0].weight)
+
+
+def test_a_module_without_an_architecture_recipe_is_refused_with_the_fix():
+    with pytest.raises(StoreError, match="register_architecture"):
+        CODEC.encode(torch.nn.Linear(2, 2), CTX)
+
+
+def test_a_recipe_that_is_not_registered_here_cannot_be_rebuilt():
+    model = torch.nn.Linear(2, 2)
+    set_architecture(model, "nowhere_registered", {})
+    with pytest.raises(StoreError, match="nowhere_registered"):
+        CODEC.decode(CODEC.encode(model, CTX), CTX)
+
+
+def test_the_stored_bytes_hold_cpu_tensors_and_the_recipe_as_json(make_mlp):
+    data = CODEC.encode(make_mlp(), CTX)
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    recipe = json.loads(header["__metadata__"]["cardloop"])["architecture"]
+    assert recipe["name"] == "mlp" and recipe["config"]["layers"] == [8, 8]
+
+
+def test_equal_weights_give_identical_bytes_in_this_and_another_process(make_mlp):
+    model = with_gradients(make_mlp(seed=3))
+    assert CODEC.encode(round_trip(model), CTX) == CODEC.encode(model, CTX)
+    script = ("import sys, torch; from cardloop.models import build_model; "
+              "from cardloop.store.codecs import codec_for_kind, CodecContext; torch.manual_seed(3); "
+              "m = build_model({'name': 'mlp', 'config': {'input_dim': 4, 'layers': [8, 8], 'activation': 'tanh'}}); "
+              "sys.stdout.buffer.write(codec_for_kind('model').encode(m, CodecContext()))")
+    there = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True).stdout
+    assert there == CODEC.encode(make_mlp(seed=3), CTX)
+
+
+def test_the_summary_has_architecture_counts_shapes_norms_and_gradient_presence(make_mlp):
+    model = with_gradients(make_mlp())
+    model[0].bias.grad = None
+    summary = CODEC.summarize(model)
+    assert summary["architecture"]["name"] == "mlp"
+    assert summary["parameters"] == sum(p.numel() for p in model.parameters())
+    assert summary["has_gradients"] and summary["training"]
+    assert summary["tensors"]["0.weight"]["shape"] == [8, 4]
+    assert summary["tensors"]["0.weight"]["norm"] == pytest.approx(model[0].weight.norm().item(), rel=1e-5)
+    assert summary["tensors"]["0.bias"]["grad_norm"] is None
+    json.dumps(summary, allow_nan=False)
+
+
+def test_the_model_is_moved_to_the_requested_device(make_mlp):
+    restored = round_trip(with_gradients(make_mlp()), CodecContext(device="meta"))
+    assert restored[0].weight.device.type == "meta" and restored[0].weight.grad.device.type == "meta"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_gpu_model_is_stored_from_cpu_and_loaded_onto_the_gpu():
+    model = make_mlp().cuda()
+    model(torch.randn(6, 4, device="cuda")).pow(2).sum().backward()
+    data = CODEC.encode(model, CTX)
+    assert CODEC.encode(round_trip(model), CTX) == data
+    restored = CODEC.decode(data, CodecContext(device="cuda"))
+    assert restored[0].weight.is_cuda and restored[0].weight.grad.is_cuda
+    assert torch.equal(restored[0].weight, model[0].weight)
+    assert torch.equal(restored[0].weight.grad, model[0].weight.grad)
+    on_cpu = CODEC.decode(data, CTX)
+    assert torch.equal(on_cpu[0].weight.grad, model[0].weight.grad.cpu())

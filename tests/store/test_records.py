@@ -1,0 +1,207 @@
+"""Run records: runs, card executions, metrics and artifacts in SQLite, shared by threads and processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from cardloop.errors import StoreError
+from cardloop.store.records import ArtifactRecord, CardExecution, Metric, RunRecords, StateSnapshot
+
+PIPELINE = {"version": 1, "name": "basic", "cards": [{"id": "data", "type": "data_load"}]}
+
+
+@pytest.fixture
+def records(tmp_path):
+    with RunRecords(tmp_path / "runs.sqlite") as opened:
+        yield opened
+
+
+def execution(run_id, card_id, position=0, **fields):
+    return CardExecution(**{"run_id": run_id, "card_id": card_id, "position": position, "card_type": "training_loss",
+                            "status": "done", "started_at": time.time(), "seconds": 0.01, **fields})
+
+
+def test_a_run_starts_running_and_finishes_with_its_status(records):
+    run_id = records.start_run(name="basic", pipeline=PIPELINE, executor="process", persist="all",
+                               options={"device": "cpu"})
+    run = records.get_run(run_id)
+    assert (run.name, run.executor, run.persist, run.status) == ("basic", "process", "all", "running")
+    assert run.pipeline == PIPELINE and run.options == {"device": "cpu"} and run.ended_at is None
+    records.finish_run(run_id, "failed", error="card 'loss0' failed")
+    run = records.get_run(run_id)
+    assert run.status == "failed" and run.error == "card 'loss0' failed" and run.ended_at >= run.started_at
+
+
+def test_a_run_cannot_finish_as_running_or_unknown(records):
+    run_id = records.start_run(name="basic", pipeline=PIPELINE)
+    with pytest.raises(ValueError, match="succeeded, failed, cancelled"):
+        records.finish_run(run_id, "running")
+    with pytest.raises(StoreError, match="no run 'nope'"):
+        records.finish_run("nope", "succeeded")
+
+
+def test_runs_are_listed_newest_first(records):
+    ids = [records.start_run(name=f"run{i}", pipeline=PIPELINE) for i in range(3)]
+    assert [r.run_id for r in records.list_runs()] == ids[::-1]
+    assert len(records.list_runs(limit=2)) == 2
+
+
+def test_a_run_is_found_by_a_unique_prefix_of_its_id(records):
+    records.start_run("abc123", name="a", pipeline=PIPELINE)
+    records.start_run("abd456", name="b", pipeline=PIPELINE)
+    records.start_run("abd", name="c", pipeline=PIPELINE)
+    assert records.get_run("abc").name == "a"
+    assert records.get_run("abd").name == "c"
+    assert records.get_run("abd4").name == "b"
+    with pytest.raises(StoreError, match="no run has the id or id prefix 'zzz'"):
+        records.get_run("zzz")
+    with pytest.raises(StoreError, match="matches several runs"):
+        records.get_run("ab")
+
+
+def test_card_executions_come_back_in_pipeline_order_with_their_outputs(records):
+    run_id = records.start_run(name="basic", pipeline=PIPELINE)
+    outputs = {"loss": {"kind": "loss", "digest": "ab" * 32, "summary": {"value": 0.5}},
+               "model": {"kind": "model", "digest": None, "summary": {}}}
+    records.add_card_executions([
+        execution(run_id, "loss0", 1, outputs=outputs, cache_key="k1", states_seen={"model": 2},
+                  states_made={"model": 3}),
+        {"run_id": run_id, "card_id": "data", "position": 0, "card_type": "data_load", "status": "cached",
+         "started_at": 1.0, "seconds": 0.0, "cache_hit": True, "cache_key": "k0"},
+    ])
+    rows = records.card_executions(run_id)
+    assert [r.card_id for r in rows] == ["data", "loss0"]
+    assert rows[0].cache_hit is True and rows[0].status == "cached"
+    loss0 = records.card_execution(run_id, "loss0")
+    assert loss0.outputs == outputs and loss0.states_seen == {"model": 2} and loss0.states_made == {"model": 3}
+    assert records.card_execution(run_id, "missing") is None
+
+
+def test_a_card_execution_status_must_be_known():
+    with pytest.raises(ValueError, match="done, cached, failed, skipped"):
+        execution("r", "c", status="running")
+
+
+def test_a_batch_of_rows_that_fails_part_way_writes_none_of_them(records):
+    run_id = records.start_run(name="basic", pipeline=PIPELINE)
+    with pytest.raises(sqlite3.IntegrityError):
+        records.add_metrics([Metric(run_id, "loss0", "loss", 0, 1.0), Metric(run_id, None, "loss", 1, 2.0)])
+    assert records.metrics(run_id) == []
+
+
+def test_a_row_given_as_a_mapping_with_an_unknown_field_is_refused(records):
+    with pytest.raises(TypeError, match="bad"):
+        records.add_metrics([{"run_id": "r", "card_id": "c", "name": "loss", "step": 0, "value": 1.0, "bad": 1}])
+
+
+def test_the_default_database_is_runs_sqlite_in_the_store_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("CARDLOOP_STORE", str(tmp_path))
+    with RunRecords() as records:
+        assert records.path == tmp_path / "runs.sqlite" and records.path.exists()
+
+
+def test_metrics_are_filtered_by_name_and_ordered_by_step(records):
+    run_id = records.start_run(name="basic", pipeline=PIPELINE)
+    records.add_metrics([Metric(run_id, "loss1", "loss", 1, 0.5), Metric(run_id, "loss0", "loss", 0, 0.75),
+                         Metric(run_id, "acc0", "accuracy", 0, 0.1)])
+    assert [(m.step, m.value) for m in records.metrics(run_id, "loss")] == [(0, 0.75), (1, 0.5)]
+    assert [m.name for m in records.metrics(run_id)] == ["accuracy", "loss", "loss"]
+
+
+def test_the_latest_artifact_of_a_port_is_found_by_card_and_cache_key(records):
+    first, second = records.start_run(name="one", pipeline=PIPELINE), records.start_run(name="two", pipeline=PIPELINE)
+    records.add_card_executions([execution(first, "model", cache_key="k-old"),
+                                 execution(second, "model", cache_key="k-new"),
+                                 execution(second, "step", status="failed", cache_key="k-step")])
+    records.add_artifacts([
+        ArtifactRecord("aa" * 32, "model", "model-safetensors", 10, first, "model", "model", created_at=1.0),
+        ArtifactRecord("bb" * 32, "model", "model-safetensors", 10, second, "model", "model", created_at=2.0),
+        ArtifactRecord("cc" * 32, "model", "model-safetensors", 10, second, "step", "model", created_at=3.0),
+    ])
+    assert records.latest_artifact("model", "model").digest == "bb" * 32
+    assert records.latest_artifact("model", "model", cache_key="k-old").digest == "aa" * 32
+    assert records.latest_artifact("model", "model", cache_key="k-other") is None
+    assert records.latest_artifact("step", "model", cache_key="k-step") is None
+    assert records.latest_artifact("model", "optimizer") is None
+
+
+def test_state_snapshots_are_kept_per_run_and_found_by_the_key_of_the_card_that_made_them(records):
+    first, second = records.start_run(name="one", pipeline=PIPELINE), records.start_run(name="two", pipeline=PIPELINE)
+    members = {"model.model": {"kind": "model", "digest": "aa" * 32},
+               "opt.optimizer": {"kind": "optimizer", "digest": "bb" * 32}}
+    records.add_state_snapshots([
+        {"run_id": first, "card_id": "step0", "position": 8, "group": "model.model", "version": 3,
+         "cache_key": "k-step0", "members": members, "created_at": 1.0},
+        StateSnapshot(second, "step0", 8, "model.model", 3, "k-step0", members, created_at=2.0),
+        StateSnapshot(second, "model", 1, "model.model", 0, "k-model", {}, created_at=3.0),
+    ])
+    assert [(s.card_id, s.version) for s in records.state_snapshots(second)] == [("model", 0), ("step0", 3)]
+    latest = records.latest_state_snapshot("k-step0", "model.model")
+    assert latest.run_id == second and latest.members == members
+    assert records.latest_state_snapshot("k-step0", "other") is None
+
+
+def test_recording_an_artifact_twice_keeps_one_row(records):
+    row = ArtifactRecord("aa" * 32, "info", "info-json", 3, "run", "card", "info")
+    records.add_artifacts([row, row])
+    records.add_artifacts([row])
+    assert records.latest_artifact("card", "info") == row
+
+
+def test_the_database_is_in_wal_mode(records, tmp_path):
+    records.start_run(name="basic", pipeline=PIPELINE)
+    assert sqlite3.connect(tmp_path / "runs.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_threads_share_one_records_object_without_losing_rows(records):
+    run_id = records.start_run(name="threads", pipeline=PIPELINE)
+
+    def write(thread: int) -> None:
+        for step in range(50):
+            records.add_metrics([Metric(run_id, f"card{thread}", "loss", step, float(step))])
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(records.metrics(run_id, "loss")) == 200
+
+
+def write_runs(path: str, worker: int, runs: int, start: multiprocessing.Event) -> None:
+    """One process's share of the concurrent-writers test."""
+    start.wait()
+    records = RunRecords(path)
+    for i in range(runs):
+        run_id = records.start_run(f"w{worker}-{i:03d}", name=f"w{worker}-{i}", pipeline=PIPELINE)
+        records.add_card_executions([execution(run_id, f"card{c}", c) for c in range(5)])
+        records.add_metrics([Metric(run_id, "card0", "loss", step, step / 10) for step in range(10)])
+        records.add_artifacts([ArtifactRecord(f"{worker}{i:063d}", "info", "info-json", 1, run_id, "card0", "out")])
+        records.finish_run(run_id, "succeeded")
+    records.close()
+
+
+def test_two_processes_writing_at_once_neither_corrupt_nor_lose_rows(tmp_path):
+    path = str(tmp_path / "runs.sqlite")
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Event()
+    workers = [spawn.Process(target=write_runs, args=(path, w, 40, start)) for w in range(2)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    with RunRecords(path) as records:
+        runs = records.list_runs(limit=1000)
+        assert len(runs) == 80 and all(r.status == "succeeded" for r in runs)
+        assert all(len(records.card_executions(r.run_id)) == 5 for r in runs)
+        assert all(len(records.metrics(r.run_id)) == 10 for r in runs)
+    database = sqlite3.connect(path)
+    assert database.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert database.execute("SELECT count(*) FROM artifacts").fetchone()[0] == 80
