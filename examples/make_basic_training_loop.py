@@ -11,7 +11,7 @@ from pathlib import Path
 from cardloop.examples import basic_training_loop
 
 TRAIN_ROWS = 354
-BATCH_SIZE = 16
+BATCH_SIZE = 8
 
 if __name__ == "__main__":
     batches = -(-TRAIN_ROWS // BATCH_SIZE)

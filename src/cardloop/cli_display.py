@@ -52,7 +52,10 @@ def print_run_summary(console: Console, result: Any) -> None:
     console.print(f"[bold]run {result.run_id}[/bold] {result.status} in {result.seconds:.2f}s "
                   f"(store: {result.store_root})")
     if losses:
-        console.print(f"loss: first {losses[0]:.4f}, last {losses[-1]:.4f} over {len(losses)} steps")
+        quarter = max(1, len(losses) // 4)
+        head, tail = losses[:quarter], losses[-quarter:]
+        console.print(f"loss over {len(losses)} steps: mean of the first {quarter} {sum(head) / quarter:.4f}, "
+                      f"of the last {quarter} {sum(tail) / quarter:.4f}")
     for card_id, ports in result.outputs.items():
         if "metrics" in ports and isinstance(ports["metrics"], dict):
             values = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
@@ -90,7 +93,8 @@ def _when(timestamp: float | None) -> str:
 
 def print_runs(console: Console, runs: list) -> None:
     table = Table(title="runs")
-    for column in ("run", "pipeline", "status", "executor", "persist", "started", "seconds"):
+    table.add_column("run", no_wrap=True)
+    for column in ("pipeline", "status", "executor", "persist", "started", "seconds"):
         table.add_column(column)
     for run in runs:
         seconds = f"{run.ended_at - run.started_at:.2f}" if run.ended_at else ""
@@ -104,6 +108,8 @@ def _brief(summary: Any) -> str:
     if isinstance(summary, (int, float)):
         return f"{summary:.6g}"
     if isinstance(summary, dict):
+        if "rows" in summary and isinstance(summary.get("columns"), list):
+            return f"table {summary['rows']} rows x {len(summary['columns'])} columns"
         if "shape" in summary and len(summary) <= 8:
             parts = [f"shape {tuple(summary['shape'])}"] + [f"{k} {summary[k]:.4g}" for k in ("mean", "std", "min", "max")
                                                             if isinstance(summary.get(k), (int, float))]
@@ -121,7 +127,7 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
     if run.error:
         console.print(f"[red]{run.error}[/red]", highlight=False)
     table = Table()
-    for column in ("#", "card", "type", "status", "seconds", "outputs"):
+    for column in ("#", "card", "type", "status", "time", "outputs"):
         table.add_column(column)
     for execution in records.card_executions(run.run_id):
         outputs = "; ".join(f"{port}: {_brief(o.get('summary'))}" if o.get("summary") is not None
@@ -140,29 +146,27 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
 
 
 def print_card(console: Console, store: Path | None, run_id: str, card_id: str) -> None:
-    from cardloop.store.artifacts import ArtifactStore
+    """Every output of one card: a summary of what the run stored, or of what it recorded."""
+    from cardloop.store.codecs import codec_for_kind
+    from cardloop.store.outputs import RunOutputs
 
-    records = open_records(store)
-    run = records.get_run(run_id)
-    execution = records.card_execution(run.run_id, card_id)
-    if execution is None:
-        ids = ", ".join(e.card_id for e in records.card_executions(run.run_id))
-        raise CardloopError(f"run {run.run_id} has no card '{card_id}'; its cards: {ids}")
-    console.print(f"[bold]{card_id}[/bold] ({execution.card_type}) in run {run.run_id}: {execution.status}, "
-                  f"{(execution.seconds or 0) * 1000:.2f} ms")
+    outputs = RunOutputs(run_id, store)
+    ports = outputs.ports(card_id)
+    execution = outputs.records.card_execution(outputs.run.run_id, card_id)
+    console.print(f"[bold]{card_id}[/bold] ({execution.card_type}) in run {outputs.run.run_id}: "
+                  f"{execution.status}, {(execution.seconds or 0) * 1000:.2f} ms")
     if execution.error:
         console.print(f"[red]{execution.error}[/red]", highlight=False)
-    artifacts = ArtifactStore(Path(records.path).parent)
-    for port, output in (execution.outputs or {}).items():
-        summary = output.get("summary")
-        if output.get("digest"):
-            from cardloop.store.codecs import codec_for_kind
-
-            summary = codec_for_kind(output["kind"]).summarize(artifacts.load((output["digest"], output["kind"])))
-        state = f" (state {output['state']})" if output.get("state") else ""
+    for port, output in ports.items():
+        state = f" (state '{output['state']}')" if output.get("state") else ""
         console.print(f"[cyan]{port}[/cyan] [{output['kind']}]{state}")
+        stored = bool(output.get("digest")) or (state and outputs.snapshot_of(card_id, output["state"]))
+        if stored:
+            summary = codec_for_kind(output["kind"]).summarize(outputs.load(card_id, port))
+        else:
+            summary = output.get("summary")
         if summary is None:
-            console.print("  not stored under this run's persist policy" if not state else
-                          "  see the state snapshots of this run")
+            console.print(f"  not stored under persist policy '{outputs.run.persist}'; run with --persist all "
+                          "to keep every output")
         else:
             console.print_json(json.dumps(summary, default=str))

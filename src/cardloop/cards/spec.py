@@ -7,6 +7,7 @@ parameters must match the input ports, which registration checks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from dataclasses import dataclass, field
@@ -94,11 +95,7 @@ class CardType:
     @property
     def code_hash(self) -> str:
         """A digest of the run function's source, so a changed card is never served from cache."""
-        try:
-            source = inspect.getsource(self.run)
-        except (OSError, TypeError):
-            source = f"{self.run.__module__}.{self.run.__qualname__}"
-        return hashlib.sha256(source.encode()).hexdigest()[:16]
+        return _code_hash(self.run)
 
     def to_json(self) -> dict[str, Any]:
         """The catalogue entry the editor and `cardloop cards --json` read."""
@@ -115,6 +112,15 @@ class CardType:
             "resources": dict(self.resources),
             "mutates_state": self.mutates_state,
         }
+
+
+@functools.lru_cache(maxsize=None)
+def _code_hash(run: Callable) -> str:
+    try:
+        source = inspect.getsource(run)
+    except (OSError, TypeError):
+        source = f"{run.__module__}.{run.__qualname__}"
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def _check_ports(type_id: str, run: Callable, inputs: tuple[Port, ...], outputs: tuple[Port, ...]) -> bool:

@@ -1,0 +1,86 @@
+"""Reading a run's stored outputs back as live values: values by their artifact, training state from the
+state snapshot that holds the version the card made."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from cardloop.errors import StoreError
+from cardloop.kinds import MODEL, STATE_KINDS
+from cardloop.store.records import RunRecords
+from cardloop.store.record_types import StateSnapshot
+from cardloop.store.root import default_store_root
+
+
+class RunOutputs:
+    """The stored outputs of one run in one store."""
+
+    def __init__(self, run_id: str, store: str | Path | None = None):
+        self.root = Path(store) if store is not None else default_store_root()
+        database = self.root / "runs.sqlite"
+        if not database.exists():
+            raise StoreError(f"no runs recorded in store '{self.root}'")
+        self.records = RunRecords(database)
+        self.run = self.records.get_run(run_id)
+
+    def ports(self, card_id: str) -> dict[str, dict[str, Any]]:
+        """The recorded outputs of a card: kind, digest (when stored), summary or state name."""
+        execution = self.records.card_execution(self.run.run_id, card_id)
+        if execution is None:
+            ids = [e.card_id for e in self.records.card_executions(self.run.run_id)]
+            close = difflib.get_close_matches(card_id, ids, n=3)
+            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
+                f"its cards run from '{ids[0]}' to '{ids[-1]}'" if ids else "it ran no card"
+            raise StoreError(f"run {self.run.run_id} has no card '{card_id}'; {hint}")
+        return execution.outputs or {}
+
+    def load(self, card_id: str, port: str, device: str = "cpu") -> Any:
+        """The value of output `port` of `card_id` as the run left it (a model on `device`)."""
+        from cardloop.store.artifacts import ArtifactStore
+        from cardloop.store.codecs import CodecContext
+
+        outputs = self.ports(card_id)
+        if port not in outputs:
+            raise StoreError(f"card '{card_id}' has no output '{port}'; its outputs: {', '.join(outputs)}")
+        output = outputs[port]
+        if output["kind"] in STATE_KINDS and output.get("state"):
+            return self._load_state(card_id, output["state"], device)
+        if not output.get("digest"):
+            raise StoreError(f"output '{port}' of card '{card_id}' was not stored under persist policy "
+                             f"'{self.run.persist}'; run again with --persist all to keep every output")
+        return ArtifactStore(self.root).load((output["digest"], output["kind"]), CodecContext(device=device))
+
+    def snapshot_of(self, card_id: str, state: str) -> StateSnapshot | None:
+        """The snapshot of the state version that `card_id` made, if the run kept one."""
+        for snapshot in self.records.state_snapshots(self.run.run_id):
+            if snapshot.card_id == card_id and state in snapshot.members:
+                return snapshot
+        return None
+
+    def _load_state(self, card_id: str, state: str, device: str) -> Any:
+        from cardloop.store.artifacts import ArtifactStore
+        from cardloop.store.codecs import CodecContext
+
+        snapshot = self.snapshot_of(card_id, state)
+        if snapshot is None:
+            raise StoreError(f"the state '{state}' as card '{card_id}' left it was not stored under persist policy "
+                             f"'{self.run.persist}' (only checkpoints and the final state are); "
+                             "run again with --persist all to keep every version")
+        artifacts = ArtifactStore(self.root)
+        models = {name: m for name, m in snapshot.members.items() if m["kind"] == MODEL}
+        model = None
+        if models:
+            name, member = next(iter(models.items()))
+            model = artifacts.load((member["digest"], MODEL), CodecContext(device=device))
+            if name == state:
+                return model
+        member = snapshot.members[state]
+        return artifacts.load((member["digest"], member["kind"]), CodecContext(model=model, device=device))
+
+
+def load_output(run_id: str, card_id: str, port: str, *, store: str | Path | None = None,
+                device: str = "cpu") -> Any:
+    """A stored output of a finished run, as a live value (a model comes back as a torch.nn.Module)."""
+    return RunOutputs(run_id, store).load(card_id, port, device)
