@@ -22,6 +22,13 @@ def run(pipeline_or_path, **options):
     return run_pipeline(pipeline_or_path, **options)
 
 
+def load_output(run_id: str, card_id: str, port: str, *, store=None, device: str = "cpu"):
+    """A stored output of a run as a live value; see `cardloop.store.outputs.load_output`."""
+    from cardloop.store.outputs import load_output as load
+
+    return load(run_id, card_id, port, store=store, device=device)
+
+
 def validate(pipeline_or_path) -> list:
     """Every problem of a pipeline (empty when it can run); imports no torch."""
     from cardloop.pipeline.validate import validate_pipeline
@@ -31,4 +38,4 @@ def validate(pipeline_or_path) -> list:
 
 
 __all__ = ["Card", "CardConfig", "CardContext", "CardError", "CardFailed", "CardloopError", "OutputRef",
-           "Pipeline", "PipelineInvalid", "Port", "card", "load_pipeline", "run", "validate"]
+           "Pipeline", "PipelineInvalid", "Port", "card", "load_output", "load_pipeline", "run", "validate"]

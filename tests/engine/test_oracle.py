@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+import torch
 
 import cardloop
 from cardloop.examples import basic_training_loop
@@ -25,3 +26,14 @@ def test_final_weights_are_bit_identical_to_the_hand_written_loop(regression_csv
     expected = hand_written_loop(regression_csv, **SHAPE, **options)
     assert result.status == "succeeded"
     assert_same_weights(result.outputs["step6"]["model"], expected)
+
+
+@pytest.mark.parametrize("persist", ["checkpoint", "all"])
+def test_the_stored_final_model_reloads_bit_identical(regression_csv, store, persist):
+    options = dict(optimizer_type="adam", loss_type="huber", gradient_clip=0.5, learning_rate=0.01)
+    result = cardloop.run(card_pipeline(regression_csv, **options), store=store, threads=1, persist=persist)
+    stored = cardloop.load_output(result.run_id, "step6", "model", store=store)
+    assert stored is not result.outputs["step6"]["model"]
+    assert_same_weights(stored, hand_written_loop(regression_csv, **SHAPE, **options))
+    for mine, theirs in zip(stored.parameters(), result.outputs["step6"]["model"].parameters()):
+        assert torch.equal(mine.grad, theirs.grad)

@@ -1,0 +1,102 @@
+"""The command line, run as a user runs it: a real process, real files, exit codes and sentences."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import cardloop
+from cardloop.examples import basic_training_loop
+from tests.oracle import assert_same_weights, hand_written_loop
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cardloop.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def pipeline_file(tmp_path, regression_csv):
+    pipeline = basic_training_loop(path=str(regression_csv), input_dim=4, prepare=False, batches=7, batch_size=16,
+                                   layers=(16, 16), optimizer_type="sgd", loss_type="huber", gradient_clip=0.5,
+                                   learning_rate=0.05)
+    return pipeline.save(tmp_path / "loop.yaml")
+
+
+def latest_run(store):
+    from cardloop.store.records import RunRecords
+
+    return RunRecords(store / "runs.sqlite").list_runs(1)[0]
+
+
+def test_run_trains_like_the_hand_written_loop_and_the_store_keeps_the_final_model(pipeline_file, store,
+                                                                                    regression_csv):
+    done = cli("run", pipeline_file, "--store", store, "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    assert "succeeded" in done.stdout and "loss over 7 steps" in done.stdout
+    run = latest_run(store)
+    model = cardloop.load_output(run.run_id, "step6", "model", store=store)
+    expected = hand_written_loop(regression_csv, batches=7, batch_size=16, layers=[16, 16], optimizer_type="sgd",
+                                 loss_type="huber", gradient_clip=0.5, learning_rate=0.05)
+    assert_same_weights(model, expected)
+
+
+def test_validate_accepts_a_valid_pipeline(pipeline_file):
+    done = cli("validate", pipeline_file)
+    assert done.returncode == 0 and "is valid (45 cards)" in done.stdout
+
+
+def test_an_invalid_pipeline_exits_2_with_every_problem_and_no_traceback(tmp_path):
+    file = tmp_path / "bad.yaml"
+    file.write_text("version: 1\ncards:\n  - {id: m, type: model_define, config: {input_dim: 0}}\n"
+                    "  - {id: o, type: training_init_optimizer, inputs: {model: m.modle}}\n")
+    for command in ("validate", "run"):
+        done = cli(command, file, "--store", tmp_path / "s") if command == "run" else cli(command, file)
+        assert done.returncode == 2
+        assert "config field 'input_dim' is 0" in done.stderr and "has no output 'modle'" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_a_failing_card_exits_1_with_a_sentence_and_the_run_id(tmp_path, regression_csv, store):
+    pipeline = basic_training_loop(path=str(regression_csv), input_dim=5, prepare=False, batches=1)
+    done = cli("run", pipeline.save(tmp_path / "p.yaml"), "--store", store)
+    assert done.returncode == 1
+    assert "card 'fwd0' (training_forward) failed" in done.stderr and "input_dim" in done.stderr
+    assert "Traceback" not in done.stderr
+    run = latest_run(store)
+    assert run.status == "failed" and f"run {run.run_id} failed" in done.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path, regression_csv, store):
+    pipeline = basic_training_loop(path=str(regression_csv), input_dim=5, prepare=False, batches=1)
+    done = cli("run", pipeline.save(tmp_path / "p.yaml"), "--store", store, "--debug", "--quiet")
+    assert done.returncode == 1 and "Traceback" in done.stderr
+
+
+def test_runs_and_show_describe_the_run_and_a_cards_outputs(pipeline_file, store):
+    assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+    run = latest_run(store)
+    listed = cli("runs", "--store", store)
+    assert listed.returncode == 0 and run.run_id in listed.stdout
+    shown = cli("show", run.run_id[:17], "--store", store)
+    assert shown.returncode == 0 and "step6" in shown.stdout and "loss_value: 7 steps" in shown.stdout
+    card = cli("show", run.run_id, "back3", "--store", store)
+    assert card.returncode == 0 and '"grad_norm"' in card.stdout and '"parameters_with_grad": 6' in card.stdout
+    model = cli("show", run.run_id, "step6", "--store", store)
+    assert '"parameters": 369' in model.stdout and '"type": "SGD"' in model.stdout
+
+
+def test_show_an_unknown_run_or_card_is_a_sentence(pipeline_file, store):
+    assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+    run = latest_run(store)
+    done = cli("show", "nope", "--store", store)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "nope" in done.stderr
+    done = cli("show", run.run_id, "stepp3", "--store", store)
+    assert done.returncode == 1 and "did you mean 'step3'" in done.stderr
+
+
+def test_cards_lists_the_guides_cards(tmp_path):
+    done = cli("cards", "--json")
+    ids = {entry["id"] for entry in json.loads(done.stdout)}
+    assert {"training_prepare_batch", "training_backward", "model_define"} <= ids
