@@ -24,11 +24,16 @@ class Problem:
 class PipelineInvalid(CardloopError):
     """A pipeline that cannot run; carries every problem found, not only the first."""
 
+    SHOWN = 12
+
     def __init__(self, problems: list[Problem], source: str | None = None):
         self.problems = list(problems)
         self.source = source
         where = f" {source}" if source else ""
-        lines = "\n".join(f"  - {p.message}" for p in self.problems)
+        lines = "\n".join(f"  - {p.message}" for p in self.problems[:self.SHOWN])
+        more = len(self.problems) - self.SHOWN
+        if more > 0:
+            lines += f"\n  ... and {more} more"
         super().__init__(f"pipeline{where} is invalid ({len(self.problems)} problem(s)):\n{lines}")
 
 

@@ -7,8 +7,12 @@ from cardloop.pipeline.model import OutputRef, Pipeline
 
 def add_training_step(p: Pipeline, i: int, dataset: OutputRef, model: OutputRef, optimizer: OutputRef, *,
                       batch_size: int = 32, loss_type: str = "mse", gradient_clip: float = 0.0,
-                      zero_grad: bool = True) -> tuple[OutputRef, OutputRef, OutputRef]:
-    """Append the guide's standard training step for batch `i`; returns (model, optimizer, loss) outputs."""
+                      zero_grad: bool = True, l1_weight: float | None = None) -> tuple[OutputRef, OutputRef, OutputRef]:
+    """Append the guide's standard training step for batch `i`; returns (model, optimizer, loss) outputs.
+
+    With `l1_weight`, an `l1_regularization` card (examples/cards/l1_regularization.py) sits between
+    Calculate Loss and Backward Pass, as in the guide's "Custom loss with regularization".
+    """
     batch = p.add("training_prepare_batch", f"batch{i}", train_dataset=dataset, batch_index=i,
                   batch_size=batch_size)
     if zero_grad:
@@ -16,17 +20,21 @@ def add_training_step(p: Pipeline, i: int, dataset: OutputRef, model: OutputRef,
     fwd = p.add("training_forward", f"fwd{i}", model=model, batch_data=batch["batch_data"], batch_index=i)
     loss = p.add("training_loss", f"loss{i}", predictions=fwd["predictions"], batch_data=batch["batch_data"],
                  loss_type=loss_type)
-    back = p.add("training_backward", f"back{i}", loss=loss["loss"], model=fwd["model"])
+    loss_out = loss["loss"]
+    if l1_weight is not None:
+        loss_out = p.add("l1_regularization", f"l1_{i}", loss=loss_out, model=fwd["model"], weight=l1_weight)["loss"]
+    back = p.add("training_backward", f"back{i}", loss=loss_out, model=fwd["model"])
     step = p.add("training_optimizer_step", f"step{i}", optimizer=optimizer, model=back["model"],
                  gradient_clip=gradient_clip)
-    return step["model"], step["optimizer"], loss["loss"]
+    return step["model"], step["optimizer"], loss_out
 
 
 def basic_training_loop(*, path: str = "cardloop:diabetes.csv", batches: int, batch_size: int = 32,
                         input_dim: int = 10, layers: tuple[int, ...] = (64, 64), optimizer_type: str = "adam",
                         learning_rate: float = 0.001, weight_decay: float = 0.0, loss_type: str = "mse",
                         gradient_clip: float = 0.0, prepare: bool = True, zero_grad: bool = True,
-                        evaluate: bool = True, name: str = "basic-training-loop") -> Pipeline:
+                        l1_weight: float | None = None, evaluate: bool = True,
+                        name: str = "basic-training-loop") -> Pipeline:
     """The guide's Basic Training Loop over `batches` batches.
 
     With `prepare`, the data is split 80/20 and standardized (features and target) first, and the held-out
@@ -48,7 +56,7 @@ def basic_training_loop(*, path: str = "cardloop:diabetes.csv", batches: int, ba
     for i in range(batches):
         model, optimizer, _ = add_training_step(p, i, train, model, optimizer, batch_size=batch_size,
                                                 loss_type=loss_type, gradient_clip=gradient_clip,
-                                                zero_grad=zero_grad)
+                                                zero_grad=zero_grad, l1_weight=l1_weight)
     if evaluate and test is not None:
         p.add("evaluate", "evaluate", model=model, dataset=test)
     return p

@@ -53,7 +53,7 @@ class Registry:
     def unknown_message(self, type_id: str) -> str:
         close = difflib.get_close_matches(type_id, list(self._types), n=3)
         hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
-            "run `cardloop cards` to list the known card types"
+            "run `cardloop cards` to list the known card types, or load the file that defines it with --cards"
         return f"unknown card type '{type_id}'; {hint}"
 
     def catalogue(self) -> list[dict]:

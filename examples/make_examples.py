@@ -1,0 +1,29 @@
+"""Generate the example pipeline files from the Python API (cardloop.examples):
+
+- basic_training_loop.yaml: the guide's Basic Training Loop over one epoch of the diabetes data
+  (354 training rows after the 20 % test split, batches of 8), then evaluation on the held-out rows;
+- custom_l1.yaml: the same loop with the guide's "Custom loss with regularization": an
+  `l1_regularization` card (examples/cards/l1_regularization.py) between Calculate Loss and Backward Pass.
+
+    python examples/make_examples.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cardloop.examples import basic_training_loop
+
+TRAIN_ROWS = 354
+BATCH_SIZE = 8
+HERE = Path(__file__).parent
+
+if __name__ == "__main__":
+    batches = -(-TRAIN_ROWS // BATCH_SIZE)
+    basic = basic_training_loop(batches=batches, batch_size=BATCH_SIZE, learning_rate=0.01)
+    l1 = basic_training_loop(batches=batches, batch_size=BATCH_SIZE, learning_rate=0.01, l1_weight=1e-4,
+                             name="custom-l1")
+    l1.description = "The Basic Training Loop with an L1 penalty added between Calculate Loss and Backward Pass."
+    for pipeline, file in ((basic, "basic_training_loop.yaml"), (l1, "custom_l1.yaml")):
+        path = pipeline.save(HERE / file)
+        print(f"wrote {path}: {len(pipeline.cards)} cards, {batches} batches")
