@@ -1,0 +1,82 @@
+"""The run recorder: what a run leaves in the records and the store, under each persist policy."""
+
+import pytest
+
+import cardloop
+from cardloop.errors import CardFailed
+from cardloop.examples import basic_training_loop
+from cardloop.store.outputs import RunOutputs
+from cardloop.store.records import RunRecords
+
+
+def loop(csv, batches=3):
+    return basic_training_loop(path=str(csv), input_dim=4, layers=(8,), prepare=False, batches=batches,
+                               batch_size=16)
+
+
+def records(store):
+    return RunRecords(store / "runs.sqlite")
+
+
+def test_every_card_execution_and_every_loss_is_recorded(regression_csv, store):
+    result = cardloop.run(loop(regression_csv), store=store)
+    executions = records(store).card_executions(result.run_id)
+    assert [e.card_id for e in executions] == list(result.outputs)
+    assert all(e.status == "done" and not e.cache_hit and e.cache_key for e in executions)
+    metrics = records(store).metrics(result.run_id, "loss_value")
+    assert [(m.card_id, m.step) for m in metrics] == [("loss0", 0), ("loss1", 1), ("loss2", 2)]
+    assert [m.value for m in metrics] == result.metrics("loss_value")
+    assert records(store).get_run(result.run_id).status == "succeeded"
+
+
+def test_executions_record_the_state_versions_seen_and_made(regression_csv, store):
+    result = cardloop.run(loop(regression_csv, batches=1), store=store)
+    fwd = records(store).card_execution(result.run_id, "fwd0")
+    assert fwd.states_seen == {"model.model": 2} and fwd.states_made == {"model.model": 3}
+
+
+def test_the_default_policy_keeps_infos_as_summaries_and_the_final_state(regression_csv, store):
+    result = cardloop.run(loop(regression_csv), store=store)
+    outputs = RunOutputs(result.run_id, store)
+    assert outputs.ports("batch1")["batch_data"]["digest"] is None
+    assert outputs.ports("step1")["step_info"]["summary"]["step"] == 2
+    assert outputs.ports("data")["dataset"]["digest"]
+    snapshots = records(store).state_snapshots(result.run_id)
+    assert [(s.card_id, s.version) for s in snapshots] == [("step2", 13)]
+    assert set(snapshots[0].members) == {"model.model", "opt.optimizer"}
+    with pytest.raises(cardloop.CardloopError, match="not stored under persist policy 'checkpoint'"):
+        outputs.load("fwd1", "model")
+
+
+def test_policy_all_keeps_every_output_and_every_state_version(regression_csv, store):
+    result = cardloop.run(loop(regression_csv), store=store, persist="all")
+    outputs = RunOutputs(result.run_id, store)
+    batch = outputs.load("batch1", "batch_data")
+    assert batch.X.shape == (16, 4)
+    made = [pc for pc in result.outputs if records(store).card_execution(result.run_id, pc).states_made]
+    snapshotted = [s.card_id for s in records(store).state_snapshots(result.run_id)]
+    assert snapshotted == made
+    zeroed = outputs.load("zero1", "optimizer")
+    assert type(zeroed).__name__ == "Adam"
+    before_step = outputs.load("back1", "model")
+    after_step = outputs.load("step1", "model")
+    assert all(p.grad is not None for p in before_step.parameters())
+    assert not all((a == b).all() for a, b in zip(before_step.parameters(), after_step.parameters()))
+
+
+def test_a_failed_run_records_the_failing_card_and_the_state_before_it(regression_csv, store):
+    pipeline = loop(regression_csv)
+    pipeline.card("batch2").config["batch_index"] = 50
+    with pytest.raises(CardFailed) as caught:
+        cardloop.run(pipeline, store=store)
+    run_id = caught.value.result.run_id
+    run = records(store).get_run(run_id)
+    assert run.status == "failed" and "card 'batch2'" in run.error
+    failed = records(store).card_execution(run_id, "batch2")
+    assert failed.status == "failed" and "batch_index" in failed.error
+    assert [s.card_id for s in records(store).state_snapshots(run_id)] == ["step1"]
+
+
+def test_an_unknown_policy_is_refused(regression_csv, store):
+    with pytest.raises(ValueError, match="unknown persist policy 'some'; valid policies: checkpoint, all"):
+        cardloop.run(loop(regression_csv), store=store, persist="some")
