@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cardloop import models
+from cardloop.errors import RegistryError
 from cardloop.models import ACTIVATIONS, architecture_of, build_model, register_architecture, set_architecture
 
 MLP = {"name": "mlp", "config": {"input_dim": 3, "layers": [5, 4], "activation": "tanh", "output_dim": 2,
@@ -55,7 +56,7 @@ def test_set_architecture_tags_any_module():
 
 
 def test_an_unknown_architecture_names_it_and_lists_the_known_ones():
-    with pytest.raises(KeyError, match=r"no model architecture named 'resnet' is registered \(known: .*mlp"):
+    with pytest.raises(RegistryError, match=r"no model architecture named 'resnet' is registered \(known: .*mlp"):
         build_model({"name": "resnet", "config": {}})
 
 

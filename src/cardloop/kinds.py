@@ -36,6 +36,8 @@ def register_kind(name: str, description: str) -> None:
     """Declare a new port kind for custom cards (its codec is registered with the store)."""
     if not name.isidentifier():
         raise ValueError(f"kind name {name!r} must be an identifier")
+    if name in BUILTIN_KINDS:
+        raise ValueError(f"kind '{name}' is built in; choose another name for a custom kind")
     _custom_kinds[name] = description
 
 

@@ -6,7 +6,10 @@ stores that recipe beside the weights and calls `build_model` to rebuild it on l
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
+
+from cardloop.errors import RegistryError
 
 ARCHITECTURE_ATTR = "_cardloop_architecture"
 
@@ -36,9 +39,11 @@ def build_model(architecture: dict[str, Any]) -> Any:
     name = architecture.get("name")
     if name not in _builders:
         known = ", ".join(sorted(_builders)) or "none"
-        raise KeyError(f"no model architecture named '{name}' is registered (known: {known})")
-    module = _builders[name](architecture["config"])
-    set_architecture(module, name, architecture["config"])
+        raise RegistryError(f"no model architecture named '{name}' is registered (known: {known}); "
+                            "register it with cardloop.models.register_architecture")
+    config = copy.deepcopy(architecture["config"])
+    module = _builders[name](config)
+    set_architecture(module, name, copy.deepcopy(config))
     return module
 
 

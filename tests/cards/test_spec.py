@@ -39,8 +39,6 @@ def load_function(path, module_name: str):
 # --- registration --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="spec.py: `registry or default_registry()` treats an empty Registry as "
-                                       "falsy (it has __len__), so the card lands in the default registry")
 def test_card_registers_the_type_into_the_given_registry():
     registry = Registry()
     declared = declare(two_inputs, inputs=[Port("model", MODEL), Port("batch_data", BATCH)], registry=registry)
@@ -150,8 +148,6 @@ def test_an_output_port_declared_twice_is_refused():
         declare(lambda config: {}, outputs=[Port("x", SCALAR), Port("x", INFO)])
 
 
-@pytest.mark.xfail(strict=True, reason="spec.py _check_ports: an input port named 'ctx' is taken for the context "
-                                       "parameter, so the executor passes the CardContext instead of the port value")
 def test_an_input_port_named_ctx_is_refused():
     def run(config, ctx):
         return {}
@@ -160,8 +156,6 @@ def test_an_input_port_named_ctx_is_refused():
         declare(run, inputs=[Port("ctx", SCALAR)])
 
 
-@pytest.mark.xfail(strict=True, reason="spec.py _check_ports: an input port named 'config' passes the signature "
-                                       "check, and the executor then passes 'config' twice")
 def test_an_input_port_named_config_is_refused():
     with pytest.raises(ValueError, match="card type 'spec_probe'"):
         declare(lambda config: {}, inputs=[Port("config", SCALAR)])

@@ -84,4 +84,7 @@ def model_define(config: ModelDefineConfig) -> dict:
 def model_clone(config: NoConfig, model) -> dict:
     import copy
 
-    return {"model": copy.deepcopy(model)}
+    clone = copy.deepcopy(model)  # deepcopy of a Parameter leaves its .grad behind
+    for original, copied in zip(model.parameters(), clone.parameters()):
+        copied.grad = None if original.grad is None else original.grad.detach().clone()
+    return {"model": clone}

@@ -85,10 +85,10 @@ def load_entry_points() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = ep.load()
-        except Exception as exc:  # a broken third-party pack must not hide the built-ins
+            if callable(loaded) and not isinstance(loaded, CardType):
+                loaded()
+        except Exception as exc:  # name the broken pack rather than fail somewhere obscure
             raise RegistryError(f"card pack '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
-        if callable(loaded) and not isinstance(loaded, CardType):
-            loaded()
 
 
 def load_card_file(path: str | Path) -> None:

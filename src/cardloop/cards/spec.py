@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import marshal
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -114,13 +115,16 @@ class CardType:
         }
 
 
+RESERVED_PARAMETERS = ("config", "ctx")
+
+
 @functools.lru_cache(maxsize=None)
 def _code_hash(run: Callable) -> str:
     try:
-        source = inspect.getsource(run)
-    except (OSError, TypeError):
-        source = f"{run.__module__}.{run.__qualname__}"
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+        source = inspect.getsource(run).encode()
+    except (OSError, TypeError):  # defined without a source file: hash the compiled code instead
+        source = marshal.dumps(run.__code__) if hasattr(run, "__code__") else repr(run).encode()
+    return hashlib.sha256(source).hexdigest()[:16]
 
 
 def _check_ports(type_id: str, run: Callable, inputs: tuple[Port, ...], outputs: tuple[Port, ...]) -> bool:
@@ -130,12 +134,19 @@ def _check_ports(type_id: str, run: Callable, inputs: tuple[Port, ...], outputs:
         if port.kind not in kinds:
             raise ValueError(f"card type '{type_id}': port '{port.name}' has unknown kind '{port.kind}'; "
                              f"known kinds: {', '.join(sorted(kinds))}")
+    for port in inputs:
+        if port.name in RESERVED_PARAMETERS:
+            raise ValueError(f"card type '{type_id}': an input port may not be named '{port.name}' "
+                             f"(reserved: {', '.join(RESERVED_PARAMETERS)})")
     for port in outputs:
         if port.state_of is not None:
             source = next((p for p in inputs if p.name == port.state_of), None)
             if source is None or source.kind not in STATE_KINDS:
                 raise ValueError(f"card type '{type_id}': output '{port.name}' continues the state of "
                                  f"'{port.state_of}', which is not a state input of this card")
+            if source.kind != port.kind:
+                raise ValueError(f"card type '{type_id}': output '{port.name}' ({port.kind}) cannot continue "
+                                 f"input '{source.name}' of kind '{source.kind}'")
     for ports, side in ((inputs, "input"), (outputs, "output")):
         names = [p.name for p in ports]
         if len(set(names)) != len(names):
@@ -184,7 +195,7 @@ def card(
         )
         from cardloop.cards.registry import default_registry
 
-        (registry or default_registry()).register(card_type)
+        (registry if registry is not None else default_registry()).register(card_type)
         return card_type
 
     return decorate

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from cardloop import kinds
-from cardloop.errors import StoreError
+from cardloop.errors import RegistryError, StoreError
 from cardloop.models import architecture_of, build_model
 from cardloop.store import safetensors_format
 from cardloop.store.codec import Codec, CodecContext, canonical_json
@@ -47,7 +47,7 @@ class ModelCodec(Codec):
         tensors, metadata = safetensors_format.unpack(data, self.format)
         try:
             module = build_model(metadata["architecture"])
-        except KeyError as error:
+        except (KeyError, RegistryError) as error:
             raise StoreError(f"the stored model cannot be rebuilt: {error.args[0]}") from error
         state = _with_prefix(tensors, STATE_PREFIX)
         _match_dtypes(module, state)
