@@ -7,7 +7,7 @@ from typing import Any
 
 from cardloop.cards.spec import CardContext
 from cardloop.engine.events import RunHooks
-from cardloop.engine.plan import Plan
+from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.errors import CardError, CardFailed
 
 
@@ -20,16 +20,13 @@ class LocalExecutor:
         """Run every card; returns the value slots. Raises CardFailed naming the card that failed."""
         slots = slots if slots is not None else [None] * plan.slot_count
         clock = time.perf_counter
-        for pc in plan.cards:
-            kwargs: dict[str, Any] = {b.port: slots[b.slot] for b in pc.bindings}
-            for port in pc.card_type.inputs:
-                kwargs.setdefault(port.name, None)
-            if pc.card_type.wants_context:
-                kwargs["ctx"] = CardContext(pc.id, pc.card.type, pc.sources())
+        for pc, fixed in [(pc, _fixed_arguments(pc)) for pc in plan.cards]:
+            kwargs = {b.port: slots[b.slot] for b in pc.bindings}
+            kwargs.update(fixed)
             hooks.card_started(pc)
             started = clock()
             try:
-                outputs = pc.card_type.run(config=pc.config, **kwargs)
+                outputs = pc.card_type.run(**kwargs)
                 missing = [name for name in pc.output_slots if name not in outputs]
                 if missing:
                     raise CardError(f"its run function returned no value for output(s) {missing}")
@@ -42,6 +39,17 @@ class LocalExecutor:
                 slots[slot] = outputs[name]
             hooks.card_done(pc, outputs, started, seconds)
         return slots
+
+
+def _fixed_arguments(pc: PlannedCard) -> dict[str, Any]:
+    """The arguments of a card's run function that do not change between runs: config, context,
+    and None for each optional input left unconnected."""
+    bound = {b.port for b in pc.bindings}
+    fixed: dict[str, Any] = {p.name: None for p in pc.card_type.inputs if p.name not in bound}
+    fixed["config"] = pc.config
+    if pc.card_type.wants_context:
+        fixed["ctx"] = CardContext(pc.id, pc.card.type, pc.sources())
+    return fixed
 
 
 def _describe(exc: BaseException) -> str:
