@@ -75,7 +75,7 @@ def test_a_batch_index_past_the_end_names_the_card_and_the_number_of_batches(reg
 
 def test_the_last_batch_may_be_short(regression_csv, store):
     p = basic_training_loop(path=str(regression_csv), input_dim=4, prepare=False, batches=7, batch_size=16)
-    result = cardloop.run(p, store=store)
+    result = cardloop.run(p, store=store, keep_outputs=True)
     assert result.outputs["batch6"]["batch_info"]["size"] == 4
     assert result.outputs["batch6"]["batch_data"].X.shape == (4, 4)
     assert result.outputs["batch6"]["batch_data"].y.shape == (4, 1)
@@ -89,7 +89,7 @@ def test_step_info_reports_clipping_learning_rate_and_step(regression_csv, store
     info = result.outputs["step1"]["step_info"]
     assert info["clipped"] is True and info["grad_norm"] > 1e-3
     assert info["step"] == 2 and info["learning_rate"] == 0.05
-    assert result.outputs["back1"]["gradients_computed"]["grad_norm"] > 0
+    assert "grad_norm" not in result.outputs["back1"]["gradients_computed"]
 
 
 def test_a_model_and_optimizer_that_do_not_belong_together_are_refused(regression_csv, store):

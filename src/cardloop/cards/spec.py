@@ -62,6 +62,8 @@ class CardContext:
     card_id: str
     card_type: str
     sources: Mapping[str, str] = field(default_factory=dict)
+    #: for each input port, the (card id, card type) of the cards above this one that read the same value
+    earlier_readers: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def source(self, port: str) -> str:
         """The `card.port` that feeds input `port` (empty if unconnected)."""

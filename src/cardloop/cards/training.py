@@ -12,6 +12,7 @@ from cardloop.cards.model import model_device
 from cardloop.cards.spec import CardConfig, CardContext, NoConfig, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import BATCH, DATAFRAME, INFO, LOSS, MODEL, OPTIMIZER, SCALAR, TENSOR
+from cardloop.values import Batch
 
 # --- training_prepare_batch -------------------------------------------------------------------------
 
@@ -56,8 +57,6 @@ def frame_tensors(frame, override: list[str] | None):
     config=PrepareBatchConfig,
 )
 def prepare_batch(config: PrepareBatchConfig, train_dataset) -> dict:
-    from cardloop.values import Batch
-
     X, y, features, targets = frame_tensors(train_dataset, config.target_columns)
     rows = X.shape[0]
     num_batches = -(-rows // config.batch_size)
@@ -192,16 +191,15 @@ def loss(config: LossConfig, predictions, batch_data) -> dict:
 
 class BackwardConfig(CardConfig):
     retain_graph: bool = Field(default=False, description="Retain computation graph.")
+    track_grad_norm: bool = Field(
+        default=False, description="Report the global gradient norm in gradients_computed (costs a few percent "
+                                   "of a small model's step; Optimizer Step reports it for free when clipping).")
 
 
-FREED_BY_ATTR = "_cardloop_graph_freed_by"
-
-
-def gradient_norm(model) -> float:
-    """Global L2 norm of the model's gradients (0.0 when none)."""
+def gradient_norm(grads: list) -> float:
+    """Global L2 norm of a list of gradients (0.0 when empty), as clip_grad_norm_ computes it."""
     import torch
 
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         return 0.0
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()
@@ -219,20 +217,23 @@ def gradient_norm(model) -> float:
     mutates_state=True,
 )
 def backward(config: BackwardConfig, loss, model, ctx: CardContext) -> dict:
-    if loss.grad_fn is None:
+    if not loss.requires_grad:
         raise CardError(f"the loss from '{ctx.source('loss')}' has no autograd graph (it was reloaded from "
                         "storage or detached), so back-propagating it would compute nothing; run the loss card "
                         "in the same run as this backward card")
-    freed_by = getattr(loss, FREED_BY_ATTR, None)
-    if freed_by is not None:
-        raise CardError(f"the loss from '{ctx.source('loss')}' was already back-propagated by '{freed_by}', "
-                        f"which freed its graph; set retain_graph: true on '{freed_by}' to back-propagate twice")
-    loss.backward(retain_graph=config.retain_graph)
-    if not config.retain_graph:
-        setattr(loss, FREED_BY_ATTR, ctx.card_id)
-    with_grad = sum(1 for p in model.parameters() if p.grad is not None)
-    info = {"loss": loss.item(), "parameters_with_grad": with_grad, "retain_graph": config.retain_graph,
-            "grad_norm": gradient_norm(model)}
+    try:
+        loss.backward(retain_graph=config.retain_graph)
+    except RuntimeError as exc:
+        if "second time" not in str(exc):
+            raise
+        earlier = [card for card, card_type in ctx.earlier_readers.get("loss", ()) if card_type == ctx.card_type]
+        names = ", ".join(f"'{card}'" for card in earlier) or "an earlier card"
+        raise CardError(f"the loss from '{ctx.source('loss')}' was already back-propagated by {names}, which freed "
+                        f"its graph; set retain_graph: true on {names} to back-propagate twice") from None
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    info = {"parameters_with_grad": len(grads), "retain_graph": config.retain_graph}
+    if config.track_grad_norm:
+        info["grad_norm"] = gradient_norm(grads)
     return {"model": model, "gradients_computed": info}
 
 
@@ -246,14 +247,21 @@ class OptimizerStepConfig(CardConfig):
 STEPS_ATTR = "_cardloop_steps"
 
 
+BOUND_ATTR = "_cardloop_bound_to"
+
+
 def check_bound(optimizer, model) -> None:
-    """The optimizer must hold exactly this model's parameters (DESIGN 2)."""
+    """The optimizer must hold only this model's parameters (DESIGN 2); a checked pair is remembered."""
+    sizes = tuple(len(group["params"]) for group in optimizer.param_groups)
+    if getattr(optimizer, BOUND_ATTR, None) == (id(model), sizes):
+        return
     model_params = {id(p) for p in model.parameters()}
     for group in optimizer.param_groups:
         for parameter in group["params"]:
             if id(parameter) not in model_params:
                 raise CardError("the optimizer is not bound to this model's parameters; connect the optimizer "
                                 "made by training_init_optimizer from the same model")
+    setattr(optimizer, BOUND_ATTR, (id(model), sizes))
 
 
 @card(

@@ -37,8 +37,12 @@ class RunHooks:
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:
-            bound = [getattr(listener, method) for listener in listeners if hasattr(listener, method)]
-            setattr(self, f"_{method}", tuple(bound))
+            bound = tuple(getattr(listener, method) for listener in listeners if hasattr(listener, method))
+            setattr(self, f"_{method}", bound)
+            if len(bound) == 1:  # the common case: call the listener directly, without a loop
+                setattr(self, method, bound[0])
+            elif not bound:
+                setattr(self, method, _ignore)
 
     def run_started(self, plan: Plan, run_id: str) -> None:
         for call in self._run_started:
@@ -63,6 +67,10 @@ class RunHooks:
     def run_finished(self, status: str, error: BaseException | None) -> None:
         for call in self._run_finished:
             call(status, error)
+
+
+def _ignore(*args: Any) -> None:
+    pass
 
 
 def metric_values(pc: PlannedCard, outputs: dict[str, Any]) -> dict[str, float]:

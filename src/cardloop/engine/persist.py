@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cardloop.kinds import BATCH, LOSS, STATE_KINDS, TENSOR
+from cardloop.kinds import BATCH, INFO, LOSS, SCALAR, STATE_KINDS, TENSOR
 
 POLICIES = ("checkpoint", "all")
 DEFAULT_POLICY = "checkpoint"
 TRANSIENT_KINDS = frozenset({BATCH, TENSOR, LOSS})
+SUMMARIZED_KINDS = frozenset({INFO, SCALAR})
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,15 @@ class PersistPolicy:
         return cls(name, checkpoint_seconds)
 
     def keeps_value(self, kind: str, consumed: bool) -> bool:
-        """Whether a (non-state) output of this kind is written as an artifact."""
+        """Whether a (non-state) output of this kind is written as an artifact. Infos and scalars always
+        live whole in the run records; under `checkpoint` they are not also written as files."""
         if kind in STATE_KINDS:
             return False
-        if self.name == "all" or not consumed:
+        if self.name == "all":
             return True
-        return kind not in TRANSIENT_KINDS and kind not in ("info", "scalar")
+        if kind in SUMMARIZED_KINDS:
+            return False
+        return not consumed or kind not in TRANSIENT_KINDS
 
     def snapshots_every_state_change(self) -> bool:
         return self.name == "all"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cardloop.cards.registry import Registry, default_registry
-from cardloop.cards.spec import CardConfig, CardType
+from cardloop.cards.spec import CardConfig, CardContext, CardType
 from cardloop.kinds import MODEL, STATE_KINDS
 from cardloop.pipeline.model import Card, OutputRef, Pipeline
 from cardloop.pipeline.validate import check_pipeline, parse_config
@@ -72,6 +72,7 @@ class Plan:
     cards: list[PlannedCard]
     states: dict[str, StateInfo]
     slot_count: int
+    _readers_by_slot: dict[int, list[PlannedCard]] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.cards)
@@ -86,6 +87,36 @@ class Plan:
         """The model a group's optimizers and schedulers are bound to (its first member)."""
         members = self.group_members(group)
         return next((m for m in members if m.kind == MODEL), members[0])
+
+    def context(self, pc: PlannedCard) -> CardContext:
+        """What card `pc` may know about itself while it runs."""
+        readers = self._readers()
+        earlier = {b.port: tuple((r.id, r.card.type) for r in readers[b.slot] if r.position < pc.position)
+                   for b in pc.bindings}
+        return CardContext(pc.id, pc.card.type, pc.sources(), earlier)
+
+    def _readers(self) -> dict[int, list[PlannedCard]]:
+        if self._readers_by_slot is None:
+            self._readers_by_slot = {}
+            for pc in self.cards:
+                for binding in pc.bindings:
+                    self._readers_by_slot.setdefault(binding.slot, []).append(pc)
+        return self._readers_by_slot
+
+    def releases(self) -> dict[int, tuple[int, ...]]:
+        """For each card position, the value slots it is the last reader of (never training state), so an
+        executor can drop them right after it, as a hand-written loop drops last step's tensors."""
+        last: dict[int, int] = {}
+        for pc in self.cards:
+            for binding in pc.bindings:
+                last[binding.slot] = pc.position
+        state_slots = {slot for pc in self.cards for port, slot in pc.output_slots.items()
+                       if port in pc.state_outputs}
+        by_card: dict[int, list[int]] = {}
+        for slot, position in last.items():
+            if slot not in state_slots:
+                by_card.setdefault(position, []).append(slot)
+        return {position: tuple(slots) for position, slots in by_card.items()}
 
     def consumers(self) -> dict[int, int]:
         """How many inputs read each slot."""

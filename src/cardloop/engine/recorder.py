@@ -1,14 +1,16 @@
 """The run recorder: a run listener that writes records, metrics and kept outputs off the hot path.
 
-The executor's thread only appends to a queue (and encodes training-state snapshots, which must be taken
-before the state changes again); a writer thread encodes values, writes artifacts and inserts records in
-batches. Values are immutable, so encoding them later is safe.
+The executor's thread only appends to a list (and encodes training-state snapshots, which must be taken
+before the state changes again); a writer thread wakes every FLUSH_SECONDS, takes what has gathered, encodes
+values, writes artifacts and inserts records in one batch. It is never woken per card: every wake-up would
+make the two threads trade the GIL in the middle of a training step. Values are immutable, so encoding
+them later is safe.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 import time
 from typing import Any
 
@@ -18,11 +20,11 @@ from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
 from cardloop.kinds import STATE_KINDS
 from cardloop.store.artifacts import ArtifactStore
-from cardloop.store.codecs import CodecContext, codec_for_kind
+from cardloop.store.codecs import CodecContext
+from cardloop.store.json_codecs import to_jsonable
 from cardloop.store.records import RunRecords
 
 FLUSH_SECONDS = 0.5
-_STOP = object()
 
 
 class RunRecorder:
@@ -36,7 +38,8 @@ class RunRecorder:
         self.metric_steps: dict[str, int] = {}
         self.last_position: int | None = None
         self.last_checkpoint = time.monotonic()
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending: deque[tuple] = deque()  # append and popleft are atomic: no lock on the hot path
+        self.stopping = threading.Event()
         self.error: BaseException | None = None
         self.writer = threading.Thread(target=self._write_loop, name=f"cardloop-recorder-{run_id}", daemon=True)
         self.writer.start()
@@ -48,16 +51,16 @@ class RunRecorder:
         snapshots = ()
         if pc.states_made and (self.policy.snapshots_every_state_change() or self._checkpoint_due()):
             snapshots = self._snapshot(pc.position)
-        self.queue.put(("done", pc, outputs, time.time() - seconds, seconds, snapshots))
+        self.pending.append(("done", pc, outputs, time.time() - seconds, seconds, snapshots))
 
     def card_failed(self, pc: PlannedCard, error: BaseException, started: float, seconds: float) -> None:
-        self.queue.put(("failed", pc, str(error), time.time() - seconds, seconds))
+        self.pending.append(("failed", pc, str(error), time.time() - seconds, seconds))
 
     def run_finished(self, status: str, error: BaseException | None) -> None:
         """Snapshot the final training state, drain the writer and close the run record."""
         if self.last_position is not None and not self.policy.snapshots_every_state_change():
-            self.queue.put(("snapshots", self._snapshot(self.last_position)))
-        self.queue.put(_STOP)
+            self.pending.append(("snapshots", self._snapshot(self.last_position)))
+        self.stopping.set()
         self.writer.join()
         self.records.finish_run(self.run_id, status, str(error) if error else None)
         if self.error is not None:
@@ -77,23 +80,16 @@ class RunRecorder:
     # --- writer thread ---------------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        pending: list = []
-        deadline = time.monotonic() + FLUSH_SECONDS
         while True:
+            stop = self.stopping.wait(FLUSH_SECONDS)
+            items = [self.pending.popleft() for _ in range(len(self.pending))]
             try:
-                item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                item = None
-            if item is not None and item is not _STOP:
-                pending.append(item)
-            if item is _STOP or time.monotonic() >= deadline:
-                try:
-                    self._flush(pending)
-                except BaseException as exc:  # surfaced by run_finished
-                    self.error = self.error or exc
-                pending = []
-                deadline = time.monotonic() + FLUSH_SECONDS
-            if item is _STOP:
+                self._flush(items)
+            except BaseException as exc:  # surfaced by run_finished
+                self.error = self.error or exc
+            if stop:
+                if self.pending:
+                    continue
                 return
 
     def _flush(self, items: list) -> None:
@@ -171,7 +167,7 @@ class RunRecorder:
 def brief_summary(kind: str, value: Any) -> Any:
     """A cheap summary of an output that is not kept: infos and scalars whole, tensors by shape."""
     if kind in ("info", "scalar"):
-        return value
+        return to_jsonable(value, kind)
     for attr in ("X", "y"):
         if hasattr(value, attr):
             return {name: {"shape": list(getattr(value, name).shape)} for name in ("X", "y")}

@@ -39,6 +39,21 @@ class RunResult:
         return [ports[name] for ports in self.outputs.values() if isinstance(ports.get(name), (int, float))]
 
 
+class PortValues(dict):
+    """One card's outputs; a value dropped after its last use says so instead of a bare KeyError."""
+
+    def __init__(self, card_id: str, values: dict[str, Any], released: set[str]):
+        super().__init__(values)
+        self.card_id, self.released = card_id, released
+
+    def __missing__(self, port: str) -> Any:
+        if port in self.released:
+            raise KeyError(f"output '{port}' of card '{self.card_id}' was released after the last card that read "
+                           "it; run with keep_outputs=True to keep every value, or read it from the store "
+                           "(persist 'all')")
+        raise KeyError(f"card '{self.card_id}' has no output '{port}'")
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
@@ -59,6 +74,7 @@ def run(
     progress: Callable[[CardEvent], None] | None = None,
     cards: list[str | Path] | None = None,
     checkpoint_seconds: float = 60.0,
+    keep_outputs: bool = False,
     registry: Registry | None = None,
 ) -> RunResult:
     """Run a pipeline (object or file) and record it in the store.
@@ -66,6 +82,8 @@ def run(
     `executor`: where cards run ("local"). `store`: the store root (default `$CARDLOOP_STORE` or
     `./.cardloop`). `persist`: "checkpoint" (default) or "all". `threads`: torch's CPU thread count.
     `progress`: called with a CardEvent for every run event. `cards`: extra card files to load first.
+    `keep_outputs`: keep every value in `RunResult.outputs`; by default a value that cards read (a batch,
+    predictions, a loss) is dropped after its last reader, as a hand-written loop drops them.
     Raises PipelineInvalid before anything runs, and CardFailed (with `.result`) when a card fails.
     """
     for path in cards or ():
@@ -75,11 +93,13 @@ def run(
     policy = PersistPolicy.named(persist, checkpoint_seconds)
     pipeline, source = resolve_pipeline(pipeline_or_path)
     plan = plan_pipeline(pipeline, registry, source)
-    return execute_plan(plan, executor=executor, store=store, policy=policy, threads=threads, progress=progress)
+    return execute_plan(plan, executor=executor, store=store, policy=policy, threads=threads, progress=progress,
+                        keep_outputs=keep_outputs)
 
 
 def execute_plan(plan: Plan, *, executor: str, store: str | Path | None, policy: PersistPolicy,
-                 threads: int | None, progress: Callable[[CardEvent], None] | None) -> RunResult:
+                 threads: int | None, progress: Callable[[CardEvent], None] | None,
+                 keep_outputs: bool = False) -> RunResult:
     import torch
 
     from cardloop.engine.local import LocalExecutor
@@ -88,7 +108,7 @@ def execute_plan(plan: Plan, *, executor: str, store: str | Path | None, policy:
     from cardloop.store.records import RunRecords
 
     root = Path(store) if store is not None else default_store_root()
-    artifacts = ArtifactStore(root)
+    artifacts = ArtifactStore(root, durable=False)
     records = RunRecords(root / "runs.sqlite")
     run_id = new_run_id()
     records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(), executor=executor,
@@ -104,7 +124,7 @@ def execute_plan(plan: Plan, *, executor: str, store: str | Path | None, policy:
     started = time.perf_counter()
     hooks.run_started(plan, run_id)
     try:
-        LocalExecutor().run(plan, hooks, slots)
+        LocalExecutor(keep_outputs).run(plan, hooks, slots)
     except CardFailed as failure:
         hooks.run_finished("failed", failure)
         failure.result = _result(plan, slots, run_id, "failed", root, started, failure)
@@ -120,6 +140,13 @@ def execute_plan(plan: Plan, *, executor: str, store: str | Path | None, policy:
 
 def _result(plan: Plan, slots: list[Any], run_id: str, status: str, root: Path, started: float,
             error: CardFailed | None) -> RunResult:
-    outputs = {pc.id: {port: slots[slot] for port, slot in pc.output_slots.items()}
-               for pc in plan.cards if any(slots[s] is not None for s in pc.output_slots.values())}
+    from cardloop.engine.local import RELEASED
+
+    outputs = {}
+    for pc in plan.cards:
+        values = {port: slots[slot] for port, slot in pc.output_slots.items()}
+        if all(value is None for value in values.values()):
+            continue  # not run
+        released = {port for port, value in values.items() if value is RELEASED}
+        outputs[pc.id] = PortValues(pc.id, {p: v for p, v in values.items() if p not in released}, released)
     return RunResult(run_id, status, outputs, root, time.perf_counter() - started, error)

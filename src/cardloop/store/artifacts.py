@@ -41,9 +41,12 @@ class ArtifactRef:
 class ArtifactStore:
     """Content-addressed artifact files under `root` (default: `default_store_root()`)."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None):
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, durable: bool = True):
+        """`durable=False` skips the fsyncs: writes stay atomic (temp file, rename), and a file that a power
+        loss tears is still never served, because every read checks the hash. Runs write that way."""
         self.root = Path(root) if root is not None else default_store_root()
         self.artifacts_dir = self.root / "artifacts"
+        self.durable = durable
 
     def put(self, data: bytes, extension: str) -> str:
         """Store bytes and return their sha256; an intact file with the same content is left as it is."""
@@ -54,7 +57,7 @@ class ArtifactStore:
         if path.exists() and _sha256_of(path) == digest:
             return digest
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, data)
+        _write_atomically(path, data, self.durable)
         return digest
 
     def get(self, digest: str) -> bytes:
@@ -115,21 +118,24 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see no file or the whole file, never a part of it."""
+def _write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` so that readers see no file or the whole file, never a part of it;
+    `durable` also flushes the data and the rename to disk before returning."""
     temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temp, path)
     except BaseException:
         with suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    _fsync_folder(path.parent)
+    if durable:
+        _fsync_folder(path.parent)
 
 
 def _fsync_folder(folder: Path) -> None:

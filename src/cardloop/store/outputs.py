@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from cardloop.errors import StoreError
-from cardloop.kinds import MODEL, STATE_KINDS
+from cardloop.kinds import INFO, MODEL, SCALAR, STATE_KINDS
 from cardloop.store.records import RunRecords
 from cardloop.store.record_types import StateSnapshot
 from cardloop.store.root import default_store_root
+
+
+SUMMARIZED_KINDS = (INFO, SCALAR)  # recorded whole in the run records
 
 
 class RunOutputs:
@@ -47,6 +50,8 @@ class RunOutputs:
         output = outputs[port]
         if output["kind"] in STATE_KINDS and output.get("state"):
             return self._load_state(card_id, output["state"], device)
+        if not output.get("digest") and output["kind"] in SUMMARIZED_KINDS and output.get("summary") is not None:
+            return output["summary"]
         if not output.get("digest"):
             raise StoreError(f"output '{port}' of card '{card_id}' was not stored under persist policy "
                              f"'{self.run.persist}'; run again with --persist all to keep every output")
