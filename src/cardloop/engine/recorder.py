@@ -9,20 +9,20 @@ them later is safe.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 import time
 from typing import Any
 
-from cardloop.engine.events import metric_values
 from cardloop.engine.persist import PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
 from cardloop.kinds import STATE_KINDS
 from cardloop.store.artifacts import ArtifactStore
 from cardloop.store.codecs import CodecContext
-from cardloop.store.json_codecs import to_jsonable
 from cardloop.store.records import RunRecords
+from cardloop.store.record_types import Metric
 
 FLUSH_SECONDS = 0.5
 
@@ -36,6 +36,7 @@ class RunRecorder:
         self.run_id, self.slots = run_id, slots
         self.consumed = plan.consumers()
         self.metric_steps: dict[str, int] = {}
+        self._fragments: dict[tuple, tuple] = {}
         self.last_position: int | None = None
         self.last_checkpoint = time.monotonic()
         self.pending: deque[tuple] = deque()  # append and popleft are atomic: no lock on the hot path
@@ -99,44 +100,70 @@ class RunRecorder:
                 snapshot_rows += self._write_snapshots(item[1], artifacts)
             elif item[0] == "failed":
                 _, pc, message, started_at, seconds = item
-                executions.append(self._execution(pc, "failed", started_at, seconds, {}, message))
+                executions.append(self._execution_row(pc, "failed", started_at, seconds, "{}", message))
             else:
                 _, pc, outputs, started_at, seconds, snapshots = item
-                snapshot_rows += self._write_snapshots(snapshots, artifacts)
-                kept = self._write_outputs(pc, outputs, artifacts)
-                executions.append(self._execution(pc, "done", started_at, seconds, kept, None))
-                for name, value in metric_values(pc, outputs).items():
-                    step = self.metric_steps.get(name, 0)
-                    self.metric_steps[name] = step + 1
-                    metrics.append({"run_id": self.run_id, "card_id": pc.id, "name": name, "step": step,
-                                    "value": value})
+                if snapshots:
+                    snapshot_rows += self._write_snapshots(snapshots, artifacts)
+                kept = self._outputs_json(pc, outputs, artifacts)
+                executions.append(self._execution_row(pc, "done", started_at, seconds, kept, None))
+                for port in self._metric_ports(pc):
+                    value = outputs.get(port)
+                    if value is not None:
+                        step = self.metric_steps.get(port, 0)
+                        self.metric_steps[port] = step + 1
+                        metrics.append(Metric(self.run_id, pc.id, port, step, float(value)))
         if artifacts:
             self.records.add_artifacts(artifacts)
         if snapshot_rows:
             self.records.add_state_snapshots(snapshot_rows)
         if executions:
-            self.records.add_card_executions(executions)
+            self.records.add_card_execution_rows(executions)
         if metrics:
             self.records.add_metrics(metrics)
 
-    def _write_outputs(self, pc: PlannedCard, outputs: dict[str, Any], artifacts: list) -> dict[str, dict]:
-        kept: dict[str, dict] = {}
-        for port in pc.card_type.outputs:
+    def _metric_ports(self, pc: PlannedCard) -> tuple[str, ...]:
+        return self._port_plan(pc)[0]
+
+    def _port_plan(self, pc: PlannedCard) -> tuple:
+        """A card's metric ports and, per output port, a finished JSON fragment or how to make one.
+        Cards of one type wired alike share it, so it is worked out once per kind of step, not per card."""
+        consumed = tuple(self.consumed.get(slot, 0) > 0 for slot in pc.output_slots.values())
+        key = (pc.card.type, tuple(pc.state_outputs.items()), consumed)
+        known = self._fragments.get(key)
+        if known is None:
+            ports = []
+            for port, is_read in zip(pc.card_type.outputs, consumed):
+                head = f"{json.dumps(port.name)}: {{\"kind\": {json.dumps(port.kind)}, \"digest\": "
+                if port.kind in STATE_KINDS:
+                    state = json.dumps(pc.state_outputs.get(port.name))
+                    ports.append((port, "fixed", head + f"null, \"state\": {state}}}"))
+                elif self.policy.keeps_value(port.kind, is_read):
+                    ports.append((port, "store", head))
+                elif port.kind in ("info", "scalar"):
+                    ports.append((port, "summary", head + "null, \"summary\": "))
+                else:
+                    ports.append((port, "fixed", head + "null, \"summary\": null}"))
+            known = self._fragments[key] = (tuple(p.name for p in pc.card_type.outputs if p.metric), tuple(ports))
+        return known
+
+    def _outputs_json(self, pc: PlannedCard, outputs: dict[str, Any], artifacts: list) -> str:
+        """The card's outputs column, built from fragments: one json.dumps per summarized value."""
+        parts = []
+        for port, how, text in self._port_plan(pc)[1]:
+            if how == "fixed":
+                parts.append(text)
+                continue
             value = outputs.get(port.name)
-            if port.kind in STATE_KINDS:
-                kept[port.name] = {"kind": port.kind, "digest": None, "state": pc.state_outputs.get(port.name)}
-                continue
             if value is None:
-                kept[port.name] = {"kind": port.kind, "digest": None, "summary": None}
-                continue
-            consumed = self.consumed.get(pc.output_slots[port.name], 0) > 0
-            if self.policy.keeps_value(port.kind, consumed):
+                parts.append(text + "null" + ("}" if how == "summary" else ", \"summary\": null}"))
+            elif how == "summary":
+                parts.append(text + json.dumps(value, default=_plain) + "}")
+            else:
                 ref = self.store.save(port.kind, value, CodecContext())
                 artifacts.append(self._artifact_row(ref.digest, ref.kind, ref.codec, ref.size, pc.id, port.name))
-                kept[port.name] = {"kind": port.kind, "digest": ref.digest, "summary": ref.summary}
-            else:
-                kept[port.name] = {"kind": port.kind, "digest": None, "summary": brief_summary(port.kind, value)}
-        return kept
+                parts.append(text + f"\"{ref.digest}\", \"summary\": {json.dumps(ref.summary, default=_plain)}}}")
+        return "{" + ", ".join(parts) + "}"
 
     def _write_snapshots(self, snapshots: tuple[Snapshot, ...], artifacts: list) -> list[dict]:
         rows = []
@@ -156,20 +183,19 @@ class RunRecorder:
         return {"digest": digest, "kind": kind, "codec": codec, "size": size, "run_id": self.run_id,
                 "card_id": card_id, "port": port}
 
-    def _execution(self, pc: PlannedCard, status: str, started_at: float, seconds: float,
-                   outputs: dict, error: str | None) -> dict:
-        return {"run_id": self.run_id, "card_id": pc.id, "position": pc.position, "card_type": pc.card.type,
-                "status": status, "started_at": started_at, "seconds": seconds, "error": error,
-                "cache_hit": False, "cache_key": pc.cache_key, "outputs": outputs,
-                "states_seen": pc.states_seen, "states_made": pc.states_made}
+    def _execution_row(self, pc: PlannedCard, status: str, started_at: float, seconds: float,
+                       outputs_json: str, error: str | None) -> tuple:
+        return (self.run_id, pc.id, pc.position, pc.card.type, status, started_at, seconds, error, 0,
+                pc.cache_key, outputs_json, _versions_json(pc.states_seen), _versions_json(pc.states_made))
 
 
-def brief_summary(kind: str, value: Any) -> Any:
-    """A cheap summary of an output that is not kept: infos and scalars whole, tensors by shape."""
-    if kind in ("info", "scalar"):
-        return to_jsonable(value, kind)
-    for attr in ("X", "y"):
-        if hasattr(value, attr):
-            return {name: {"shape": list(getattr(value, name).shape)} for name in ("X", "y")}
-    shape = getattr(value, "shape", None)
-    return {"shape": list(shape), "dtype": str(value.dtype)} if shape is not None else None
+def _versions_json(versions: dict[str, int]) -> str:
+    """{group: version} as JSON; group names are card ids and port names, which need no escaping."""
+    return "{" + ", ".join(f'"{group}": {version}' for group, version in versions.items()) + "}"
+
+
+def _plain(value: Any) -> Any:
+    """json.dumps fallback for numpy and torch numbers and arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} cannot be written as JSON")
