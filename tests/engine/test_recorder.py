@@ -40,7 +40,8 @@ def test_the_default_policy_keeps_infos_as_summaries_and_the_final_state(regress
     outputs = RunOutputs(result.run_id, store)
     assert outputs.ports("batch1")["batch_data"]["digest"] is None
     assert outputs.ports("step1")["step_info"]["summary"]["step"] == 2
-    assert outputs.ports("data")["dataset"]["digest"]
+    assert outputs.ports("data")["dataset"]["digest"] is None
+    assert outputs.ports("data")["dataset"]["summary"] == {"rows": 100, "columns": ["a", "b", "c", "d", "target"]}
     snapshots = records(store).state_snapshots(result.run_id)
     assert [(s.card_id, s.version) for s in snapshots] == [("step2", 13)]
     assert set(snapshots[0].members) == {"model.model", "opt.optimizer"}

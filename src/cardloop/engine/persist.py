@@ -4,21 +4,21 @@
 changes it: the guide's behaviour, where any card can be inspected or re-run from what it saw.
 
 `checkpoint` (the default) keeps what a user needs to inspect a run and resume it, at a cost below 5 % of
-throughput: tables, every output no card consumes (the results), infos and scalars as summaries in the run
-records, metrics, and snapshots of the training state at most every `checkpoint_seconds` and at the end of
-the run. Per-step batches, predictions and losses are not written; they are cheap to recompute from their
-lineage.
+throughput: every output that no card reads (the results, such as an evaluation's metrics), infos and
+scalars whole in the run records, the loss of every step as a metric, and snapshots of the training state at
+most every `checkpoint_seconds` and at the end of the run. Values that cards read (tables, batches,
+predictions, losses) are summarized, not written: they are recomputed from their lineage when needed, as
+their source files' hashes are part of every cache key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cardloop.kinds import BATCH, INFO, LOSS, SCALAR, STATE_KINDS, TENSOR
+from cardloop.kinds import INFO, SCALAR, STATE_KINDS
 
 POLICIES = ("checkpoint", "all")
 DEFAULT_POLICY = "checkpoint"
-TRANSIENT_KINDS = frozenset({BATCH, TENSOR, LOSS})
 SUMMARIZED_KINDS = frozenset({INFO, SCALAR})
 
 
@@ -40,9 +40,7 @@ class PersistPolicy:
             return False
         if self.name == "all":
             return True
-        if kind in SUMMARIZED_KINDS:
-            return False
-        return not consumed or kind not in TRANSIENT_KINDS
+        return kind not in SUMMARIZED_KINDS and not consumed
 
     def snapshots_every_state_change(self) -> bool:
         return self.name == "all"

@@ -18,7 +18,7 @@ from typing import Any
 from cardloop.engine.persist import PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
-from cardloop.kinds import STATE_KINDS
+from cardloop.kinds import DATAFRAME, STATE_KINDS
 from cardloop.store.artifacts import ArtifactStore
 from cardloop.store.codecs import CodecContext
 from cardloop.store.records import RunRecords
@@ -142,6 +142,8 @@ class RunRecorder:
                     ports.append((port, "store", head))
                 elif port.kind in ("info", "scalar"):
                     ports.append((port, "summary", head + "null, \"summary\": "))
+                elif port.kind == DATAFRAME:
+                    ports.append((port, "table", head + "null, \"summary\": "))
                 else:
                     ports.append((port, "fixed", head + "null, \"summary\": null}"))
             known = self._fragments[key] = (tuple(p.name for p in pc.card_type.outputs if p.metric), tuple(ports))
@@ -159,6 +161,8 @@ class RunRecorder:
                 parts.append(text + "null" + ("}" if how == "summary" else ", \"summary\": null}"))
             elif how == "summary":
                 parts.append(text + json.dumps(value, default=_plain) + "}")
+            elif how == "table":
+                parts.append(text + json.dumps({"rows": len(value), "columns": [str(c) for c in value.columns]}) + "}")
             else:
                 ref = self.store.save(port.kind, value, CodecContext())
                 artifacts.append(self._artifact_row(ref.digest, ref.kind, ref.codec, ref.size, pc.id, port.name))
