@@ -36,6 +36,8 @@ class Port:
     `state_of` marks an output that continues the training state received on the named input port
     (the same object, possibly changed), rather than making a new state.
     `metric` marks a scalar output recorded as a metric (and shown by progress bars).
+    `needs_graph` marks an input whose value must carry its autograd graph (a loss for Backward): when
+    that value was made in another process, its lineage is recomputed in this one first (DESIGN 4).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Port:
     required: bool = True
     state_of: str | None = None
     metric: bool = False
+    needs_graph: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = {"name": self.name, "kind": self.kind, "description": self.description,
@@ -52,6 +55,8 @@ class Port:
             data["state_of"] = self.state_of
         if self.metric:
             data["metric"] = True
+        if self.needs_graph:
+            data["needs_graph"] = True
         return data
 
 

@@ -33,7 +33,8 @@ class CardEvent:
 class RunHooks:
     """Fan-out of run events to listeners; a listener implements only the methods it needs."""
 
-    METHODS = ("run_started", "card_started", "card_done", "card_cached", "card_failed", "run_finished")
+    METHODS = ("run_started", "card_started", "card_done", "card_stored", "card_cached", "card_failed",
+               "run_finished")
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:
@@ -56,9 +57,16 @@ class RunHooks:
         for call in self._card_done:
             call(pc, outputs, started, seconds)
 
-    def card_cached(self, pc: PlannedCard, outputs: dict[str, Any]) -> None:
+    def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
+                    seconds: float) -> None:
+        """`pc` ran in another process, which stored its outputs (`recorded`) and state `snapshots`."""
+        for call in self._card_stored:
+            call(pc, recorded, snapshots, started, seconds)
+
+    def card_cached(self, pc: PlannedCard, recorded: dict[str, Any]) -> None:
+        """`pc` is served from the store; `recorded` is the outputs column of the execution that made it."""
         for call in self._card_cached:
-            call(pc, outputs)
+            call(pc, recorded)
 
     def card_failed(self, pc: PlannedCard, error: BaseException, started: float, seconds: float) -> None:
         for call in self._card_failed:
@@ -71,6 +79,12 @@ class RunHooks:
 
 def _ignore(*args: Any) -> None:
     pass
+
+
+def recorded_metrics(pc: PlannedCard, recorded: dict[str, Any]) -> dict[str, float]:
+    """The metric outputs of a card served from the store, from its recorded outputs."""
+    return {p.name: float(recorded[p.name]["summary"]) for p in pc.card_type.outputs
+            if p.metric and isinstance((recorded.get(p.name) or {}).get("summary"), (int, float))}
 
 
 def metric_values(pc: PlannedCard, outputs: dict[str, Any]) -> dict[str, float]:
@@ -100,8 +114,12 @@ class EventForwarder:
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
         self._card_event("done", pc, seconds=seconds, metrics=metric_values(pc, outputs))
 
-    def card_cached(self, pc: PlannedCard, outputs: dict[str, Any]) -> None:
-        self._card_event("cached", pc, metrics=metric_values(pc, outputs))
+    def card_cached(self, pc: PlannedCard, recorded: dict[str, Any]) -> None:
+        self._card_event("cached", pc, metrics=recorded_metrics(pc, recorded))
+
+    def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
+                    seconds: float) -> None:
+        self._card_event("done", pc, seconds=seconds, metrics=recorded_metrics(pc, recorded))
 
     def card_failed(self, pc: PlannedCard, error: BaseException, started: float, seconds: float) -> None:
         self._card_event("failed", pc, seconds=seconds, error=str(error))

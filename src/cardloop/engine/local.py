@@ -7,6 +7,7 @@ from typing import Any
 
 from cardloop.engine.events import RunHooks
 from cardloop.engine.plan import Plan, PlannedCard
+from cardloop.engine.resolve import Schedule
 from cardloop.errors import CardError, CardFailed
 
 
@@ -28,16 +29,22 @@ class LocalExecutor:
     def __init__(self, keep_outputs: bool = False):
         self.keep_outputs = keep_outputs
 
-    def run(self, plan: Plan, hooks: RunHooks, slots: list[Any] | None = None) -> list[Any]:
-        """Run every card; returns the value slots. Raises CardFailed naming the card that failed.
+    def run(self, plan: Plan, hooks: RunHooks, slots: list[Any] | None = None, schedule: Schedule | None = None,
+            loader: Any = None) -> list[Any]:
+        """Run the scheduled cards (every card without a schedule); returns the value slots. Before a card,
+        what the schedule takes from the store is loaded with `loader`. Raises CardFailed naming the card.
 
         Values that cards read are dropped after their last reader (unless `keep_outputs`): holding every
         step's batch, predictions and loss alive costs memory and, measurably, speed."""
         slots = slots if slots is not None else [None] * plan.slot_count
-        releases = {} if self.keep_outputs else plan.releases()
+        running = plan.cards if schedule is None else schedule.run
+        releases = {} if self.keep_outputs else plan.releases(running)
         clock = time.perf_counter
         started_hook, done_hook = hooks.card_started, hooks.card_done
-        for pc, run, fixed, inputs, outputs_at in [_prepared(plan, pc) for pc in plan.cards]:
+        loading = set() if schedule is None else _positions_with_loads(schedule)
+        for pc, run, fixed, inputs, outputs_at in [_prepared(plan, pc) for pc in running]:
+            if pc.position in loading:
+                _load_inputs(plan, pc, schedule, loader, slots)
             kwargs = fixed.copy()
             for port, slot in inputs:
                 kwargs[port] = slots[slot]
@@ -57,6 +64,26 @@ class LocalExecutor:
             for slot in releases.get(pc.position, ()):
                 slots[slot] = RELEASED
         return slots
+
+
+def _positions_with_loads(schedule: Schedule) -> set[int]:
+    loads = set(schedule.state_loads)
+    for pc in schedule.run:
+        if any(b.slot in schedule.value_loads for b in pc.bindings):
+            loads.add(pc.position)
+    return loads
+
+
+def _load_inputs(plan: Plan, pc: PlannedCard, schedule: Schedule, loader: Any, slots: list[Any]) -> None:
+    """Put what this card takes from the store into its slots: training state first, then values."""
+    for _group, _version, stored in schedule.state_loads.get(pc.position, ()):
+        for name, value in loader.state(stored).items():
+            for slot in plan.state_slots(name):
+                slots[slot] = value
+    for binding in pc.bindings:
+        stored = schedule.value_loads.get(binding.slot)
+        if stored is not None and slots[binding.slot] is None:
+            slots[binding.slot] = loader.value(stored)
 
 
 def _prepared(plan: Plan, pc: PlannedCard) -> tuple:

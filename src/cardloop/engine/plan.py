@@ -103,11 +103,11 @@ class Plan:
                     self._readers_by_slot.setdefault(binding.slot, []).append(pc)
         return self._readers_by_slot
 
-    def releases(self) -> dict[int, tuple[int, ...]]:
+    def releases(self, running: list[PlannedCard] | None = None) -> dict[int, tuple[int, ...]]:
         """For each card position, the value slots it is the last reader of (never training state), so an
         executor can drop them right after it, as a hand-written loop drops last step's tensors."""
         last: dict[int, int] = {}
-        for pc in self.cards:
+        for pc in self.cards if running is None else running:
             for binding in pc.bindings:
                 last[binding.slot] = pc.position
         state_slots = {slot for pc in self.cards for port, slot in pc.output_slots.items()
@@ -117,6 +117,17 @@ class Plan:
             if slot not in state_slots:
                 by_card.setdefault(position, []).append(slot)
         return {position: tuple(slots) for position, slots in by_card.items()}
+
+    def state_slots(self, name: str) -> list[int]:
+        """Every output slot that carries the training state `name` (where a loaded state must be put)."""
+        return [slot for pc in self.cards for port, slot in pc.output_slots.items()
+                if pc.state_outputs.get(port) == name]
+
+    def truncated(self, last_position: int) -> "Plan":
+        """The plan up to and including the card at `last_position` (for `--until`)."""
+        cards = self.cards[: last_position + 1]
+        states = {name: s for name, s in self.states.items() if any(s.slot in pc.output_slots.values() for pc in cards)}
+        return Plan(self.pipeline, cards, states, self.slot_count)
 
     def consumers(self) -> dict[int, int]:
         """How many inputs read each slot."""

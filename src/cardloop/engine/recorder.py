@@ -15,6 +15,7 @@ from collections import deque
 import time
 from typing import Any
 
+from cardloop.engine.events import recorded_metrics
 from cardloop.engine.persist import PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
@@ -54,6 +55,13 @@ class RunRecorder:
             snapshots = self._snapshot(pc.position)
         self.pending.append(("done", pc, outputs, time.time() - seconds, seconds, snapshots))
 
+    def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
+                    seconds: float) -> None:
+        self.pending.append(("stored", pc, recorded, snapshots, time.time() - seconds, seconds))
+
+    def card_cached(self, pc: PlannedCard, recorded: dict[str, Any]) -> None:
+        self.pending.append(("cached", pc, recorded, time.time()))
+
     def card_failed(self, pc: PlannedCard, error: BaseException, started: float, seconds: float) -> None:
         self.pending.append(("failed", pc, str(error), time.time() - seconds, seconds))
 
@@ -75,8 +83,9 @@ class RunRecorder:
         return True
 
     def _snapshot(self, position: int) -> tuple[Snapshot, ...]:
-        return tuple(snapshot_group(self.plan, self.slots, group, version, pc)
+        snapshots = (snapshot_group(self.plan, self.slots, group, version, pc)
                      for group, (version, pc) in latest_versions(self.plan, position).items())
+        return tuple(snap for snap in snapshots if snap is not None)
 
     # --- writer thread ---------------------------------------------------------------------------------
 
@@ -98,6 +107,30 @@ class RunRecorder:
         for item in items:
             if item[0] == "snapshots":
                 snapshot_rows += self._write_snapshots(item[1], artifacts)
+            elif item[0] == "stored":
+                _, pc, recorded, snapshots, started_at, seconds = item
+                for snap in snapshots:
+                    for name, member in snap["members"].items():
+                        artifacts.append(self._artifact_row(member["digest"], member["kind"], member["codec"],
+                                                            member["size"], pc.id, name))
+                    snapshot_rows.append({"run_id": self.run_id, "position": pc.position, "card_id": pc.id,
+                                          "group": snap["group"], "version": snap["version"],
+                                          "cache_key": pc.cache_key,
+                                          "members": {n: {"kind": m["kind"], "digest": m["digest"]}
+                                                      for n, m in snap["members"].items()}})
+                for port, output in recorded.items():
+                    if output.get("digest"):
+                        artifacts.append(self._artifact_row(output["digest"], output["kind"], output.pop("codec"),
+                                                            output.pop("size"), pc.id, port))
+                executions.append(self._execution_row(pc, "done", started_at, seconds, json.dumps(recorded), None))
+                for name, value in recorded_metrics(pc, recorded).items():
+                    metrics.append(self._metric(pc, name, value))
+            elif item[0] == "cached":
+                _, pc, recorded, started_at = item
+                row = self._execution_row(pc, "cached", started_at, 0.0, json.dumps(recorded), None)
+                executions.append(row[:8] + (1,) + row[9:])
+                for name, value in recorded_metrics(pc, recorded).items():
+                    metrics.append(self._metric(pc, name, value))
             elif item[0] == "failed":
                 _, pc, message, started_at, seconds = item
                 executions.append(self._execution_row(pc, "failed", started_at, seconds, "{}", message))
@@ -110,9 +143,7 @@ class RunRecorder:
                 for port in self._metric_ports(pc):
                     value = outputs.get(port)
                     if value is not None:
-                        step = self.metric_steps.get(port, 0)
-                        self.metric_steps[port] = step + 1
-                        metrics.append(Metric(self.run_id, pc.id, port, step, float(value)))
+                        metrics.append(self._metric(pc, port, value))
         if artifacts:
             self.records.add_artifacts(artifacts)
         if snapshot_rows:
@@ -121,6 +152,11 @@ class RunRecorder:
             self.records.add_card_execution_rows(executions)
         if metrics:
             self.records.add_metrics(metrics)
+
+    def _metric(self, pc: PlannedCard, name: str, value: Any) -> Metric:
+        step = self.metric_steps.get(name, 0)
+        self.metric_steps[name] = step + 1
+        return Metric(self.run_id, pc.id, name, step, float(value))
 
     def _metric_ports(self, pc: PlannedCard) -> tuple[str, ...]:
         return self._port_plan(pc)[0]

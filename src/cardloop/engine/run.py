@@ -1,7 +1,9 @@
-"""Running a pipeline: plan it, open the store, start the run record, execute, and return the result."""
+"""Running a pipeline: plan it, decide what to execute and what the store already holds, record the run,
+execute, and return the result."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -11,47 +13,79 @@ from typing import Any, Callable
 from cardloop.cards.registry import Registry, load_card_file
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
 from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
-from cardloop.engine.plan import Plan, plan_pipeline
+from cardloop.engine.plan import Plan, PlannedCard, plan_pipeline
+from cardloop.engine.resolve import Missing, Schedule, final_states, schedule, unread_slots
 from cardloop.errors import CardFailed, CardloopError
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "process")
 
 
 @dataclass
 class RunResult:
     """What a run made. `outputs[card_id][port]` are live values: a model is a torch.nn.Module.
 
-    Training state is live and shared: every card's `model` output is the same module, as the run left it.
-    Earlier versions of the state are in the store (see the persist policy).
+    Training state is live and shared: every card's `model` output that ran in this process is the same
+    module, as the run left it. Cards served from the store (cached, or run by another process) load their
+    outputs from it on first access.
     """
 
     run_id: str
     status: str
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
     store_root: Path | None = None
     seconds: float = 0.0
     error: CardFailed | None = None
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
 
     def metrics(self, name: str = "loss_value") -> list[float]:
         """The metric `name` of every card that made one, in script order."""
-        return [ports[name] for ports in self.outputs.values() if isinstance(ports.get(name), (int, float))]
+        values = []
+        for ports in self.outputs.values():
+            try:
+                value = ports[name]
+            except KeyError:
+                continue
+            if isinstance(value, (int, float)):
+                values.append(value)
+        return values
 
 
 class PortValues(dict):
-    """One card's outputs; a value dropped after its last use says so instead of a bare KeyError."""
+    """One card's outputs. A value dropped after its last use says so; a value the run did not make in this
+    process is loaded from the store on first access (`fetch`)."""
 
-    def __init__(self, card_id: str, values: dict[str, Any], released: set[str]):
+    def __init__(self, card_id: str, values: dict[str, Any], released: set[str] = frozenset(),
+                 ports: tuple[str, ...] = (), fetch: Callable[[str], Any] | None = None):
         super().__init__(values)
-        self.card_id, self.released = card_id, released
+        self.card_id, self.released, self.ports, self.fetch = card_id, set(released), ports, fetch
 
     def __missing__(self, port: str) -> Any:
         if port in self.released:
             raise KeyError(f"output '{port}' of card '{self.card_id}' was released after the last card that read "
                            "it; run with keep_outputs=True to keep every value, or read it from the store "
                            "(persist 'all')")
+        if self.fetch is not None and port in self.ports:
+            value = self[port] = self.fetch(port)
+            return value
         raise KeyError(f"card '{self.card_id}' has no output '{port}'")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: which executor, what to keep, what to take from the cache, which part to run."""
+
+    executor: str = "local"
+    persist: PersistPolicy = field(default_factory=lambda: PersistPolicy.named(DEFAULT_POLICY))
+    threads: int | None = None
+    keep_outputs: bool = False
+    use_cache: bool = True
+    only: str | None = None
+    until: str | None = None
+    from_card: str | None = None
+    workers: int = 1
 
 
 def new_run_id() -> str:
@@ -75,59 +109,102 @@ def run(
     cards: list[str | Path] | None = None,
     checkpoint_seconds: float = 60.0,
     keep_outputs: bool = False,
+    cache: bool = True,
+    only: str | None = None,
+    until: str | None = None,
+    from_card: str | None = None,
+    workers: int = 1,
     registry: Registry | None = None,
 ) -> RunResult:
     """Run a pipeline (object or file) and record it in the store.
 
-    `executor`: where cards run ("local"). `store`: the store root (default `$CARDLOOP_STORE` or
-    `./.cardloop`). `persist`: "checkpoint" (default) or "all". `threads`: torch's CPU thread count.
-    `progress`: called with a CardEvent for every run event. `cards`: extra card files to load first.
-    `keep_outputs`: keep every value in `RunResult.outputs`; by default a value that cards read (a batch,
-    predictions, a loss) is dropped after its last reader, as a hand-written loop drops them.
+    `executor`: "local" (live objects in this process) or "process" (every card in a warm worker process,
+    its inputs read from the store and its outputs written back). `store`: the store root (default
+    `$CARDLOOP_STORE` or `./.cardloop`). `persist`: "checkpoint" (default) or "all". `threads`: torch's CPU
+    thread count. `progress`: called with a CardEvent for every run event. `cards`: extra card files.
+    `keep_outputs`: keep every value in `RunResult.outputs` (by default a value that cards read is dropped
+    after its last reader). `cache=False` runs every card even if the store has its outputs. `only`: run
+    just this card, from the stored outputs of the cards above it; `until`: run up to and including this
+    card; `from_card`: re-run this card and every card after it.
     Raises PipelineInvalid before anything runs, and CardFailed (with `.result`) when a card fails.
     """
     for path in cards or ():
         load_card_file(path)
     if executor not in EXECUTORS:
         raise CardloopError(f"unknown executor '{executor}'; valid executors: {', '.join(EXECUTORS)}")
-    policy = PersistPolicy.named(persist, checkpoint_seconds)
     pipeline, source = resolve_pipeline(pipeline_or_path)
     plan = plan_pipeline(pipeline, registry, source)
-    return execute_plan(plan, executor=executor, store=store, policy=policy, threads=threads, progress=progress,
-                        keep_outputs=keep_outputs)
+    options = RunOptions(executor, PersistPolicy.named(persist, checkpoint_seconds), threads, keep_outputs, cache,
+                         only, until, from_card, workers)
+    return execute_plan(plan, store=store, options=options, progress=progress,
+                        card_files=[str(Path(p).resolve()) for p in cards or ()])
 
 
-def execute_plan(plan: Plan, *, executor: str, store: str | Path | None, policy: PersistPolicy,
-                 threads: int | None, progress: Callable[[CardEvent], None] | None,
-                 keep_outputs: bool = False) -> RunResult:
+def _position(plan: Plan, card_id: str, option: str) -> int:
+    for pc in plan.cards:
+        if pc.id == card_id:
+            return pc.position
+    raise CardloopError(f"--{option} names card '{card_id}', which the pipeline does not have")
+
+
+def plan_work(plan: Plan, options: RunOptions, available: Any) -> tuple[Plan, Schedule]:
+    """The part of the plan this run covers and the schedule of what executes in it."""
+    if options.until:
+        plan = plan.truncated(_position(plan, options.until, "until"))
+    if options.only:
+        target = _position(plan, options.only, "only")
+        work = schedule(plan, available, {target}, pull_missing=False)
+        if work.missing:
+            raise Missing(f"card '{options.only}' cannot run alone: the store has no "
+                          + "; no ".join(work.missing)
+                          + " from an earlier run with the same inputs; run the pipeline up to it first "
+                            f"(--until {options.only}), or keep every output with --persist all")
+        return plan, work
+    start = _position(plan, options.from_card, "from") if options.from_card else len(plan.cards)
+    must_run = {pc.position for pc in plan.cards
+                if not options.use_cache or pc.position >= start or available.prior(pc) is None}
+    return plan, schedule(plan, available, must_run, needed_slots=unread_slots(plan),
+                          needed_states=final_states(plan))
+
+
+def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
+                 progress: Callable[[CardEvent], None] | None = None, card_files: list[str] = ()) -> RunResult:
     import torch
 
-    from cardloop.engine.local import LocalExecutor
     from cardloop.engine.recorder import RunRecorder
+    from cardloop.engine.stored import NothingStored, StoreAvailability, StoreLoader
     from cardloop.store.artifacts import ArtifactStore, default_store_root
     from cardloop.store.records import RunRecords
 
     root = Path(store) if store is not None else default_store_root()
     artifacts = ArtifactStore(root, durable=False)
     records = RunRecords(root / "runs.sqlite")
+    available = StoreAvailability(plan, records, artifacts) if options.use_cache or options.only else NothingStored()
+    plan, work = plan_work(plan, options, available)
     run_id = new_run_id()
-    records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(), executor=executor,
-                      persist=policy.name, options={"threads": threads})
+    records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(), executor=options.executor,
+                      persist=options.persist.name,
+                      options={"threads": options.threads, "only": options.only, "until": options.until,
+                               "from": options.from_card, "cache": options.use_cache, "pid": os.getpid()})
     slots: list[Any] = [None] * plan.slot_count
-    listeners: list[Any] = [RunRecorder(plan, artifacts, records, policy, run_id, slots)]
-    if progress is not None:
-        listeners.append(EventForwarder(progress))
+    recorder = RunRecorder(plan, artifacts, records, options.persist, run_id, slots)
+    listeners: list[Any] = [recorder] + ([EventForwarder(progress)] if progress is not None else [])
     hooks = RunHooks(listeners)
+    running = work.run_positions
     previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
     started = time.perf_counter()
     hooks.run_started(plan, run_id)
+    for pc in plan.cards:
+        prior = available.prior(pc)
+        if pc.position not in running and prior is not None:
+            hooks.card_cached(pc, prior.outputs)
     try:
-        LocalExecutor(keep_outputs).run(plan, hooks, slots)
+        _executor(options, root, card_files).run(plan, hooks, slots, work, StoreLoader(artifacts))
     except CardFailed as failure:
         hooks.run_finished("failed", failure)
-        failure.result = _result(plan, slots, run_id, "failed", root, started, failure)
+        failure.result = _result(plan, work, slots, run_id, "failed", root, started, failure, records, artifacts)
         raise
     except BaseException as interrupt:
         hooks.run_finished("cancelled", interrupt)
@@ -135,18 +212,52 @@ def execute_plan(plan: Plan, *, executor: str, store: str | Path | None, policy:
     finally:
         torch.set_num_threads(previous_threads)
     hooks.run_finished("succeeded", None)
-    return _result(plan, slots, run_id, "succeeded", root, started, None)
+    return _result(plan, work, slots, run_id, "succeeded", root, started, None, records, artifacts)
 
 
-def _result(plan: Plan, slots: list[Any], run_id: str, status: str, root: Path, started: float,
-            error: CardFailed | None) -> RunResult:
+def _executor(options: RunOptions, root: Path, card_files: list[str]) -> Any:
+    if options.executor == "process":
+        from cardloop.engine.process import ProcessExecutor
+
+        return ProcessExecutor(root, options, card_files)
+    from cardloop.engine.local import LocalExecutor
+
+    return LocalExecutor(options.keep_outputs)
+
+
+def _result(plan: Plan, work: Schedule, slots: list[Any], run_id: str, status: str, root: Path, started: float,
+            error: CardFailed | None, records: Any, artifacts: Any) -> RunResult:
     from cardloop.engine.local import RELEASED
+    from cardloop.engine.stored import StoreAvailability, StoreLoader
 
-    outputs = {}
+    seconds = time.perf_counter() - started
+    stored = StoreAvailability(plan, records, artifacts)
+    loader = StoreLoader(artifacts)
+    outputs: dict[str, Any] = {}
     for pc in plan.cards:
         values = {port: slots[slot] for port, slot in pc.output_slots.items()}
-        if all(value is None for value in values.values()):
-            continue  # not run
+        live = {port: value for port, value in values.items() if value is not None and value is not RELEASED}
         released = {port for port, value in values.items() if value is RELEASED}
-        outputs[pc.id] = PortValues(pc.id, {p: v for p, v in values.items() if p not in released}, released)
-    return RunResult(run_id, status, outputs, root, time.perf_counter() - started, error)
+        if live or released or stored.prior(pc) is not None:
+            outputs[pc.id] = PortValues(pc.id, live, released, tuple(pc.output_slots),
+                                        fetch=lambda port, pc=pc: _fetch(plan, pc, port, stored, loader))
+    return RunResult(run_id, status, outputs, root, seconds, error,
+                     executed=[pc.id for pc in work.run], cached=[pc.id for pc in work.skipped
+                                                                  if stored.prior(pc) is not None])
+
+
+def _fetch(plan: Plan, pc: PlannedCard, port: str, stored: Any, loader: Any) -> Any:
+    """An output of a card that did not run in this process, from the store."""
+    name = pc.state_outputs.get(port)
+    if name is not None:
+        group = plan.states[name].group
+        version = pc.states_made.get(group)
+        found = stored.state(group, version, pc) if version is not None else None
+        if found is None:
+            raise KeyError(f"the state '{name}' as card '{pc.id}' left it is not in the store "
+                           "(only checkpoints and the final state are kept under persist 'checkpoint')")
+        return loader.state(found, restore_random=False)[name]
+    found = stored.value(pc, port)
+    if found is None:
+        raise KeyError(f"output '{port}' of card '{pc.id}' is not in the store under this run's persist policy")
+    return loader.value(found)

@@ -37,8 +37,36 @@ class Snapshot:
     members: tuple[EncodedState, ...]
 
 
-def snapshot_group(plan: Plan, slots: list[Any], group: str, version: int, pc: PlannedCard) -> Snapshot:
-    """Encode every member of `group` as it is now (right after card `pc`)."""
+RNG_MEMBER = "rng"
+
+
+def encode_rng() -> bytes:
+    """torch's global CPU (and CUDA) random state, so a resumed run draws the same numbers (dropout)."""
+    import torch
+
+    from cardloop.store import safetensors_format
+
+    tensors = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors.update({f"cuda{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
+    return safetensors_format.pack(tensors, {"format": "cardloop-rng/1"})
+
+
+def restore_rng(data: bytes) -> None:
+    import torch
+
+    from cardloop.store import safetensors_format
+
+    tensors, _ = safetensors_format.unpack(data, "cardloop-rng/1")
+    torch.set_rng_state(tensors["cpu"])
+    cuda = [tensors[f"cuda{i}"] for i in range(len(tensors) - 1)]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+def snapshot_group(plan: Plan, slots: list[Any], group: str, version: int, pc: PlannedCard) -> Snapshot | None:
+    """Encode every member of `group` as it is now (right after card `pc`), with the RNG state; None when
+    the group is not live here (its cards were served from the store)."""
     root = plan.group_root(group)
     model = slots[root.slot] if root.kind == MODEL else None
     ctx = CodecContext(model=model)
@@ -49,6 +77,9 @@ def snapshot_group(plan: Plan, slots: list[Any], group: str, version: int, pc: P
         codec = codec_for_kind(state.kind)
         members.append(EncodedState(state.name, state.kind, codec.name, codec.extension,
                                     codec.encode(slots[state.slot], ctx)))
+    if not members:
+        return None
+    members.append(EncodedState(RNG_MEMBER, "rng", "rng-safetensors", "safetensors", encode_rng()))
     return Snapshot(group, version, pc.position, pc.id, pc.cache_key, tuple(members))
 
 

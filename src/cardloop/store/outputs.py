@@ -75,6 +75,8 @@ class RunOutputs:
                              "run again with --persist all to keep every version")
         artifacts = ArtifactStore(self.root)
         models = {name: m for name, m in snapshot.members.items() if m["kind"] == MODEL}
+        if state not in snapshot.members:
+            raise StoreError(f"the snapshot of card '{card_id}' holds no state '{state}'")
         model = None
         if models:
             name, member = next(iter(models.items()))

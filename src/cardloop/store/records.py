@@ -174,6 +174,18 @@ class RunRecords:
         rows = self._read('SELECT * FROM state_snapshots WHERE run_id = ? ORDER BY position, "group"', (run_id,))
         return [_snapshot(row) for row in rows]
 
+    def executions_by_keys(self, cache_keys: Iterable[str]) -> dict[str, CardExecution]:
+        """For each cache key, the newest execution with that key that succeeded (done or served from cache)."""
+        found: dict[str, CardExecution] = {}
+        keys = list(dict.fromkeys(cache_keys))
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self._read(f"SELECT * FROM card_executions WHERE cache_key IN ({', '.join('?' * len(chunk))}) "
+                              "AND status IN ('done', 'cached') ORDER BY started_at, rowid", tuple(chunk))
+            for row in rows:
+                found[row["cache_key"]] = _execution(row)
+        return found
+
     def latest_state_snapshot(self, cache_key: str, group: str) -> StateSnapshot | None:
         """The newest snapshot of `group` at the version made by a card with this cache key."""
         rows = self._read('SELECT * FROM state_snapshots WHERE cache_key = ? AND "group" = ? '

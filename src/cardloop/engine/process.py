@@ -1,0 +1,145 @@
+"""The process executor: every card in a warm worker process, taking its inputs from the artifact store
+and writing its outputs back, as the guide's cards ran in separate containers (DESIGN, Executors).
+
+Workers are spawned (never forked: CUDA forbids it) once per store, thread count and card files, and reused
+by later runs in this process. For each card the executor works out, with the same scheduler as a whole
+run, what the worker must load and which cards it must recompute first (the lineage of a loss, DESIGN 4).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from cardloop.engine.events import RunHooks
+from cardloop.engine.plan import Plan, PlannedCard
+from cardloop.engine.resolve import Schedule, StoredState, StoredValue, schedule
+from cardloop.errors import CardFailed, CardloopError
+
+
+class WorkerProcess:
+    """One worker: a fresh Python process (`python -m cardloop.engine.worker`, so never a fork and never a
+    re-import of the caller's script) talking over a socket pair."""
+
+    def __init__(self, store_root: Path, threads: int | None, card_files: list[str]):
+        parent, child = socket.socketpair()
+        command = [sys.executable, "-m", "cardloop.engine.worker", str(child.fileno()), str(store_root),
+                   str(threads or 0), *card_files]
+        self.process = subprocess.Popen(command, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
+        child.close()
+        self.connection = Connection(parent.detach())
+        self.ready = False
+
+    def call(self, task: dict) -> dict:
+        if not self.ready:
+            self._receive()
+            self.ready = True
+        self.connection.send_bytes(json.dumps(task).encode())
+        return self._receive()
+
+    def _receive(self) -> dict:
+        try:
+            return json.loads(self.connection.recv_bytes())
+        except (EOFError, OSError):
+            raise CardloopError(f"the worker process died (exit code {self.process.poll()}); "
+                                "run again to resume from the stored outputs") from None
+
+    def stop(self) -> None:
+        try:
+            self.connection.send_bytes(b'{"op": "stop"}')
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+_workers: dict[tuple, WorkerProcess] = {}
+
+
+def worker_for(store_root: Path, threads: int | None, card_files: list[str]) -> WorkerProcess:
+    """A warm worker for this store, thread count and card files, started on first use."""
+    key = (str(store_root.resolve()), threads, tuple(card_files))
+    found = _workers.get(key)
+    if found is None or found.process.poll() is not None:
+        found = _workers[key] = WorkerProcess(store_root, threads, card_files)
+    return found
+
+
+@atexit.register
+def stop_workers() -> None:
+    for found in _workers.values():
+        found.stop()
+    _workers.clear()
+
+
+class RunOutputsView:
+    """The scheduler's view for one card: what this run has already written, then what earlier runs did."""
+
+    def __init__(self, earlier: Any):
+        self.earlier = earlier
+        self.values: dict[tuple[int, str], StoredValue] = {}
+        self.states: dict[tuple[str, int], StoredState] = {}
+
+    def prior(self, pc: PlannedCard) -> Any:
+        return self.earlier.prior(pc)
+
+    def value(self, pc: PlannedCard, port: str) -> StoredValue | None:
+        return self.values.get((pc.position, port)) or self.earlier.value(pc, port)
+
+    def state(self, group: str, version: int, maker: PlannedCard) -> StoredState | None:
+        return self.states.get((group, version)) or self.earlier.state(group, version, maker)
+
+
+class ProcessExecutor:
+    name = "process"
+
+    def __init__(self, store_root: Path, options: Any, card_files: list[str]):
+        self.store_root, self.options, self.card_files = store_root, options, card_files
+
+    def run(self, plan: Plan, hooks: RunHooks, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
+        from cardloop.engine.stored import StoreAvailability
+        from cardloop.store.artifacts import ArtifactStore
+        from cardloop.store.records import RunRecords
+
+        root = self.store_root
+        view = RunOutputsView(StoreAvailability(plan, RunRecords(root / "runs.sqlite"), ArtifactStore(root)))
+        worker = worker_for(root, self.options.threads, self.card_files)
+        pipeline = plan.pipeline.to_dict()
+        plan_key = hashlib.sha256(json.dumps(pipeline, sort_keys=True).encode()).hexdigest()
+        keep_all = self.options.persist.name == "all"
+        sent_plan = False
+        for pc in work.run:
+            context = schedule(plan, view, {pc.position}, with_skipped=False)
+            task = {"op": "run", "plan_key": plan_key, "target": pc.position,
+                    "positions": [c.position for c in context.run], "keep_all": keep_all,
+                    "value_loads": {slot: [v.kind, v.digest, v.summary] for slot, v in context.value_loads.items()},
+                    "state_loads": {p: [[g, v, s.members] for g, v, s in loads]
+                                    for p, loads in context.state_loads.items()}}
+            if not sent_plan:
+                task["pipeline"], sent_plan = pipeline, True
+            hooks.card_started(pc)
+            started = time.perf_counter()
+            answer = worker.call(task)
+            seconds = time.perf_counter() - started
+            if "error" in answer:
+                failure = CardFailed(answer.get("card", pc.id), answer.get("type", pc.card.type), answer["error"])
+                hooks.card_failed(pc, failure, started, seconds)
+                raise failure
+            for port, output in answer["outputs"].items():
+                if output.get("digest") or output.get("summary") is not None:
+                    view.values[(pc.position, port)] = StoredValue(output["kind"], output.get("digest"),
+                                                                   output.get("summary"))
+            for snap in answer["snapshots"]:
+                view.states[(snap["group"], snap["version"])] = StoredState(snap["members"])
+            hooks.card_stored(pc, answer["outputs"], answer["snapshots"], started, seconds)
+        return slots

@@ -1,0 +1,193 @@
+"""A warm worker process of the process executor (DESIGN, Executors).
+
+It imports torch (and torch.optim, whose first use costs a second) once, then runs one card at a time:
+it reads the card's inputs from the artifact store, runs it (after recomputing the lineage of any input
+that needs an autograd graph), writes the outputs and the new training-state snapshot back, and answers
+with what it wrote. It keeps nothing between cards that the store does not hold: its caches hold decoded
+artifacts by content hash, which are immutable. Messages are JSON over a pipe: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from typing import Any
+
+from cardloop.engine.resolve import Schedule, StoredState, StoredValue
+from cardloop.kinds import DATAFRAME, INFO, SCALAR, STATE_KINDS
+
+SUMMARIZED = (INFO, SCALAR)
+IMMUTABLE_CACHE = 64
+
+
+def main(connection: Any, store_root: str, threads: int | None, card_files: list[str]) -> None:
+    """The worker's loop: one JSON task in, one JSON answer out, until the pipe closes."""
+    import torch
+    import torch.optim  # noqa: F401  (first use loads torch._dynamo: pay it before the first card)
+
+    from cardloop.cards.registry import default_registry, load_card_file
+
+    if threads:
+        torch.set_num_threads(threads)
+    default_registry()
+    for path in card_files:
+        load_card_file(path)
+    worker = Worker(store_root)
+    connection.send_bytes(b'{"ready": true}')
+    while True:
+        try:
+            message = connection.recv_bytes()
+        except (EOFError, OSError):  # the run ended or its process died
+            return
+        task = json.loads(message)
+        if task.get("op") == "stop":
+            return
+        connection.send_bytes(json.dumps(worker.handle(task)).encode())
+
+
+def run_from_command_line(argv: list[str]) -> None:
+    """`python -m cardloop.engine.worker FD STORE THREADS [CARD_FILE...]`, as the process executor starts it."""
+    from multiprocessing.connection import Connection
+
+    main(Connection(int(argv[0])), argv[1], int(argv[2]) or None, argv[3:])
+
+
+class Worker:
+    def __init__(self, store_root: str):
+        from cardloop.engine.stored import StoreLoader
+        from cardloop.store.artifacts import ArtifactStore
+
+        self.artifacts = ArtifactStore(store_root, durable=False)
+        self.loader = CachingLoader(StoreLoader(self.artifacts))
+        self.plans: dict[str, Any] = {}
+
+    def handle(self, task: dict) -> dict:
+        from cardloop.errors import CardFailed
+
+        try:
+            return self.run(task)
+        except CardFailed as failure:
+            return {"error": failure.reason, "card": failure.card_id, "type": failure.card_type}
+        except Exception as exc:  # a bug, not a card's failure: keep the traceback for --debug
+            return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+
+    def plan(self, task: dict) -> Any:
+        key = task["plan_key"]
+        if key not in self.plans:
+            from cardloop.engine.plan import plan_pipeline
+            from cardloop.pipeline.fileformat import pipeline_from_dict
+
+            self.plans = {key: plan_pipeline(pipeline_from_dict(task["pipeline"]))}
+        return self.plans[key]
+
+    def run(self, task: dict) -> dict:
+        from cardloop.engine.events import RunHooks
+        from cardloop.engine.local import LocalExecutor
+
+        plan = self.plan(task)
+        target = plan.cards[task["target"]]
+        schedule = Schedule(
+            run=[plan.cards[p] for p in task["positions"]], skipped=[],
+            value_loads={int(slot): StoredValue(*value) for slot, value in task["value_loads"].items()},
+            state_loads={int(p): [(g, v, StoredState(m)) for g, v, m in loads]
+                         for p, loads in task["state_loads"].items()})
+        slots: list[Any] = [None] * plan.slot_count
+        started = time.perf_counter()
+        LocalExecutor(keep_outputs=True).run(plan, RunHooks([]), slots, schedule, self.loader)
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, "outputs": self.write_outputs(target, slots, task["keep_all"]),
+                "snapshots": self.write_snapshots(plan, target, slots)}
+
+    def write_outputs(self, pc: Any, slots: list[Any], keep_all: bool) -> dict:
+        from cardloop.store.codecs import CodecContext
+
+        written = {}
+        for port in pc.card_type.outputs:
+            value = slots[pc.output_slots[port.name]]
+            if port.kind in STATE_KINDS:
+                written[port.name] = {"kind": port.kind, "digest": None, "state": pc.state_outputs.get(port.name)}
+            elif value is None:
+                written[port.name] = {"kind": port.kind, "digest": None, "summary": None}
+            elif port.kind in SUMMARIZED and not keep_all:
+                written[port.name] = {"kind": port.kind, "digest": None, "summary": _plain(value)}
+            else:
+                ref = self.artifacts.save(port.kind, value, CodecContext())
+                self.loader.remember(ref.digest, value)
+                summary = _plain(value) if port.kind in SUMMARIZED else _brief(port.kind, value, ref.summary)
+                written[port.name] = {"kind": port.kind, "digest": ref.digest, "summary": summary,
+                                      "codec": ref.codec, "size": ref.size}
+        return written
+
+    def write_snapshots(self, plan: Any, pc: Any, slots: list[Any]) -> list[dict]:
+        from cardloop.engine.snapshot import snapshot_group
+
+        snapshots = []
+        for group, version in pc.states_made.items():
+            snap = snapshot_group(plan, slots, group, version, pc)
+            if snap is None:
+                continue
+            members = {}
+            for member in snap.members:
+                digest = self.artifacts.put(member.data, member.extension)
+                members[member.name] = {"kind": member.kind, "digest": digest, "codec": member.codec,
+                                        "size": len(member.data)}
+            self.loader.remember_state(members, {m.name: slots[plan.states[m.name].slot] for m in snap.members
+                                                 if m.name in plan.states})
+            snapshots.append({"group": group, "version": version, "members": members})
+        return snapshots
+
+
+class CachingLoader:
+    """A StoreLoader that keeps decoded immutable values by hash, and reuses the live training state it has
+    just written when the next card asks for exactly that snapshot (equal bytes, so an equal state)."""
+
+    def __init__(self, loader: Any):
+        self.loader = loader
+        self.values: dict[str, Any] = {}
+        self.last_state: tuple[frozenset, dict[str, Any]] | None = None
+
+    def remember(self, digest: str, value: Any) -> None:
+        if len(self.values) >= IMMUTABLE_CACHE:
+            self.values.pop(next(iter(self.values)))
+        self.values[digest] = value
+
+    def remember_state(self, members: dict, live: dict[str, Any]) -> None:
+        self.last_state = (_digests(members), live)
+
+    def value(self, stored: StoredValue) -> Any:
+        if stored.digest is None:
+            return stored.summary
+        if stored.digest not in self.values:
+            self.remember(stored.digest, self.loader.value(stored))
+        return self.values[stored.digest]
+
+    def state(self, stored: StoredState, restore_random: bool = True) -> dict[str, Any]:
+        from cardloop.engine.snapshot import RNG_MEMBER, restore_rng
+
+        if self.last_state is not None and self.last_state[0] == _digests(stored.members):
+            if restore_random and RNG_MEMBER in stored.members:
+                restore_rng(self.loader.artifacts.get(stored.members[RNG_MEMBER]["digest"]))
+            return dict(self.last_state[1])
+        self.last_state = None
+        return self.loader.state(stored, restore_random)
+
+
+def _digests(members: dict) -> frozenset:
+    return frozenset((name, m["digest"]) for name, m in members.items())
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+
+
+def _brief(kind: str, value: Any, summary: Any) -> Any:
+    if kind == DATAFRAME:
+        return {"rows": len(value), "columns": [str(c) for c in value.columns]}
+    return summary
+
+
+if __name__ == "__main__":
+    import sys
+
+    run_from_command_line(sys.argv[1:])
