@@ -51,9 +51,16 @@ def _load_cards(cards: Optional[List[Path]]) -> None:
 def run(
     pipeline: Path = typer.Argument(..., help="Pipeline file (YAML or JSON)."),
     store: Optional[Path] = StoreOption,
-    executor: str = typer.Option("local", help="Where cards run: local."),
+    executor: str = typer.Option("local", help="Where cards run: local (this process) or process (a warm "
+                                              "worker process per card, state through the store)."),
     persist: str = typer.Option("checkpoint", help="What to keep: checkpoint (default) or all."),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: torch's)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every card, even those the store already has."),
+    only: Optional[str] = typer.Option(None, "--only", metavar="CARD",
+                                       help="Run just this card, from the stored outputs of the cards above it."),
+    until: Optional[str] = typer.Option(None, "--until", metavar="CARD", help="Run up to and including this card."),
+    from_card: Optional[str] = typer.Option(None, "--from", metavar="CARD",
+                                            help="Re-run this card and every card after it."),
     cards: Optional[List[Path]] = CardsOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DebugOption,
@@ -68,14 +75,17 @@ def run(
         try:
             with progress:
                 result = run_pipeline(pipeline, executor=executor, store=store, persist=persist,
-                                      threads=threads, progress=progress.on_event)
+                                      threads=threads, progress=progress.on_event, cache=not no_cache,
+                                      only=only, until=until, from_card=from_card)
         except CardFailed as failure:
             result = getattr(failure, "result", None)
             if result is not None:
                 errors.print(f"run {result.run_id} failed; inspect it with `cardloop show {result.run_id}`")
             raise
         except KeyboardInterrupt:
-            errors.print("[yellow]interrupted[/yellow]: the run's records and kept outputs are in the store")
+            done = progress.last_done or "no card"
+            errors.print(f"[yellow]interrupted[/yellow] after {done}: what the run stored is kept; run the same "
+                         "command again to resume from it", highlight=False)
             raise typer.Exit(130) from None
         print_run_summary(console, result)
 
@@ -144,6 +154,24 @@ def show(
             print_run(console, store, run_id)
         else:
             print_card(console, store, run_id, card)
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
+    card: str = typer.Argument(..., help="Card id."),
+    port: str = typer.Argument(..., help="Output port."),
+    file: Path = typer.Argument(..., help="Where to write: .safetensors for a model or tensor, "
+                                          ".parquet or .csv for a table, .json for an info or scalar."),
+    store: Optional[Path] = StoreOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Write a stored output to a file: a model as safetensors, a table as Parquet or CSV."""
+    from cardloop.export import export_output
+
+    with friendly_errors(debug):
+        written = export_output(run_id, card, port, file, store=store)
+        console.print(f"wrote {written}")
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ class RunProgress:
                                  disable=not enabled, transient=False)
         self.task = None
         self.loss = ""
+        self.last_done: str | None = None
 
     def __enter__(self) -> "RunProgress":
         self.progress.__enter__()
@@ -38,6 +39,7 @@ class RunProgress:
         elif event.kind == "started":
             self.progress.update(self.task, description=f"{event.card_id} ({event.card_type})")
         elif event.kind in ("done", "cached"):
+            self.last_done = f"card '{event.card_id}'"
             for name, value in event.metrics.items():
                 if "loss" in name:
                     self.loss = f"loss {value:.4g}"
@@ -57,9 +59,15 @@ def print_run_summary(console: Console, result: Any) -> None:
         console.print(f"loss over {len(losses)} steps: mean of the first {quarter} {sum(head) / quarter:.4f}, "
                       f"of the last {quarter} {sum(tail) / quarter:.4f}")
     for card_id, ports in result.outputs.items():
-        if "metrics" in ports and isinstance(ports["metrics"], dict):
+        if "metrics" not in getattr(ports, "ports", ports):
+            continue
+        try:
+            metrics = ports["metrics"]
+        except KeyError:
+            continue
+        if isinstance(metrics, dict):
             values = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                               for k, v in ports["metrics"].items())
+                               for k, v in metrics.items())
             console.print(f"{card_id}: {values}")
 
 
@@ -133,7 +141,7 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
         outputs = "; ".join(f"{port}: {_brief(o.get('summary'))}" if o.get("summary") is not None
                             else f"{port}: {o['kind']}" + (" (stored)" if o.get("digest") else "")
                             for port, o in (execution.outputs or {}).items())
-        status = execution.status + (" (cache)" if execution.cache_hit else "")
+        status = execution.status
         table.add_row(str(execution.position + 1), execution.card_id, execution.card_type, status,
                       f"{execution.seconds * 1000:.2f} ms" if execution.seconds is not None else "",
                       execution.error or outputs)

@@ -62,6 +62,11 @@ class RunOutputs:
         for snapshot in self.records.state_snapshots(self.run.run_id):
             if snapshot.card_id == card_id and state in snapshot.members:
                 return snapshot
+        execution = self.records.card_execution(self.run.run_id, card_id)
+        if execution is not None and execution.cache_key:  # served from an earlier run: its snapshot
+            for snapshot in self.records.snapshots_for_key(execution.cache_key):
+                if state in snapshot.members:
+                    return snapshot
         return None
 
     def _load_state(self, card_id: str, state: str, device: str) -> Any:

@@ -186,6 +186,12 @@ class RunRecords:
                 found[row["cache_key"]] = _execution(row)
         return found
 
+    def snapshots_for_key(self, cache_key: str) -> list[StateSnapshot]:
+        """Every snapshot of a state version made by a card with this cache key, newest first."""
+        rows = self._read("SELECT * FROM state_snapshots WHERE cache_key = ? ORDER BY created_at DESC, rowid DESC",
+                          (cache_key,))
+        return [_snapshot(row) for row in rows]
+
     def latest_state_snapshot(self, cache_key: str, group: str) -> StateSnapshot | None:
         """The newest snapshot of `group` at the version made by a card with this cache key."""
         rows = self._read('SELECT * FROM state_snapshots WHERE cache_key = ? AND "group" = ? '
