@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,27 @@ def print_runs(console: Console, runs: list) -> None:
         table.add_column(column)
     for run in runs:
         seconds = f"{run.ended_at - run.started_at:.2f}" if run.ended_at else ""
-        table.add_row(run.run_id, run.name, run.status, run.executor, run.persist, _when(run.started_at), seconds)
+        table.add_row(run.run_id, run.name, shown_status(run), run.executor, run.persist, _when(run.started_at),
+                      seconds)
     console.print(table)
+
+
+def shown_status(run: Any) -> str:
+    """A run still marked running whose process is gone was killed: say so."""
+    pid = (run.options or {}).get("pid")
+    if run.status == "running" and isinstance(pid, int) and not _alive(pid):
+        return "interrupted"
+    return run.status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _brief(summary: Any) -> str:
@@ -130,7 +150,7 @@ def _brief(summary: Any) -> str:
 def print_run(console: Console, store: Path | None, run_id: str) -> None:
     records = open_records(store)
     run = records.get_run(run_id)
-    console.print(f"[bold]run {run.run_id}[/bold] '{run.name}': {run.status} "
+    console.print(f"[bold]run {run.run_id}[/bold] '{run.name}': {shown_status(run)} "
                   f"({run.executor}, persist {run.persist}, started {_when(run.started_at)})")
     if run.error:
         console.print(f"[red]{run.error}[/red]", highlight=False)

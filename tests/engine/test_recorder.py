@@ -44,7 +44,7 @@ def test_the_default_policy_keeps_infos_as_summaries_and_the_final_state(regress
     assert outputs.ports("data")["dataset"]["summary"] == {"rows": 100, "columns": ["a", "b", "c", "d", "target"]}
     snapshots = records(store).state_snapshots(result.run_id)
     assert [(s.card_id, s.version) for s in snapshots] == [("step2", 13)]
-    assert set(snapshots[0].members) == {"model.model", "opt.optimizer"}
+    assert set(snapshots[0].members) == {"model.model", "opt.optimizer", "rng"}
     with pytest.raises(cardloop.CardloopError, match="not stored under persist policy 'checkpoint'"):
         outputs.load("fwd1", "model")
 
