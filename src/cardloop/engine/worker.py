@@ -23,6 +23,9 @@ IMMUTABLE_CACHE = 64
 
 def main(connection: Any, store_root: str, threads: int | None, card_files: list[str]) -> None:
     """The worker's loop: one JSON task in, one JSON answer out, until the pipe closes."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; the worker ends with its pipe
     import torch
     import torch.optim  # noqa: F401  (first use loads torch._dynamo: pay it before the first card)
 
