@@ -22,6 +22,7 @@ from typing import Any
 from cardloop.engine.events import RunHooks
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import Schedule, StoredState, StoredValue, schedule
+from cardloop.engine.stored import SUMMARIZED_KINDS
 from cardloop.errors import CardFailed, CardloopError
 
 
@@ -136,9 +137,10 @@ class ProcessExecutor:
                 hooks.card_failed(pc, failure, started, seconds)
                 raise failure
             for port, output in answer["outputs"].items():
-                if output.get("digest") or output.get("summary") is not None:
-                    view.values[(pc.position, port)] = StoredValue(output["kind"], output.get("digest"),
-                                                                   output.get("summary"))
+                if output.get("digest"):
+                    view.values[(pc.position, port)] = StoredValue(output["kind"], output["digest"])
+                elif output["kind"] in SUMMARIZED_KINDS and output.get("summary") is not None:
+                    view.values[(pc.position, port)] = StoredValue(output["kind"], None, output["summary"])
             for snap in answer["snapshots"]:
                 view.states[(snap["group"], snap["version"])] = StoredState(snap["members"])
             hooks.card_stored(pc, answer["outputs"], answer["snapshots"], started, seconds)
