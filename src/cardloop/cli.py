@@ -174,6 +174,35 @@ def export(
         console.print(f"wrote {written}")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback requires a token."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    store: Optional[Path] = StoreOption,
+    token: Optional[str] = typer.Option(None, help="Token clients must send (generated and printed when the "
+                                                   "host is not loopback and none is given)."),
+    pipelines: Path = typer.Option(Path("pipelines"), help="Folder where the editor saves pipelines."),
+    data_root: Path = typer.Option(Path("."), help="Data files that cards may read must lie inside this folder."),
+    debug: bool = DebugOption,
+) -> None:
+    """Serve the visual editor and the HTTP API."""
+    import uvicorn
+
+    from cardloop.server.app import create_app
+    from cardloop.server.security import is_loopback, new_token
+    from cardloop.store.artifacts import default_store_root
+
+    with friendly_errors(debug):
+        if not is_loopback(host) and not token:
+            token = new_token()
+            console.print(f"serving on {host}: clients must send the token [bold]{token}[/bold]")
+        root = store if store is not None else default_store_root()
+        application = create_app(Path(root), pipelines, data_root.resolve(), token)
+        shown = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+        console.print(f"cardloop editor at {shown} (API docs at /docs); store {root}")
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,261 @@
+"""The FastAPI application: card catalogue, pipelines, validation, runs, outputs and live run events."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from cardloop.errors import CardloopError, PipelineInvalid, Problem
+from cardloop.server.runs import RunManager
+from cardloop.server.security import Guard, confined, token_ok
+
+PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
+
+
+class RunRequest(BaseModel):
+    """Start a run of a pipeline given whole, or of a saved pipeline by name."""
+
+    pipeline: dict[str, Any] | None = None
+    name: str | None = None
+    executor: Literal["local", "process"] = "local"
+    persist: Literal["checkpoint", "all"] = "checkpoint"
+    cache: bool = True
+    only: str | None = None
+    until: str | None = None
+    from_card: str | None = Field(default=None, alias="from")
+    threads: int | None = Field(default=None, ge=1, le=256)
+
+    model_config = {"populate_by_name": True, "extra": "forbid"}
+
+
+def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | None = None) -> FastAPI:
+    """The server for one store, one folder of saved pipelines and one data root."""
+    app = FastAPI(title="cardloop", version="1", description="Build, run and watch card pipelines.")
+    app.add_middleware(Guard, token=token)
+    runs = RunManager(store)
+    pipelines_dir.mkdir(parents=True, exist_ok=True)
+
+    def registry():
+        from cardloop.cards.registry import default_registry
+
+        return default_registry()
+
+    def parse(data: Any):
+        from cardloop.pipeline.fileformat import pipeline_from_dict
+
+        try:
+            return pipeline_from_dict(data)
+        except PipelineInvalid as exc:
+            raise HTTPException(422, {"problems": [_problem(p) for p in exc.problems]}) from None
+
+    def problems_of(pipeline) -> list[Problem]:
+        from cardloop.pipeline.validate import validate_pipeline
+
+        problems = validate_pipeline(pipeline, registry())
+        if problems:
+            return problems
+        return data_path_problems(pipeline)
+
+    def data_path_problems(pipeline) -> list[Problem]:
+        found = []
+        for card in pipeline.cards:
+            card_type = registry().get(card.type)
+            if card_type.source_files is None:
+                continue
+            path = str(card.config.get("path", ""))
+            if not confined(path, data_root):
+                found.append(Problem(f"card '{card.id}' ({card.type}): config field 'path' is '{path}', which is "
+                                     f"outside the server's data root {data_root}; use a path inside it",
+                                     card=card.id, field="path"))
+        return found
+
+    def records():
+        from cardloop.store.records import RunRecords
+
+        return RunRecords(store / "runs.sqlite")
+
+    def saved_path(name: str) -> Path:
+        if not PIPELINE_NAME.match(name):
+            raise HTTPException(400, f"pipeline name '{name}' is not valid: use letters, digits, '_', '-' and '.'")
+        return pipelines_dir / f"{name.removesuffix('.yaml')}.yaml"
+
+    @app.get("/api/cards", summary="The card catalogue: ports, kinds and config JSON Schema of every card type")
+    def cards() -> dict:
+        from cardloop.kinds import known_kinds
+
+        return {"cards": registry().catalogue(), "kinds": known_kinds()}
+
+    @app.get("/api/pipelines", summary="Saved pipelines")
+    def list_pipelines() -> list[dict]:
+        return [{"name": p.stem, "modified": p.stat().st_mtime} for p in sorted(pipelines_dir.glob("*.yaml"))]
+
+    @app.get("/api/pipelines/{name}")
+    def get_pipeline(name: str) -> dict:
+        from cardloop.pipeline.fileformat import load_pipeline
+
+        path = saved_path(name)
+        if not path.exists():
+            raise HTTPException(404, f"no saved pipeline '{name}'")
+        return load_pipeline(path).to_dict()
+
+    @app.put("/api/pipelines/{name}", summary="Save a pipeline (a version-1 file in the pipelines folder)")
+    def put_pipeline(name: str, body: dict[str, Any]) -> dict:
+        pipeline = parse(body)
+        pipeline.save(saved_path(name))
+        return {"name": name, "problems": [_problem(p) for p in problems_of(pipeline)]}
+
+    @app.delete("/api/pipelines/{name}")
+    def delete_pipeline(name: str) -> dict:
+        path = saved_path(name)
+        if not path.exists():
+            raise HTTPException(404, f"no saved pipeline '{name}'")
+        path.unlink()
+        return {"deleted": name}
+
+    @app.post("/api/validate", summary="Every problem of a pipeline, each naming its card and field")
+    def validate(body: dict[str, Any]) -> dict:
+        return {"problems": [_problem(p) for p in problems_of(parse(body))]}
+
+    @app.get("/api/examples", summary="Example pipelines")
+    def examples() -> list[dict]:
+        return [{"name": name, "description": pipeline.description}
+                for name, pipeline in _examples().items()]
+
+    @app.get("/api/examples/{name}")
+    def example(name: str) -> dict:
+        found = _examples().get(name)
+        if found is None:
+            raise HTTPException(404, f"no example '{name}'; examples: {', '.join(_examples())}")
+        return found.to_dict()
+
+    @app.post("/api/runs", status_code=201, summary="Start a run (with an executor and the partial-run options)")
+    def start_run(request: RunRequest) -> dict:
+        if (request.pipeline is None) == (request.name is None):
+            raise HTTPException(422, "give either 'pipeline' or 'name'")
+        pipeline = parse(request.pipeline) if request.pipeline is not None else parse(get_pipeline(request.name))
+        problems = problems_of(pipeline)
+        if problems:
+            raise HTTPException(422, {"problems": [_problem(p) for p in problems]})
+        options = {"executor": request.executor, "persist": request.persist, "cache": request.cache,
+                   "only": request.only, "until": request.until, "from_card": request.from_card,
+                   "threads": request.threads}
+        try:
+            active = runs.start(pipeline, options)
+        except CardloopError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"run_id": active.run_id, "status": active.status}
+
+    @app.get("/api/runs", summary="Recorded runs, newest first")
+    def list_runs(limit: int = 50) -> list[dict]:
+        if not (store / "runs.sqlite").exists():
+            return []
+        from cardloop.cli_display import shown_status
+
+        return [{"run_id": r.run_id, "name": r.name, "status": shown_status(r), "executor": r.executor,
+                 "persist": r.persist, "started_at": r.started_at, "ended_at": r.ended_at}
+                for r in records().list_runs(min(max(limit, 1), 500))]
+
+    @app.get("/api/runs/{run_id}", summary="A run: its pipeline, status and every card execution")
+    def run_detail(run_id: str) -> dict:
+        run = _run(records(), run_id)
+        from cardloop.cli_display import shown_status
+
+        executions = [{"card_id": e.card_id, "position": e.position, "card_type": e.card_type, "status": e.status,
+                       "seconds": e.seconds, "error": e.error, "cache_hit": e.cache_hit, "outputs": e.outputs}
+                      for e in records().card_executions(run.run_id)]
+        active = runs.active.get(run.run_id)
+        return {"run_id": run.run_id, "name": run.name, "status": shown_status(run), "error": run.error,
+                "executor": run.executor, "persist": run.persist, "pipeline": run.pipeline,
+                "started_at": run.started_at, "ended_at": run.ended_at, "cards": executions,
+                "events": len(active.events) if active else None}
+
+    @app.post("/api/runs/{run_id}/cancel", summary="Stop a run between two cards")
+    def cancel_run(run_id: str) -> dict:
+        if not runs.cancel(run_id):
+            raise HTTPException(409, f"run {run_id} is not running in this server")
+        return {"run_id": run_id, "cancelling": True}
+
+    @app.get("/api/runs/{run_id}/metrics", summary="A metric series, e.g. the loss per step")
+    def metrics(run_id: str, name: str = "loss_value") -> dict:
+        run = _run(records(), run_id)
+        series = records().metrics(run.run_id, name)
+        return {"name": name, "points": [{"step": m.step, "value": m.value, "card_id": m.card_id} for m in series]}
+
+    @app.get("/api/runs/{run_id}/cards/{card_id}/outputs", summary="Previews of a card's outputs in a run")
+    def outputs(run_id: str, card_id: str) -> dict:
+        from cardloop.server.previews import card_outputs
+
+        try:
+            return card_outputs(store, run_id, card_id)
+        except CardloopError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.websocket("/api/runs/{run_id}/events")
+    async def events(socket: WebSocket, run_id: str) -> None:
+        if token and not token_ok(socket, token):
+            await socket.close(code=4401)
+            return
+        await socket.accept()
+        active = runs.active.get(run_id)
+        if active is None:  # a run from before this server, or finished long ago: its state from the records
+            await socket.send_json({"kind": "snapshot", "run": run_detail(run_id)})
+            await socket.close()
+            return
+        past, queue = active.subscribe(asyncio.get_running_loop())
+        try:
+            await socket.send_json({"kind": "snapshot", "run": run_detail(run_id)})
+            for event in past:
+                await socket.send_json(event)
+            while not (past and past[-1].get("kind") == "closed"):
+                event = await queue.get()
+                await socket.send_json(event)
+                if event.get("kind") == "closed":
+                    break
+            await socket.close()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            active.unsubscribe(queue)
+
+    if (WEB_DIR / "index.html").exists():
+        app.mount("/assets", StaticFiles(directory=WEB_DIR / "assets"), name="assets")
+
+        @app.get("/", include_in_schema=False)
+        def index() -> FileResponse:
+            return FileResponse(WEB_DIR / "index.html")
+    else:
+        @app.get("/", include_in_schema=False)
+        def no_editor() -> HTMLResponse:
+            return HTMLResponse("<h1>cardloop</h1><p>The editor bundle is not built; the API is at "
+                                "<a href='/docs'>/docs</a>.</p>")
+
+    return app
+
+
+def _problem(problem: Problem) -> dict:
+    return {"message": problem.message, "card": problem.card, "field": problem.field}
+
+
+def _run(records, run_id: str):
+    try:
+        return records.get_run(run_id)
+    except CardloopError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _examples() -> dict:
+    from cardloop.examples import basic_training_loop
+
+    return {
+        "basic-training-loop": basic_training_loop(batches=45, batch_size=8, learning_rate=0.01),
+        "one-batch": basic_training_loop(batches=1, batch_size=32, name="one-batch"),
+    }
