@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -196,8 +197,9 @@ def serve(
         if not is_loopback(host) and not token:
             token = new_token()
             console.print(f"serving on {host}: clients must send the token [bold]{token}[/bold]")
-        root = store if store is not None else default_store_root()
-        application = create_app(Path(root), pipelines, data_root.resolve(), token)
+        root = (store if store is not None else default_store_root()).resolve()
+        application = create_app(root, pipelines.resolve(), data_root.resolve(), token)
+        os.chdir(data_root)  # relative data paths in cards are read from the data root
         shown = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
         console.print(f"cardloop editor at {shown} (API docs at /docs); store {root}")
         uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -35,7 +35,7 @@ class DataLoadConfig(CardConfig):
 def resolve_path(path: str) -> Path:
     """The file a `data_load` path names: `cardloop:<name>` is a packaged data set, others are local."""
     if path.startswith(PACKAGED_PREFIX):
-        return DATASETS_DIR / path[len(PACKAGED_PREFIX):]
+        return (DATASETS_DIR / path[len(PACKAGED_PREFIX):]).resolve()
     return Path(path).expanduser().resolve()
 
 
@@ -98,6 +98,9 @@ def read_table(path: str) -> Any:
     import pandas as pd
 
     file = resolve_path(path)
+    if path.startswith(PACKAGED_PREFIX) and file.parent != DATASETS_DIR.resolve():
+        raise CardError(f"card config field 'path': '{path}' is not the name of a data set shipped with cardloop "
+                        "(write 'cardloop:<file name>', e.g. 'cardloop:diabetes.csv')")
     reader = _READERS.get(file.suffix.lower())
     if reader is None:
         raise CardError(f"card config field 'path': file '{path}' has extension '{file.suffix}', but "

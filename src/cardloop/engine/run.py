@@ -144,7 +144,7 @@ def _position(plan: Plan, card_id: str, option: str) -> int:
     for pc in plan.cards:
         if pc.id == card_id:
             return pc.position
-    raise CardloopError(f"--{option} names card '{card_id}', which the pipeline does not have")
+    raise CardloopError(f"option '{option}' names card '{card_id}', which the pipeline does not have")
 
 
 def plan_work(plan: Plan, options: RunOptions, available: Any) -> tuple[Plan, Schedule]:

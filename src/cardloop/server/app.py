@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from cardloop.errors import CardloopError, PipelineInvalid, Problem
 from cardloop.server.runs import RunManager
-from cardloop.server.security import Guard, confined, token_ok
+from cardloop.server.security import BodyLimit, Guard, confined, origin_ok, token_ok
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -41,6 +41,7 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
     """The server for one store, one folder of saved pipelines and one data root."""
     app = FastAPI(title="cardloop", version="1", description="Build, run and watch card pipelines.")
     app.add_middleware(Guard, token=token)
+    app.add_middleware(BodyLimit)
     runs = RunManager(store)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
 
@@ -66,16 +67,20 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
         return data_path_problems(pipeline)
 
     def data_path_problems(pipeline) -> list[Problem]:
+        """Files that cards would read outside the data root, resolved exactly as the cards resolve them."""
+        from cardloop.pipeline.validate import parse_config
+
         found = []
         for card in pipeline.cards:
             card_type = registry().get(card.type)
             if card_type.source_files is None:
                 continue
-            path = str(card.config.get("path", ""))
-            if not confined(path, data_root):
-                found.append(Problem(f"card '{card.id}' ({card.type}): config field 'path' is '{path}', which is "
-                                     f"outside the server's data root {data_root}; use a path inside it",
-                                     card=card.id, field="path"))
+            for file in card_type.source_files(parse_config(card, card_type)):
+                if not confined(file, data_root):
+                    path = card.config.get("path", str(file))
+                    found.append(Problem(f"card '{card.id}' ({card.type}): config field 'path' is '{path}', which "
+                                         f"reads {file}, outside the server's data root {data_root}; use a path "
+                                         "inside it", card=card.id, field="path"))
         return found
 
     def records():
@@ -204,10 +209,19 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
         if token and not token_ok(socket, token):
             await socket.close(code=4401)
             return
+        if not origin_ok(socket):
+            await socket.close(code=4403)
+            return
+        try:
+            detail = run_detail(run_id)
+        except HTTPException:
+            await socket.close(code=4404)
+            return
         await socket.accept()
+        run_id = detail["run_id"]
         active = runs.active.get(run_id)
         if active is None:  # a run from before this server, or finished long ago: its state from the records
-            await socket.send_json({"kind": "snapshot", "run": run_detail(run_id)})
+            await socket.send_json({"kind": "snapshot", "run": detail})
             await socket.close()
             return
         past, queue = active.subscribe(asyncio.get_running_loop())

@@ -56,6 +56,7 @@ class RunManager:
         self.active: dict[str, ActiveRun] = {}
 
     def start(self, pipeline: Any, options: dict[str, Any]) -> ActiveRun:
+        self._forget_old()
         active = ActiveRun()
         started = threading.Event()
 
@@ -91,6 +92,14 @@ class RunManager:
         if active.run_id is None:
             raise CardloopError(active.error or "the run did not start")
         return active
+
+    KEPT_FINISHED = 50
+
+    def _forget_old(self) -> None:
+        """Keep the events of the last KEPT_FINISHED finished runs; older runs are served from the records."""
+        finished = [run_id for run_id, run in self.active.items() if run.finished.is_set()]
+        for run_id in finished[: max(0, len(finished) - self.KEPT_FINISHED)]:
+            del self.active[run_id]
 
     def cancel(self, run_id: str) -> bool:
         active = self.active.get(run_id)

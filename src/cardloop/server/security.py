@@ -30,11 +30,11 @@ def new_token() -> str:
 
 
 class Guard(BaseHTTPMiddleware):
-    """Token (when one is set), Origin for writes, and a size limit on request bodies."""
+    """Token (when one is set) and Origin for writes; BodyLimit bounds request bodies."""
 
-    def __init__(self, app: Any, token: str | None, max_body: int = MAX_BODY_BYTES):
+    def __init__(self, app: Any, token: str | None):
         super().__init__(app)
-        self.token, self.max_body = token, max_body
+        self.token = token
 
     async def dispatch(self, request: Request, call_next: Any) -> Any:
         if self.token and request.url.path.startswith("/api") and not token_ok(request, self.token):
@@ -45,10 +45,6 @@ class Guard(BaseHTTPMiddleware):
                 return JSONResponse({"detail": f"requests that change anything must come from this server's own "
                                                f"pages; origin {request.headers.get('origin')!r} is not allowed"},
                                     status_code=403)
-            length = request.headers.get("content-length")
-            if length is not None and int(length) > self.max_body:
-                return JSONResponse({"detail": f"request body of {length} bytes is over the limit of "
-                                               f"{self.max_body} bytes"}, status_code=413)
         return await call_next(request)
 
 
@@ -67,10 +63,49 @@ def origin_ok(request: Any) -> bool:
     return origin in (f"http://{host}", f"https://{host}")
 
 
-def confined(path: str, data_root: Path) -> bool:
-    """Whether a data path stays inside the data root (packaged `cardloop:` data sets always do)."""
-    if path.startswith("cardloop:"):
-        return True
-    candidate = Path(path)
-    resolved = (candidate if candidate.is_absolute() else data_root / candidate).resolve()
-    return resolved == data_root.resolve() or data_root.resolve() in resolved.parents
+def confined(file: Path, data_root: Path) -> bool:
+    """Whether a file a card will read (already resolved as the card resolves it) lies inside the data root
+    or among the data sets shipped with cardloop."""
+    from cardloop.datasets import DATASETS_DIR
+
+    resolved = Path(file).resolve()
+    return any(resolved == root or root in resolved.parents
+               for root in (Path(data_root).resolve(), DATASETS_DIR.resolve()))
+
+
+class BodyLimit:
+    """Refuses a request body over `max_body` bytes however it is sent (with a length, or chunked): the body
+    is read here first, at most `max_body` bytes of it, then handed on."""
+
+    def __init__(self, app: Any, max_body: int = MAX_BODY_BYTES):
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # the client went away: let the app see it
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_body:
+                response = JSONResponse({"detail": f"request body is over the limit of {self.max_body} bytes"},
+                                        status_code=413)
+                await response(scope, receive, send)
+                return
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> dict:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

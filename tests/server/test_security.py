@@ -1,0 +1,328 @@
+"""Who may talk to the server: the token, same-origin writes, the request body limit, and data paths confined
+to the data root."""
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from cardloop.examples import basic_training_loop
+from cardloop.server.app import create_app
+from cardloop.server.security import MAX_BODY_BYTES, confined, is_loopback, new_token, origin_ok, token_ok
+from cardloop.store.records import RunRecords
+
+TOKEN = "s3cret-token"
+FOREIGN = "http://evil.example"
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def client(store, tmp_path, data_root):
+    return TestClient(create_app(store, tmp_path / "pipelines", data_root, None))
+
+
+@pytest.fixture
+def guarded(store, tmp_path, data_root):
+    return TestClient(create_app(store, tmp_path / "pipelines", data_root, TOKEN))
+
+
+@pytest.fixture
+def recorded_run(store):
+    """A finished run in the records (no torch needed): what the WebSocket shows of a past run."""
+    records = RunRecords(store / "runs.sqlite")
+    run_id = records.start_run("20260101-000000-abcdef", name="recorded", pipeline={"version": 1, "cards": []},
+                               executor="local", persist="checkpoint")
+    records.finish_run(run_id, "succeeded", None)
+    return run_id
+
+
+def one_batch(path):
+    return basic_training_loop(path=path, input_dim=4, prepare=False, batches=1, batch_size=16,
+                               layers=(8,)).to_dict()
+
+
+def path_problems(client, path):
+    response = client.post("/api/validate", json=one_batch(path))
+    assert response.status_code == 200, response.text
+    return [(p["card"], p["field"]) for p in response.json()["problems"]]
+
+
+def wait(client, run_id, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        detail = client.get(f"/api/runs/{run_id}").json()
+        if detail["status"] != "running":
+            return detail
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} still running after {timeout}s")
+
+
+def write_csv(path):
+    path.write_text("a,b,c,d,target\n" + "".join(f"{i},{i + 1},{i + 2},{i + 3},{i}\n" for i in range(40)))
+    return path
+
+
+# --- the token ------------------------------------------------------------------------------------------------
+
+API_READS = ["/api/cards", "/api/pipelines", "/api/examples", "/api/runs", "/api/runs/x", "/api/pipelines/x"]
+
+
+@pytest.mark.parametrize("path", API_READS)
+def test_with_a_token_api_requests_without_it_are_401(guarded, path):
+    response = guarded.get(path)
+    assert response.status_code == 401
+    assert "a token is required" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("method,path", [("post", "/api/validate"), ("put", "/api/pipelines/x"),
+                                         ("delete", "/api/pipelines/x"), ("post", "/api/runs"),
+                                         ("post", "/api/runs/x/cancel")])
+def test_with_a_token_writes_without_it_are_401_and_change_nothing(guarded, tmp_path, method, path):
+    kwargs = {"json": one_batch("cardloop:diabetes.csv")} if method in ("post", "put") else {}
+    assert getattr(guarded, method)(path, **kwargs).status_code == 401
+    assert not list((tmp_path / "pipelines").iterdir())
+
+
+def test_a_bearer_header_or_a_token_parameter_passes(guarded):
+    assert guarded.get("/api/cards", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert guarded.get("/api/cards", params={"token": TOKEN}).status_code == 200
+    saved = guarded.put("/api/pipelines/x", params={"token": TOKEN}, json=one_batch("cardloop:diabetes.csv"))
+    assert saved.status_code == 200
+    assert guarded.get("/api/pipelines/x", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+@pytest.mark.parametrize("headers,params", [
+    ({"Authorization": "Bearer wrong"}, {}),
+    ({"Authorization": f"Bearer {TOKEN}x"}, {}),
+    ({"Authorization": TOKEN}, {}),  # no "Bearer " scheme
+    ({"Authorization": f"Basic {TOKEN}"}, {}),
+    ({}, {"token": "wrong"}),
+    ({}, {"token": ""}),
+    ({"Authorization": "Bearer wrong"}, {"token": TOKEN}),  # a bearer header is the one that counts
+])
+def test_a_wrong_token_is_401(guarded, headers, params):
+    assert guarded.get("/api/cards", headers=headers, params=params).status_code == 401
+
+
+def test_without_a_token_set_the_api_is_open(client):
+    assert client.get("/api/cards").status_code == 200
+
+
+def test_the_token_guards_the_api_not_the_page(guarded):
+    assert guarded.get("/").status_code == 200
+
+
+def test_with_a_token_the_websocket_without_it_is_closed(guarded, recorded_run):
+    with pytest.raises(WebSocketDisconnect) as closed:
+        with guarded.websocket_connect(f"/api/runs/{recorded_run}/events") as socket:
+            socket.receive_json()
+    assert closed.value.code == 4401
+    with pytest.raises(WebSocketDisconnect) as closed:
+        with guarded.websocket_connect(f"/api/runs/{recorded_run}/events?token=wrong") as socket:
+            socket.receive_json()
+    assert closed.value.code == 4401
+
+
+def test_with_a_token_the_websocket_with_it_passes(guarded, recorded_run):
+    with guarded.websocket_connect(f"/api/runs/{recorded_run}/events?token={TOKEN}") as socket:
+        snapshot = socket.receive_json()
+    assert snapshot["kind"] == "snapshot" and snapshot["run"]["run_id"] == recorded_run
+    assert snapshot["run"]["status"] == "succeeded" and snapshot["run"]["name"] == "recorded"
+    with guarded.websocket_connect(f"/api/runs/{recorded_run}/events",
+                                   headers={"Authorization": f"Bearer {TOKEN}"}) as socket:
+        assert socket.receive_json()["kind"] == "snapshot"
+
+
+def test_tokens_are_long_and_fresh():
+    tokens = {new_token() for _ in range(20)}
+    assert len(tokens) == 20 and all(len(token) >= 32 for token in tokens)
+
+
+# --- same-origin writes ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method,path", [("post", "/api/validate"), ("put", "/api/pipelines/x"),
+                                         ("delete", "/api/pipelines/x"), ("post", "/api/runs"),
+                                         ("post", "/api/runs/x/cancel")])
+def test_writes_from_a_foreign_origin_are_403_and_change_nothing(client, tmp_path, method, path):
+    kwargs = {"json": one_batch("cardloop:diabetes.csv")} if method in ("post", "put") else {}
+    response = getattr(client, method)(path, headers={"Origin": FOREIGN}, **kwargs)
+    assert response.status_code == 403
+    assert FOREIGN in response.json()["detail"]
+    assert not list((tmp_path / "pipelines").iterdir())
+    assert client.get("/api/runs").json() == []
+
+
+@pytest.mark.parametrize("origin", [FOREIGN, "null", "http://testserver.evil.example", "https://evil.example",
+                                    "http://testserver:8080"])
+def test_any_other_origin_is_foreign(client, origin):
+    response = client.put("/api/pipelines/x", json=one_batch("cardloop:diabetes.csv"), headers={"Origin": origin})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("origin", ["http://testserver", "https://testserver"])
+def test_same_origin_writes_pass(client, tmp_path, origin):
+    saved = client.put("/api/pipelines/x", json=one_batch("cardloop:diabetes.csv"), headers={"Origin": origin})
+    assert saved.status_code == 200
+    assert (tmp_path / "pipelines" / "x.yaml").exists()
+    checked = client.post("/api/validate", json=one_batch("cardloop:diabetes.csv"), headers={"Origin": origin})
+    assert checked.status_code == 200 and checked.json() == {"problems": []}
+    assert client.delete("/api/pipelines/x", headers={"Origin": origin}).status_code == 200
+
+
+def test_writes_without_an_origin_pass(client):
+    assert client.post("/api/validate", json=one_batch("cardloop:diabetes.csv")).status_code == 200
+
+
+def test_reads_are_not_origin_checked(client):
+    assert client.get("/api/cards", headers={"Origin": FOREIGN}).status_code == 200
+
+
+def test_a_foreign_origin_with_the_token_is_still_403(guarded):
+    response = guarded.post("/api/validate", json=one_batch("cardloop:diabetes.csv"),
+                            headers={"Origin": FOREIGN, "Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 403
+
+
+class FakeRequest:
+    def __init__(self, headers=None, query=None):
+        self.headers, self.query_params = headers or {}, query or {}
+
+
+def test_origin_ok_compares_with_the_host_header():
+    assert origin_ok(FakeRequest({"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:8000"}))
+    assert not origin_ok(FakeRequest({"host": "127.0.0.1:8000", "origin": "http://localhost:8000"}))
+    assert not origin_ok(FakeRequest({"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:8001"}))
+    assert origin_ok(FakeRequest({"host": "127.0.0.1:8000"}))
+
+
+def test_token_ok_reads_the_header_or_the_query():
+    assert token_ok(FakeRequest({"authorization": f"Bearer {TOKEN}"}), TOKEN)
+    assert token_ok(FakeRequest(query={"token": TOKEN}), TOKEN)
+    assert not token_ok(FakeRequest(), TOKEN)
+    assert not token_ok(FakeRequest({"authorization": "Bearer "}), TOKEN)
+
+
+@pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("::1", True), ("localhost", True),
+                                           ("127.5.6.7", True), ("0.0.0.0", False), ("192.168.1.2", False),
+                                           ("::", False), ("example.com", False)])
+def test_is_loopback(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+# --- the request body limit -----------------------------------------------------------------------------------
+
+
+def padded_body(size):
+    """A JSON object of exactly `size` bytes."""
+    head, tail = b'{"version": 1, "cards": [], "pad": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+def test_a_body_over_the_limit_is_413(client):
+    response = client.post("/api/validate", content=padded_body(MAX_BODY_BYTES + 1),
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert str(MAX_BODY_BYTES) in response.json()["detail"]
+    response = client.put("/api/pipelines/x", content=padded_body(MAX_BODY_BYTES + 1),
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_a_body_at_the_limit_is_read(client):
+    response = client.post("/api/validate", content=padded_body(MAX_BODY_BYTES),
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 422  # read and parsed: 'pad' is no pipeline field
+    assert "unknown top-level field 'pad'" in response.text
+
+
+def test_a_chunked_body_over_the_limit_is_413(client):
+    def chunks():
+        body = padded_body(MAX_BODY_BYTES + 1024)
+        for start in range(0, len(body), 1 << 20):
+            yield body[start:start + (1 << 20)]
+
+    response = client.post("/api/validate", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+# --- data paths confined to the data root ---------------------------------------------------------------------
+
+
+def test_paths_inside_the_data_root_are_accepted(client, data_root):
+    write_csv(data_root / "inside.csv")
+    (data_root / "sub").mkdir()
+    assert path_problems(client, str(data_root / "inside.csv")) == []
+    assert path_problems(client, str(data_root / "sub" / ".." / "inside.csv")) == []
+    assert path_problems(client, "cardloop:diabetes.csv") == []
+
+
+@pytest.mark.parametrize("outside", ["/etc/passwd", "{root}/../secret.csv", "{root}/sub/../../secret.csv",
+                                     "{root}-sibling/secret.csv", "../secret.csv"])
+def test_paths_outside_the_data_root_are_problems_naming_the_card_and_path(client, data_root, outside):
+    (data_root / "sub").mkdir()
+    assert path_problems(client, outside.format(root=data_root)) == [("data", "path")]
+
+
+def test_a_symlink_out_of_the_data_root_is_outside(client, data_root, tmp_path):
+    secret = write_csv(tmp_path / "secret.csv")
+    (data_root / "link.csv").symlink_to(secret)
+    (data_root / "linked").symlink_to(tmp_path)
+    assert path_problems(client, str(data_root / "link.csv")) == [("data", "path")]
+    assert path_problems(client, str(data_root / "linked" / "secret.csv")) == [("data", "path")]
+
+
+def test_a_run_reading_outside_the_data_root_is_refused(client, tmp_path):
+    secret = write_csv(tmp_path / "secret.csv")
+    response = client.post("/api/runs", json={"pipeline": one_batch(str(secret))})
+    assert response.status_code == 422
+    assert [(p["card"], p["field"]) for p in response.json()["detail"]["problems"]] == [("data", "path")]
+    assert client.get("/api/runs").json() == []
+
+
+def test_confined():
+    from cardloop.datasets import DIABETES_CSV
+
+    root = Path("/srv/data")
+    assert confined(Path("/srv/data/a.csv"), root) and confined(Path("/srv/data/x/../a.csv"), root)
+    assert confined(Path(DIABETES_CSV), root)
+    assert not confined(Path("/srv/database.csv"), root) and not confined(Path("/srv/data/../a.csv"), root)
+
+
+def test_a_packaged_data_set_name_cannot_name_an_absolute_path(client, tmp_path):
+    secret = write_csv(tmp_path / "secret.csv")
+    assert path_problems(client, f"cardloop:{secret}") == [("data", "path")]
+
+
+def test_a_packaged_data_set_name_cannot_climb_out(client, tmp_path):
+    secret = write_csv(tmp_path / "secret.csv")
+    climb = "cardloop:" + "../" * 30 + str(secret).lstrip("/")
+    assert path_problems(client, climb) == [("data", "path")]
+
+
+def test_a_home_relative_path_is_outside(client, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    write_csv(home / "secret.csv")
+    monkeypatch.setenv("HOME", str(home))
+    assert path_problems(client, "~/secret.csv") == [("data", "path")]
+
+
+def test_a_relative_path_never_reads_a_file_outside_the_data_root(client, data_root, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    write_csv(elsewhere / "secret.csv")  # outside the data root, where the server happens to run
+    monkeypatch.chdir(elsewhere)
+    response = client.post("/api/runs", json={"pipeline": one_batch("secret.csv"), "threads": 1})
+    if response.status_code != 422:
+        assert response.status_code == 201
+        detail = wait(client, response.json()["run_id"])
+        assert detail["status"] == "failed", "the run read secret.csv from outside the data root"

@@ -1,0 +1,125 @@
+"""`cardloop serve` as a user runs it: a real process, a real port on loopback, real HTTP."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(tmp_path, *args):
+    """Start `cardloop serve` with its output unbuffered, in tmp_path (the default pipelines folder goes there)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "cardloop.cli", "serve", "--store", str(tmp_path / "store"),
+               "--data-root", str(tmp_path), "--pipelines", str(tmp_path / "pipelines"), *map(str, args)]
+    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+    process.stdout.close()
+    process.stderr.close()
+
+
+def first_line(process, timeout=90.0):
+    """The first line the server prints (read in a thread, so that a silent server cannot hang the test)."""
+    lines = []
+    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert lines, f"the server printed nothing within {timeout}s"
+    return lines[0]
+
+
+def wait_until_answering(process, url, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            return httpx.get(url, timeout=2.0)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"the server did not answer {url} within {timeout}s")
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    process = serve(tmp_path, "--port", port)
+    try:
+        wait_until_answering(process, f"http://127.0.0.1:{port}/api/cards")
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        stop(process)
+
+
+def test_serve_answers_the_api_over_http(server, tmp_path):
+    base, process = server
+    response = httpx.get(f"{base}/api/cards", timeout=10.0)
+    assert response.status_code == 200
+    names = {card["id"] for card in response.json()["cards"]}
+    assert {"data_load", "training_forward", "evaluate"} <= names
+    assert "model" in response.json()["kinds"]
+
+    assert httpx.get(f"{base}/api/runs", timeout=10.0).json() == []
+    assert "/api/runs" in httpx.get(f"{base}/openapi.json", timeout=10.0).json()["paths"]
+    page = httpx.get(f"{base}/", timeout=10.0)
+    assert page.status_code == 200 and "cardloop" in page.text
+    foreign = httpx.post(f"{base}/api/validate", json={"version": 1, "cards": []},
+                         headers={"Origin": "http://evil.example"}, timeout=10.0)
+    assert foreign.status_code == 403
+    assert (tmp_path / "pipelines").is_dir()
+
+
+def test_serve_on_loopback_prints_the_address_without_a_token(tmp_path):
+    port = free_port()
+    process = serve(tmp_path, "--port", port)
+    try:
+        wait_until_answering(process, f"http://127.0.0.1:{port}/api/cards")
+        first = first_line(process)
+    finally:
+        stop(process)
+    assert f"cardloop editor at http://127.0.0.1:{port}/" in first and "token" not in first
+
+
+def test_serve_with_a_token_requires_it(tmp_path):
+    port = free_port()
+    process = serve(tmp_path, "--port", port, "--token", "given-token")
+    try:
+        refused = wait_until_answering(process, f"http://127.0.0.1:{port}/api/cards")
+        assert refused.status_code == 401
+        passed = httpx.get(f"http://127.0.0.1:{port}/api/cards",
+                           headers={"Authorization": "Bearer given-token"}, timeout=10.0)
+        assert passed.status_code == 200
+    finally:
+        stop(process)
+
+
+def test_serve_on_all_interfaces_prints_a_generated_token(tmp_path):
+    process = serve(tmp_path, "--host", "0.0.0.0", "--port", free_port())
+    try:
+        first = first_line(process)  # printed before the server starts listening
+    finally:
+        stop(process)
+    found = re.search(r"serving on 0\.0\.0\.0: clients must send the token (\S+)", first)
+    assert found, first
+    assert len(found.group(1)) >= 32
