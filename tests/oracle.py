@@ -1,4 +1,5 @@
-"""The hand-written PyTorch loop that card pipelines must match bit for bit (DESIGN 2)."""
+"""The hand-written PyTorch loop that card pipelines must match bit for bit (DESIGN 2): the standard idiom,
+a DataLoader over a TensorDataset of the frame's rows in order, batch by batch."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
 LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
@@ -26,12 +28,12 @@ def hand_written_loop(csv_path, *, batches: int, batch_size: int, layers: list[i
                       learning_rate: float = 0.001, weight_decay: float = 0.0, loss_type: str = "mse",
                       gradient_clip: float = 0.0, zero_grad: bool = True) -> torch.nn.Module:
     frame = pd.read_csv(csv_path)
-    X = torch.from_numpy(frame.drop(columns="target").to_numpy(np.float32, copy=True))
-    y = torch.from_numpy(frame[["target"]].to_numpy(np.float32, copy=True))
+    X = torch.tensor(frame.drop(columns="target").values, dtype=torch.float32)
+    y = torch.tensor(frame[["target"]].values, dtype=torch.float32)
     model = build_mlp(X.shape[1], layers)
     optimizer = OPTIMIZERS[optimizer_type](model.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    for i in range(batches):
-        xb, yb = X[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size]
+    loader = DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=False)
+    for i, (xb, yb) in zip(range(batches), loader):
         if zero_grad:
             optimizer.zero_grad()
         loss = LOSSES[loss_type](model(xb), yb)

@@ -4,9 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 import cardloop
 from cardloop.cards.registry import load_card_file
@@ -40,13 +40,13 @@ def test_the_l1_card_between_loss_and_backward_trains_like_pytorch(regression_cs
     result = cardloop.run(pipeline, store=store)
 
     frame = pd.read_csv(regression_csv)
-    X = torch.from_numpy(frame[["a", "b", "c", "d"]].to_numpy(np.float32, copy=True))
-    y = torch.from_numpy(frame[["target"]].to_numpy(np.float32, copy=True))
+    X = torch.tensor(frame[["a", "b", "c", "d"]].values, dtype=torch.float32)
+    y = torch.tensor(frame[["target"]].values, dtype=torch.float32)
     model = build_mlp(4, [8])
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for i in range(3):
+    for _, (xb, yb) in zip(range(3), DataLoader(TensorDataset(X, y), batch_size=16)):
         optimizer.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(X[i * 16:(i + 1) * 16]), y[i * 16:(i + 1) * 16])
+        loss = torch.nn.functional.mse_loss(model(xb), yb)
         loss = loss + 0.01 * sum(p.abs().sum() for p in model.parameters())
         loss.backward()
         optimizer.step()

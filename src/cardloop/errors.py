@@ -57,3 +57,7 @@ class RegistryError(CardloopError):
 
 class StoreError(CardloopError):
     """An artifact that is missing, corrupt or cannot be encoded."""
+
+
+class InvalidOption(CardloopError, ValueError):
+    """A run option with a value that is not one of the valid ones."""

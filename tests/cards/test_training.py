@@ -47,8 +47,8 @@ def test_retain_graph_lets_a_second_backward_accumulate(regression_csv, store):
     import pandas as pd
 
     frame = pd.read_csv(regression_csv)
-    X = torch.tensor(frame[["a", "b", "c", "d"]].to_numpy("float32")[:16])
-    y = torch.tensor(frame[["target"]].to_numpy("float32")[:16])
+    X = torch.tensor(frame[["a", "b", "c", "d"]].to_numpy("float32")[:16].copy(order="C"))
+    y = torch.tensor(frame[["target"]].to_numpy("float32")[:16].copy(order="C"))
     model = build_mlp(4, [8])
     loss = torch.nn.functional.mse_loss(model(X), y)
     loss.backward(retain_graph=True)

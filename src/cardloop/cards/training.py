@@ -39,8 +39,10 @@ def frame_tensors(frame, override: list[str] | None):
 
     features, targets = split_columns(frame, override)
     check_numeric(frame, features + targets, "the dataset")
-    X = torch.from_numpy(frame[features].to_numpy(dtype=np.float32, copy=True))
-    y = torch.from_numpy(frame[targets].to_numpy(dtype=np.float32, copy=True))
+    # Row-major, as torch.tensor(frame.values) gives: the layout (and so the bits of a matmul) must not change
+    # when a batch is stored and read back.
+    X = torch.from_numpy(np.array(frame[features].to_numpy(dtype=np.float32), order="C"))
+    y = torch.from_numpy(np.array(frame[targets].to_numpy(dtype=np.float32), order="C"))
     cached = (X, y, features, targets)
     _frame_tensors[key] = cached
     weakref.finalize(frame, _frame_tensors.pop, key, None)
@@ -67,7 +69,8 @@ def prepare_batch(config: PrepareBatchConfig, train_dataset) -> dict:
     stop = min(start + config.batch_size, rows)
     info = {"batch_index": config.batch_index, "batch_size": config.batch_size, "rows": [start, stop],
             "size": stop - start, "num_batches": num_batches, "features": features, "targets": targets}
-    return {"batch_data": Batch(X[start:stop], y[start:stop]), "batch_info": info}
+    # fresh, aligned copies: a slice's address (and so a matmul's bits) would differ from a reloaded batch's
+    return {"batch_data": Batch(X[start:stop].clone(), y[start:stop].clone()), "batch_info": info}
 
 
 # --- training_init_optimizer ------------------------------------------------------------------------

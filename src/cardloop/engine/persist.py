@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cardloop.errors import InvalidOption
 from cardloop.kinds import INFO, SCALAR, STATE_KINDS
 
 POLICIES = ("checkpoint", "all")
@@ -30,7 +31,7 @@ class PersistPolicy:
     @classmethod
     def named(cls, name: str, checkpoint_seconds: float = 60.0) -> "PersistPolicy":
         if name not in POLICIES:
-            raise ValueError(f"unknown persist policy '{name}'; valid policies: {', '.join(POLICIES)}")
+            raise InvalidOption(f"unknown persist policy '{name}'; valid policies: {', '.join(POLICIES)}")
         return cls(name, checkpoint_seconds)
 
     def keeps_value(self, kind: str, consumed: bool) -> bool:

@@ -90,9 +90,9 @@ def schedule(plan: Plan, available: Availability, must_run: set[int], *, needed_
             state_cache[key] = available.state(key[0], key[1], maker[key])
         return state_cache[key]
 
-    missing: dict[str, None] = {}
     while True:
-        before = len(run)
+        before = (len(run), len(graph_pulled))
+        missing: dict[str, None] = {}  # what the final pass finds missing is what is reported
         need_v, need_s = set(needed_slots), set(needed_states)
         for pc in [cards[p] for p in sorted(run)]:
             for binding in pc.bindings:
@@ -128,9 +128,10 @@ def schedule(plan: Plan, available: Availability, must_run: set[int], *, needed_
             for group, version in pc.states_seen.items():
                 for between in range(live.get(group, version) + 1, version + 1):
                     run.add(maker[(group, between)].position)
+                live[group] = version  # seen means live from here on: loaded, or made above
             for group, version in pc.states_made.items():
                 live[group] = version
-        if len(run) == before:
+        if (len(run), len(graph_pulled)) == before:
             break
 
     result = Schedule(run=[cards[p] for p in sorted(run)], skipped=[], missing=list(missing))

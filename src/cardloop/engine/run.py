@@ -15,7 +15,7 @@ from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
 from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard, plan_pipeline
 from cardloop.engine.resolve import Missing, Schedule, final_states, schedule, unread_slots
-from cardloop.errors import CardFailed, CardloopError
+from cardloop.errors import CardFailed, CardloopError, InvalidOption
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
 
@@ -131,7 +131,7 @@ def run(
     for path in cards or ():
         load_card_file(path)
     if executor not in EXECUTORS:
-        raise CardloopError(f"unknown executor '{executor}'; valid executors: {', '.join(EXECUTORS)}")
+        raise InvalidOption(f"unknown executor '{executor}'; valid executors: {', '.join(EXECUTORS)}")
     pipeline, source = resolve_pipeline(pipeline_or_path)
     plan = plan_pipeline(pipeline, registry, source)
     options = RunOptions(executor, PersistPolicy.named(persist, checkpoint_seconds), threads, keep_outputs, cache,
@@ -155,10 +155,10 @@ def plan_work(plan: Plan, options: RunOptions, available: Any) -> tuple[Plan, Sc
         target = _position(plan, options.only, "only")
         work = schedule(plan, available, {target}, pull_missing=False)
         if work.missing:
-            raise Missing(f"card '{options.only}' cannot run alone: the store has no "
-                          + "; no ".join(work.missing)
-                          + " from an earlier run with the same inputs; run the pipeline up to it first "
-                            f"(--until {options.only}), or keep every output with --persist all")
+            raise Missing(f"card '{options.only}' cannot run alone: the store does not hold "
+                          + "; nor ".join(work.missing)
+                          + " from an earlier run with the same inputs; run the pipeline up to it first, "
+                            f"keeping every output (--until {options.only} --persist all)")
         return plan, work
     start = _position(plan, options.from_card, "from") if options.from_card else len(plan.cards)
     must_run = {pc.position for pc in plan.cards

@@ -36,7 +36,8 @@ def unpack(data: bytes, expected_format: str) -> tuple[dict[str, torch.Tensor], 
     found = metadata.get("format")
     if found != expected_format:
         raise StoreError(f"artifact holds '{found}', not '{expected_format}'")
-    return load_tensors(data), metadata
+    # fresh tensors from torch's (aligned) allocator: a matmul's bits can depend on its inputs' addresses
+    return {name: tensor.clone() for name, tensor in load_tensors(data).items()}, metadata
 
 
 def read_metadata(data: bytes) -> dict[str, Any]:
