@@ -29,8 +29,11 @@ def export_output(run_id: str, card_id: str, port: str, file: str | Path, *, sto
         raise CardloopError(f"card '{card_id}' has no output '{port}'; its outputs: {', '.join(ports)}")
     kind, target = ports[port]["kind"], Path(file)
     allowed = FORMATS.get(kind, ())
+    if not allowed:
+        raise CardloopError(f"output '{port}' of card '{card_id}' is of kind '{kind}', which has no file format to "
+                            "export to; load it in Python with cardloop.load_output")
     if target.suffix.lower() not in allowed:
-        valid = ", ".join(allowed) or "none (this kind cannot be exported)"
+        valid = ", ".join(allowed)
         raise CardloopError(f"output '{port}' of card '{card_id}' is of kind '{kind}'; write it as {valid}, "
                             f"not '{target.suffix or target.name}'")
     value = outputs.load(card_id, port)

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
+#: Optimizer Step counts an optimizer's steps on the optimizer itself; the optimizer codec keeps the count.
+OPTIMIZER_STEPS_ATTR = "_cardloop_steps"
+
+
 @dataclass(frozen=True)
 class Batch:
     """A batch (`batch` kind): float32 features `X` (rows, features) and targets `y` (rows, targets)."""

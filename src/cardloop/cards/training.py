@@ -12,6 +12,7 @@ from cardloop.cards.model import model_device
 from cardloop.cards.spec import CardConfig, CardContext, NoConfig, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import BATCH, DATAFRAME, INFO, LOSS, MODEL, OPTIMIZER, SCALAR, TENSOR
+from cardloop.values import OPTIMIZER_STEPS_ATTR as STEPS_ATTR
 from cardloop.values import Batch
 
 # --- training_prepare_batch -------------------------------------------------------------------------
@@ -248,7 +249,6 @@ class OptimizerStepConfig(CardConfig):
     gradient_clip: float = Field(default=0.0, ge=0, description="Clip the global gradient norm; 0 = no clipping.")
 
 
-STEPS_ATTR = "_cardloop_steps"
 
 
 BOUND_ATTR = "_cardloop_bound_to"

@@ -43,8 +43,13 @@ class WorkerProcess:
         if not self.ready:
             self._receive()
             self.ready = True
-        self.connection.send_bytes(json.dumps(task).encode())
-        return self._receive()
+        try:
+            self.connection.send_bytes(json.dumps(task).encode())
+            return self._receive()
+        except BaseException:  # interrupted mid-card: its answer would reach the next caller, so end this worker
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def _receive(self) -> dict:
         try:

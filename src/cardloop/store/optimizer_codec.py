@@ -20,6 +20,8 @@ from cardloop.store import safetensors_format
 from cardloop.store.codec import Codec, CodecContext
 from cardloop.store.json_codecs import to_jsonable
 
+from cardloop.values import OPTIMIZER_STEPS_ATTR as STEPS_ATTR
+
 TENSOR_TAG = "__tensor__"
 TUPLE_TAG = "__tuple__"
 
@@ -51,7 +53,8 @@ class OptimizerCodec(Codec):
             })
         state = {names[i]: _pack(entry, f"state/{names[i]}", tensors) for i, entry in state_dict["state"].items()}
         metadata = {"format": self.format, "type": type(value).__name__, "groups": groups, "state": state,
-                    "defaults": _pack(value.defaults, "defaults", tensors)}
+                    "defaults": _pack(value.defaults, "defaults", tensors),
+                    "steps": getattr(value, STEPS_ATTR, 0)}
         return safetensors_format.pack(tensors, metadata)
 
     def decode(self, data: bytes, ctx: CodecContext) -> torch.optim.Optimizer:
@@ -77,6 +80,8 @@ class OptimizerCodec(Codec):
         state = {i: _unpack(metadata["state"][n], tensors) for i, n in enumerate(names) if n in metadata["state"]}
         optimizer = _construct(cls, groups, _unpack(metadata["defaults"], tensors))
         optimizer.load_state_dict({"state": state, "param_groups": saved_groups})
+        if metadata.get("steps"):
+            setattr(optimizer, STEPS_ATTR, metadata["steps"])
         return optimizer
 
     def summarize(self, value: torch.optim.Optimizer) -> dict[str, Any]:

@@ -1,0 +1,287 @@
+"""Resuming a run that was killed: a real `cardloop run` process, killed with SIGKILL or interrupted with
+SIGINT at random cards, then the same command again; and two runs sharing one store at the same time."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import cardloop
+from cardloop.examples import basic_training_loop
+from cardloop.store.records import RunRecords
+from tests.oracle import assert_same_weights, hand_written_loop
+
+BATCHES, BATCH_SIZE = 40, 2  # 246 cards: long enough that the recorder flushes mid-training
+LAST_STEP = f"step{BATCHES - 1}"
+DEADLINE = 180.0
+
+
+def loop(csv, **options):
+    settings = dict(path=str(csv), input_dim=4, layers=(8,), batches=BATCHES, batch_size=BATCH_SIZE)
+    return basic_training_loop(**{**settings, **options})
+
+
+def run_command(pipeline_file: Path, store: Path, *extra) -> list[str]:
+    return [sys.executable, "-m", "cardloop.cli", "run", str(pipeline_file), "--store", str(store), "--threads", "1",
+            "--quiet", *map(str, extra)]
+
+
+def run_to_completion(command: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def start(command: list[str], log: Path, **options) -> subprocess.Popen:
+    """A run in the background. Its output goes to files: a pipe would stay open as long as the worker the
+    run started lives, so reading it after a kill would wait for the worker."""
+    with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
+        return subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, **options)
+
+
+def wait_until(process: subprocess.Popen, ready) -> bool:
+    """Poll `ready()` until it holds (True) or the process ends first (False)."""
+    deadline = time.monotonic() + DEADLINE
+    while process.poll() is None:
+        if ready():
+            return True
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the run neither reached the kill point nor ended")
+        time.sleep(0.01)
+    return False
+
+
+def latest_run(records: RunRecords):
+    runs = records.list_runs(1)
+    return runs[0] if runs else None
+
+
+def recorded(records: RunRecords) -> list:
+    run = latest_run(records)
+    return records.card_executions(run.run_id) if run is not None else []
+
+
+def artifact_count(store: Path) -> int:
+    folder = store / "artifacts"
+    return sum(1 for sub in folder.iterdir() if sub.is_dir() for _ in sub.iterdir()) if folder.exists() else 0
+
+
+def final_model(store: Path, run_id: str) -> torch.nn.Module:
+    return cardloop.load_output(run_id, LAST_STEP, "model", store=store)
+
+
+def worker_processes(store: Path) -> dict[int, int]:
+    """Live (not zombie) `cardloop.engine.worker` processes of this store: pid -> parent pid."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            state, parent = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except OSError:
+            continue
+        if b"cardloop.engine.worker" in command and str(store).encode() in command and state != "Z":
+            found[int(entry)] = int(parent)
+    return found
+
+
+def kill_mid_run(command: list[str], store: Path, artifacts_at_kill: int, log: Path) -> list | None:
+    """Start the run and SIGKILL it once the records show training cards and the worker has written
+    `artifacts_at_kill` artifacts; returns the killed run's recorded executions, or None if it ended first."""
+    records = RunRecords(store / "runs.sqlite")
+    process = start(command, log)
+    try:
+        mid_run = wait_until(process, lambda: len(recorded(records)) > 4 and artifact_count(store) >= artifacts_at_kill)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    run = latest_run(records)
+    if not mid_run or run.status != "running":
+        return None
+    return records.card_executions(run.run_id)
+
+
+def test_a_run_killed_at_random_cards_resumes_to_the_same_model(tmp_path, regression_csv):
+    pipeline = loop(regression_csv)
+    pipeline_file = pipeline.save(tmp_path / "loop.yaml")
+    reference_store = tmp_path / "reference"
+    run_to_completion(run_command(pipeline_file, reference_store, "--executor", "process", "--persist", "all"))
+    reference_records = RunRecords(reference_store / "runs.sqlite")
+    reference_run = latest_run(reference_records).run_id
+    reference = final_model(reference_store, reference_run)
+    reference_losses = [m.value for m in reference_records.metrics(reference_run, "loss_value")]
+    reference_metrics = cardloop.load_output(reference_run, "evaluate", "metrics", store=reference_store)
+    total_artifacts = artifact_count(reference_store)
+
+    rng = random.Random(20261125)
+    resumed = 0
+    for attempt in range(8):
+        store = tmp_path / f"store{attempt}"
+        command = run_command(pipeline_file, store, "--executor", "process", "--persist", "all")
+        killed = kill_mid_run(command, store, rng.randint(total_artifacts // 3, total_artifacts * 9 // 10),
+                              tmp_path / f"killed{attempt}")
+        if killed is None:  # it finished before the kill: this try does not count
+            continue
+        run_to_completion(command)
+        records = RunRecords(store / "runs.sqlite")
+        rerun = latest_run(records)
+        assert rerun.status == "succeeded"
+        assert_same_weights(final_model(store, rerun.run_id), reference)
+        assert [m.value for m in records.metrics(rerun.run_id, "loss_value")] == reference_losses
+        assert cardloop.load_output(rerun.run_id, "evaluate", "metrics", store=store) == reference_metrics
+        executions = records.card_executions(rerun.run_id)
+        assert [e.card_id for e in executions] == [c.id for c in pipeline.cards]
+        cached = {e.card_id for e in executions if e.status == "cached"}
+        done_before = {e.card_id for e in killed if e.status == "done"}
+        # Served from the killed run: all it recorded, but for the cards of the step it was killed in that
+        # hold the lineage of a loss (batch, forward, loss) and must run again with the backward card.
+        assert cached <= done_before and len(cached) >= len(done_before) - 6, (sorted(cached), sorted(done_before))
+        assert sum(e.status == "done" for e in executions) == len(pipeline.cards) - len(cached) < len(pipeline.cards)
+        resumed += 1
+        if resumed == 3:
+            break
+    assert resumed == 3, "fewer than 3 of 8 runs could be killed mid-run"
+
+
+def test_a_local_run_killed_without_a_checkpoint_reruns_to_the_same_model(tmp_path, regression_csv):
+    """Under the default policy a killed local run leaves records but no snapshot of the training state:
+    the rerun recomputes what it needs and ends with the same weights."""
+    pipeline = loop(regression_csv)
+    pipeline_file = pipeline.save(tmp_path / "loop.yaml")
+    reference = cardloop.run(pipeline, store=tmp_path / "reference", threads=1)
+    expected = final_model(tmp_path / "reference", reference.run_id)
+
+    rng = random.Random(7)
+    resumed = 0
+    for attempt in range(6):
+        store = tmp_path / f"store{attempt}"
+        records = RunRecords(store / "runs.sqlite")
+        command = run_command(pipeline_file, store)
+        process = start(command, tmp_path / f"killed{attempt}")
+        delay = rng.uniform(0.0, 0.3)
+        try:
+            mid_run = wait_until(process, lambda: len(recorded(records)) > 0)
+            time.sleep(delay)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        if not mid_run or latest_run(records).status != "running":
+            continue
+        run_to_completion(command)
+        rerun = latest_run(records)
+        assert rerun.status == "succeeded"
+        assert_same_weights(final_model(store, rerun.run_id), expected)
+        assert {e.status for e in records.card_executions(rerun.run_id)} <= {"done", "cached"}
+        assert len(records.card_executions(rerun.run_id)) == len(pipeline.cards)
+        resumed += 1
+        if resumed == 2:
+            break
+    assert resumed == 2, "fewer than 2 of 6 local runs could be killed mid-run"
+
+
+def test_the_worker_of_a_killed_run_exits_when_its_socket_closes(tmp_path, regression_csv, store):
+    pipeline_file = loop(regression_csv).save(tmp_path / "loop.yaml")
+    records = RunRecords(store / "runs.sqlite")
+    process = start(run_command(pipeline_file, store, "--executor", "process"), tmp_path / "killed")
+    try:
+        assert wait_until(process, lambda: len(recorded(records)) > 0 and worker_processes(store)), \
+            "the run ended before it started its worker and recorded a card"
+        workers = worker_processes(store)
+        assert list(workers.values()) == [process.pid]
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert latest_run(records).status == "running"  # killed mid-run: nothing closed it
+    deadline = time.monotonic() + 10
+    while worker_processes(store) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lingering = worker_processes(store)
+    for pid in lingering:  # do not leave it running if the check fails
+        os.kill(pid, signal.SIGKILL)
+    assert not lingering, f"worker {sorted(lingering)} still runs 10 s after its run was killed"
+
+
+def test_ctrl_c_exits_130_says_how_to_resume_and_the_same_command_resumes(tmp_path, regression_csv, store):
+    pipeline = loop(regression_csv, prepare=False)
+    pipeline_file = pipeline.save(tmp_path / "loop.yaml")
+    command = run_command(pipeline_file, store, "--executor", "process", "--persist", "all")
+    records = RunRecords(store / "runs.sqlite")
+    # Ctrl-C in a terminal signals the whole foreground process group: the run and its worker.
+    process = start(command, tmp_path / "interrupted", start_new_session=True)
+    try:
+        assert wait_until(process, lambda: len(recorded(records)) > 4), "the run ended before it could be interrupted"
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = " ".join((tmp_path / "interrupted.err").read_text().split())
+    assert "interrupted after card" in stderr and "run the same command again to resume" in stderr, stderr
+    assert "Traceback" not in stderr
+    interrupted = latest_run(records)
+    assert interrupted.status == "cancelled"
+
+    done = run_to_completion(command)
+    assert "succeeded" in done.stdout
+    rerun = latest_run(records)
+    assert rerun.run_id != interrupted.run_id
+    assert any(e.status == "cached" for e in records.card_executions(rerun.run_id))
+    expected = hand_written_loop(regression_csv, batches=BATCHES, batch_size=BATCH_SIZE, layers=[8])
+    assert_same_weights(final_model(store, rerun.run_id), expected)
+
+
+ORACLE_OPTIONS = [dict(optimizer_type="sgd", learning_rate=0.05, loss_type="huber"),
+                  dict(optimizer_type="adam", learning_rate=0.01, loss_type="mse", gradient_clip=0.5)]
+
+
+@pytest.mark.parametrize("executor, same_pipeline", [("local", False), ("process", True)])
+def test_two_runs_sharing_a_store_at_the_same_time_both_complete(tmp_path, regression_csv, store, executor,
+                                                               same_pipeline):
+    batches = 10
+    chosen = [ORACLE_OPTIONS[0]] * 2 if same_pipeline else ORACLE_OPTIONS
+    pipelines = [basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), prepare=False,
+                                     batches=batches, batch_size=10, **options) for options in chosen]
+    files = [p.save(tmp_path / f"loop{i}.yaml") for i, p in enumerate(pipelines)]
+    extra = ("--executor", executor, "--persist", "all")
+    processes = [start(run_command(file, store, *extra), tmp_path / f"run{i}") for i, file in enumerate(files)]
+    for i, process in enumerate(processes):
+        assert process.wait(timeout=300) == 0, (tmp_path / f"run{i}.err").read_text()
+
+    records = RunRecords(store / "runs.sqlite")
+    runs = records.list_runs(10)
+    assert len(runs) == 2 and {r.status for r in runs} == {"succeeded"}
+    for run in runs:
+        pipeline = next(p for p in pipelines if p.to_dict() == run.pipeline)
+        options = chosen[pipelines.index(pipeline)]
+        executions = records.card_executions(run.run_id)
+        assert [e.card_id for e in executions] == [c.id for c in pipeline.cards]
+        assert {e.status for e in executions} <= {"done", "cached"}
+        assert len(records.metrics(run.run_id, "loss_value")) == batches
+        expected = hand_written_loop(regression_csv, batches=batches, batch_size=10, layers=[8], **options)
+        assert_same_weights(cardloop.load_output(run.run_id, f"step{batches - 1}", "model", store=store), expected)
+
+
+def test_a_resumed_run_counts_optimizer_steps_as_an_uninterrupted_run(tmp_path, regression_csv):
+    pipeline = loop(regression_csv, batches=4, prepare=False)
+    whole = cardloop.run(pipeline, store=tmp_path / "whole", threads=1)
+    cardloop.run(pipeline, store=tmp_path / "resumed", threads=1, until="step1")  # as if stopped after step1
+    resumed = cardloop.run(pipeline, store=tmp_path / "resumed", threads=1)
+    assert "step1" in resumed.cached and "step2" in resumed.executed
+    assert_same_weights(cardloop.load_output(resumed.run_id, "step3", "model", store=tmp_path / "resumed"),
+                        cardloop.load_output(whole.run_id, "step3", "model", store=tmp_path / "whole"))
+
+    def steps(result, store):
+        return [cardloop.load_output(result.run_id, f"step{i}", "step_info", store=store)["step"] for i in range(4)]
+
+    assert steps(whole, tmp_path / "whole") == [1, 2, 3, 4]
+    assert steps(resumed, tmp_path / "resumed") == [1, 2, 3, 4]
