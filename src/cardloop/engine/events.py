@@ -83,8 +83,14 @@ def _ignore(*args: Any) -> None:
 
 def recorded_metrics(pc: PlannedCard, recorded: dict[str, Any]) -> dict[str, float]:
     """The metric outputs of a card served from the store, from its recorded outputs."""
-    return {p.name: float(recorded[p.name]["summary"]) for p in pc.card_type.outputs
-            if p.metric and isinstance((recorded.get(p.name) or {}).get("summary"), (int, float))}
+    found = {}
+    for port in pc.card_type.outputs:
+        summary = (recorded.get(port.name) or {}).get("summary") if port.metric else None
+        if isinstance(summary, dict):  # a stored scalar's summary: {"value": x}
+            summary = summary.get("value")
+        if isinstance(summary, (int, float)):
+            found[port.name] = float(summary)
+    return found
 
 
 def metric_values(pc: PlannedCard, outputs: dict[str, Any]) -> dict[str, float]:

@@ -1,0 +1,216 @@
+/** What the toolbar, the keyboard and the panels do: open, save, import, export, run, lay out. */
+import { api, ApiError } from './api';
+import { cardSignatures, setProblems } from './derive';
+import { editor } from './editor';
+import { autoLayout } from './pipelineFile';
+import { cancelRun, isActive, runs, startRun } from './runs';
+import { toast } from './toasts';
+import type { GroupData, PipelineFile } from './types';
+import { ui } from './ui';
+
+export const PIPELINE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+
+/** Fit the view as soon as the cards on the canvas have been measured (the canvas watches `fitRequest`). */
+export function fitSoon(): void {
+  ui.set((s) => ({ fitRequest: s.fitRequest + 1 }));
+}
+
+// ------------------------------------------------------------------ unsaved edits
+
+let savedText = '';
+let savedTimer = 0;
+
+function currentText(): string {
+  return JSON.stringify(editor.toFile());
+}
+
+export function markSaved(): void {
+  savedText = currentText();
+  ui.set({ unsaved: false });
+}
+
+/** Compare the document with what was last saved or opened, a little after each change. */
+export function trackUnsaved(): () => void {
+  let lastRevision = editor.doc.get().revision;
+  return editor.doc.subscribe(() => {
+    const { revision } = editor.doc.get();
+    if (revision === lastRevision) return;
+    lastRevision = revision;
+    window.clearTimeout(savedTimer);
+    savedTimer = window.setTimeout(() => ui.set({ unsaved: currentText() !== savedText }), 150);
+  });
+}
+
+// ------------------------------------------------------------------ opening and saving
+
+function resetRunView(): void {
+  if (isActive(runs.get().status)) return;
+  runs.set({ cards: {}, sigs: null, loss: [], runId: null, status: 'idle', error: null, total: 0, finished: 0, problems: [] });
+}
+
+/** Put a pipeline file on the canvas (one undoable step) and remember it as the saved state. */
+export function openFile(file: PipelineFile, what: string): boolean {
+  try {
+    editor.load(file, { keepHistory: true });
+  } catch (error) {
+    toast(`${what} cannot be opened: ${error instanceof Error ? error.message : error}`, 'error');
+    return false;
+  }
+  resetRunView();
+  setProblems([]);
+  markSaved();
+  fitSoon();
+  return true;
+}
+
+export async function openExample(name: string): Promise<void> {
+  try {
+    const file = await api.example(name);
+    if (openFile(file, `example '${name}'`)) toast(`opened example '${name}' (${file.cards.length} cards)`);
+  } catch (error) {
+    toast(errorText(error), 'error');
+  }
+}
+
+export async function openSaved(name: string): Promise<void> {
+  try {
+    const file = await api.pipeline(name);
+    if (openFile({ ...file, name: file.name || name }, `pipeline '${name}'`)) {
+      editor.doc.set({ name });
+      markSaved();
+      toast(`opened '${name}'`);
+    }
+  } catch (error) {
+    toast(errorText(error), 'error');
+  }
+}
+
+export async function save(): Promise<void> {
+  const name = editor.doc.get().name.trim();
+  if (!PIPELINE_NAME.test(name)) {
+    toast(`'${name}' cannot be a pipeline name: use letters, digits, '_', '-' and '.', starting with a letter or digit`, 'error');
+    return;
+  }
+  try {
+    const result = await api.save(name, editor.toFile());
+    markSaved();
+    ui.set((s) => ({ savedVersion: s.savedVersion + 1 }));
+    setProblems(result.problems);
+    if (result.problems.length) toast(`saved '${name}'; it has ${result.problems.length} problem(s) to fix before it runs`, 'info');
+    else toast(`saved '${name}'`, 'success');
+  } catch (error) {
+    if (error instanceof ApiError && error.problems.length) setProblems(error.problems);
+    toast(`not saved: ${errorText(error)}`, 'error');
+  }
+}
+
+export function exportFile(): void {
+  const file = editor.toFile();
+  const blob = new Blob([JSON.stringify(file, null, 2) + '\n'], { type: 'application/json' });
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `${file.name || 'pipeline'}.json`;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  window.setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+/** Read a pipeline file (JSON, or YAML through a lazily loaded parser). */
+export async function parsePipelineText(text: string, filename = ''): Promise<PipelineFile> {
+  const yamlName = /\.ya?ml$/i.test(filename);
+  if (!yamlName) {
+    try {
+      return JSON.parse(text) as PipelineFile;
+    } catch (error) {
+      if (/\.json$/i.test(filename)) throw new Error(`not valid JSON: ${error instanceof Error ? error.message : error}`);
+    }
+  }
+  const { parse } = await import('yaml');
+  return parse(text) as PipelineFile;
+}
+
+export async function importFile(file: File): Promise<void> {
+  try {
+    const parsed = await parsePipelineText(await file.text(), file.name);
+    if (openFile(parsed, `'${file.name}'`)) {
+      if (!parsed.name) editor.doc.set({ name: file.name.replace(/\.(json|ya?ml)$/i, '') });
+      toast(`imported '${file.name}'`);
+    }
+  } catch (error) {
+    toast(`'${file.name}' cannot be imported: ${errorText(error)}`, 'error');
+  }
+}
+
+// ------------------------------------------------------------------ running
+
+export function run(options: { until?: string; only?: string } = {}): void {
+  const state = editor.doc.get();
+  if (!state.order.length) {
+    toast('add cards before running', 'info');
+    return;
+  }
+  if (isActive(runs.get().status)) {
+    toast('a run is already going; cancel it first', 'info');
+    return;
+  }
+  let queued: string[] = state.order;
+  if (options.only) queued = [options.only];
+  else if (options.until) {
+    const at = state.order.indexOf(options.until);
+    queued = at >= 0 ? state.order.slice(0, at + 1) : [options.until];
+  }
+  // cards in a block's body run with their block
+  const withBodies = new Set(queued);
+  for (const node of state.nodes) {
+    if (node.type === 'group' && withBodies.has(node.id)) for (const id of (node.data as GroupData).bodyOrder) withBodies.add(id);
+  }
+  const { executor, persist, cache } = ui.get();
+  ui.set({ runPanel: true });
+  startRun({
+    file: editor.toFile(),
+    executor,
+    persist,
+    cache,
+    until: options.until,
+    only: options.only,
+    queued: [...withBodies],
+    sigs: cardSignatures(state.nodes, state.edges),
+  }).catch((error) => {
+    if (error instanceof ApiError && error.problems.length) {
+      setProblems(error.problems);
+      toast(`the pipeline cannot run: ${error.problems[0].message}${error.problems.length > 1 ? ` (and ${error.problems.length - 1} more)` : ''}`, 'error');
+    } else {
+      toast(`the run did not start: ${errorText(error)}`, 'error');
+    }
+  });
+}
+
+export function cancel(): void {
+  void cancelRun();
+}
+
+// ------------------------------------------------------------------ layout and clipboard
+
+/** Lay every top-level card out again, a column per layer (one undoable step). */
+export function relayout(): void {
+  const file = editor.toFile();
+  const positions = autoLayout(
+    file.cards.map((c) => {
+      const node = editor.doc.get().nodes.find((n) => n.id === c.id);
+      const size = node?.type === 'group' ? { width: Number(node.style?.width ?? 400), height: Number(node.style?.height ?? 200) } : undefined;
+      return { id: c.id, type: c.type, config: c.config, inputs: c.inputs, size };
+    }),
+    editor.catalogue,
+  );
+  editor.commit(
+    (d) => ({ nodes: d.nodes.map((n) => (positions.has(n.id) && !n.parentId ? { ...n, position: positions.get(n.id)! } : n)) }),
+    { structural: false },
+  );
+  fitSoon();
+}
+
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,133 @@
+/** The cardloop server's HTTP API (see /docs on the server). A token given in the page's URL is sent along. */
+import type { Catalogue, PipelineFile, Problem } from './types';
+
+const token = typeof window === 'undefined' ? null : new URLSearchParams(window.location.search).get('token');
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly problems: Problem[] = [],
+  ) {
+    super(message);
+  }
+}
+
+function detailMessage(detail: unknown): { message: string; problems: Problem[] } {
+  if (typeof detail === 'string') return { message: detail, problems: [] };
+  if (detail && typeof detail === 'object' && Array.isArray((detail as { problems?: unknown }).problems)) {
+    const problems = (detail as { problems: Problem[] }).problems;
+    return { message: problems.map((p) => p.message).join('; '), problems };
+  }
+  if (Array.isArray(detail)) {
+    return {
+      message: detail.map((d) => `${(d.loc ?? []).join('.')}: ${d.msg ?? JSON.stringify(d)}`).join('; '),
+      problems: [],
+    };
+  }
+  return { message: JSON.stringify(detail), problems: [] };
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response: Response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(`the cardloop server does not answer (${method} ${path})`, 0);
+  }
+  const text = await response.text();
+  let data: unknown = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = text;
+  }
+  if (!response.ok) {
+    const { message, problems } = detailMessage((data as { detail?: unknown })?.detail ?? data);
+    throw new ApiError(message || `${method} ${path} answered ${response.status}`, response.status, problems);
+  }
+  return data as T;
+}
+
+const enc = encodeURIComponent;
+
+export interface ExampleInfo {
+  name: string;
+  description: string;
+}
+
+export interface SavedInfo {
+  name: string;
+  modified: number;
+}
+
+export interface RunRequest {
+  pipeline: PipelineFile;
+  executor: 'local' | 'process';
+  persist?: 'checkpoint' | 'all';
+  cache?: boolean;
+  until?: string;
+  only?: string;
+}
+
+export interface RunCardRecord {
+  card_id: string;
+  position?: number;
+  card_type?: string;
+  status: string;
+  seconds?: number | null;
+  error?: string | null;
+  cache_hit?: boolean;
+}
+
+export interface RunDetail {
+  run_id: string;
+  name: string;
+  status: string;
+  error?: string | null;
+  cards: RunCardRecord[];
+  pipeline?: PipelineFile;
+}
+
+export interface OutputPreview {
+  kind: string;
+  stored: boolean;
+  state?: string | null;
+  preview: unknown;
+}
+
+export interface CardOutputs {
+  run_id: string;
+  card_id: string;
+  outputs: Record<string, OutputPreview>;
+}
+
+export const api = {
+  cards: () => request<Catalogue>('GET', '/api/cards'),
+  examples: () => request<ExampleInfo[]>('GET', '/api/examples'),
+  example: (name: string) => request<PipelineFile>('GET', `/api/examples/${enc(name)}`),
+  pipelines: () => request<SavedInfo[]>('GET', '/api/pipelines'),
+  pipeline: (name: string) => request<PipelineFile>('GET', `/api/pipelines/${enc(name)}`),
+  save: (name: string, file: PipelineFile) =>
+    request<{ name: string; problems: Problem[] }>('PUT', `/api/pipelines/${enc(name)}`, file),
+  validate: (file: PipelineFile) => request<{ problems: Problem[] }>('POST', '/api/validate', file),
+  startRun: (body: RunRequest) => request<{ run_id: string; status: string }>('POST', '/api/runs', body),
+  cancelRun: (runId: string) => request<{ cancelling: boolean }>('POST', `/api/runs/${enc(runId)}/cancel`),
+  run: (runId: string) => request<RunDetail>('GET', `/api/runs/${enc(runId)}`),
+  metrics: (runId: string, name = 'loss_value') =>
+    request<{ name: string; points: { step: number; value: number; card_id: string }[] }>(
+      'GET',
+      `/api/runs/${enc(runId)}/metrics?name=${enc(name)}`,
+    ),
+  outputs: (runId: string, cardId: string) =>
+    request<CardOutputs>('GET', `/api/runs/${enc(runId)}/cards/${enc(cardId)}/outputs`),
+};
+
+export function eventsUrl(runId: string): string {
+  const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
+  const query = token ? `?token=${enc(token)}` : '';
+  return `${scheme}://${window.location.host}/api/runs/${enc(runId)}/events${query}`;
+}

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { reduceEvents, runs, type RunState } from './runs';
+
+const base: RunState = { ...runs.get(), runId: 'r1', status: 'running', cards: { a: { status: 'queued' }, b: { status: 'queued' } } };
+
+describe('reduceEvents', () => {
+  it('follows a run: statuses, loss points, the end', () => {
+    const s = reduceEvents(base, [
+      { kind: 'run_started', run_id: 'r1', total: 2 },
+      { kind: 'started', card_id: 'a' },
+      { kind: 'done', card_id: 'a', seconds: 0.01, metrics: { loss_value: 0.5 } },
+      { kind: 'started', card_id: 'b' },
+    ]);
+    expect(s.cards.a.status).toBe('done');
+    expect(s.cards.b.status).toBe('running');
+    expect(s.loss).toEqual([{ step: 0, value: 0.5, card: 'a' }]);
+    expect(s.finished).toBe(1);
+    const end = reduceEvents(s, [
+      { kind: 'failed', card_id: 'b', error: "card 'b' failed: no" },
+      { kind: 'run_finished', status: 'failed', error: "card 'b' failed: no" },
+      { kind: 'closed', status: 'failed', error: "card 'b' failed: no" },
+    ]);
+    expect(end.cards.b).toMatchObject({ status: 'failed', error: "card 'b' failed: no" });
+    expect(end.status).toBe('failed');
+    expect(end.log.filter((l) => l.text.startsWith('run failed')).length).toBe(1);
+  });
+
+  it('takes statuses from a snapshot, and forgets cards that never ran when a run is cancelled', () => {
+    const s = reduceEvents(base, [
+      { kind: 'snapshot', run: { run_id: 'r1', name: 'p', status: 'running', cards: [{ card_id: 'a', status: 'cached' }] } },
+      { kind: 'closed', status: 'cancelled' },
+    ]);
+    expect(s.cards).toEqual({ a: { status: 'cached', error: undefined, seconds: undefined } });
+    expect(s.status).toBe('cancelled');
+  });
+});

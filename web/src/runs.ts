@@ -1,0 +1,313 @@
+/**
+ * Runs: start one on the server, follow its events over the WebSocket, and keep what the editor shows — each
+ * card's status, the log, the loss curve. Events are applied at most once per animation frame.
+ */
+import { api, ApiError, eventsUrl, type RunDetail } from './api';
+import { createStore } from './store';
+import type { CardRunStatus, PipelineFile, Problem } from './types';
+
+export type RunStatus = 'idle' | 'starting' | 'running' | 'cancelling' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+
+export interface CardRun {
+  status: CardRunStatus;
+  error?: string;
+  seconds?: number;
+}
+
+export interface LogEntry {
+  id: number;
+  text: string;
+  tone: 'info' | 'error' | 'success' | 'muted';
+  card?: string;
+}
+
+export interface LossPoint {
+  step: number;
+  value: number;
+  card: string;
+}
+
+export interface RunState {
+  runId: string | null;
+  status: RunStatus;
+  error: string | null;
+  /** What was asked: "all", "until fwd3", "only loss3". */
+  mode: string;
+  total: number;
+  finished: number;
+  current: string | null;
+  cards: Record<string, CardRun>;
+  log: LogEntry[];
+  loss: LossPoint[];
+  /** The cards' signatures when the run started (to mark cards changed since). */
+  sigs: Record<string, string> | null;
+  problems: Problem[];
+}
+
+export const runs = createStore<RunState>({
+  runId: null,
+  status: 'idle',
+  error: null,
+  mode: 'all',
+  total: 0,
+  finished: 0,
+  current: null,
+  cards: {},
+  log: [],
+  loss: [],
+  sigs: null,
+  problems: [],
+});
+
+export const LOG_LIMIT = 5000;
+let logId = 1;
+let socket: WebSocket | null = null;
+
+export interface RunEvent {
+  kind: 'snapshot' | 'run_started' | 'started' | 'done' | 'cached' | 'failed' | 'run_finished' | 'closed';
+  run_id?: string;
+  total?: number;
+  card_id?: string;
+  card_type?: string;
+  position?: number;
+  seconds?: number;
+  metrics?: Record<string, number>;
+  error?: string | null;
+  status?: string;
+  run?: RunDetail;
+}
+
+export function isActive(status: RunStatus): boolean {
+  return status === 'starting' || status === 'running' || status === 'cancelling';
+}
+
+function entry(text: string, tone: LogEntry['tone'] = 'info', card?: string): LogEntry {
+  return { id: logId++, text, tone, card };
+}
+
+function finalStatus(status: string | undefined): RunStatus {
+  if (status === 'succeeded' || status === 'failed' || status === 'cancelled' || status === 'interrupted') return status;
+  return 'failed';
+}
+
+const CARD_STATUSES: Record<string, CardRunStatus> = {
+  done: 'done',
+  cached: 'cached',
+  failed: 'failed',
+  skipped: 'skipped',
+  running: 'running',
+  started: 'running',
+};
+
+/** Apply a batch of events to the run state (pure: used by the live socket and by tests). */
+export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
+  let { status, error, total, finished, current } = state;
+  let cards = state.cards;
+  let log = state.log;
+  let loss = state.loss;
+  const newLog: LogEntry[] = [];
+  const newLoss: LossPoint[] = [];
+  const setCard = (id: string, run: CardRun) => {
+    if (cards === state.cards) cards = { ...cards };
+    cards[id] = run;
+  };
+  for (const event of events) {
+    switch (event.kind) {
+      case 'snapshot': {
+        const run = event.run;
+        if (!run) break;
+        for (const c of run.cards ?? []) {
+          const s = CARD_STATUSES[c.status];
+          if (s) setCard(c.card_id, { status: s, error: c.error ?? undefined, seconds: c.seconds ?? undefined });
+        }
+        if (run.status && run.status !== 'running') {
+          status = finalStatus(run.status);
+          error = run.error ?? null;
+        }
+        break;
+      }
+      case 'run_started':
+        total = event.total ?? total;
+        if (status === 'starting') status = 'running';
+        newLog.push(entry(`run ${event.run_id ?? state.runId} started: ${event.total ?? '?'} cards (${state.mode})`));
+        break;
+      case 'started':
+        if (!event.card_id) break;
+        current = event.card_id;
+        setCard(event.card_id, { status: 'running' });
+        break;
+      case 'done':
+      case 'cached':
+      case 'failed': {
+        const id = event.card_id;
+        if (!id) break;
+        finished += 1;
+        setCard(id, { status: event.kind, error: event.error ?? undefined, seconds: event.seconds });
+        const metrics = event.metrics ?? {};
+        if (typeof metrics.loss_value === 'number') {
+          newLoss.push({ step: loss.length + newLoss.length, value: metrics.loss_value, card: id });
+        }
+        const shown = Object.entries(metrics).map(([k, v]) => `${k} ${Number(v).toPrecision(4)}`).join(', ');
+        const time = event.seconds !== undefined ? ` in ${(event.seconds * 1000).toFixed(event.seconds < 0.01 ? 2 : 0)} ms` : '';
+        if (event.kind === 'failed') newLog.push(entry(`${id} failed: ${event.error ?? 'no reason given'}`, 'error', id));
+        else newLog.push(entry(`${id} ${event.kind}${time}${shown ? ` — ${shown}` : ''}`, event.kind === 'cached' ? 'muted' : 'info', id));
+        break;
+      }
+      case 'run_finished':
+      case 'closed': {
+        const before = status;
+        status = event.status ? finalStatus(event.status) : isActive(status) ? 'failed' : status;
+        if (event.error) error = event.error;
+        current = null;
+        if (!isActive(before) && before === status) break;
+        newLog.push(entry(`run ${status}${error ? `: ${error}` : ''}`, status === 'succeeded' ? 'success' : status === 'failed' ? 'error' : 'info'));
+        // cards that never ran (a cancelled or failed run) go back to no status
+        for (const [id, c] of Object.entries(cards)) {
+          if (c.status === 'queued' || c.status === 'running') {
+            if (cards === state.cards) cards = { ...cards };
+            delete cards[id];
+          }
+        }
+        break;
+      }
+    }
+  }
+  if (newLog.length) log = [...log, ...newLog].slice(-LOG_LIMIT);
+  if (newLoss.length) loss = [...loss, ...newLoss];
+  return { ...state, status, error, total, finished, current, cards, log, loss };
+}
+
+let pending: RunEvent[] = [];
+let scheduled = false;
+
+function flush(): void {
+  scheduled = false;
+  const events = pending;
+  pending = [];
+  if (events.length) runs.set((s) => reduceEvents(s, events));
+}
+
+function enqueue(event: RunEvent): void {
+  pending.push(event);
+  if (scheduled) return;
+  scheduled = true;
+  if (document.hidden) window.setTimeout(flush, 50);
+  else requestAnimationFrame(flush);
+}
+
+export interface StartOptions {
+  file: PipelineFile;
+  executor: 'local' | 'process';
+  persist: 'checkpoint' | 'all';
+  cache: boolean;
+  until?: string;
+  only?: string;
+  /** The cards to mark queued. */
+  queued: string[];
+  sigs: Record<string, string>;
+}
+
+export async function startRun(options: StartOptions): Promise<string | null> {
+  if (isActive(runs.get().status)) return null;
+  socket?.close();
+  const mode = options.only ? `only ${options.only}` : options.until ? `until ${options.until}` : 'all';
+  const cards: Record<string, CardRun> = {};
+  for (const id of options.queued) cards[id] = { status: 'queued' };
+  runs.set({
+    runId: null,
+    status: 'starting',
+    error: null,
+    mode,
+    total: options.queued.length,
+    finished: 0,
+    current: null,
+    cards,
+    loss: [],
+    sigs: options.sigs,
+    problems: [],
+    log: [...runs.get().log, entry(`starting a run (${mode}, ${options.executor} executor, persist ${options.persist}${options.cache ? '' : ', no cache'})`, 'muted')].slice(-LOG_LIMIT),
+  });
+  let runId: string;
+  try {
+    const started = await api.startRun({
+      pipeline: options.file,
+      executor: options.executor,
+      persist: options.persist,
+      cache: options.cache,
+      until: options.until,
+      only: options.only,
+    });
+    runId = started.run_id;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const problems = error instanceof ApiError ? error.problems : [];
+    runs.set((s) => ({
+      status: 'failed',
+      error: message,
+      cards: {},
+      problems,
+      log: [...s.log, entry(`the run did not start: ${message}`, 'error')].slice(-LOG_LIMIT),
+    }));
+    throw error;
+  }
+  runs.set({ runId, status: 'running' });
+  follow(runId);
+  return runId;
+}
+
+function follow(runId: string): void {
+  const ws = new WebSocket(eventsUrl(runId));
+  socket = ws;
+  let closedSeen = false;
+  ws.onmessage = (message) => {
+    let event: RunEvent;
+    try {
+      event = JSON.parse(message.data as string);
+    } catch {
+      return;
+    }
+    if (event.kind === 'closed') closedSeen = true;
+    if (runs.get().runId === runId) enqueue(event);
+    if (event.kind === 'closed') void completeLoss(runId);
+  };
+  ws.onclose = () => {
+    if (socket === ws) socket = null;
+    if (closedSeen || runs.get().runId !== runId) return;
+    // the socket ended early: take the run's state from its records
+    api
+      .run(runId)
+      .then((run) => {
+        enqueue({ kind: 'snapshot', run });
+        if (run.status !== 'running') enqueue({ kind: 'closed', status: run.status, error: run.error });
+      })
+      .catch(() => enqueue({ kind: 'closed', status: 'interrupted', error: 'lost contact with the server' }));
+  };
+}
+
+/** After a run, take the recorded loss series when it has points the events did not carry. */
+async function completeLoss(runId: string): Promise<void> {
+  try {
+    const { points } = await api.metrics(runId);
+    flush(); // the events still waiting for a frame first, so that nothing is counted twice
+    const state = runs.get();
+    if (state.runId !== runId || points.length <= state.loss.length) return;
+    runs.set({ loss: points.map((p, i) => ({ step: i, value: p.value, card: p.card_id })) });
+  } catch {
+    /* the live series stays */
+  }
+}
+
+export async function cancelRun(): Promise<void> {
+  const { runId, status } = runs.get();
+  if (!runId || !isActive(status)) return;
+  runs.set({ status: 'cancelling' });
+  try {
+    await api.cancelRun(runId);
+  } catch (error) {
+    runs.set((s) => ({ log: [...s.log, entry(`cancel: ${error instanceof Error ? error.message : error}`, 'error')] }));
+  }
+}
+
+export function clearLog(): void {
+  runs.set({ log: [] });
+}
