@@ -4,8 +4,9 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 # The CPU wheel of torch, installed before the package so that its `torch>=2.4` range is already met.
 TORCH ?= torch==2.13.0
+WEB_DEPS := web/node_modules/.package-lock.json
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-python web bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,14 +14,26 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+$(WEB_DEPS): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/cardloop run examples/basic_training_loop.yaml
 
-test: $(VENV)/.installed
+# The editor's unit tests and bundle (src/cardloop/web), then every Python test (API and browser included).
+test: $(VENV)/.installed web
+	cd web && npm test
 	$(PY) -m pytest -q
+
+test-python: $(VENV)/.installed
+	$(PY) -m pytest -q --ignore=tests/e2e
+
+web: $(WEB_DEPS)
+	cd web && npm run build
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_local.py
+	$(PY) benchmarks/bench_process.py
 
 clean:
-	rm -rf $(VENV) .cardloop
+	rm -rf $(VENV) .cardloop web/node_modules
