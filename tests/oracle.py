@@ -3,7 +3,6 @@ a DataLoader over a TensorDataset of the frame's rows in order, batch by batch."
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F

@@ -1,6 +1,5 @@
 """Run events reach user callbacks for every card, with timings and losses."""
 
-import pytest
 
 import cardloop
 from cardloop.errors import CardFailed

@@ -12,7 +12,6 @@ import hashlib
 import subprocess
 import sys
 
-import pytest
 
 from cardloop.engine.plan import plan_pipeline
 from cardloop.engine.resolve import StoredState, StoredValue, final_states, schedule, unread_slots

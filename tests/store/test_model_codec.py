@@ -124,7 +124,7 @@ def test_the_model_is_moved_to_the_requested_device(make_mlp):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_a_gpu_model_is_stored_from_cpu_and_loaded_onto_the_gpu():
+def test_a_gpu_model_is_stored_from_cpu_and_loaded_onto_the_gpu(make_mlp):
     model = make_mlp().cuda()
     model(torch.randn(6, 4, device="cuda")).pow(2).sum().backward()
     data = CODEC.encode(model, CTX)
