@@ -1,0 +1,1 @@
+"""End-to-end tests: the built editor in headless Chromium against a real `cardloop serve`."""
