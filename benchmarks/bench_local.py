@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
 import cardloop
 from cardloop.datasets import DATASETS_DIR
@@ -70,10 +71,11 @@ def write_synthetic(directory: Path, rows: int, features: int = 32) -> Path:
 
 
 def to_tensors(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The file's features (all columns but the last) and target (the last) as float32, as the cards do."""
+    """The file's features (all columns but the last) and target (the last) as row-major float32 tensors, as
+    the prepare-batch card makes them (and torch.tensor(frame.values) would): the layout decides a matmul's bits."""
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    return (torch.from_numpy(frame.iloc[:, :-1].to_numpy(dtype=np.float32, copy=True)),
-            torch.from_numpy(frame.iloc[:, -1:].to_numpy(dtype=np.float32, copy=True)))
+    return (torch.from_numpy(np.array(frame.iloc[:, :-1].to_numpy(dtype=np.float32), order="C")),
+            torch.from_numpy(np.array(frame.iloc[:, -1:].to_numpy(dtype=np.float32), order="C")))
 
 
 def make_model(case: Case) -> nn.Sequential:
@@ -84,15 +86,20 @@ def make_model(case: Case) -> nn.Sequential:
     return nn.Sequential(*hidden, nn.Linear(widths[-1], 1))
 
 
-def hand_loop(X: torch.Tensor, y: torch.Tensor, case: Case, steps: int) -> tuple[float, list[float]]:
+def hand_loop(X: torch.Tensor, y: torch.Tensor, case: Case, steps: int, loader: bool = False):
     """(seconds of the loop alone, losses). Model and optimizer are built before the clock starts;
-    `loss.item()` every step, as the loss card does."""
+    `loss.item()` every step, as the loss card does. Batches are slices, or with `loader` come from a
+    DataLoader over a TensorDataset (the tests' oracle idiom)."""
     model = make_model(case)
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     losses = []
+    batches = iter(DataLoader(TensorDataset(X, y), batch_size=BATCH_SIZE)) if loader else None
     started = time.perf_counter()
     for i in range(steps):
-        xb, yb = X[i * BATCH_SIZE:(i + 1) * BATCH_SIZE], y[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]
+        if batches is None:
+            xb, yb = X[i * BATCH_SIZE:(i + 1) * BATCH_SIZE], y[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]
+        else:
+            xb, yb = next(batches)
         opt.zero_grad()
         loss = F.mse_loss(model(xb), yb)
         loss.backward()
@@ -118,7 +125,6 @@ def pipeline_for(case: Case, steps: int):
 
 class Marks:
     """The progress callback: only notes perf_counter() at the events that bound the loop and the run's phases."""
-
     run_started = loop_start = loop_end = run_finished = None
 
     def __call__(self, event, clock=time.perf_counter) -> None:
@@ -137,8 +143,8 @@ class Marks:
 class PipelineRun:
     wall: float    # the whole cardloop.run(...) call
     loop: float    # first prepare-batch started .. last optimizer-step done
-    before: float  # call .. run_started event: validate + plan, open the store, create the run record
-    setup: float   # run_started .. first prepare-batch started: data_load, model_define, init_optimizer
+    before: float  # call .. run_started event: validate + plan, open the store, cache look-ups, run record
+    start: float   # run_started .. first prepare-batch started: per-card preparation, set-up cards
     end: float     # last optimizer-step done .. run_finished event: final snapshot, recorder drain, run closed
     result: float  # run_finished event .. return: building the RunResult
     losses: list[float] = field(repr=False, default_factory=list)
@@ -207,8 +213,7 @@ class Noise:
             time.sleep(1.0)
         self.left -= max(0.0, time.perf_counter() - started - 0.5)  # 0.5 s: the probe itself
 
-    def disturbed(self, other: float | None, pair_s: float) -> bool:
-        """Whether to measure a pair again: others used DISTURBED cores or more during it."""
+    def disturbed(self, other: float | None, pair_s: float) -> bool:  # measure the pair again?
         again = self.wait_s > 0 and other is not None and other >= DISTURBED
         if again:
             self.log(f"    (other processes used {other:.2f} cores during the pair; measuring it again)")
@@ -229,8 +234,7 @@ class Row:
     hand_setup_s: float = 0.0
     loss_diff: float | None = None
 
-    def rates(self) -> tuple[float, float, float]:
-        """(hand steps/s, loop steps/s, ratio), each side's best run."""
+    def rates(self) -> tuple[float, float, float]:  # (hand steps/s, loop steps/s, ratio), each side's best run
         hand, loop = self.steps / min(self.hand_s), self.steps / min(r.loop for r in self.runs)
         return hand, loop, loop / hand
 
@@ -320,14 +324,12 @@ def hand_parts(X: torch.Tensor, y: torch.Tensor, case: Case, steps: int) -> dict
         t2 = clock()
         predictions = model(xb)
         t3 = clock()
-        loss = F.mse_loss(predictions, yb)
-        loss.item()
+        (loss := F.mse_loss(predictions, yb)).item()
         t4 = clock()
         loss.backward()
         t5 = clock()
         opt.step()
-        times = (t0, t1, t2, t3, t4, t5, clock())
-        for card, start, end in zip(TRAINING_CARDS, times, times[1:]):
+        for card, start, end in zip(TRAINING_CARDS, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, clock())):
             parts[card] += end - start
     return parts
 
@@ -339,12 +341,13 @@ def breakdown(case: Case, threads: int, root: Path, noise: Noise, reps: int) -> 
     X, y = to_tensors(case.path)
     pipeline = pipeline_for(case, steps)
     plan = plan_pipeline(pipeline)
-    hand, alone, pipe = [], [], []
+    hand, loader, alone, pipe = [], [], [], []
     for _ in range(reps):
         gc.collect()
         noise.before()
         torch.set_num_threads(threads)
         hand.append((hand_loop(X, y, case, steps)[0], hand_parts(X, y, case, steps)))
+        loader.append(hand_loop(X, y, case, steps, loader=True)[0])
         alone.append(executor_alone(plan, threads))
         bodies: dict[str, float] = {}
         pipe.append((pipeline_run(pipeline, root, "checkpoint", threads, records=bodies).loop, bodies))
@@ -353,7 +356,8 @@ def breakdown(case: Case, threads: int, root: Path, noise: Noise, reps: int) -> 
     rows = [(card, *(parts[card] * us for _, parts in best)) for card in TRAINING_CARDS]
     return rows + [("the six together", *(sum(parts[c] for c in TRAINING_CARDS) * us for _, parts in best)),
                    ("loop (without per-part clocks)", *(loop * us for loop, _ in best)),
-                   ("of which progress events", None, None, events_cost(plan) * 1e6)]
+                   ("of which progress events", None, None, events_cost(plan) * 1e6),
+                   ("hand loop with a DataLoader instead of slices", min(loader) * us, None, None)]
 
 
 # --- reporting
@@ -395,12 +399,12 @@ def report(rows: list[Row], parts: list[tuple], m: dict, reps: int) -> str:
         lines += ["", f"Goal (ratio >= 0.95 with 'checkpoint'): {'met' if worst >= 0.95 else 'NOT met'}; "
                       f"lowest ratio {worst:.3f}."]
     lines += ["", "Whole runs (the pipeline run with the lowest wall time; fixed = wall - loop; ms unless marked):",
-              "", "| model | threads | policy | wall s | wall steps/s | fixed | plan + store | set-up cards "
-              "| run end | result | hand set-up | max abs loss diff |", "|---|---:|---|---:|---:|" + "---:|" * 7]
+              "", "| model | threads | policy | wall s | wall steps/s | fixed | plan + store | start "
+              "| end | result | hand set-up | max abs loss diff |", "|---|---:|---|---:|---:|" + "---:|" * 7]
     for r in rows:
         b = min(r.runs, key=lambda p: p.wall)
         lines.append(f"| {r.model} | {r.threads} | {r.policy} | {b.wall:.2f} | {r.steps / b.wall:.1f} | "
-                     + " | ".join(f"{x * 1e3:.0f}" for x in (b.wall - b.loop, b.before, b.setup, b.end, b.result,
+                     + " | ".join(f"{x * 1e3:.0f}" for x in (b.wall - b.loop, b.before, b.start, b.end, b.result,
                                                             r.hand_setup_s)) + f" | {fmt(r.loss_diff, '.1e')} |")
     if parts:
         lines += ["", f"Where a step goes (threads={parts[0][1]}, checkpoint; µs per step, each column the best of "
