@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -818,7 +819,14 @@ def run_frozen_head(argv: list[str]) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(copy / "src"), os.environ.get("PYTHONPATH", "")]),
                    **{FROZEN_ENV: head})
         print(f"benchmarking commit {head} from a copy in {copy}", file=sys.stderr, flush=True)
-        return subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], env=env).returncode
+        child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv], env=env)
+
+        def stop(signum, frame):  # a SIGTERM ends the child too, and still removes the copy
+            child.terminate()
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, stop)
+        return child.wait()
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
@@ -855,6 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up on SIGTERM too
     m = machine_info()
     m["store_fs"] = store_filesystem(args.dir or Path(tempfile.gettempdir()))
     noise = Noise(wait, log, args.allowance)
