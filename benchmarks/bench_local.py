@@ -27,6 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import torch
+from quiet import RETRIES, Noise, cpu_sample, other_cores
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -168,57 +169,6 @@ def pipeline_run(pipeline, root: Path, policy: str, threads: int, records: dict 
     del result
     shutil.rmtree(store, ignore_errors=True)
     return run
-
-
-# --- keeping other processes out of the figures
-RETRIES, DISTURBED = 2, 0.3  # a pair during which others used > DISTURBED cores is measured again, RETRIES times
-
-
-def cpu_sample() -> tuple[float, float, float] | None:
-    """(machine busy CPU seconds from /proc/stat, this process's CPU seconds, clock); None without /proc."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return None
-    own = os.times()
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.perf_counter()
-
-
-def other_cores(begin) -> float | None:
-    """Cores that other processes used since `begin` (a cpu_sample); None without /proc."""
-    end = cpu_sample()
-    return None if begin is None or end is None else max(0.0, ((end[0] - begin[0]) - (end[1] - begin[1]))
-                                                         / max(end[2] - begin[2], 1e-9))
-
-
-class Noise:
-    """Quiet-waits before pairs and re-runs of disturbed pairs, within an overall allowance of seconds."""
-
-    def __init__(self, wait_s: float, log, allowance_s: float = 90.0):
-        self.wait_s, self.log, self.left = wait_s, log, allowance_s
-
-    def before(self, threshold: float = 0.25) -> None:
-        """Wait (at most wait_s) until other processes use under `threshold` cores over 0.5 s."""
-        if self.wait_s > 0 and self.left <= 0:
-            self.log("    (allowance for waiting out other processes spent; no more waits or re-runs)")
-            self.wait_s = 0.0
-        started = time.perf_counter()
-        while self.wait_s > 0:
-            begin = cpu_sample()
-            time.sleep(0.5)
-            load = other_cores(begin)
-            if load is None or load < threshold or time.perf_counter() - started >= self.wait_s:
-                break
-            self.log(f"    (other processes use {load:.2f} cores; waiting for a quieter moment)")
-            time.sleep(1.0)
-        self.left -= max(0.0, time.perf_counter() - started - 0.5)  # 0.5 s: the probe itself
-
-    def disturbed(self, other: float | None, pair_s: float) -> bool:  # measure the pair again?
-        again = self.wait_s > 0 and other is not None and other >= DISTURBED
-        if again:
-            self.log(f"    (other processes used {other:.2f} cores during the pair; measuring it again)")
-            self.left -= pair_s
-        return again
 
 
 # --- measuring

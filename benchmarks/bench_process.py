@@ -32,6 +32,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
+import quiet
+from quiet import RETRIES, Noise
 import pandas as pd
 import torch
 
@@ -92,9 +94,6 @@ def pipeline_for(case: Case, steps: int):
 
 # --- keeping other processes out of the figures
 
-DISTURBED, RETRIES = 0.3, 2  # a pair during which others used > DISTURBED cores is measured again
-
-
 def _worker_cpu() -> float:
     """CPU seconds of this process's live worker processes (they are not reaped, so os.times misses them)."""
     total = 0.0
@@ -107,51 +106,13 @@ def _worker_cpu() -> float:
     return total
 
 
-def cpu_sample() -> tuple[float, float, float] | None:
-    """(machine busy CPU s, CPU s of this process + its children + live workers, clock); None without /proc."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return None
-    own = os.times()
-    mine = own.user + own.system + own.children_user + own.children_system + _worker_cpu()
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK"), mine, time.perf_counter()
+def cpu_sample():
+    """A quiet.cpu_sample that counts this process's live workers as its own."""
+    return quiet.cpu_sample(_worker_cpu)
 
 
 def other_cores(begin) -> float | None:
-    end = cpu_sample()
-    if begin is None or end is None:
-        return None
-    return max(0.0, ((end[0] - begin[0]) - (end[1] - begin[1])) / max(end[2] - begin[2], 1e-9))
-
-
-class Noise:
-    """Waits for a quiet machine before each measurement pair; re-measures disturbed pairs (bounded)."""
-
-    def __init__(self, wait_s: float, log, allowance_s: float = 120.0):
-        self.wait_s, self.log, self.left = wait_s, log, allowance_s
-
-    def before(self, threshold: float = 0.25) -> None:
-        if self.wait_s > 0 and self.left <= 0:
-            self.log("    (allowance for waiting out other processes spent; no more waits or re-runs)")
-            self.wait_s = 0.0
-        started = time.perf_counter()
-        while self.wait_s > 0:
-            begin = cpu_sample()
-            time.sleep(0.5)
-            load = other_cores(begin)
-            if load is None or load < threshold or time.perf_counter() - started >= self.wait_s:
-                break
-            self.log(f"    (other processes use {load:.2f} cores; waiting for a quieter moment)")
-            time.sleep(1.0)
-        self.left -= max(0.0, time.perf_counter() - started - 0.5)
-
-    def disturbed(self, other: float | None, spent: float) -> bool:
-        again = self.wait_s > 0 and other is not None and other >= DISTURBED
-        if again:
-            self.log(f"    (other processes used {other:.2f} cores; measuring again)")
-            self.left -= spent
-        return again
+    return quiet.other_cores(begin, _worker_cpu)
 
 
 # --- timed runs
@@ -866,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up on SIGTERM too
     m = machine_info()
     m["store_fs"] = store_filesystem(args.dir or Path(tempfile.gettempdir()))
-    noise = Noise(wait, log, args.allowance)
+    noise = Noise(wait, log, args.allowance, own_extra=_worker_cpu)
     total_start = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="cardloop-bench-process-", dir=args.dir))
     warm, parts, fresh_interp, fresh_cards, floor = [], [], {"cases": []}, {"cases": []}, None
