@@ -1,7 +1,6 @@
 """Who may talk to the server: the token, same-origin writes, the request body limit, and data paths confined
 to the data root."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from cardloop.examples import basic_training_loop
 from cardloop.server.app import create_app
 from cardloop.server.security import MAX_BODY_BYTES, confined, is_loopback, new_token, origin_ok, token_ok
 from cardloop.store.records import RunRecords
+from tests.server.test_runs import wait
 
 TOKEN = "s3cret-token"
 FOREIGN = "http://evil.example"
@@ -53,16 +53,6 @@ def path_problems(client, path):
     response = client.post("/api/validate", json=one_batch(path))
     assert response.status_code == 200, response.text
     return [(p["card"], p["field"]) for p in response.json()["problems"]]
-
-
-def wait(client, run_id, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        detail = client.get(f"/api/runs/{run_id}").json()
-        if detail["status"] != "running":
-            return detail
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} still running after {timeout}s")
 
 
 def write_csv(path):
