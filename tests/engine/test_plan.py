@@ -1,7 +1,11 @@
 """Planning: state versions follow the script order; cache keys follow lineage."""
 
+import hashlib
+import json
+
 from cardloop.engine.plan import plan_pipeline
 from cardloop.examples import basic_training_loop
+from cardloop.pipeline.validate import parse_config
 
 
 def keys(pipeline):
@@ -55,3 +59,23 @@ def test_a_data_file_change_changes_every_key_downstream(tmp_path):
     second = keys(basic_training_loop(path=str(data), batches=1, input_dim=2, prepare=False))
     assert first["data"] != second["data"] and first["step0"] != second["step0"]
     assert first["model"] == second["model"]
+
+
+def test_a_cache_key_is_the_sha256_of_the_lineage_as_canonical_json():
+    plan = {pc.id: pc for pc in plan_pipeline(basic_training_loop(batches=1, prepare=False)).cards}
+    fwd = plan["fwd0"]
+    lineage = {"type": "training_forward", "version": fwd.card_type.version, "code": fwd.card_type.code_hash,
+               "config": fwd.config.model_dump(mode="json"),
+               "inputs": {"batch_data": f"{plan['batch0'].cache_key}:batch_data"},
+               "states": {"model.model": plan["zero0"].cache_key}}  # the state version zero0 left
+    text = json.dumps(lineage, sort_keys=True, separators=(",", ":"))
+    assert fwd.cache_key == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_cards_with_the_same_config_share_its_parsed_form_and_each_gets_exactly_its_own():
+    p = basic_training_loop(batches=2, prepare=False)
+    p.card("step1").config["gradient_clip"] = 0  # equal to step0's 0.0, not the same: parsed apart
+    plan = {pc.id: pc for pc in plan_pipeline(p).cards}
+    assert plan["loss0"].config is plan["loss1"].config
+    for pc in plan.values():
+        assert repr(pc.config) == repr(parse_config(pc.card, pc.card_type))

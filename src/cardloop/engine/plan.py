@@ -9,22 +9,24 @@ version the cards above it left, whatever link it was drawn with.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from cardloop.cards.registry import Registry, default_registry
-from cardloop.cards.spec import CardConfig, CardContext, CardType
+from cardloop.cards.registry import Registry
+from cardloop.cards.spec import CardConfig, CardContext, CardType, Port
 from cardloop.kinds import MODEL, STATE_KINDS
-from cardloop.pipeline.model import Card, OutputRef, Pipeline
-from cardloop.pipeline.validate import check_pipeline, parse_config
+from cardloop.pipeline.model import Card, Pipeline
+from cardloop.pipeline.validate import CheckedCard, check_pipeline
 
 
-@dataclass(frozen=True)
-class Binding:
+class Binding(NamedTuple):
     """Input `port` is fed by output `source_port` of the card at `source` (a position), held in `slot`."""
 
     port: str
@@ -33,7 +35,7 @@ class Binding:
     slot: int
 
 
-@dataclass
+@dataclass(slots=True)
 class PlannedCard:
     position: int
     card: Card
@@ -73,12 +75,23 @@ class Plan:
     states: dict[str, StateInfo]
     slot_count: int
     _readers_by_slot: dict[int, list[PlannedCard]] | None = field(default=None, repr=False, compare=False)
+    _by_id: dict[str, PlannedCard] | None = field(default=None, repr=False, compare=False)
+    _schedule_index: Any = field(default=None, repr=False, compare=False)  # the scheduler's (engine/resolve.py)
 
     def __len__(self) -> int:
         return len(self.cards)
 
+    def card(self, card_id: str) -> PlannedCard | None:
+        """The planned card with this id, if the plan has it."""
+        if self._by_id is None:
+            self._by_id = {pc.id: pc for pc in self.cards}
+        return self._by_id.get(card_id)
+
     def position(self, card_id: str) -> int:
-        return next(pc.position for pc in self.cards if pc.id == card_id)
+        found = self.card(card_id)
+        if found is None:
+            raise KeyError(f"the plan has no card '{card_id}'")
+        return found.position
 
     def group_members(self, group: str) -> list[StateInfo]:
         return [s for s in self.states.values() if s.group == group]
@@ -110,8 +123,7 @@ class Plan:
         for pc in self.cards if running is None else running:
             for binding in pc.bindings:
                 last[binding.slot] = pc.position
-        state_slots = {slot for pc in self.cards for port, slot in pc.output_slots.items()
-                       if port in pc.state_outputs}
+        state_slots = {pc.output_slots[port] for pc in self.cards for port in pc.state_outputs}
         by_card: dict[int, list[int]] = {}
         for slot, position in last.items():
             if slot not in state_slots:
@@ -123,7 +135,7 @@ class Plan:
         return [slot for pc in self.cards for port, slot in pc.output_slots.items()
                 if pc.state_outputs.get(port) == name]
 
-    def truncated(self, last_position: int) -> "Plan":
+    def truncated(self, last_position: int) -> Plan:
         """The plan up to and including the card at `last_position` (for `--until`)."""
         cards = self.cards[: last_position + 1]
         states = {name: s for name, s in self.states.items() if any(s.slot in pc.output_slots.values() for pc in cards)}
@@ -138,99 +150,164 @@ class Plan:
         return counts
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector, as long as no one else paused it: for a burst of allocations that
+    all live on (a plan holds a few objects per card). The collector would pass over them again and again and
+    free nothing: a young-generation pass every 700 objects, and a full pass over the whole heap (torch's
+    included) once enough have piled up. Measured on 12,000 cards: half of planning's time."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def plan_pipeline(pipeline: Pipeline, registry: Registry | None = None, source: str | None = None) -> Plan:
     """Validate the pipeline and plan it: slots, state versions and cache keys."""
-    registry = registry or default_registry()
-    check_pipeline(pipeline, registry, source)
-    positions = {card.id: i for i, card in enumerate(pipeline.cards)}
-    slots: dict[tuple[int, str], int] = {}
-    value_keys: dict[int, str] = {}
+    with collector_paused():
+        return _plan(check_pipeline(pipeline, registry, source), pipeline)
+
+
+def _plan(checked: list[CheckedCard], pipeline: Pipeline) -> Plan:
+    value_keys: list[str] = []  # by slot: the key of the value, `"<card key>:<port>"` as a JSON string
     slot_state: dict[int, str] = {}
     states: dict[str, StateInfo] = {}
     group_version: dict[str, int] = {}
     version_key: dict[tuple[str, int], str] = {}
     planned: list[PlannedCard] = []
-    file_hashes: dict[str, str] = {}
+    lineage = _Lineage()
 
-    for position, card in enumerate(pipeline.cards):
-        card_type = registry.get(card.type)
-        config = parse_config(card, card_type)
+    for position, (card, (card_type, config, sources)) in enumerate(zip(pipeline.cards, checked)):
+        kind = lineage.kind(card_type)
         bindings = []
-        for port in card_type.inputs:
-            if port.name not in card.inputs:
+        value_inputs = []  # (port, `"<port>":"<value key>"`) for the inputs that are not training state
+        states_seen: dict[str, int] = {}  # the state groups this card sees, in the order of its inputs
+        seen_keys = []  # (group, `"<group>":"<key of the card that made the version seen>"`)
+        for port, port_json in kind.inputs:
+            source = sources.get(port)
+            if source is None:
                 continue
-            ref = OutputRef.parse(card.inputs[port.name])
-            source_position = positions[ref.card]
-            bindings.append(Binding(port.name, source_position, ref.port, slots[(source_position, ref.port)]))
-        output_slots = {}
-        for port in card_type.outputs:
-            output_slots[port.name] = slots[(position, port.name)] = len(slots)
-        pc = PlannedCard(position, card, card_type, config, tuple(bindings), output_slots)
+            slot = planned[source[0]].output_slots[source[1]]
+            bindings.append(Binding(port, source[0], source[1], slot))
+            name = slot_state.get(slot)
+            if name is None:
+                value_inputs.append((port, f"{port_json}:{value_keys[slot]}"))
+            elif states[name].group not in states_seen:
+                group = states[name].group
+                version = states_seen[group] = group_version[group]
+                seen_keys.append((group, f'{lineage.name(group)}:"{version_key[(group, version)]}"'))
+        first = len(value_keys)
+        output_slots = dict(zip(kind.outputs, range(first, first + len(kind.outputs))))
 
-        touched = []
-        for binding in bindings:
-            name = slot_state.get(binding.slot)
-            if name is not None and states[name].group not in touched:
-                touched.append(states[name].group)
-        pc.states_seen = {group: group_version[group] for group in touched}
-
-        grown: list[str] = []
-        for port in card_type.outputs:
-            if port.kind not in STATE_KINDS:
-                continue
+        state_outputs: dict[str, str] = {}
+        states_made: dict[str, int] = {}
+        grown = None  # a group this card sees (the first) that gains a member
+        for port in kind.state_ports:
             slot = output_slots[port.name]
             if port.state_of is not None:
-                fed = next(b for b in bindings if b.port == port.state_of) if port.state_of in card.inputs else None
-                if fed is not None and fed.slot in slot_state:
-                    slot_state[slot] = slot_state[fed.slot]
-                    pc.state_outputs[port.name] = slot_state[fed.slot]
+                source = sources.get(port.state_of)
+                name = slot_state.get(planned[source[0]].output_slots[source[1]]) if source is not None else None
+                if name is not None:
+                    slot_state[slot] = state_outputs[port.name] = name
                 continue
             name = f"{card.id}.{port.name}"
-            group = touched[0] if (port.kind != MODEL and touched) else name
+            group = next(iter(states_seen)) if (port.kind != MODEL and states_seen) else name
             states[name] = StateInfo(name, port.kind, group, slot)
-            slot_state[slot] = name
-            pc.state_outputs[port.name] = name
+            slot_state[slot] = state_outputs[port.name] = name
             if group in group_version:
-                grown.append(group)
+                grown = group
             else:
-                group_version[group] = 0
-                pc.states_made[group] = 0
+                group_version[group] = states_made[group] = 0
 
-        pc.cache_key = _cache_key(pc, value_keys, {g: version_key[(g, v)] for g, v in pc.states_seen.items()},
-                                  slot_state, file_hashes)
-        changed = set(grown) | (set(touched) if card_type.mutates_state else set())
-        for group in touched + [g for g in grown if g not in touched]:
-            if group in changed:
+        key = lineage.key(card_type, kind, config, value_inputs, seen_keys)
+        for group in states_seen:
+            if card_type.mutates_state or group == grown:
                 group_version[group] += 1
-                pc.states_made[group] = group_version[group]
-        for group, version in pc.states_made.items():
-            version_key[(group, version)] = pc.cache_key
-        for port, slot in output_slots.items():
-            value_keys[slot] = f"{pc.cache_key}:{port}"
-        planned.append(pc)
+                states_made[group] = group_version[group]
+        for made in states_made.items():
+            version_key[made] = key
+        for port_inner in kind.outputs_json:
+            value_keys.append(f'"{key}:{port_inner}"')
+        planned.append(PlannedCard(position, card, card_type, config, tuple(bindings), output_slots,
+                                   state_outputs, states_seen, states_made, key))
 
-    return Plan(pipeline, planned, states, len(slots))
+    return Plan(pipeline, planned, states, len(value_keys))
 
 
-def _cache_key(pc: PlannedCard, value_keys: dict[int, str], state_keys: dict[str, str],
-               slot_state: dict[int, str], file_hashes: dict[str, str]) -> str:
-    """Hash of type, version, code, config and the keys of the inputs (state inputs by version seen)."""
-    card_type = pc.card_type
-    inputs = {b.port: value_keys[b.slot] for b in pc.bindings if b.slot not in slot_state}
-    lineage: dict[str, Any] = {
-        "type": card_type.id,
-        "version": card_type.version,
-        "code": card_type.code_hash,
-        "config": pc.config.model_dump(mode="json"),
-        "inputs": inputs,
-        "states": state_keys,
-    }
-    if card_type.source_files is not None:
-        lineage["files"] = {str(p): _file_hash(Path(p), file_hashes) for p in card_type.source_files(pc.config)}
-    if not card_type.deterministic:
-        lineage["nonce"] = uuid.uuid4().hex
-    text = json.dumps(lineage, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+class _Kind(NamedTuple):
+    """What planning uses of a card type, worked out once per plan."""
+
+    inputs: tuple[tuple[str, str], ...]  # (port, its name as JSON)
+    outputs: tuple[str, ...]
+    outputs_json: tuple[str, ...]  # each output's name as it is written inside a JSON string
+    state_ports: tuple[Port, ...]  # the outputs that carry training state
+    head: str  # the lineage's JSON up to the config
+    tail: str  # and after the states
+
+
+class _Lineage:
+    """Cache keys: the sha256 of a card's lineage as canonical JSON (sorted keys, no spaces): its type, version,
+    code, config, the keys of its value inputs, the keys of the state versions it sees, the content hashes of
+    the files it reads (data cards), a nonce (cards that are not deterministic). The text is put together from
+    parts encoded once per plan: a type's fields and names, a config (shared by the cards whose config is the
+    same). The key of a value is `<card key>:<port>`; the key of a state version, that of the card that made it."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, _Kind] = {}
+        self._configs: dict[int, str] = {}
+        self._names: dict[str, str] = {}
+        self._files: dict[str, str] = {}
+
+    def kind(self, card_type: CardType) -> _Kind:
+        found = self._kinds.get(card_type.id)
+        if found is None:
+            outputs = tuple(p.name for p in card_type.outputs)
+            found = self._kinds[card_type.id] = _Kind(
+                tuple((p.name, _json(p.name)) for p in card_type.inputs), outputs,
+                tuple(_json(name)[1:-1] for name in outputs),
+                tuple(p for p in card_type.outputs if p.kind in STATE_KINDS),
+                '{"code":' + _json(card_type.code_hash) + ',"config":',
+                ',"type":' + _json(card_type.id) + ',"version":' + _json(card_type.version) + "}")
+        return found
+
+    def key(self, card_type: CardType, kind: _Kind, config: CardConfig, inputs: list[tuple[str, str]],
+            states: list[tuple[str, str]]) -> str:
+        """`inputs` and `states`: (name, its `"name":value` JSON) for each value input and each state seen."""
+        files = ""
+        if card_type.source_files is not None:
+            files = ',"files":' + _json({str(p): _file_hash(Path(p), self._files)
+                                         for p in card_type.source_files(config)})
+        nonce = "" if card_type.deterministic else f',"nonce":"{uuid.uuid4().hex}"'
+        text = (f'{kind.head}{self._config(config)}{files},"inputs":{_object(inputs)}{nonce},'
+                f'"states":{_object(states)}{kind.tail}')
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def name(self, name: str) -> str:
+        """`name` as JSON (state group names: a few per plan)."""
+        found = self._names.get(name)
+        if found is None:
+            found = self._names[name] = _json(name)
+        return found
+
+    def _config(self, config: CardConfig) -> str:
+        found = self._configs.get(id(config))  # configs live as long as the plan: ids are not reused meanwhile
+        if found is None:
+            found = self._configs[id(config)] = _json(config.model_dump(mode="json"))
+        return found
+
+
+def _object(members: list[tuple[str, str]]) -> str:
+    """A JSON object with sorted keys, from (key, its `"key":value` JSON) pairs."""
+    if len(members) > 1:
+        members = sorted(members)
+    return "{" + ",".join([member for _, member in members]) + "}"
 
 
 def _file_hash(path: Path, cache: dict[str, str]) -> str:

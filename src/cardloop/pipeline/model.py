@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 FORMAT_VERSION = 1
 CARD_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -22,12 +23,18 @@ class OutputRef:
         return f"{self.card}.{self.port}"
 
     @classmethod
-    def parse(cls, text: str) -> "OutputRef | None":
+    def parse(cls, text: str) -> OutputRef | None:
         """`card.port` -> OutputRef, or None when the text is not of that form."""
-        if not isinstance(text, str) or text.count(".") != 1:
-            return None
-        card, port = text.split(".")
-        return cls(card, port) if card and port else None
+        parts = split_ref(text)
+        return cls(*parts) if parts else None
+
+
+def split_ref(text: Any) -> tuple[str, str] | None:
+    """`card.port` -> (card, port), or None when the text is not of that form."""
+    if not isinstance(text, str):
+        return None
+    card, _, port = text.partition(".")
+    return (card, port) if card and port and "." not in port else None
 
 
 @dataclass

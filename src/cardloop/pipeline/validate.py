@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
 from cardloop.cards.registry import Registry, default_registry
-from cardloop.cards.spec import CardConfig, CardType
+from cardloop.cards.spec import CardConfig, CardType, Port
 from cardloop.errors import PipelineInvalid, Problem
 from cardloop.kinds import compatible
-from cardloop.pipeline.model import CARD_ID, Card, OutputRef, Pipeline
+from cardloop.pipeline.model import CARD_ID, Card, Pipeline, split_ref
+
+
+class CheckedCard(NamedTuple):
+    """What validation learned of a valid card, for planning: its type, its parsed config and, for each connected
+    input port, the position and output port of the card that feeds it."""
+
+    card_type: CardType
+    config: CardConfig
+    sources: dict[str, tuple[int, str]]
 
 
 def validate_pipeline(pipeline: Pipeline, registry: Registry | None = None) -> list[Problem]:
     """All problems found in the pipeline; an empty list means it can run."""
-    registry = registry or default_registry()
+    return _check(pipeline, registry or default_registry())[0]
+
+
+def check_pipeline(pipeline: Pipeline, registry: Registry | None = None,
+                   source: str | None = None) -> list[CheckedCard]:
+    """Raise PipelineInvalid with every problem, if there is any; else return what planning needs of each card."""
+    problems, checked = _check(pipeline, registry or default_registry())
+    if problems:
+        raise PipelineInvalid(problems, source)
+    return checked
+
+
+def parse_config(card: Card, card_type: CardType) -> CardConfig:
+    """The card's validated config object (defaults filled in)."""
+    return card_type.config_model.model_validate(card.config or {})
+
+
+def _check(pipeline: Pipeline, registry: Registry) -> tuple[list[Problem], list[CheckedCard]]:
     problems: list[Problem] = []
     positions: dict[str, int] = {}
     for position, card in enumerate(pipeline.cards):
@@ -27,38 +53,86 @@ def validate_pipeline(pipeline: Pipeline, registry: Registry | None = None) -> l
                                     f"{position + 1}); card ids must be unique", card=card.id, field="id"))
         else:
             positions[card.id] = position
+    types = _Types(registry)
+    configs = _Configs()
+    checked: list[CheckedCard] = []
     for position, card in enumerate(pipeline.cards):
-        if card.type not in registry:
+        found = types.get(card.type)
+        if found is None:
             problems.append(Problem(f"card '{card.id}': {registry.unknown_message(card.type)}",
                                     card=card.id, field="type"))
             continue
-        card_type = registry.get(card.type)
-        problems += config_problems(card, card_type)
-        problems += input_problems(card, card_type, position, pipeline, positions, registry)
-    return problems
+        card_type = found[0]
+        config = configs.parse(card, card_type)
+        if isinstance(config, ValidationError):
+            problems += _config_problems(card, card_type, config)
+        sources: dict[str, tuple[int, str]] = {}
+        problems += _input_problems(card, found, position, pipeline, positions, types, sources)
+        checked.append(CheckedCard(card_type, config, sources))
+    return problems, checked
 
 
-def check_pipeline(pipeline: Pipeline, registry: Registry | None = None, source: str | None = None) -> None:
-    """Raise PipelineInvalid with every problem, if there is any."""
-    problems = validate_pipeline(pipeline, registry)
-    if problems:
-        raise PipelineInvalid(problems, source)
+class _Types:
+    """Card types by id, with their ports by name, looked up once per validation."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._found: dict[str, tuple[CardType, dict[str, Port], dict[str, Port]] | None] = {}
+
+    def get(self, type_id: str) -> tuple[CardType, dict[str, Port], dict[str, Port]] | None:
+        """(card type, input ports, output ports), or None for an unknown type."""
+        if type_id not in self._found:
+            card_type = self.registry.get(type_id) if type_id in self.registry else None
+            self._found[type_id] = card_type and (card_type, {p.name: p for p in card_type.inputs},
+                                                  {p.name: p for p in card_type.outputs})
+        return self._found[type_id]
 
 
-def parse_config(card: Card, card_type: CardType) -> CardConfig:
-    """The card's validated config object (defaults filled in)."""
-    return card_type.config_model.model_validate(card.config or {})
+class _Configs:
+    """Parses configs, once for all the cards whose config is the same (the unrolled steps of a loop mostly are)."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple, CardConfig | ValidationError] = {}
+
+    def parse(self, card: Card, card_type: CardType) -> CardConfig | ValidationError:
+        try:
+            key: tuple | None = (card_type.config_model, _frozen(card.config or {}))
+        except TypeError:  # a value that is not plain data: parsed alone
+            key = None
+        found = self._parsed.get(key) if key is not None else None
+        if found is None:
+            try:
+                found = parse_config(card, card_type)
+            except ValidationError as exc:
+                found = exc
+            if key is not None:
+                self._parsed[key] = found
+        return found
 
 
-def config_problems(card: Card, card_type: CardType) -> list[Problem]:
-    try:
-        parse_config(card, card_type)
-    except ValidationError as exc:
-        valid = ", ".join(card_type.config_model.model_fields) or "none"
-        return [Problem(_config_message(card, error, valid), card=card.id,
-                        field=".".join(str(p) for p in error["loc"]) or None)
-                for error in exc.errors()]
-    return []
+_PLAIN = (str, int, bool, type(None))
+
+
+def _frozen(value: Any) -> tuple:
+    """A hashable stand-in for a config value that keeps apart what validation may keep apart (1, 1.0 and True;
+    a list and a tuple; -0.0 and 0.0). TypeError for anything but plain data."""
+    kind = type(value)
+    if kind is dict:
+        return kind, tuple((_frozen(k), _frozen(v)) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return kind, tuple(_frozen(v) for v in value)
+    if kind is float:
+        return kind, repr(value)
+    if kind in _PLAIN:
+        return kind, value
+    raise TypeError(f"{kind.__name__} is not plain data")
+
+
+def _config_problems(card: Card, card_type: CardType, exc: ValidationError) -> list[Problem]:
+    valid = ", ".join(card_type.config_model.model_fields) or "none"
+    return [Problem(_config_message(card, error, valid), card=card.id,
+                    field=".".join(str(p) for p in error["loc"]) or None)
+            for error in exc.errors()]
 
 
 def _config_message(card: Card, error: dict[str, Any], valid_fields: str) -> str:
@@ -71,48 +145,56 @@ def _config_message(card: Card, error: dict[str, Any], valid_fields: str) -> str
     return f"{where}: config field '{field}' is {error.get('input')!r}: {error['msg'].lower()}"
 
 
-def input_problems(card: Card, card_type: CardType, position: int, pipeline: Pipeline,
-                   positions: dict[str, int], registry: Registry) -> list[Problem]:
+def _input_problems(card: Card, found: tuple[CardType, dict[str, Port], dict[str, Port]], position: int,
+                    pipeline: Pipeline, positions: dict[str, int], types: _Types,
+                    sources: dict[str, tuple[int, str]]) -> list[Problem]:
+    """The problems of the card's input links; `sources` gets the (position, output port) of each valid one."""
+    card_type, inputs, _ = found
     problems: list[Problem] = []
-    where = f"card '{card.id}' ({card.type})"
     for port_name, ref_text in card.inputs.items():
-        port = card_type.input(port_name)
-        if port is None:
-            valid = ", ".join(p.name for p in card_type.inputs) or "none"
-            problems.append(Problem(f"{where} has no input port '{port_name}'; its input ports are: {valid}",
-                                    card=card.id, field=port_name))
-            continue
-        ref = OutputRef.parse(ref_text)
-        if ref is None:
-            problems.append(Problem(f"{where}: input '{port_name}' is {ref_text!r}; write it as "
-                                    "'<card id>.<output port>'", card=card.id, field=port_name))
-            continue
-        if ref.card not in positions:
-            problems.append(Problem(f"{where}: input '{port_name}' uses '{ref}', but there is no card "
-                                    f"'{ref.card}'", card=card.id, field=port_name))
-            continue
-        source_position = positions[ref.card]
-        if source_position >= position:
-            what = "itself" if ref.card == card.id else f"'{ref.card}', which comes after it (position " \
-                f"{source_position + 1}, this card is at {position + 1})"
-            problems.append(Problem(f"{where}: input '{port_name}' uses {what}; a card may only use outputs of "
-                                    "cards above it", card=card.id, field=port_name))
-            continue
-        source = pipeline.cards[source_position]
-        if source.type not in registry:
-            continue
-        source_type = registry.get(source.type)
-        output = source_type.output(ref.port)
-        if output is None:
-            valid = ", ".join(p.name for p in source_type.outputs) or "none"
-            problems.append(Problem(f"{where}: input '{port_name}' uses '{ref}', but card '{source.id}' "
-                                    f"({source.type}) has no output '{ref.port}'; its outputs are: {valid}",
-                                    card=card.id, field=port_name))
-        elif not compatible(output.kind, port.kind):
-            problems.append(Problem(f"{where}: input '{port_name}' takes kind '{port.kind}', but '{ref}' is of kind "
-                                    f"'{output.kind}'", card=card.id, field=port_name))
+        port = inputs.get(port_name)
+        ref = split_ref(ref_text)
+        source_position = positions.get(ref[0], position) if ref else position
+        if port is not None and source_position < position:  # the common case: a link to a card above
+            source = types.get(pipeline.cards[source_position].type)
+            output = source[2].get(ref[1]) if source else None
+            if output is not None and compatible(output.kind, port.kind):
+                sources[port_name] = (source_position, ref[1])
+                continue
+        problem = _link_problem(card, card_type, port_name, port, ref_text, ref, position, pipeline, positions, types)
+        if problem:
+            problems.append(Problem(problem, card=card.id, field=port_name))
     for port in card_type.inputs:
         if port.required and port.name not in card.inputs:
-            problems.append(Problem(f"{where}: required input '{port.name}' ({port.kind}) is not connected",
-                                    card=card.id, field=port.name))
+            problems.append(Problem(f"card '{card.id}' ({card.type}): required input '{port.name}' ({port.kind}) is "
+                                    "not connected", card=card.id, field=port.name))
     return problems
+
+
+def _link_problem(card: Card, card_type: CardType, port_name: str, port: Port | None, ref_text: Any,
+                  ref: tuple[str, str] | None, position: int, pipeline: Pipeline, positions: dict[str, int],
+                  types: _Types) -> str | None:
+    """What is wrong with one input link, or None if nothing is (a source of unknown type is reported apart)."""
+    where = f"card '{card.id}' ({card.type})"
+    if port is None:
+        valid = ", ".join(p.name for p in card_type.inputs) or "none"
+        return f"{where} has no input port '{port_name}'; its input ports are: {valid}"
+    if ref is None:
+        return f"{where}: input '{port_name}' is {ref_text!r}; write it as '<card id>.<output port>'"
+    if ref[0] not in positions:
+        return f"{where}: input '{port_name}' uses '{ref_text}', but there is no card '{ref[0]}'"
+    source_position = positions[ref[0]]
+    if source_position >= position:
+        what = "itself" if ref[0] == card.id else f"'{ref[0]}', which comes after it (position " \
+            f"{source_position + 1}, this card is at {position + 1})"
+        return f"{where}: input '{port_name}' uses {what}; a card may only use outputs of cards above it"
+    source = pipeline.cards[source_position]
+    found = types.get(source.type)
+    if found is None:
+        return None
+    output = found[2].get(ref[1])
+    if output is None:
+        valid = ", ".join(p.name for p in found[0].outputs) or "none"
+        return (f"{where}: input '{port_name}' uses '{ref_text}', but card '{source.id}' ({source.type}) has no "
+                f"output '{ref[1]}'; its outputs are: {valid}")
+    return f"{where}: input '{port_name}' takes kind '{port.kind}', but '{ref_text}' is of kind '{output.kind}'"
