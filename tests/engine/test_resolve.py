@@ -12,9 +12,14 @@ import hashlib
 import subprocess
 import sys
 
-
 from cardloop.engine.plan import plan_pipeline
-from cardloop.engine.resolve import StoredState, StoredValue, final_states, schedule, unread_slots
+from cardloop.engine.resolve import (
+    StoredState,
+    StoredValue,
+    final_states,
+    schedule,
+    unread_slots,
+)
 from cardloop.examples import add_training_step, basic_training_loop
 from cardloop.kinds import STATE_KINDS
 from cardloop.pipeline.model import Pipeline
@@ -265,5 +270,5 @@ def test_planning_and_scheduling_do_not_import_torch():
         " needed_states=final_states(plan))\n"
         "assert len(work.run) == len(plan.cards), work.run\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

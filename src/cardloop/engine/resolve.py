@@ -74,7 +74,9 @@ def schedule(plan: Plan, available: Availability, must_run: set[int], *, needed_
     in `missing`; only the lineage of graph inputs and the continuity of live state may add cards.
     """
     cards = plan.cards
-    producer, port_of, state_slots, maker = _indexes(plan)
+    if len(must_run) == len(cards):  # every card runs: nothing to load, nothing can be missing
+        return Schedule(run=list(cards), skipped=[])
+    index = _index(plan)
     run = set(must_run)
     graph_pulled: set[int] = set()
     value_cache: dict[int, StoredValue | None] = {}
@@ -82,56 +84,62 @@ def schedule(plan: Plan, available: Availability, must_run: set[int], *, needed_
 
     def stored_value(slot: int) -> StoredValue | None:
         if slot not in value_cache:
-            value_cache[slot] = available.value(producer[slot], port_of[slot])
+            value_cache[slot] = available.value(cards[index.producer[slot]], index.port_of[slot])
         return value_cache[slot]
 
     def stored_state(key: tuple[str, int]) -> StoredState | None:
         if key not in state_cache:
-            state_cache[key] = available.state(key[0], key[1], maker[key])
+            state_cache[key] = available.state(key[0], key[1], cards[index.maker[key]])
         return state_cache[key]
 
+    def pull(position: int) -> None:
+        """`position` makes a value a running card needs with its autograd graph: it runs, and so do the cards
+        that made the graph-carrying values it reads."""
+        todo = [position]
+        while todo:
+            found = todo.pop()
+            if found not in graph_pulled:
+                graph_pulled.add(found)
+                run.add(found)
+                todo.extend(source for _, source, needs_graph, graph_kind in index.reads(found)
+                            if needs_graph or graph_kind)
+
     while True:
-        before = (len(run), len(graph_pulled))
+        before = len(run)
         missing: dict[str, None] = {}  # what the final pass finds missing is what is reported
-        need_v, need_s = set(needed_slots), set(needed_states)
-        for pc in [cards[p] for p in sorted(run)]:
-            for binding in pc.bindings:
-                if binding.slot in state_slots:
-                    continue
-                port = pc.card_type.input(binding.port)
-                source = producer[binding.slot]
-                graph = (port is not None and port.needs_graph) or (
-                    pc.position in graph_pulled and source.card_type.output(binding.source_port).kind in GRAPH_KINDS)
-                if graph:
-                    if source.position not in run:
-                        run.add(source.position)
-                    graph_pulled.add(source.position)
-                else:
-                    need_v.add(binding.slot)
-            need_s.update(pc.states_seen.items())
-        for slot in need_v:
-            source = producer[slot]
-            if source.position not in run and stored_value(slot) is None:
-                if pull_missing:
-                    run.add(source.position)
-                else:
-                    missing[f"output '{port_of[slot]}' of card '{source.id}'"] = None
-        for key in need_s:
-            made_by = maker[key]
-            if made_by.position not in run and stored_state(key) is None:
-                if pull_missing:
-                    run.add(made_by.position)
-                else:
-                    missing[f"the state '{key[0]}' as card '{made_by.id}' left it"] = None
+        need_v = {slot for slot in needed_slots if index.producer[slot] not in run}
+        need_s = {key for key in needed_states if index.maker[key] not in run}
         live: dict[str, int] = {}
-        for pc in [cards[p] for p in sorted(run)]:
-            for group, version in pc.states_seen.items():
-                for between in range(live.get(group, version) + 1, version + 1):
-                    run.add(maker[(group, between)].position)
+        for position in sorted(run):
+            for slot, source, needs_graph, graph_kind in index.reads(position):
+                if needs_graph or (graph_kind and position in graph_pulled):
+                    pull(source)
+                elif source not in run:
+                    need_v.add(slot)
+            for key, maker in index.sees(position):
+                if maker not in run:
+                    need_s.add(key)
+                group, version = key
+                last = live.get(group, version)
+                if last < version:  # the cards that changed the live state since: they run too
+                    run.update(index.maker[(group, between)] for between in range(last + 1, version + 1))
                 live[group] = version  # seen means live from here on: loaded, or made above
-            for group, version in pc.states_made.items():
-                live[group] = version
-        if (len(run), len(graph_pulled)) == before:
+            live.update(cards[position].states_made)
+        for slot in sorted(need_v):
+            source = index.producer[slot]
+            if source not in run and stored_value(slot) is None:
+                if pull_missing:
+                    run.add(source)
+                else:
+                    missing[f"output '{index.port_of[slot]}' of card '{cards[source].id}'"] = None
+        for key in sorted(need_s):
+            maker = index.maker[key]
+            if maker not in run and stored_state(key) is None:
+                if pull_missing:
+                    run.add(maker)
+                else:
+                    missing[f"the state '{key[0]}' as card '{cards[maker].id}' left it"] = None
+        if len(run) == before:
             break
 
     result = Schedule(run=[cards[p] for p in sorted(run)], skipped=[], missing=list(missing))
@@ -139,14 +147,13 @@ def schedule(plan: Plan, available: Availability, must_run: set[int], *, needed_
         result.skipped = [pc for pc in cards if pc.position not in run]
     live_groups: set[str] = set()
     for pc in result.run:
-        for binding in pc.bindings:
-            if binding.slot in state_slots or producer[binding.slot].position in run:
-                continue
-            stored = stored_value(binding.slot)
-            if stored is not None:
-                result.value_loads[binding.slot] = stored
+        for slot, source, _, _ in index.reads(pc.position):
+            if source not in run:
+                stored = stored_value(slot)
+                if stored is not None:
+                    result.value_loads[slot] = stored
         for group, version in pc.states_seen.items():
-            if group not in live_groups and maker[(group, version)].position not in run:
+            if group not in live_groups and index.maker[(group, version)] not in run:
                 stored = stored_state((group, version))
                 if stored is not None:
                     result.state_loads.setdefault(pc.position, []).append((group, version, stored))
@@ -155,30 +162,67 @@ def schedule(plan: Plan, available: Availability, must_run: set[int], *, needed_
     return result
 
 
-def _indexes(plan: Plan) -> tuple[dict, dict, set, dict]:
-    """Who makes each slot and state version, computed once per plan."""
-    cached = getattr(plan, "_schedule_indexes", None)
-    if cached is None:
-        producer = {slot: pc for pc in plan.cards for slot in pc.output_slots.values()}
-        port_of = {slot: port for pc in plan.cards for port, slot in pc.output_slots.items()}
-        state_slots = {slot for pc in plan.cards for port, slot in pc.output_slots.items()
-                       if port in pc.state_outputs}
-        maker = {(g, v): pc for pc in plan.cards for g, v in pc.states_made.items()}
-        cached = (producer, port_of, state_slots, maker)
-        plan._schedule_indexes = cached
-    return cached
+class _Index:
+    """What the scheduler looks up, worked out once per plan (what it asks of single cards: when first asked).
+    Cards are named by position."""
+
+    def __init__(self, plan: Plan):
+        self.cards = plan.cards
+        self.producer: list[int] = []  # by slot: the card that makes it
+        self.port_of: list[str] = []  # by slot: its output port
+        self.kinds: list[str] = []  # by slot: its kind
+        self.maker: dict[tuple[str, int], int] = {}  # (group, version) -> the card that made it
+        self.state_slots: set[int] = set()
+        self._graph_ports: dict[str, frozenset[str]] = {}  # by card type: the input ports that need a graph
+        read: set[int] = set()
+        last: dict[str, int] = {}
+        for pc in plan.cards:
+            self.producer += [pc.position] * len(pc.output_slots)
+            self.port_of += pc.output_slots
+            self.kinds += [port.kind for port in pc.card_type.outputs]
+            for made in pc.states_made.items():
+                self.maker[made] = pc.position
+            last.update(pc.states_made)
+            for port in pc.state_outputs:
+                self.state_slots.add(pc.output_slots[port])
+            for binding in pc.bindings:
+                read.add(binding.slot)
+        #: the value outputs that no card reads, and the last version of every state group
+        self.results = frozenset(slot for slot, kind in enumerate(self.kinds)
+                                 if slot not in read and kind not in STATE_KINDS)
+        self.final = frozenset(last.items())
+        self._reads: dict[int, list[tuple[int, int, bool, bool]]] = {}
+
+    def reads(self, position: int) -> list[tuple[int, int, bool, bool]]:
+        """The card's inputs that are not training state: (slot, source, the port needs a graph, the value is of
+        a kind that carries one)."""
+        found = self._reads.get(position)
+        if found is None:
+            pc = self.cards[position]
+            graph_ports = self._graph_ports.get(pc.card_type.id)
+            if graph_ports is None:
+                graph_ports = self._graph_ports[pc.card_type.id] = frozenset(
+                    p.name for p in pc.card_type.inputs if p.needs_graph)
+            found = self._reads[position] = [(slot, source, port in graph_ports, self.kinds[slot] in GRAPH_KINDS)
+                                             for port, source, _, slot in pc.bindings if slot not in self.state_slots]
+        return found
+
+    def sees(self, position: int) -> list[tuple[tuple[str, int], int]]:
+        """The state versions the card sees, each with the card that made it."""
+        return [(seen, self.maker[seen]) for seen in self.cards[position].states_seen.items()]
 
 
-def final_states(plan: Plan) -> set[tuple[str, int]]:
+def _index(plan: Plan) -> _Index:
+    if plan._schedule_index is None:
+        plan._schedule_index = _Index(plan)
+    return plan._schedule_index
+
+
+def final_states(plan: Plan) -> frozenset[tuple[str, int]]:
     """The last version of every state group: what a run must leave in the store or in memory."""
-    last: dict[str, int] = {}
-    for pc in plan.cards:
-        last.update(pc.states_made)
-    return set(last.items())
+    return _index(plan).final
 
 
-def unread_slots(plan: Plan) -> set[int]:
+def unread_slots(plan: Plan) -> frozenset[int]:
     """Value outputs that no card reads: the run's results."""
-    read = {b.slot for pc in plan.cards for b in pc.bindings}
-    return {slot for pc in plan.cards for port, slot in pc.output_slots.items()
-            if slot not in read and pc.card_type.output(port).kind not in STATE_KINDS}
+    return _index(plan).results
