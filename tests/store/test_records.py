@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import threading
@@ -10,7 +11,13 @@ import time
 import pytest
 
 from cardloop.errors import StoreError
-from cardloop.store.records import ArtifactRecord, CardExecution, Metric, RunRecords, StateSnapshot
+from cardloop.store.records import (
+    ArtifactRecord,
+    CardExecution,
+    Metric,
+    RunRecords,
+    StateSnapshot,
+)
 
 PIPELINE = {"version": 1, "name": "basic", "cards": [{"id": "data", "type": "data_load"}]}
 
@@ -128,6 +135,20 @@ def test_the_latest_artifact_of_a_port_is_found_by_card_and_cache_key(records):
     assert records.latest_artifact("model", "model", cache_key="k-other") is None
     assert records.latest_artifact("step", "model", cache_key="k-step") is None
     assert records.latest_artifact("model", "optimizer") is None
+
+
+def test_the_outputs_of_executions_are_found_by_cache_key_newest_first_and_only_from_those_that_ran(records):
+    first, second, third = (records.start_run(name=n, pipeline=PIPELINE) for n in ("one", "two", "three"))
+    stored, summarized = {"loss": {"kind": "loss", "digest": "ab" * 32}}, {"loss": {"kind": "loss", "digest": None}}
+    records.add_card_executions([
+        execution(first, "loss0", cache_key="k", outputs=stored, started_at=1.0),
+        execution(second, "loss0", cache_key="k", outputs=summarized, started_at=2.0),
+        execution(third, "loss0", cache_key="k", outputs=stored, started_at=3.0, status="cached", cache_hit=True),
+        execution(third, "loss1", cache_key="k-failed", status="failed", started_at=3.0),
+    ])
+    assert {key: json.loads(text) for key, text in records.newest_outputs(["k", "k-failed", "k-none"]).items()} \
+        == {"k": summarized}
+    assert [json.loads(text) for text in records.outputs_for_key("k")] == [summarized, stored]
 
 
 def test_state_snapshots_are_kept_per_run_and_found_by_the_key_of_the_card_that_made_them(records):

@@ -3,18 +3,26 @@ execute, and return the result."""
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cardloop.cards.registry import Registry, load_card_file
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
 from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
-from cardloop.engine.plan import Plan, PlannedCard, plan_pipeline
-from cardloop.engine.resolve import Missing, Schedule, final_states, schedule, unread_slots
+from cardloop.engine.plan import Plan, PlannedCard, collector_paused, plan_pipeline
+from cardloop.engine.resolve import (
+    Missing,
+    Schedule,
+    final_states,
+    schedule,
+    unread_slots,
+)
 from cardloop.errors import CardFailed, CardloopError, InvalidOption
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
@@ -33,7 +41,7 @@ class RunResult:
 
     run_id: str
     status: str
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
     store_root: Path | None = None
     seconds: float = 0.0
     error: CardFailed | None = None
@@ -44,6 +52,8 @@ class RunResult:
         """The metric `name` of every card that made one, in script order."""
         values = []
         for ports in self.outputs.values():
+            if name not in getattr(ports, "ports", ports):
+                continue
             try:
                 value = ports[name]
             except KeyError:
@@ -60,7 +70,7 @@ class PortValues(dict):
     def __init__(self, card_id: str, values: dict[str, Any], released: set[str] = frozenset(),
                  ports: tuple[str, ...] = (), fetch: Callable[[str], Any] | None = None):
         super().__init__(values)
-        self.card_id, self.released, self.ports, self.fetch = card_id, set(released), ports, fetch
+        self.card_id, self.released, self.ports, self.fetch = card_id, released, ports, fetch
 
     def __missing__(self, port: str) -> Any:
         if port in self.released:
@@ -71,6 +81,68 @@ class PortValues(dict):
             value = self[port] = self.fetch(port)
             return value
         raise KeyError(f"card '{self.card_id}' has no output '{port}'")
+
+
+class ResultOutputs(Mapping):
+    """`RunResult.outputs`: card id -> PortValues, in script order, for every card that holds values after
+    the run or whose outputs the store holds. Each card's PortValues is made when first asked for, and the
+    store is read only for cards whose values are not in this process.
+
+    `earlier` is what the store held before the run (it answers for the cards the run did not execute);
+    `after` gives what it holds now (for the executed cards whose values are not here, such as every card the
+    process executor ran)."""
+
+    def __init__(self, plan: Plan, slots: list[Any], executed: set[int], earlier: Any,
+                 after: Callable[[list[PlannedCard]], Any], loader: Any):
+        from cardloop.engine.local import RELEASED
+
+        self._plan, self._slots, self._executed, self._earlier, self._after = plan, slots, executed, earlier, after
+        self._loader, self._released = loader, RELEASED
+        self._made: dict[str, PortValues | None] = {}
+        self._ids: list[str] | None = None
+        self._stored_after: Any = None
+
+    def __getitem__(self, card_id: str) -> PortValues:
+        if card_id not in self._made:
+            pc = self._plan.card(card_id)
+            self._made[card_id] = self._port_values(pc) if pc is not None else None
+        found = self._made[card_id]
+        if found is None:
+            raise KeyError(card_id)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        if self._ids is None:
+            self._ids = [pc.id for pc in self._plan.cards if pc.id in self]
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def _port_values(self, pc: PlannedCard) -> PortValues | None:
+        live, released = {}, set()
+        for port, slot in pc.output_slots.items():
+            value = self._slots[slot]
+            if value is self._released:
+                released.add(port)
+            elif value is not None:
+                live[port] = value
+        if not live and not released and self._stored(pc).prior(pc) is None:
+            return None
+        return PortValues(pc.id, live, released, tuple(pc.output_slots),
+                          fetch=lambda port: _fetch(self._plan, pc, port, self._stored(pc), self._loader))
+
+    def _stored(self, pc: PlannedCard) -> Any:
+        """The store's view for a card: as it was before the run, unless the run executed the card."""
+        if pc.position not in self._executed:
+            return self._earlier
+        if self._stored_after is None:
+            self._stored_after = self._after([c for c in self._plan.cards if c.position in self._executed
+                                              and not self._all_here(c)])
+        return self._stored_after
+
+    def _all_here(self, pc: PlannedCard) -> bool:
+        return bool(pc.output_slots) and all(self._slots[s] is not None for s in pc.output_slots.values())
 
 
 @dataclass(frozen=True)
@@ -141,9 +213,9 @@ def run(
 
 
 def _position(plan: Plan, card_id: str, option: str) -> int:
-    for pc in plan.cards:
-        if pc.id == card_id:
-            return pc.position
+    found = plan.card(card_id)
+    if found is not None:
+        return found.position
     raise CardloopError(f"option '{option}' names card '{card_id}', which the pipeline does not have")
 
 
@@ -163,6 +235,8 @@ def plan_work(plan: Plan, options: RunOptions, available: Any) -> tuple[Plan, Sc
     start = _position(plan, options.from_card, "from") if options.from_card else len(plan.cards)
     must_run = {pc.position for pc in plan.cards
                 if not options.use_cache or pc.position >= start or available.prior(pc) is None}
+    if len(must_run) == len(plan.cards):  # a fresh store, or no cache: everything runs, whatever the targets
+        return plan, schedule(plan, available, must_run)
     return plan, schedule(plan, available, must_run, needed_slots=unread_slots(plan),
                           needed_states=final_states(plan))
 
@@ -179,40 +253,65 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
     root = Path(store) if store is not None else default_store_root()
     artifacts = ArtifactStore(root, durable=False)
     records = RunRecords(root / "runs.sqlite")
-    available = StoreAvailability(plan, records, artifacts) if options.use_cache or options.only else NothingStored()
-    plan, work = plan_work(plan, options, available)
-    run_id = new_run_id()
-    records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(), executor=options.executor,
-                      persist=options.persist.name,
-                      options={"threads": options.threads, "only": options.only, "until": options.until,
-                               "from": options.from_card, "cache": options.use_cache, "pid": os.getpid()})
-    slots: list[Any] = [None] * plan.slot_count
-    recorder = RunRecorder(plan, artifacts, records, options.persist, run_id, slots)
-    listeners: list[Any] = [recorder] + ([EventForwarder(progress)] if progress is not None else [])
-    hooks = RunHooks(listeners)
-    running = work.run_positions
-    previous_threads = torch.get_num_threads()
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
-    started = time.perf_counter()
-    hooks.run_started(plan, run_id)
-    for pc in plan.cards:
-        prior = available.prior(pc)
-        if pc.position not in running and prior is not None:
-            hooks.card_cached(pc, prior.outputs)
+    with collector_paused():  # what the store holds, the schedule and the run's records: a few objects per card
+        available = StoreAvailability(plan, records, artifacts) if options.use_cache or options.only \
+            else NothingStored()
+        plan, work = plan_work(plan, options, available)
+        run_id = new_run_id()
+        records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(),
+                          executor=options.executor, persist=options.persist.name,
+                          options={"threads": options.threads, "only": options.only, "until": options.until,
+                                   "from": options.from_card, "cache": options.use_cache, "pid": os.getpid()})
+        slots: list[Any] = [None] * plan.slot_count
+        recorder = RunRecorder(plan, artifacts, records, options.persist, run_id, slots)
+        listeners: list[Any] = [recorder] + ([EventForwarder(progress)] if progress is not None else [])
+        hooks = RunHooks(listeners)
+        previous_threads = torch.get_num_threads()
+        if options.threads is not None:
+            torch.set_num_threads(options.threads)
+        started = time.perf_counter()
+        hooks.run_started(plan, run_id)
+        cached = []
+        for pc in work.skipped:
+            prior = available.prior(pc)
+            if prior is not None:
+                hooks.card_cached(pc, prior)
+                cached.append(pc.id)
+        frozen = _freeze_earlier_objects()
+
+    def result(status: str, error: CardFailed | None) -> RunResult:
+        outputs = ResultOutputs(plan, slots, work.run_positions, available,
+                                lambda cards: StoreAvailability(plan, records, artifacts, cards), StoreLoader(artifacts))
+        return RunResult(run_id, status, outputs, root, time.perf_counter() - started, error,
+                         executed=[pc.id for pc in work.run], cached=cached)
+
     try:
         _executor(options, root, card_files).run(plan, hooks, slots, work, StoreLoader(artifacts))
     except CardFailed as failure:
         hooks.run_finished("failed", failure)
-        failure.result = _result(plan, work, slots, run_id, "failed", root, started, failure, records, artifacts)
+        failure.result = result("failed", failure)
         raise
     except BaseException as interrupt:
         hooks.run_finished("cancelled", interrupt)
         raise
     finally:
         torch.set_num_threads(previous_threads)
+        if frozen:
+            gc.unfreeze()
     hooks.run_finished("succeeded", None)
-    return _result(plan, work, slots, run_id, "succeeded", root, started, None, records, artifacts)
+    return result("succeeded", None)
+
+
+def _freeze_earlier_objects() -> bool:
+    """Have the garbage collector leave alone, while the cards run, every object made before them (`gc.freeze`;
+    the caller unfreezes after): the plan and the run's set-up, a few objects per card, and torch's modules and
+    the caller's objects. Its passes then cost what the run's own objects cost, instead of a pass over the whole
+    heap each time the set-up's objects have piled up. Not done when something else froze objects (a server that
+    forks): unfreezing would undo that. Returns whether it froze."""
+    if gc.get_freeze_count():
+        return False
+    gc.freeze()
+    return True
 
 
 def _executor(options: RunOptions, root: Path, card_files: list[str]) -> Any:
@@ -223,27 +322,6 @@ def _executor(options: RunOptions, root: Path, card_files: list[str]) -> Any:
     from cardloop.engine.local import LocalExecutor
 
     return LocalExecutor(options.keep_outputs)
-
-
-def _result(plan: Plan, work: Schedule, slots: list[Any], run_id: str, status: str, root: Path, started: float,
-            error: CardFailed | None, records: Any, artifacts: Any) -> RunResult:
-    from cardloop.engine.local import RELEASED
-    from cardloop.engine.stored import StoreAvailability, StoreLoader
-
-    seconds = time.perf_counter() - started
-    stored = StoreAvailability(plan, records, artifacts)
-    loader = StoreLoader(artifacts)
-    outputs: dict[str, Any] = {}
-    for pc in plan.cards:
-        values = {port: slots[slot] for port, slot in pc.output_slots.items()}
-        live = {port: value for port, value in values.items() if value is not None and value is not RELEASED}
-        released = {port for port, value in values.items() if value is RELEASED}
-        if live or released or stored.prior(pc) is not None:
-            outputs[pc.id] = PortValues(pc.id, live, released, tuple(pc.output_slots),
-                                        fetch=lambda port, pc=pc: _fetch(plan, pc, port, stored, loader))
-    return RunResult(run_id, status, outputs, root, seconds, error,
-                     executed=[pc.id for pc in work.run], cached=[pc.id for pc in work.skipped
-                                                                  if stored.prior(pc) is not None])
 
 
 def _fetch(plan: Plan, pc: PlannedCard, port: str, stored: Any, loader: Any) -> Any:

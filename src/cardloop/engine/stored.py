@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 from cardloop.engine.plan import Plan, PlannedCard
@@ -14,19 +16,54 @@ SUMMARIZED_KINDS = (INFO, SCALAR)
 
 
 class StoreAvailability:
-    """Answers the scheduler from earlier runs' records; every artifact it offers passed its hash check."""
+    """Answers the scheduler from earlier runs' records; every artifact it offers passed its hash check.
 
-    def __init__(self, plan: Plan, records: RunRecords, artifacts: ArtifactStore):
+    One query reads, for every card of the plan (or of `cards`), the recorded outputs of the newest execution
+    with its cache key; they are decoded when first asked for. A newer execution may have stored less than an
+    older one (a card run alone under persist 'checkpoint'), so a value that the newest lacks is looked for
+    in the older executions with the same key, and a state in the older snapshots.
+    """
+
+    def __init__(self, plan: Plan, records: RunRecords, artifacts: ArtifactStore,
+                 cards: Iterable[PlannedCard] | None = None):
         self.records, self.artifacts = records, artifacts
-        self.priors = records.executions_by_keys(pc.cache_key for pc in plan.cards if pc.card_type.deterministic)
+        self._newest = records.newest_outputs(pc.cache_key for pc in (plan.cards if cards is None else cards)
+                                              if pc.card_type.deterministic)
+        self._decoded: dict[str, dict[str, Any]] = {}
+        self._older: dict[str, list[dict[str, Any]]] = {}
         self._verified: dict[str, bool] = {}
 
-    def prior(self, pc: PlannedCard):
-        return self.priors.get(pc.cache_key) if pc.card_type.deterministic else None
+    def prior(self, pc: PlannedCard) -> dict[str, Any] | None:
+        """The recorded outputs of the newest execution of the card's cache key, or None if there is none."""
+        key = pc.cache_key
+        found = self._decoded.get(key)
+        if found is None and pc.card_type.deterministic:
+            text = self._newest.get(key)
+            if text is not None:
+                found = self._decoded[key] = json.loads(text)
+        return found
 
     def value(self, pc: PlannedCard, port: str) -> StoredValue | None:
         prior = self.prior(pc)
-        output = prior.outputs.get(port) if prior else None
+        if prior is None:
+            return None
+        found = self._stored_value(prior.get(port))
+        if found is None:
+            for older in self._all_outputs(pc.cache_key):
+                found = self._stored_value(older.get(port))
+                if found is not None:
+                    break
+        return found
+
+    def state(self, group: str, version: int, maker: PlannedCard) -> StoredState | None:
+        if not maker.card_type.deterministic:
+            return None
+        for snapshot in self.records.snapshots_for_key(maker.cache_key):
+            if snapshot.group == group and all(self._ok(m["digest"]) for m in snapshot.members.values()):
+                return StoredState(snapshot.members)
+        return None
+
+    def _stored_value(self, output: dict[str, Any] | None) -> StoredValue | None:
         if not output:
             return None
         if output.get("digest"):
@@ -35,13 +72,10 @@ class StoreAvailability:
             return StoredValue(output["kind"], None, output["summary"])
         return None
 
-    def state(self, group: str, version: int, maker: PlannedCard) -> StoredState | None:
-        if not maker.card_type.deterministic:
-            return None
-        snapshot = self.records.latest_state_snapshot(maker.cache_key, group)
-        if snapshot is None or not all(self._ok(m["digest"]) for m in snapshot.members.values()):
-            return None
-        return StoredState(snapshot.members)
+    def _all_outputs(self, key: str) -> list[dict[str, Any]]:
+        if key not in self._older:
+            self._older[key] = [json.loads(text) for text in self.records.outputs_for_key(key)]
+        return self._older[key]
 
     def _ok(self, digest: str) -> bool:
         if digest not in self._verified:

@@ -17,12 +17,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import astuple
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cardloop.errors import StoreError
-from cardloop.store.record_types import (RUN_STATUSES, ArtifactRecord, CardExecution, Metric, RunRecord,
-                                         StateSnapshot)
+from cardloop.store.record_types import (
+    RUN_STATUSES,
+    ArtifactRecord,
+    CardExecution,
+    Metric,
+    RunRecord,
+    StateSnapshot,
+)
 from cardloop.store.root import default_store_root
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; annotations are not evaluated
 
 __all__ = ["ArtifactRecord", "CardExecution", "Metric", "RunRecord", "RunRecords", "StateSnapshot"]
 
@@ -41,7 +50,8 @@ CREATE TABLE IF NOT EXISTS card_executions (
     status TEXT NOT NULL, started_at REAL NOT NULL, seconds REAL NOT NULL, error TEXT,
     cache_hit INTEGER NOT NULL, cache_key TEXT, outputs TEXT NOT NULL, states_seen TEXT NOT NULL,
     states_made TEXT NOT NULL, PRIMARY KEY (run_id, card_id));
-CREATE INDEX IF NOT EXISTS card_executions_by_key ON card_executions (cache_key);
+DROP INDEX IF EXISTS card_executions_by_key;
+CREATE INDEX IF NOT EXISTS card_executions_by_key_status ON card_executions (cache_key, status, started_at);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, card_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, name, step);
@@ -79,9 +89,9 @@ class RunRecords:
                   executor: str = "local", persist: str = "all", options: Mapping[str, Any] | None = None) -> str:
         """Record a new run as `running` and return its id (a new uuid if none is given)."""
         run_id = run_id or uuid.uuid4().hex
-        with self._write() as db:
-            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', NULL, ?, NULL, ?)",
-                       (run_id, name, json.dumps(pipeline), executor, persist, time.time(), json.dumps(options or {})))
+        row = (run_id, name, json.dumps(pipeline), executor, persist, time.time(), json.dumps(options or {}))
+        with self._write() as db:  # encoded before: a large pipeline would hold the write lock meanwhile
+            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', NULL, ?, NULL, ?)", row)
         return run_id
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
@@ -174,17 +184,23 @@ class RunRecords:
         rows = self._read('SELECT * FROM state_snapshots WHERE run_id = ? ORDER BY position, "group"', (run_id,))
         return [_snapshot(row) for row in rows]
 
-    def executions_by_keys(self, cache_keys: Iterable[str]) -> dict[str, CardExecution]:
-        """For each cache key, the newest execution with that key that succeeded (done or served from cache)."""
-        found: dict[str, CardExecution] = {}
+    def newest_outputs(self, cache_keys: Iterable[str]) -> dict[str, str]:
+        """For each cache key, the outputs column (JSON text, undecoded) of the newest execution with that key
+        that ran to the end. Executions served from cache are not read: each copies the outputs of one that ran."""
+        found: dict[str, str] = {}
         keys = list(dict.fromkeys(cache_keys))
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            rows = self._read(f"SELECT * FROM card_executions WHERE cache_key IN ({', '.join('?' * len(chunk))}) "
-                              "AND status IN ('done', 'cached') ORDER BY started_at, rowid", tuple(chunk))
-            for row in rows:
-                found[row["cache_key"]] = _execution(row)
+            found.update(self._read(f"SELECT cache_key, outputs FROM card_executions WHERE cache_key IN "
+                                    f"({', '.join('?' * len(chunk))}) AND status = 'done' ORDER BY started_at, rowid",
+                                    tuple(chunk), plain=True))
         return found
+
+    def outputs_for_key(self, cache_key: str) -> list[str]:
+        """The outputs column (JSON text) of every execution with this cache key that ran to the end, newest first."""
+        rows = self._read("SELECT outputs FROM card_executions WHERE cache_key = ? AND status = 'done' "
+                          "ORDER BY started_at DESC, rowid DESC", (cache_key,), plain=True)
+        return [row[0] for row in rows]
 
     def snapshots_for_key(self, cache_key: str) -> list[StateSnapshot]:
         """Every snapshot of a state version made by a card with this cache key, newest first."""
@@ -206,7 +222,7 @@ class RunRecords:
             self._opened.clear()
         self._local = threading.local()
 
-    def __enter__(self) -> RunRecords:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -238,8 +254,12 @@ class RunRecords:
             raise
         connection.execute("COMMIT")
 
-    def _read(self, query: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-        return self._connection().execute(query, params).fetchall()
+    def _read(self, query: str, params: tuple[Any, ...], plain: bool = False) -> list[Any]:
+        """The rows of a query, as sqlite3.Row objects (`plain`: as tuples, which are cheaper)."""
+        cursor = self._connection().cursor()
+        if plain:
+            cursor.row_factory = None
+        return cursor.execute(query, params).fetchall()
 
 
 def _rows(cls: type[Row], rows: Iterable[Row | Mapping[str, Any]]) -> list[Row]:
