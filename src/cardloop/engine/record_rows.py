@@ -6,9 +6,10 @@ thread, or for long runs in a writer process (`record_writer`), so that renderin
 never takes the GIL from the training loop. Messages hold only plain Python values.
 
 Messages, in order:
-- ("plan", plan_id, parts, metrics): a RowPlan, sent before the first row that uses it;
-- ("done", card_id, position, card_type, started_at, seconds, cache_key, states_seen, states_made, plan_id,
-  values): a card that ran here; `values` are those of the plan's non-fixed parts, in order;
+- ("type", card_type, ports): a card type's output ports as (name, kind, metric), before its first row;
+- ("done", card_id, position, card_type, started_at, seconds, cache_key, states_seen, states_made,
+  state_outputs, summaries): a card that ran here; `summaries` are the values of its outputs of
+  SUMMARY_KINDS, in port order (a table as {"rows", "columns"});
 - ("row", execution_row, metrics): a finished card_executions row and its [(metric, value)] pairs.
 """
 
@@ -18,7 +19,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from cardloop.kinds import DATAFRAME, INFO, SCALAR, STATE_KINDS
 from cardloop.store.records import RunRecords
+
+#: Output kinds recorded whole in the outputs column (a table by its shape): what `done` messages carry.
+SUMMARY_KINDS = (INFO, SCALAR, DATAFRAME)
 
 #: How a RowPlan part becomes JSON: "fixed" is complete; "summary" appends the value as JSON and "}";
 #: "raw" appends the value, already JSON text (an artifact's digest and summary), or a null digest.
@@ -48,12 +53,35 @@ class RowPlan:
         return "{" + ", ".join(parts) + "}"
 
 
+def row_plan(ports: list[tuple[str, str, bool]], state_outputs: dict[str, str],
+             stored: tuple[str, ...] = ()) -> RowPlan:
+    """The RowPlan of a card with these output ports (name, kind, metric): a state port names its state,
+    a `stored` port is RAW (written as an artifact), a port of SUMMARY_KINDS is a SUMMARY, and any other
+    (a batch, predictions, a loss that cards read) is recorded as neither stored nor summarized."""
+    parts: list[tuple[str, str]] = []
+    metrics = []
+    for name, kind, metric in ports:
+        head = f"{json.dumps(name)}: {{\"kind\": {json.dumps(kind)}, \"digest\": "
+        if kind in STATE_KINDS:
+            parts.append((FIXED, head + f"null, \"state\": {json.dumps(state_outputs.get(name))}}}"))
+        elif name in stored:
+            parts.append((RAW, head))
+        elif kind in SUMMARY_KINDS:
+            if metric:
+                metrics.append((name, sum(how != FIXED for how, _ in parts)))
+            parts.append((SUMMARY, head + "null, \"summary\": "))
+        else:
+            parts.append((FIXED, head + "null, \"summary\": null}"))
+    return RowPlan(tuple(parts), tuple(metrics))
+
+
 class RowRenderer:
     """Renders a run's messages into rows and writes them; numbers each metric's steps in message order."""
 
     def __init__(self, run_id: str):
         self.run_id = run_id
-        self.plans: dict[int, RowPlan] = {}
+        self.types: dict[str, list] = {}
+        self.plans: dict[tuple, RowPlan] = {}
         self.metric_steps: dict[str, int] = {}
 
     def write(self, records: RunRecords, messages: list[tuple]) -> None:
@@ -68,8 +96,11 @@ class RowRenderer:
         metrics: list[tuple] = []
         for message in messages:
             if message[0] == "done":
-                _, card_id, position, card_type, started_at, seconds, cache_key, seen, made, plan_id, values = message
-                plan = self.plans[plan_id]
+                _, card_id, position, card_type, started_at, seconds, cache_key, seen, made, states, values = message
+                key = (card_type, tuple(states.items()))
+                plan = self.plans.get(key)
+                if plan is None:
+                    plan = self.plans[key] = row_plan(self.types[card_type], states)
                 executions.append((self.run_id, card_id, position, card_type, "done", started_at, seconds, None, 0,
                                    cache_key, plan.render(values), versions_json(seen), versions_json(made)))
                 for name, index in plan.metrics:
@@ -79,8 +110,7 @@ class RowRenderer:
                 executions.append(message[1])
                 metrics.extend(self._metric(message[1][1], name, value) for name, value in message[2])
             else:
-                _, plan_id, parts, metric_ports = message
-                self.plans[plan_id] = RowPlan(tuple(map(tuple, parts)), tuple(map(tuple, metric_ports)))
+                self.types[message[1]] = message[2]
         return executions, metrics
 
     def _metric(self, card_id: str, name: str, value: Any) -> tuple:

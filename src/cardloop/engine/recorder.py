@@ -21,17 +21,16 @@ from typing import Any
 from cardloop.engine.events import recorded_metrics
 from cardloop.engine.persist import PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard
-from cardloop.engine.record_rows import FIXED, RAW, SUMMARY, RowRenderer, plain, versions_json
+from cardloop.engine.record_rows import SUMMARY_KINDS, RowRenderer, plain, row_plan, versions_json
 from cardloop.engine.resolve import unread_slots
 from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
-from cardloop.kinds import DATAFRAME, STATE_KINDS
+from cardloop.kinds import DATAFRAME
 from cardloop.store.artifacts import ArtifactStore
 from cardloop.store.codecs import CodecContext
 from cardloop.store.records import RunRecords
 
 FLUSH_SECONDS = 0.5
 WRITER_PROCESS_CARDS = 1000
-SUMMARY_KINDS = ("info", "scalar", DATAFRAME)
 
 
 class RunRecorder:
@@ -45,7 +44,8 @@ class RunRecorder:
         self.epoch_offset = time.time() - time.perf_counter()  # perf_counter reading -> seconds since the epoch
         self._summary_ports: dict[str, tuple[str, ...]] = {}
         self._stored_ports = self._outputs_to_store(plan, policy)
-        self._row_plans: dict[tuple, int] = {}
+        self._types_sent: set[str] = set()
+        self._table_types: set[str] = set()
         self.last_position: int | None = None
         self.last_checkpoint = time.monotonic()
         self.pending: deque[tuple] = deque()  # append and popleft are atomic: no lock on the hot path
@@ -175,49 +175,33 @@ class RunRecorder:
             self.sink.write(messages)
 
     def _done(self, item: tuple, messages: list, artifacts: list) -> tuple:
-        """The `done` message of a card that ran here (after its row plan's message, the first time)."""
+        """The message for a card that ran here: a compact `done` (after its type's ports, the first time),
+        or, when it has outputs to store, its finished row."""
         _, pc, started_at, seconds, summaries, stored = item
-        key = (pc.card.type, tuple(pc.state_outputs.items()), tuple(stored) if stored else ())
-        plan_id = self._row_plans.get(key)
-        if plan_id is None:
-            plan_id = self._row_plans[key] = len(self._row_plans)
-            messages.append(("plan", plan_id, *self._row_plan(pc, stored or {})))
-        values, extra, summaries = [], [], iter(summaries)
-        for port in pc.card_type.outputs:
+        card_type = pc.card_type
+        if card_type.id not in self._types_sent:
+            self._types_sent.add(card_type.id)
+            if any(p.kind == DATAFRAME for p in card_type.outputs):
+                self._table_types.add(card_type.id)
+            messages.append(("type", card_type.id, [(p.name, p.kind, p.metric) for p in card_type.outputs]))
+        if card_type.id in self._table_types:
+            summaries = [_table_summary(v) if p.kind == DATAFRAME and v is not None else v
+                         for p, v in zip((p for p in card_type.outputs if p.kind in SUMMARY_KINDS), summaries)]
+        if not stored:
+            return ("done", pc.id, pc.position, card_type.id, started_at, seconds, pc.cache_key, pc.states_seen,
+                    pc.states_made, pc.state_outputs, summaries)
+        plan = row_plan([(p.name, p.kind, p.metric) for p in card_type.outputs], pc.state_outputs, tuple(stored))
+        values, metrics, summaries = [], [], iter(summaries)
+        for port in card_type.outputs:
             value = next(summaries) if port.kind in SUMMARY_KINDS else None
-            if stored and port.name in stored:
+            if port.name in stored:
                 values.append(self._store_value(pc, port, stored[port.name], artifacts))
-                if port.metric:
-                    extra.append(stored[port.name])
-            elif port.kind == DATAFRAME and value is not None:
-                values.append({"rows": len(value), "columns": [str(c) for c in value.columns]})
+                value = stored[port.name]
             elif port.kind in SUMMARY_KINDS:
                 values.append(value)
-        return ("done", pc.id, pc.position, pc.card.type, started_at, seconds, pc.cache_key, pc.states_seen,
-                pc.states_made, plan_id, values + extra)
-
-    @staticmethod
-    def _row_plan(pc: PlannedCard, stored: dict[str, Any]) -> tuple[list, list]:
-        """(parts, metrics) of the RowPlan for cards like `pc` (see record_rows). A metric port written as
-        an artifact also gets its number appended after the parts' values."""
-        parts, metrics, stored_metrics = [], [], []
-        for port in pc.card_type.outputs:
-            head = f"{json.dumps(port.name)}: {{\"kind\": {json.dumps(port.kind)}, \"digest\": "
-            index = sum(how != FIXED for how, _ in parts)
-            if port.kind in STATE_KINDS:
-                parts.append((FIXED, head + f"null, \"state\": {json.dumps(pc.state_outputs.get(port.name))}}}"))
-            elif port.name in stored:
-                parts.append((RAW, head))
-                if port.metric:
-                    stored_metrics.append(port.name)
-            elif port.kind in SUMMARY_KINDS:
-                parts.append((SUMMARY, head + "null, \"summary\": "))
-                if port.metric:
-                    metrics.append((port.name, index))
-            else:
-                parts.append((FIXED, head + "null, \"summary\": null}"))
-        values = sum(how != FIXED for how, _ in parts)
-        return parts, metrics + [(name, values + k) for k, name in enumerate(stored_metrics)]
+            if port.metric and value is not None:
+                metrics.append((port.name, float(value)))
+        return ("row", self._execution_row(pc, "done", started_at, seconds, plan.render(values)), metrics)
 
     def _store_value(self, pc: PlannedCard, port: Any, value: Any, artifacts: list) -> str | None:
         """Write an output as an artifact; the rest of its JSON fragment after `"digest": `."""
@@ -262,6 +246,10 @@ class RunRecorder:
         return (self.run_id, pc.id, pc.position, pc.card.type, status, started_at, seconds, error,
                 int(status == "cached"), pc.cache_key, outputs_json, versions_json(pc.states_seen),
                 versions_json(pc.states_made))
+
+
+def _table_summary(frame: Any) -> dict[str, Any]:
+    return {"rows": len(frame), "columns": [str(c) for c in frame.columns]}
 
 
 class _InThread:
