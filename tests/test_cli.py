@@ -82,7 +82,7 @@ def test_runs_and_show_describe_the_run_and_a_cards_outputs(pipeline_file, store
     shown = cli("show", run.run_id[:17], "--store", store)
     assert shown.returncode == 0 and "step6" in shown.stdout and "loss_value: 7 steps" in shown.stdout
     card = cli("show", run.run_id, "back3", "--store", store)
-    assert card.returncode == 0 and '"retain_graph": false' in card.stdout and '"parameters_with_grad": 6' in card.stdout
+    assert card.returncode == 0 and '"retain_graph": false' in card.stdout
     model = cli("show", run.run_id, "step6", "--store", store)
     assert '"parameters": 369' in model.stdout and '"type": "SGD"' in model.stdout
 

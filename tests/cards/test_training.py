@@ -98,3 +98,75 @@ def test_a_model_and_optimizer_that_do_not_belong_together_are_refused(regressio
     p.add("training_optimizer_step", "wrong", optimizer=p.card("step0")["optimizer"], model=other["model"])
     with pytest.raises(CardFailed, match="card 'wrong'.*not bound to this model"):
         cardloop.run(p, store=store)
+
+
+# --- training_prepare_batch: batches as views of the frame's tensors, never differing from its rows
+
+
+def prepare(frame, index, size):
+    from cardloop.cards.registry import default_registry
+    from cardloop.cards.training import PrepareBatchConfig
+
+    run = default_registry().get("training_prepare_batch").run
+    return run(config=PrepareBatchConfig(batch_index=index, batch_size=size), train_dataset=frame)
+
+
+def numeric_frame(rows=40, features=4):
+    import numpy as np
+    import pandas as pd
+
+    values = np.arange(rows * (features + 1), dtype="float64").reshape(rows, features + 1)
+    frame = pd.DataFrame(values, columns=[f"x{i}" for i in range(features)] + ["target"])
+    frame.attrs["target_columns"] = ["target"]
+    return frame
+
+
+def expected_rows(frame, start, stop):
+    values = torch.tensor(frame.to_numpy(), dtype=torch.float32)
+    return values[start:stop, :-1], values[start:stop, -1:]
+
+
+@pytest.mark.parametrize("size", [8, 3])  # 8 rows x 4 features start on 64-byte boundaries; 3 rows do not
+def test_every_batch_is_rows_of_the_frame_contiguous_and_64_byte_aligned(size):
+    frame = numeric_frame()
+    for index in range(-(-40 // size)):
+        batch = prepare(frame, index, size)["batch_data"]
+        X, y = expected_rows(frame, index * size, (index + 1) * size)
+        assert torch.equal(batch.X, X) and torch.equal(batch.y, y)
+        assert batch.X.is_contiguous() and batch.y.is_contiguous()
+        assert batch.X.data_ptr() % 64 == 0 and batch.y.data_ptr() % 64 == 0
+
+
+def test_a_batch_changed_in_place_by_a_card_does_not_change_the_next_batches_or_a_second_pass():
+    frame = numeric_frame()
+    first = prepare(frame, 0, 8)["batch_data"]
+    first.X.mul_(0)  # a card scaling its batch in place
+    again = prepare(frame, 0, 8)["batch_data"]
+    X, _ = expected_rows(frame, 0, 8)
+    assert torch.equal(again.X, X) and not torch.equal(first.X, X)
+
+
+def test_a_batch_a_card_made_require_grad_is_not_handed_out_again():
+    frame = numeric_frame()
+    prepare(frame, 1, 8)["batch_data"].X.requires_grad_(True)
+    assert not prepare(frame, 1, 8)["batch_data"].X.requires_grad
+
+
+def test_backward_reports_the_gradient_norm_and_the_parameters_with_a_gradient_when_asked():
+    from cardloop.cards.registry import default_registry
+    from cardloop.cards.spec import CardContext
+    from cardloop.cards.training import BackwardConfig
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    model[0].bias.requires_grad_(False)
+    run = default_registry().get("training_backward").run
+    ctx = CardContext("back", "training_backward", {"loss": "loss.loss"})
+    plain = run(config=BackwardConfig(retain_graph=True), loss=model(torch.randn(5, 4)).pow(2).mean(), model=model,
+                ctx=ctx)["gradients_computed"]
+    assert plain == {"retain_graph": True}
+    model.zero_grad()
+    info = run(config=BackwardConfig(track_grad_norm=True), loss=model(torch.randn(5, 4)).pow(2).mean(),
+               model=model, ctx=ctx)["gradients_computed"]
+    expected = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 1e9).item()
+    assert info == {"retain_graph": False, "parameters_with_grad": 3, "grad_norm": expected}

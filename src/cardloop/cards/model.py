@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Literal
 
 from pydantic import Field
@@ -23,14 +24,23 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def model_device(model: Any) -> Any:
-    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
-    import torch
+_device_probes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
+
+def model_device(model: Any) -> Any:
+    """The device of the model's first parameter or buffer (CPU for a model with neither). That tensor is
+    remembered per model: moving a model (`.to`) moves its tensors in place, so it keeps telling."""
+    probe = _device_probes.get(model)
+    if probe is None:
+        probe = next(model.parameters(), None)
+        if probe is None:
+            probe = next(model.buffers(), None)
+        if probe is None:
+            import torch
+
+            return torch.device("cpu")
+        _device_probes[model] = probe
+    return probe.device
 
 
 class ModelDefineConfig(CardConfig):

@@ -25,28 +25,62 @@ class PrepareBatchConfig(CardConfig):
         default=None, description="Override the target columns recorded by the data card.")
 
 
-# Frames are immutable values, so their tensor form is computed once per frame and per target choice.
-_frame_tensors: dict[tuple[int, tuple[str, ...] | None], tuple] = {}
+# Frames are immutable values, so their tensor form, and its batches for each batch size, are worked out once
+# per frame and target choice.
+_frame_tensors: dict[tuple[int, tuple[str, ...] | None], FrameTensors] = {}
+ALIGNMENT = 64  # bytes: torch's CPU allocator aligns every tensor so
 
 
-def frame_tensors(frame, override: list[str] | None):
-    """(X, y, feature names, target names) of a frame as float32 tensors, cached while the frame lives."""
+class FrameTensors:
+    """A frame's features X and targets y as row-major float32 tensors from torch's allocator, and their
+    batches. A batch is a view into X and y when it starts on an ALIGNMENT boundary, as a fresh tensor does
+    (the bits of a CPU matmul can depend on its input's address), and a copy otherwise. A card that changes
+    a batch in place changes X: the version counter torch keeps for in-place changes tells, and the
+    tensors are rebuilt from the frame, so that a batch never differs from the frame's rows."""
+
+    def __init__(self, frame, override: list[str] | None):
+        import numpy as np
+        import torch
+
+        self.features, self.targets = split_columns(frame, override)
+        check_numeric(frame, self.features + self.targets, "the dataset")
+        self.X = torch.from_numpy(np.array(frame[self.features].to_numpy(dtype=np.float32), order="C")).clone()
+        self.y = torch.from_numpy(np.array(frame[self.targets].to_numpy(dtype=np.float32), order="C")).clone()
+        self.rows = self.X.shape[0]
+        self.versions = (self.X._version, self.y._version)
+        self._batches: dict[int, tuple[tuple, bool]] = {}
+
+    def changed(self) -> bool:
+        return (self.X._version, self.y._version) != self.versions
+
+    def batch(self, index: int, size: int) -> Batch:
+        split = self._batches.get(size)
+        if split is None:
+            import torch
+
+            aligned = all(size * t.shape[1] * t.element_size() % ALIGNMENT == 0 for t in (self.X, self.y))
+            views = [(X, y, X.data_ptr(), y.data_ptr()) for X, y in zip(torch.split(self.X, size),
+                                                                         torch.split(self.y, size))]
+            split = self._batches[size] = (views, aligned)
+        views, aligned = split
+        X, y, x_address, y_address = views[index]
+        if aligned and not (X.requires_grad or y.requires_grad) and X.data_ptr() == x_address \
+                and y.data_ptr() == y_address:
+            return Batch(X, y)
+        # a copy when unaligned, or when a card made the shared view require grad or swapped its data
+        start = index * size
+        return Batch(self.X[start:start + size].clone(), self.y[start:start + size].clone())
+
+
+def frame_tensors(frame, override: list[str] | None) -> FrameTensors:
+    """The tensor form of a frame, cached while the frame lives (and rebuilt if a batch was changed)."""
     key = (id(frame), tuple(override) if override else None)
     cached = _frame_tensors.get(key)
-    if cached is not None:
+    if cached is not None and not cached.changed():
         return cached
-    import numpy as np
-    import torch
-
-    features, targets = split_columns(frame, override)
-    check_numeric(frame, features + targets, "the dataset")
-    # Row-major, as torch.tensor(frame.values) gives: the layout (and so the bits of a matmul) must not change
-    # when a batch is stored and read back.
-    X = torch.from_numpy(np.array(frame[features].to_numpy(dtype=np.float32), order="C"))
-    y = torch.from_numpy(np.array(frame[targets].to_numpy(dtype=np.float32), order="C"))
-    cached = (X, y, features, targets)
-    _frame_tensors[key] = cached
-    weakref.finalize(frame, _frame_tensors.pop, key, None)
+    if cached is None:
+        weakref.finalize(frame, _frame_tensors.pop, key, None)
+    cached = _frame_tensors[key] = FrameTensors(frame, override)
     return cached
 
 
@@ -60,18 +94,17 @@ def frame_tensors(frame, override: list[str] | None):
     config=PrepareBatchConfig,
 )
 def prepare_batch(config: PrepareBatchConfig, train_dataset) -> dict:
-    X, y, features, targets = frame_tensors(train_dataset, config.target_columns)
-    rows = X.shape[0]
-    num_batches = -(-rows // config.batch_size)
-    if config.batch_index >= num_batches:
-        raise CardError(f"config field 'batch_index' is {config.batch_index}, but {rows} rows in batches of "
-                        f"{config.batch_size} make {num_batches} batches (valid: 0 to {num_batches - 1})")
-    start = config.batch_index * config.batch_size
-    stop = min(start + config.batch_size, rows)
-    info = {"batch_index": config.batch_index, "batch_size": config.batch_size, "rows": [start, stop],
-            "size": stop - start, "num_batches": num_batches, "features": features, "targets": targets}
-    # fresh, aligned copies: a slice's address (and so a matmul's bits) would differ from a reloaded batch's
-    return {"batch_data": Batch(X[start:stop].clone(), y[start:stop].clone()), "batch_info": info}
+    tensors = frame_tensors(train_dataset, config.target_columns)
+    index, size, rows = config.batch_index, config.batch_size, tensors.rows
+    num_batches = -(-rows // size)
+    if index >= num_batches:
+        raise CardError(f"config field 'batch_index' is {index}, but {rows} rows in batches of "
+                        f"{size} make {num_batches} batches (valid: 0 to {num_batches - 1})")
+    start = index * size
+    stop = min(start + size, rows)
+    info = {"batch_index": index, "batch_size": size, "rows": [start, stop], "size": stop - start,
+            "num_batches": num_batches, "features": tensors.features, "targets": tensors.targets}
+    return {"batch_data": tensors.batch(index, size), "batch_info": info}
 
 
 # --- training_init_optimizer ------------------------------------------------------------------------
@@ -196,8 +229,9 @@ def loss(config: LossConfig, predictions, batch_data) -> dict:
 class BackwardConfig(CardConfig):
     retain_graph: bool = Field(default=False, description="Retain computation graph.")
     track_grad_norm: bool = Field(
-        default=False, description="Report the global gradient norm in gradients_computed (costs a few percent "
-                                   "of a small model's step; Optimizer Step reports it for free when clipping).")
+        default=False, description="Report the global gradient norm and how many parameters have a gradient in "
+                                   "gradients_computed (costs a few percent of a small model's step; Optimizer "
+                                   "Step reports the norm for free when clipping).")
 
 
 def gradient_norm(grads: list) -> float:
@@ -235,9 +269,10 @@ def backward(config: BackwardConfig, loss, model, ctx: CardContext) -> dict:
         names = ", ".join(f"'{card}'" for card in earlier) or "an earlier card"
         raise CardError(f"the loss from '{ctx.source('loss')}' was already back-propagated by {names}, which freed "
                         f"its graph; set retain_graph: true on {names} to back-propagate twice") from None
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    info = {"parameters_with_grad": len(grads), "retain_graph": config.retain_graph}
-    if config.track_grad_norm:
+    info: dict = {"retain_graph": config.retain_graph}
+    if config.track_grad_norm:  # walking the parameters costs a small model's step a few percent
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        info["parameters_with_grad"] = len(grads)
         info["grad_norm"] = gradient_norm(grads)
     return {"model": model, "gradients_computed": info}
 

@@ -1,59 +1,95 @@
 """The run recorder: a run listener that writes records, metrics and kept outputs off the hot path.
 
-The executor's thread only appends to a list (and encodes training-state snapshots, which must be taken
-before the state changes again); a writer thread wakes every FLUSH_SECONDS, takes what has gathered, encodes
-values, writes artifacts and inserts records in one batch. It is never woken per card: every wake-up would
-make the two threads trade the GIL in the middle of a training step. Values are immutable, so encoding
-them later is safe.
+The executor's thread only appends to a queue what the record needs of each card (the summaries of its
+outputs, never the batches, predictions or losses, which would stay alive with their autograd graphs), and
+encodes training-state snapshots, which must be taken before the state changes again. A writer thread
+wakes every FLUSH_SECONDS, takes what has gathered, writes artifacts and snapshots, and hands the rows to
+the `record_rows` renderer: in the same thread for short runs, in a writer process (`record_writer`) for
+runs of WRITER_PROCESS_CARDS cards or more, whose rendering and inserting would otherwise take the GIL from
+the training loop. The writer thread is never woken per card: every wake-up would make the two threads
+trade the GIL in the middle of a training step.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections import deque
 import time
+from collections import deque
 from typing import Any
 
 from cardloop.engine.events import recorded_metrics
 from cardloop.engine.persist import PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard
+from cardloop.engine.record_rows import SUMMARY_KINDS, RowRenderer, plain, row_plan, versions_json
+from cardloop.engine.resolve import unread_slots
 from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
-from cardloop.kinds import DATAFRAME, STATE_KINDS
+from cardloop.kinds import DATAFRAME
 from cardloop.store.artifacts import ArtifactStore
 from cardloop.store.codecs import CodecContext
 from cardloop.store.records import RunRecords
-from cardloop.store.record_types import Metric
 
 FLUSH_SECONDS = 0.5
+WRITER_PROCESS_CARDS = 1000
 
 
 class RunRecorder:
     """Records one run: card executions, metrics, kept outputs and state snapshots."""
 
     def __init__(self, plan: Plan, store: ArtifactStore, records: RunRecords, policy: PersistPolicy,
-                 run_id: str, slots: list[Any]):
+                 run_id: str, slots: list[Any], writer_process: bool | None = None):
         self.plan, self.store, self.records, self.policy = plan, store, records, policy
         self.run_id, self.slots = run_id, slots
-        self.consumed = plan.consumers()
-        self.metric_steps: dict[str, int] = {}
-        self._fragments: dict[tuple, tuple] = {}
+        self.every_state_change = policy.snapshots_every_state_change()
+        self.epoch_offset = time.time() - time.perf_counter()  # perf_counter reading -> seconds since the epoch
+        self._summary_ports: dict[str, tuple[str, ...]] = {}
+        self._stored_ports = self._outputs_to_store(plan, policy)
+        self._types_sent: set[str] = set()
+        self._table_types: set[str] = set()
         self.last_position: int | None = None
         self.last_checkpoint = time.monotonic()
         self.pending: deque[tuple] = deque()  # append and popleft are atomic: no lock on the hot path
         self.stopping = threading.Event()
         self.error: BaseException | None = None
+        if writer_process is None:
+            writer_process = len(plan.cards) >= WRITER_PROCESS_CARDS
+        if writer_process:
+            from cardloop.engine.record_writer import RecordWriterProcess
+
+            self.sink: Any = RecordWriterProcess(str(records.path), run_id)
+        else:
+            self.sink = _InThread(records, run_id)
         self.writer = threading.Thread(target=self._write_loop, name=f"cardloop-recorder-{run_id}", daemon=True)
         self.writer.start()
+
+    @staticmethod
+    def _outputs_to_store(plan: Plan, policy: PersistPolicy) -> dict[int, tuple[str, ...]]:
+        """{position: output ports the policy writes as artifacts}, for the cards that have any."""
+        if policy.name == "all":
+            return {pc.position: names for pc in plan.cards
+                    if (names := tuple(p.name for p in pc.card_type.outputs if policy.keeps_value(p.kind, True)))}
+        found: dict[int, list[str]] = {}
+        unread = unread_slots(plan)
+        for pc in plan.cards:
+            for port in pc.card_type.outputs:
+                if pc.output_slots[port.name] in unread and policy.keeps_value(port.kind, False):
+                    found.setdefault(pc.position, []).append(port.name)
+        return {position: tuple(names) for position, names in found.items()}
 
     # --- hooks, on the executor's thread ---------------------------------------------------------------
 
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
         self.last_position = pc.position
-        snapshots = ()
-        if pc.states_made and (self.policy.snapshots_every_state_change() or self._checkpoint_due()):
-            snapshots = self._snapshot(pc.position)
-        self.pending.append(("done", pc, outputs, time.time() - seconds, seconds, snapshots))
+        if pc.states_made and (self.every_state_change or self._checkpoint_due()):
+            self.pending.append(("snapshots", self._snapshot(pc.position)))
+        names = self._summary_ports.get(pc.card.type)
+        if names is None:
+            names = self._summary_ports[pc.card.type] = tuple(
+                p.name for p in pc.card_type.outputs if p.kind in SUMMARY_KINDS)
+        stored = self._stored_ports.get(pc.position)
+        self.pending.append(("done", pc, started + self.epoch_offset, seconds,
+                             [outputs.get(name) for name in names],
+                             {name: outputs.get(name) for name in stored} if stored else None))
 
     def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
                     seconds: float) -> None:
@@ -66,11 +102,15 @@ class RunRecorder:
         self.pending.append(("failed", pc, str(error), time.time() - seconds, seconds))
 
     def run_finished(self, status: str, error: BaseException | None) -> None:
-        """Snapshot the final training state, drain the writer and close the run record."""
-        if self.last_position is not None and not self.policy.snapshots_every_state_change():
+        """Snapshot the final training state, drain the writers and close the run record."""
+        if self.last_position is not None and not self.every_state_change:
             self.pending.append(("snapshots", self._snapshot(self.last_position)))
         self.stopping.set()
         self.writer.join()
+        try:
+            self.sink.close()
+        except BaseException as exc:
+            self.error = self.error or exc
         self.records.finish_run(self.run_id, status, str(error) if error else None)
         if self.error is not None:
             raise self.error
@@ -103,107 +143,73 @@ class RunRecorder:
                 return
 
     def _flush(self, items: list) -> None:
-        executions, metrics, artifacts, snapshot_rows = [], [], [], []
+        messages: list[tuple] = []
+        artifacts: list[dict] = []
+        snapshot_rows: list[dict] = []
         for item in items:
-            if item[0] == "snapshots":
+            if item[0] == "done":
+                messages.append(self._done(item, messages, artifacts))
+            elif item[0] == "snapshots":
                 snapshot_rows += self._write_snapshots(item[1], artifacts)
             elif item[0] == "stored":
                 _, pc, recorded, snapshots, started_at, seconds = item
-                for snap in snapshots:
-                    for name, member in snap["members"].items():
-                        artifacts.append(self._artifact_row(member["digest"], member["kind"], member["codec"],
-                                                            member["size"], pc.id, name))
-                    snapshot_rows.append({"run_id": self.run_id, "position": pc.position, "card_id": pc.id,
-                                          "group": snap["group"], "version": snap["version"],
-                                          "cache_key": pc.cache_key,
-                                          "members": {n: {"kind": m["kind"], "digest": m["digest"]}
-                                                      for n, m in snap["members"].items()}})
+                snapshot_rows += self._stored_snapshots(pc, snapshots, artifacts)
                 for port, output in recorded.items():
                     if output.get("digest"):
                         artifacts.append(self._artifact_row(output["digest"], output["kind"], output.pop("codec"),
                                                             output.pop("size"), pc.id, port))
-                executions.append(self._execution_row(pc, "done", started_at, seconds, json.dumps(recorded), None))
-                for name, value in recorded_metrics(pc, recorded).items():
-                    metrics.append(self._metric(pc, name, value))
+                messages.append(("row", self._execution_row(pc, "done", started_at, seconds, json.dumps(recorded)),
+                                 list(recorded_metrics(pc, recorded).items())))
             elif item[0] == "cached":
                 _, pc, recorded, started_at = item
-                row = self._execution_row(pc, "cached", started_at, 0.0, json.dumps(recorded), None)
-                executions.append(row[:8] + (1,) + row[9:])
-                for name, value in recorded_metrics(pc, recorded).items():
-                    metrics.append(self._metric(pc, name, value))
-            elif item[0] == "failed":
-                _, pc, message, started_at, seconds = item
-                executions.append(self._execution_row(pc, "failed", started_at, seconds, "{}", message))
+                messages.append(("row", self._execution_row(pc, "cached", started_at, 0.0, json.dumps(recorded)),
+                                 list(recorded_metrics(pc, recorded).items())))
             else:
-                _, pc, outputs, started_at, seconds, snapshots = item
-                if snapshots:
-                    snapshot_rows += self._write_snapshots(snapshots, artifacts)
-                kept = self._outputs_json(pc, outputs, artifacts)
-                executions.append(self._execution_row(pc, "done", started_at, seconds, kept, None))
-                for port in self._metric_ports(pc):
-                    value = outputs.get(port)
-                    if value is not None:
-                        metrics.append(self._metric(pc, port, value))
+                _, pc, message, started_at, seconds = item
+                messages.append(("row", self._execution_row(pc, "failed", started_at, seconds, "{}", message), []))
         if artifacts:
             self.records.add_artifacts(artifacts)
         if snapshot_rows:
             self.records.add_state_snapshots(snapshot_rows)
-        if executions:
-            self.records.add_card_execution_rows(executions)
-        if metrics:
-            self.records.add_metrics(metrics)
+        if messages:
+            self.sink.write(messages)
 
-    def _metric(self, pc: PlannedCard, name: str, value: Any) -> Metric:
-        step = self.metric_steps.get(name, 0)
-        self.metric_steps[name] = step + 1
-        return Metric(self.run_id, pc.id, name, step, float(value))
+    def _done(self, item: tuple, messages: list, artifacts: list) -> tuple:
+        """The message for a card that ran here: a compact `done` (after its type's ports, the first time),
+        or, when it has outputs to store, its finished row."""
+        _, pc, started_at, seconds, summaries, stored = item
+        card_type = pc.card_type
+        if card_type.id not in self._types_sent:
+            self._types_sent.add(card_type.id)
+            if any(p.kind == DATAFRAME for p in card_type.outputs):
+                self._table_types.add(card_type.id)
+            messages.append(("type", card_type.id, [(p.name, p.kind, p.metric) for p in card_type.outputs]))
+        if card_type.id in self._table_types:
+            summaries = [_table_summary(v) if p.kind == DATAFRAME and v is not None else v
+                         for p, v in zip((p for p in card_type.outputs if p.kind in SUMMARY_KINDS), summaries)]
+        if not stored:
+            return ("done", pc.id, pc.position, card_type.id, started_at, seconds, pc.cache_key, pc.states_seen,
+                    pc.states_made, pc.state_outputs, summaries)
+        plan = row_plan([(p.name, p.kind, p.metric) for p in card_type.outputs], pc.state_outputs, tuple(stored))
+        values, metrics, summaries = [], [], iter(summaries)
+        for port in card_type.outputs:
+            value = next(summaries) if port.kind in SUMMARY_KINDS else None
+            if port.name in stored:
+                values.append(self._store_value(pc, port, stored[port.name], artifacts))
+                value = stored[port.name]
+            elif port.kind in SUMMARY_KINDS:
+                values.append(value)
+            if port.metric and value is not None:
+                metrics.append((port.name, float(value)))
+        return ("row", self._execution_row(pc, "done", started_at, seconds, plan.render(values)), metrics)
 
-    def _metric_ports(self, pc: PlannedCard) -> tuple[str, ...]:
-        return self._port_plan(pc)[0]
-
-    def _port_plan(self, pc: PlannedCard) -> tuple:
-        """A card's metric ports and, per output port, a finished JSON fragment or how to make one.
-        Cards of one type wired alike share it, so it is worked out once per kind of step, not per card."""
-        consumed = tuple(self.consumed.get(slot, 0) > 0 for slot in pc.output_slots.values())
-        key = (pc.card.type, tuple(pc.state_outputs.items()), consumed)
-        known = self._fragments.get(key)
-        if known is None:
-            ports = []
-            for port, is_read in zip(pc.card_type.outputs, consumed):
-                head = f"{json.dumps(port.name)}: {{\"kind\": {json.dumps(port.kind)}, \"digest\": "
-                if port.kind in STATE_KINDS:
-                    state = json.dumps(pc.state_outputs.get(port.name))
-                    ports.append((port, "fixed", head + f"null, \"state\": {state}}}"))
-                elif self.policy.keeps_value(port.kind, is_read):
-                    ports.append((port, "store", head))
-                elif port.kind in ("info", "scalar"):
-                    ports.append((port, "summary", head + "null, \"summary\": "))
-                elif port.kind == DATAFRAME:
-                    ports.append((port, "table", head + "null, \"summary\": "))
-                else:
-                    ports.append((port, "fixed", head + "null, \"summary\": null}"))
-            known = self._fragments[key] = (tuple(p.name for p in pc.card_type.outputs if p.metric), tuple(ports))
-        return known
-
-    def _outputs_json(self, pc: PlannedCard, outputs: dict[str, Any], artifacts: list) -> str:
-        """The card's outputs column, built from fragments: one json.dumps per summarized value."""
-        parts = []
-        for port, how, text in self._port_plan(pc)[1]:
-            if how == "fixed":
-                parts.append(text)
-                continue
-            value = outputs.get(port.name)
-            if value is None:
-                parts.append(text + "null" + ("}" if how == "summary" else ", \"summary\": null}"))
-            elif how == "summary":
-                parts.append(text + json.dumps(value, default=_plain) + "}")
-            elif how == "table":
-                parts.append(text + json.dumps({"rows": len(value), "columns": [str(c) for c in value.columns]}) + "}")
-            else:
-                ref = self.store.save(port.kind, value, CodecContext())
-                artifacts.append(self._artifact_row(ref.digest, ref.kind, ref.codec, ref.size, pc.id, port.name))
-                parts.append(text + f"\"{ref.digest}\", \"summary\": {json.dumps(ref.summary, default=_plain)}}}")
-        return "{" + ", ".join(parts) + "}"
+    def _store_value(self, pc: PlannedCard, port: Any, value: Any, artifacts: list) -> str | None:
+        """Write an output as an artifact; the rest of its JSON fragment after `"digest": `."""
+        if value is None:
+            return None
+        ref = self.store.save(port.kind, value, CodecContext())
+        artifacts.append(self._artifact_row(ref.digest, ref.kind, ref.codec, ref.size, pc.id, port.name))
+        return f"\"{ref.digest}\", \"summary\": {json.dumps(ref.summary, default=plain)}}}"
 
     def _write_snapshots(self, snapshots: tuple[Snapshot, ...], artifacts: list) -> list[dict]:
         rows = []
@@ -219,23 +225,41 @@ class RunRecorder:
                          "members": members})
         return rows
 
+    def _stored_snapshots(self, pc: PlannedCard, snapshots: list[dict], artifacts: list) -> list[dict]:
+        """Rows for the snapshots a worker process wrote after `pc`."""
+        rows = []
+        for snap in snapshots:
+            for name, member in snap["members"].items():
+                artifacts.append(self._artifact_row(member["digest"], member["kind"], member["codec"],
+                                                    member["size"], pc.id, name))
+            rows.append({"run_id": self.run_id, "position": pc.position, "card_id": pc.id,
+                         "group": snap["group"], "version": snap["version"], "cache_key": pc.cache_key,
+                         "members": {n: {"kind": m["kind"], "digest": m["digest"]} for n, m in snap["members"].items()}})
+        return rows
+
     def _artifact_row(self, digest: str, kind: str, codec: str, size: int, card_id: str, port: str) -> dict:
         return {"digest": digest, "kind": kind, "codec": codec, "size": size, "run_id": self.run_id,
                 "card_id": card_id, "port": port}
 
     def _execution_row(self, pc: PlannedCard, status: str, started_at: float, seconds: float,
-                       outputs_json: str, error: str | None) -> tuple:
-        return (self.run_id, pc.id, pc.position, pc.card.type, status, started_at, seconds, error, 0,
-                pc.cache_key, outputs_json, _versions_json(pc.states_seen), _versions_json(pc.states_made))
+                       outputs_json: str, error: str | None = None) -> tuple:
+        return (self.run_id, pc.id, pc.position, pc.card.type, status, started_at, seconds, error,
+                int(status == "cached"), pc.cache_key, outputs_json, versions_json(pc.states_seen),
+                versions_json(pc.states_made))
 
 
-def _versions_json(versions: dict[str, int]) -> str:
-    """{group: version} as JSON; group names are card ids and port names, which need no escaping."""
-    return "{" + ", ".join(f'"{group}": {version}' for group, version in versions.items()) + "}"
+def _table_summary(frame: Any) -> dict[str, Any]:
+    return {"rows": len(frame), "columns": [str(c) for c in frame.columns]}
 
 
-def _plain(value: Any) -> Any:
-    """json.dumps fallback for numpy and torch numbers and arrays."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} cannot be written as JSON")
+class _InThread:
+    """The writer for short runs: renders and inserts the rows in the recorder's writer thread."""
+
+    def __init__(self, records: RunRecords, run_id: str):
+        self.records, self.renderer = records, RowRenderer(run_id)
+
+    def write(self, messages: list[tuple]) -> None:
+        self.renderer.write(self.records, messages)
+
+    def close(self) -> None:
+        pass

@@ -117,6 +117,11 @@ class RunRecords:
         with self._write() as db:
             db.executemany(f"INSERT OR REPLACE INTO card_executions VALUES ({', '.join('?' * 13)})", values)
 
+    def add_metric_rows(self, values: list[tuple]) -> None:
+        """The fast path for a run's recorder: (run_id, card_id, name, step, value) tuples."""
+        with self._write() as db:
+            db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", values)
+
     def add_metrics(self, rows: Iterable[Metric | Mapping[str, Any]]) -> None:
         """Record metric values in one transaction."""
         values = [(m.run_id, m.card_id, m.name, m.step, float(m.value)) for m in _rows(Metric, rows)]

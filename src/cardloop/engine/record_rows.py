@@ -1,0 +1,131 @@
+"""Turning what a run's recorder gathered into run-record rows: card executions and metrics.
+
+The recorder describes each executed card compactly (a `done` message: its timing, the summaries of its
+outputs and which `RowPlan` renders them); `RowRenderer` makes the rows. It runs in the recorder's writer
+thread, or for long runs in a writer process (`record_writer`), so that rendering JSON and inserting rows
+never takes the GIL from the training loop. Messages hold only plain Python values.
+
+Messages, in order:
+- ("type", card_type, ports): a card type's output ports as (name, kind, metric), before its first row;
+- ("done", card_id, position, card_type, started_at, seconds, cache_key, states_seen, states_made,
+  state_outputs, summaries): a card that ran here; `summaries` are the values of its outputs of
+  SUMMARY_KINDS, in port order (a table as {"rows", "columns"});
+- ("row", execution_row, metrics): a finished card_executions row and its [(metric, value)] pairs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cardloop.kinds import DATAFRAME, INFO, SCALAR, STATE_KINDS
+from cardloop.store.records import RunRecords
+
+#: Output kinds recorded whole in the outputs column (a table by its shape): what `done` messages carry.
+SUMMARY_KINDS = (INFO, SCALAR, DATAFRAME)
+
+#: How a RowPlan part becomes JSON: "fixed" is complete; "summary" appends the value as JSON and "}";
+#: "raw" appends the value, already JSON text (an artifact's digest and summary), or a null digest.
+FIXED, SUMMARY, RAW = "fixed", "summary", "raw"
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """How one kind of card's outputs column is written: one part per output port (how, JSON text), and the
+    metric ports as (port, index into the values of the non-fixed parts)."""
+
+    parts: tuple[tuple[str, str], ...]
+    metrics: tuple[tuple[str, int], ...]
+
+    def render(self, values: tuple | list) -> str:
+        parts, index = [], 0
+        for how, text in self.parts:
+            if how == FIXED:
+                parts.append(text)
+                continue
+            value = values[index]
+            index += 1
+            if how == SUMMARY:
+                parts.append(text + ("null" if value is None else json.dumps(value, default=plain)) + "}")
+            else:
+                parts.append(text + ("null, \"summary\": null}" if value is None else value))
+        return "{" + ", ".join(parts) + "}"
+
+
+def row_plan(ports: list[tuple[str, str, bool]], state_outputs: dict[str, str],
+             stored: tuple[str, ...] = ()) -> RowPlan:
+    """The RowPlan of a card with these output ports (name, kind, metric): a state port names its state,
+    a `stored` port is RAW (written as an artifact), a port of SUMMARY_KINDS is a SUMMARY, and any other
+    (a batch, predictions, a loss that cards read) is recorded as neither stored nor summarized."""
+    parts: list[tuple[str, str]] = []
+    metrics = []
+    for name, kind, metric in ports:
+        head = f"{json.dumps(name)}: {{\"kind\": {json.dumps(kind)}, \"digest\": "
+        if kind in STATE_KINDS:
+            parts.append((FIXED, head + f"null, \"state\": {json.dumps(state_outputs.get(name))}}}"))
+        elif name in stored:
+            parts.append((RAW, head))
+        elif kind in SUMMARY_KINDS:
+            if metric:
+                metrics.append((name, sum(how != FIXED for how, _ in parts)))
+            parts.append((SUMMARY, head + "null, \"summary\": "))
+        else:
+            parts.append((FIXED, head + "null, \"summary\": null}"))
+    return RowPlan(tuple(parts), tuple(metrics))
+
+
+class RowRenderer:
+    """Renders a run's messages into rows and writes them; numbers each metric's steps in message order."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.types: dict[str, list] = {}
+        self.plans: dict[tuple, RowPlan] = {}
+        self.metric_steps: dict[str, int] = {}
+
+    def write(self, records: RunRecords, messages: list[tuple]) -> None:
+        executions, metrics = self.render(messages)
+        if executions:
+            records.add_card_execution_rows(executions)
+        if metrics:
+            records.add_metric_rows(metrics)
+
+    def render(self, messages: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+        executions: list[tuple] = []
+        metrics: list[tuple] = []
+        for message in messages:
+            if message[0] == "done":
+                _, card_id, position, card_type, started_at, seconds, cache_key, seen, made, states, values = message
+                key = (card_type, tuple(states.items()))
+                plan = self.plans.get(key)
+                if plan is None:
+                    plan = self.plans[key] = row_plan(self.types[card_type], states)
+                executions.append((self.run_id, card_id, position, card_type, "done", started_at, seconds, None, 0,
+                                   cache_key, plan.render(values), versions_json(seen), versions_json(made)))
+                for name, index in plan.metrics:
+                    if values[index] is not None:
+                        metrics.append(self._metric(card_id, name, values[index]))
+            elif message[0] == "row":
+                executions.append(message[1])
+                metrics.extend(self._metric(message[1][1], name, value) for name, value in message[2])
+            else:
+                self.types[message[1]] = message[2]
+        return executions, metrics
+
+    def _metric(self, card_id: str, name: str, value: Any) -> tuple:
+        step = self.metric_steps.get(name, 0)
+        self.metric_steps[name] = step + 1
+        return (self.run_id, card_id, name, step, float(value))
+
+
+def versions_json(versions: dict[str, int]) -> str:
+    """{group: version} as JSON; group names are card ids and port names, which need no escaping."""
+    return "{" + ", ".join(f'"{group}": {version}' for group, version in versions.items()) + "}"
+
+
+def plain(value: Any) -> Any:
+    """json.dumps fallback for numpy and torch numbers and arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} cannot be written as JSON")

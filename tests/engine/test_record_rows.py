@@ -1,0 +1,48 @@
+"""Rendering a recorder's messages into card-execution and metric rows."""
+
+import numpy as np
+
+from cardloop.engine.record_rows import FIXED, RAW, SUMMARY, RowPlan, RowRenderer, row_plan, versions_json
+
+LOSS_PORTS = [("loss", "loss", False), ("loss_value", "scalar", True), ("model", "model", False),
+              ("extra", "tensor", False)]
+
+
+def test_a_row_plan_renders_each_port_by_its_kind():
+    plan = row_plan(LOSS_PORTS, {"model": "m.model"}, stored=("extra",))
+    assert plan == RowPlan(((FIXED, '"loss": {"kind": "loss", "digest": null, "summary": null}'),
+                            (SUMMARY, '"loss_value": {"kind": "scalar", "digest": null, "summary": '),
+                            (FIXED, '"model": {"kind": "model", "digest": null, "state": "m.model"}'),
+                            (RAW, '"extra": {"kind": "tensor", "digest": ')), (("loss_value", 0),))
+    assert plan.render([np.float32(0.5), '"abc", "summary": {"shape": [2]}}']) == (
+        '{"loss": {"kind": "loss", "digest": null, "summary": null}, '
+        '"loss_value": {"kind": "scalar", "digest": null, "summary": 0.5}, '
+        '"model": {"kind": "model", "digest": null, "state": "m.model"}, '
+        '"extra": {"kind": "tensor", "digest": "abc", "summary": {"shape": [2]}}}')
+
+
+def test_missing_values_render_as_nulls():
+    text = row_plan(LOSS_PORTS, {}, stored=("extra",)).render([None, None])
+    assert '"summary": null}, "model": {"kind": "model", "digest": null, "state": null}, ' in text
+    assert text.endswith('"extra": {"kind": "tensor", "digest": null, "summary": null}}')
+
+
+def test_the_renderer_makes_rows_and_numbers_each_metric_in_message_order():
+    renderer = RowRenderer("run1")
+    messages = [("row", ("run1", "cached0", 0, "training_loss", "cached", 1.0, 0.0, None, 1, "k0", "{}", "{}", "{}"),
+                 [("loss_value", 0.9)]),
+                ("type", "training_loss", LOSS_PORTS[:2]),
+                ("done", "loss1", 1, "training_loss", 2.0, 0.01, "k1", {"g": 1}, {}, {}, [0.7]),
+                ("done", "loss2", 2, "training_loss", 3.0, 0.01, "k2", {}, {"g": 2}, {}, [None])]
+    executions, metrics = renderer.render(messages)
+    assert [row[1] for row in executions] == ["cached0", "loss1", "loss2"]
+    assert executions[1][:10] == ("run1", "loss1", 1, "training_loss", "done", 2.0, 0.01, None, 0, "k1")
+    assert executions[1][10] == ('{"loss": {"kind": "loss", "digest": null, "summary": null}, '
+                                 '"loss_value": {"kind": "scalar", "digest": null, "summary": 0.7}}')
+    assert executions[1][11:] == ('{"g": 1}', "{}")
+    assert metrics == [("run1", "cached0", "loss_value", 0, 0.9), ("run1", "loss1", "loss_value", 1, 0.7)]
+
+
+def test_versions_json():
+    assert versions_json({}) == "{}"
+    assert versions_json({"model.model": 3, "opt.optimizer": 1}) == '{"model.model": 3, "opt.optimizer": 1}'
