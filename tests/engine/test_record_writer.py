@@ -62,15 +62,30 @@ def comparable(records, run_id):
     return rows, metrics
 
 
-@pytest.mark.parametrize("persist", ["checkpoint", "all"])
-def test_a_run_records_the_same_rows_through_the_process_as_in_thread(regression_csv, tmp_path, monkeypatch, persist):
+@pytest.mark.parametrize(("persist", "executor"), [("checkpoint", "local"), ("all", "local"), ("checkpoint", "process")])
+def test_a_run_records_the_same_rows_through_the_process_as_in_thread(regression_csv, tmp_path, monkeypatch, persist,
+                                                                      executor):
     pipeline = basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), prepare=False, batches=3,
                                    batch_size=16)
-    in_thread = cardloop.run(pipeline, store=tmp_path / "a", persist=persist, threads=1)
+    in_thread = cardloop.run(pipeline, store=tmp_path / "a", persist=persist, threads=1, executor=executor)
     monkeypatch.setattr(recorder, "WRITER_PROCESS_CARDS", 0)
-    through_process = cardloop.run(pipeline, store=tmp_path / "b", persist=persist, threads=1)
+    through_process = cardloop.run(pipeline, store=tmp_path / "b", persist=persist, threads=1, executor=executor)
     with RunRecords(tmp_path / "a" / "runs.sqlite") as a, RunRecords(tmp_path / "b" / "runs.sqlite") as b:
         expected = comparable(a, in_thread.run_id)
         assert len(expected[0]) == len(pipeline.cards) and len(expected[1]) == 3
         assert comparable(b, through_process.run_id) == expected
         assert b.get_run(through_process.run_id).status == "succeeded"
+
+
+def test_a_frame_cut_short_by_a_dying_parent_is_dropped_and_everything_before_it_written(tmp_path):
+    import io
+
+    from cardloop.engine.record_writer import LENGTH_BYTES, serve
+
+    frames = b""
+    for card_id in ("a", "b"):
+        data = encode([("row", run_row("r1", card_id), [])])
+        frames += len(data).to_bytes(LENGTH_BYTES, "big") + data
+    with RunRecords(tmp_path / "runs.sqlite") as records:
+        serve(io.BytesIO(frames[:-5]), records, "r1")
+        assert [e.card_id for e in records.card_executions("r1")] == ["a"]
