@@ -89,3 +89,23 @@ def test_a_frame_cut_short_by_a_dying_parent_is_dropped_and_everything_before_it
     with RunRecords(tmp_path / "runs.sqlite") as records:
         serve(io.BytesIO(frames[:-5]), records, "r1")
         assert [e.card_id for e in records.card_executions("r1")] == ["a"]
+
+
+def test_only_runs_that_execute_many_cards_start_a_writer_process(regression_csv, tmp_path, monkeypatch):
+    from cardloop.engine import record_writer
+
+    started = []
+    original = record_writer.RecordWriterProcess.__init__
+
+    def spy(self, *args):
+        started.append(args)
+        original(self, *args)
+
+    monkeypatch.setattr(record_writer.RecordWriterProcess, "__init__", spy)
+    monkeypatch.setattr(recorder, "WRITER_PROCESS_CARDS", 10)
+    pipeline = basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), prepare=False, batches=2,
+                                   batch_size=16)
+    cardloop.run(pipeline, store=tmp_path, persist="all")  # 15 cards execute
+    assert len(started) == 1
+    cardloop.run(pipeline, store=tmp_path, only="fwd1")  # the rest of the plan comes from the store
+    assert len(started) == 1

@@ -37,7 +37,9 @@ class RunRecorder:
     """Records one run: card executions, metrics, kept outputs and state snapshots."""
 
     def __init__(self, plan: Plan, store: ArtifactStore, records: RunRecords, policy: PersistPolicy,
-                 run_id: str, slots: list[Any], writer_process: bool | None = None):
+                 run_id: str, slots: list[Any], executing: int | None = None):
+        """`executing`: how many cards the run executes (default: all of the plan's); runs of
+        WRITER_PROCESS_CARDS or more get a writer process."""
         self.plan, self.store, self.records, self.policy = plan, store, records, policy
         self.run_id, self.slots = run_id, slots
         self.every_state_change = policy.snapshots_every_state_change()
@@ -51,9 +53,7 @@ class RunRecorder:
         self.pending: deque[tuple] = deque()  # append and popleft are atomic: no lock on the hot path
         self.stopping = threading.Event()
         self.error: BaseException | None = None
-        if writer_process is None:
-            writer_process = len(plan.cards) >= WRITER_PROCESS_CARDS
-        if writer_process:
+        if (len(plan.cards) if executing is None else executing) >= WRITER_PROCESS_CARDS:
             from cardloop.engine.record_writer import RecordWriterProcess
 
             self.sink: Any = RecordWriterProcess(str(records.path), run_id)
