@@ -22,7 +22,6 @@ from cardloop.engine.events import recorded_metrics
 from cardloop.engine.persist import PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.record_rows import SUMMARY_KINDS, RowRenderer, plain, row_plan, versions_json
-from cardloop.engine.resolve import unread_slots
 from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
 from cardloop.kinds import DATAFRAME
 from cardloop.store.artifacts import ArtifactStore
@@ -64,17 +63,21 @@ class RunRecorder:
 
     @staticmethod
     def _outputs_to_store(plan: Plan, policy: PersistPolicy) -> dict[int, tuple[str, ...]]:
-        """{position: output ports the policy writes as artifacts}, for the cards that have any."""
-        if policy.name == "all":
-            return {pc.position: names for pc in plan.cards
-                    if (names := tuple(p.name for p in pc.card_type.outputs if policy.keeps_value(p.kind, True)))}
-        found: dict[int, list[str]] = {}
-        unread = unread_slots(plan)
+        """{position: output ports the policy writes as artifacts}, for the cards that have any: under `all`
+        every value output, under `checkpoint` those of a stored kind that no card reads."""
+        every = policy.name == "all"
+        storable: dict[str, tuple[str, ...]] = {}  # by card type id
+        read = set() if every else {binding.slot for pc in plan.cards for binding in pc.bindings}
+        found = {}
         for pc in plan.cards:
-            for port in pc.card_type.outputs:
-                if pc.output_slots[port.name] in unread and policy.keeps_value(port.kind, False):
-                    found.setdefault(pc.position, []).append(port.name)
-        return {position: tuple(names) for position, names in found.items()}
+            names = storable.get(pc.card_type.id)
+            if names is None:
+                names = storable[pc.card_type.id] = tuple(p.name for p in pc.card_type.outputs
+                                                          if policy.keeps_value(p.kind, every))
+            names = tuple(name for name in names if pc.output_slots[name] not in read)
+            if names:
+                found[pc.position] = names
+        return found
 
     # --- hooks, on the executor's thread ---------------------------------------------------------------
 
