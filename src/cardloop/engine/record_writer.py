@@ -4,9 +4,9 @@
 
 The recorder sends batches of `record_rows` messages on the process's standard input, each a frame of an
 8-byte length and a pickle of plain values (None, bool, int, float, str, bytes, tuple, list, dict). The
-unpickler here refuses every global but the plain types themselves, so a frame can build nothing else. End of input ends the process,
-after it has written everything it received: a run killed mid-way keeps its records up to its last batch.
-It runs at the lowest CPU priority.
+unpickler here refuses every global but the plain types themselves, so a frame can build nothing else. End of
+input ends the process, after it has written everything it received: a run killed mid-way keeps its records
+up to its last batch. It runs at the lowest CPU priority.
 """
 
 from __future__ import annotations
