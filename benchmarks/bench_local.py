@@ -28,13 +28,13 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import torch
+from bench_data import write_diabetes, write_synthetic
 from quiet import RETRIES, Noise, cpu_sample, other_cores
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import cardloop
-from cardloop.datasets import DATASETS_DIR
 from cardloop.engine.events import EventForwarder, RunHooks  # engine internals: for the breakdown only
 from cardloop.engine.local import LocalExecutor
 from cardloop.engine.plan import plan_pipeline
@@ -49,27 +49,6 @@ TRAINING_CARDS = (FIRST, "training_zero_grad", "training_forward", "training_los
 # --- data and the hand-written loop
 # One model on one data file; `steps[policy]` is how many batches a timed run trains.
 Case = namedtuple("Case", "name label path input_dim layers steps")
-
-
-def write_diabetes(directory: Path, copies: int) -> Path:
-    """The packaged diabetes data, every column standardized, repeated `copies` times, as CSV."""
-    frame = pd.read_csv(DATASETS_DIR / "diabetes.csv").astype("float64")
-    frame = (frame - frame.mean()) / frame.std(ddof=0)
-    path = directory / f"diabetes_std_x{copies}.csv"
-    pd.concat([frame] * copies, ignore_index=True).to_csv(path, index=False)
-    return path
-
-
-def write_synthetic(directory: Path, rows: int, features: int = 32) -> Path:
-    """Seeded regression data: N(0,1) features, a smooth nonlinear target, all standardized, as Parquet."""
-    rng = np.random.default_rng(SEED)
-    X = rng.standard_normal((rows, features))
-    w1, w2 = rng.standard_normal(features), rng.standard_normal(features)
-    y = np.sin(X @ w1 / np.sqrt(features)) + 0.5 * (X @ w2) / np.sqrt(features) + 0.1 * rng.standard_normal(rows)
-    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(features)]).assign(target=y)
-    path = directory / f"synthetic_{rows}.parquet"
-    ((frame - frame.mean()) / frame.std(ddof=0)).to_parquet(path)
-    return path
 
 
 def to_tensors(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,54 +31,24 @@ from collections import defaultdict, namedtuple
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import numpy as np
 import quiet
+from bench_data import write_diabetes, write_synthetic
 from quiet import RETRIES, Noise
-import pandas as pd
 import torch
 
 import cardloop
-from cardloop.datasets import DATASETS_DIR
 from cardloop.engine import local as local_module  # engine internals: for the breakdown only
 from cardloop.engine import process as process_module
 from cardloop.engine.plan import plan_pipeline
 from cardloop.examples import basic_training_loop
 
-BATCH_SIZE, SEED = 32, 0
+BATCH_SIZE = 32
 STEP_CARDS = ("batch", "zero", "fwd", "loss", "back", "step")  # card id prefixes of one training step
 
 Case = namedtuple("Case", "name label path input_dim layers")
 
 
 # --- data and pipelines
-
-def standardize(frame: pd.DataFrame) -> pd.DataFrame:
-    return (frame - frame.mean()) / frame.std(ddof=0)
-
-
-def write_diabetes(directory: Path, copies: int) -> Path:
-    """The packaged diabetes data (10 features), every column standardized, repeated `copies` times, as CSV."""
-    frame = standardize(pd.read_csv(DATASETS_DIR / "diabetes.csv").astype("float64"))
-    path = directory / f"diabetes_std_x{copies}.csv"
-    pd.concat([frame] * copies, ignore_index=True).to_csv(path, index=False)
-    return path
-
-
-def write_synthetic(directory: Path, rows: int, features: int = 32) -> Path:
-    """Seeded regression data: N(0,1) features, a smooth nonlinear target, all standardized (Parquet, else CSV)."""
-    rng = np.random.default_rng(SEED)
-    X = rng.standard_normal((rows, features))
-    w1, w2 = rng.standard_normal(features), rng.standard_normal(features)
-    y = np.sin(X @ w1 / np.sqrt(features)) + 0.5 * (X @ w2) / np.sqrt(features) + 0.1 * rng.standard_normal(rows)
-    frame = standardize(pd.DataFrame(X, columns=[f"x{i}" for i in range(features)]).assign(target=y))
-    try:
-        path = directory / f"synthetic_{rows}.parquet"
-        frame.to_parquet(path)
-    except ImportError:
-        path = directory / f"synthetic_{rows}.csv"
-        frame.to_csv(path, index=False)
-    return path
-
 
 def make_cases(directory: Path, steps: int) -> list[Case]:
     rows = steps * BATCH_SIZE
