@@ -48,7 +48,7 @@ class FrameTensors:
         self.y = torch.from_numpy(np.array(frame[self.targets].to_numpy(dtype=np.float32), order="C")).clone()
         self.rows = self.X.shape[0]
         self.versions = (self.X._version, self.y._version)
-        self._batches: dict[int, tuple[tuple, bool]] = {}
+        self._batches: dict[int, tuple[list[tuple], bool]] = {}  # by batch size: views, aligned
 
     def changed(self) -> bool:
         return (self.X._version, self.y._version) != self.versions

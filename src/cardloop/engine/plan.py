@@ -141,14 +141,6 @@ class Plan:
         states = {name: s for name, s in self.states.items() if any(s.slot in pc.output_slots.values() for pc in cards)}
         return Plan(self.pipeline, cards, states, self.slot_count)
 
-    def consumers(self) -> dict[int, int]:
-        """How many inputs read each slot."""
-        counts: dict[int, int] = {}
-        for pc in self.cards:
-            for binding in pc.bindings:
-                counts[binding.slot] = counts.get(binding.slot, 0) + 1
-        return counts
-
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
