@@ -32,8 +32,10 @@ def test_the_renderer_makes_rows_and_numbers_each_metric_in_message_order():
     messages = [("row", ("run1", "cached0", 0, "training_loss", "cached", 1.0, 0.0, None, 1, "k0", "{}", "{}", "{}"),
                  [("loss_value", 0.9)]),
                 ("type", "training_loss", LOSS_PORTS[:2]),
-                ("done", "loss1", 1, "training_loss", 2.0, 0.01, "k1", {"g": 1}, {}, {}, [0.7]),
-                ("done", "loss2", 2, "training_loss", 3.0, 0.01, "k2", {}, {"g": 2}, {}, [None])]
+                ("cards", [(1, "loss1", "training_loss", "k1", {"g": 1}, {}, {}),
+                           (2, "loss2", "training_loss", "k2", {}, {"g": 2}, {})]),
+                ("done", 1, 2.0, 0.01, [0.7]),
+                ("done", 2, 3.0, 0.01, [None])]
     executions, metrics = renderer.render(messages)
     assert [row[1] for row in executions] == ["cached0", "loss1", "loss2"]
     assert executions[1][:10] == ("run1", "loss1", 1, "training_loss", "done", 2.0, 0.01, None, 0, "k1")

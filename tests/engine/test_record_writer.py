@@ -50,7 +50,7 @@ def test_the_process_writes_every_batch_before_it_ends(tmp_path):
 
 def test_a_failing_writer_is_reported_with_its_reason(tmp_path):
     writer = RecordWriterProcess(str(tmp_path / "runs.sqlite"), "r1")
-    writer.write([("done", "c", 0, "t", 1.0, 0.5, "key", {}, {}, {}, [])])  # type "t" was never described
+    writer.write([("cards", [(0, "c", "t", "key", {}, {}, {})])])  # type "t" was never described
     with pytest.raises(StoreError, match="record writer failed: KeyError: .t."):
         writer.close()
 

@@ -82,6 +82,11 @@ def _ignore(*args: Any) -> None:
     pass
 
 
+def listens(hooks: RunHooks, method: str) -> bool:
+    """Whether any listener implements `method` (an executor can then skip calling it per card)."""
+    return getattr(hooks, method) is not _ignore
+
+
 def recorded_metrics(pc: PlannedCard, recorded: dict[str, Any]) -> dict[str, float]:
     """The metric outputs of a card served from the store, from its recorded outputs."""
     found = {}

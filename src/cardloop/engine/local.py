@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cardloop.engine.events import RunHooks
+from cardloop.engine.events import RunHooks, listens
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import Schedule
 from cardloop.errors import CardError, CardFailed
@@ -40,7 +40,8 @@ class LocalExecutor:
         running = plan.cards if schedule is None else schedule.run
         releases = {} if self.keep_outputs else plan.releases(running)
         clock = time.perf_counter
-        started_hook, done_hook = hooks.card_started, hooks.card_done
+        started_hook = hooks.card_started if listens(hooks, "card_started") else None
+        done_hook = hooks.card_done
         loading = set() if schedule is None else _positions_with_loads(schedule)
         for pc, run, fixed, inputs, outputs_at in [_prepared(plan, pc) for pc in running]:
             if pc.position in loading:
@@ -48,7 +49,8 @@ class LocalExecutor:
             kwargs = fixed.copy()
             for port, slot in inputs:
                 kwargs[port] = slots[slot]
-            started_hook(pc)
+            if started_hook is not None:
+                started_hook(pc)
             started = clock()
             try:
                 outputs = run(**kwargs)

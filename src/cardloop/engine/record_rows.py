@@ -7,9 +7,11 @@ never takes the GIL from the training loop. Messages hold only plain Python valu
 
 Messages, in order:
 - ("type", card_type, ports): a card type's output ports as (name, kind, metric), before its first row;
-- ("done", card_id, position, card_type, started_at, seconds, cache_key, states_seen, states_made,
-  state_outputs, summaries): a card that ran here; `summaries` are the values of its outputs of
-  SUMMARY_KINDS, in port order (a table as {"rows", "columns"});
+- ("cards", [(position, card_id, card_type, cache_key, states_seen, states_made, state_outputs), ...]): what
+  does not change while a run goes on, sent once per run for the cards it executes, before their `done`s;
+- ("done", position, started_at, seconds, summaries): a card that ran here; `summaries` are the values of its
+  outputs of SUMMARY_KINDS, in port order (a table as {"rows", "columns"}). Only these four values cross
+  per card: the training loop's thread builds the message, and the writer pickles a batch of them at once;
 - ("row", execution_row, metrics): a finished card_executions row and its [(metric, value)] pairs.
 """
 
@@ -82,6 +84,7 @@ class RowRenderer:
         self.run_id = run_id
         self.types: dict[str, list] = {}
         self.plans: dict[tuple, RowPlan] = {}
+        self.cards: dict[int, tuple] = {}  # position -> (card_id, card_type, cache_key, seen, made JSON, RowPlan)
         self.metric_steps: dict[str, int] = {}
 
     def write(self, records: RunRecords, messages: list[tuple]) -> None:
@@ -96,22 +99,29 @@ class RowRenderer:
         metrics: list[tuple] = []
         for message in messages:
             if message[0] == "done":
-                _, card_id, position, card_type, started_at, seconds, cache_key, seen, made, states, values = message
-                key = (card_type, tuple(states.items()))
-                plan = self.plans.get(key)
-                if plan is None:
-                    plan = self.plans[key] = row_plan(self.types[card_type], states)
+                _, position, started_at, seconds, values = message
+                card_id, card_type, cache_key, seen, made, plan = self.cards[position]
                 executions.append((self.run_id, card_id, position, card_type, "done", started_at, seconds, None, 0,
-                                   cache_key, plan.render(values), versions_json(seen), versions_json(made)))
+                                   cache_key, plan.render(values), seen, made))
                 for name, index in plan.metrics:
                     if values[index] is not None:
                         metrics.append(self._metric(card_id, name, values[index]))
             elif message[0] == "row":
                 executions.append(message[1])
                 metrics.extend(self._metric(message[1][1], name, value) for name, value in message[2])
+            elif message[0] == "cards":
+                self._add_cards(message[1])
             else:
                 self.types[message[1]] = message[2]
         return executions, metrics
+
+    def _add_cards(self, cards: list[tuple]) -> None:
+        for position, card_id, card_type, cache_key, seen, made, states in cards:
+            key = (card_type, tuple(states.items()))
+            plan = self.plans.get(key)
+            if plan is None:
+                plan = self.plans[key] = row_plan(self.types[card_type], states)
+            self.cards[position] = (card_id, card_type, cache_key, versions_json(seen), versions_json(made), plan)
 
     def _metric(self, card_id: str, name: str, value: Any) -> tuple:
         step = self.metric_steps.get(name, 0)

@@ -70,8 +70,9 @@ class RecordWriterProcess:
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
 
-    def write(self, messages: list[tuple]) -> None:
-        data = encode(messages)
+    def write(self, messages: list[tuple] | bytes) -> None:
+        """Send a batch of messages, or one already encoded."""
+        data = messages if isinstance(messages, bytes) else encode(messages)
         try:
             self.process.stdin.write(len(data).to_bytes(LENGTH_BYTES, "big") + data)
             self.process.stdin.flush()

@@ -36,30 +36,44 @@ class RunRecorder:
     """Records one run: card executions, metrics, kept outputs and state snapshots."""
 
     def __init__(self, plan: Plan, store: ArtifactStore, records: RunRecords, policy: PersistPolicy,
-                 run_id: str, slots: list[Any], executing: int | None = None):
-        """`executing`: how many cards the run executes (default: all of the plan's); runs of
-        WRITER_PROCESS_CARDS or more get a writer process."""
+                 run_id: str, slots: list[Any], running: list[PlannedCard] | None = None):
+        """`running`: the cards the run executes (default: all of the plan's); runs of WRITER_PROCESS_CARDS
+        or more get a writer process."""
         self.plan, self.store, self.records, self.policy = plan, store, records, policy
         self.run_id, self.slots = run_id, slots
+        running = plan.cards if running is None else running
         self.every_state_change = policy.snapshots_every_state_change()
         self.epoch_offset = time.time() - time.perf_counter()  # perf_counter reading -> seconds since the epoch
-        self._summary_ports: dict[str, tuple[str, ...]] = {}
+        self._summaries: dict[str, tuple] = {}  # by card type: its summary ports, and which are tables (or ())
         self._stored_ports = self._outputs_to_store(plan, policy)
-        self._types_sent: set[str] = set()
-        self._table_types: set[str] = set()
         self.last_position: int | None = None
-        self.last_checkpoint = time.monotonic()
+        # a checkpoint is due when a state-changing card starts at or after this perf_counter reading
+        self.next_checkpoint = float("-inf") if self.every_state_change else \
+            time.perf_counter() + policy.checkpoint_seconds
         self.pending: deque[tuple] = deque()  # append and popleft are atomic: no lock on the hot path
         self.stopping = threading.Event()
         self.error: BaseException | None = None
-        if (len(plan.cards) if executing is None else executing) >= WRITER_PROCESS_CARDS:
-            from cardloop.engine.record_writer import RecordWriterProcess
+        if len(running) >= WRITER_PROCESS_CARDS:
+            from cardloop.engine.record_writer import RecordWriterProcess, encode
 
             self.sink: Any = RecordWriterProcess(str(records.path), run_id)
+            self._first: Any = encode(self._static_messages(running))  # pickled here, before the cards run
         else:
             self.sink = _InThread(records, run_id)
+            self._first = self._static_messages(running)
         self.writer = threading.Thread(target=self._write_loop, name=f"cardloop-recorder-{run_id}", daemon=True)
         self.writer.start()
+
+    @staticmethod
+    def _static_messages(running: list[PlannedCard]) -> list[tuple]:
+        """The `type` messages of the running cards' types and their `cards` message: everything a row holds
+        that does not change while the run goes on, so that a `done` message carries only what does."""
+        types = {pc.card_type.id: pc.card_type for pc in running}
+        messages: list[tuple] = [("type", type_id, [(p.name, p.kind, p.metric) for p in card_type.outputs])
+                                 for type_id, card_type in types.items()]
+        messages.append(("cards", [(pc.position, pc.card.id, pc.card.type, pc.cache_key, pc.states_seen,
+                                    pc.states_made, pc.state_outputs) for pc in running]))
+        return messages
 
     @staticmethod
     def _outputs_to_store(plan: Plan, policy: PersistPolicy) -> dict[int, tuple[str, ...]]:
@@ -82,17 +96,27 @@ class RunRecorder:
     # --- hooks, on the executor's thread ---------------------------------------------------------------
 
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
-        self.last_position = pc.position
-        if pc.states_made and (self.every_state_change or self._checkpoint_due()):
-            self.pending.append(("snapshots", self._snapshot(pc.position)))
-        names = self._summary_ports.get(pc.card.type)
-        if names is None:
-            names = self._summary_ports[pc.card.type] = tuple(
-                p.name for p in pc.card_type.outputs if p.kind in SUMMARY_KINDS)
-        stored = self._stored_ports.get(pc.position)
-        self.pending.append(("done", pc, started + self.epoch_offset, seconds,
-                             [outputs.get(name) for name in names],
-                             {name: outputs.get(name) for name in stored} if stored else None))
+        position = self.last_position = pc.position
+        if started >= self.next_checkpoint and pc.states_made:
+            self.pending.append(("snapshots", self._snapshot(position)))
+            if not self.every_state_change:
+                self.next_checkpoint = started + seconds + self.policy.checkpoint_seconds
+        names, tables = self._summaries.get(pc.card.type) or self._summary_ports(pc)
+        summaries = [outputs.get(name) for name in names] if names else ()
+        if tables:  # a table is recorded by its shape: the frame itself is not kept
+            summaries = [_table_summary(v) if table and v is not None else v for table, v in zip(tables, summaries)]
+        stored = self._stored_ports.get(position)
+        if stored:
+            self.pending.append(("stored_done", pc, started + self.epoch_offset, seconds, summaries,
+                                 {name: outputs.get(name) for name in stored}))
+        else:
+            self.pending.append(("done", position, started + self.epoch_offset, seconds, summaries))
+
+    def _summary_ports(self, pc: PlannedCard) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+        ports = [p for p in pc.card_type.outputs if p.kind in SUMMARY_KINDS]
+        tables = tuple(p.kind == DATAFRAME for p in ports)
+        found = self._summaries[pc.card.type] = (tuple(p.name for p in ports), tables if any(tables) else ())
+        return found
 
     def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
                     seconds: float) -> None:
@@ -118,13 +142,6 @@ class RunRecorder:
         if self.error is not None:
             raise self.error
 
-    def _checkpoint_due(self) -> bool:
-        now = time.monotonic()
-        if now - self.last_checkpoint < self.policy.checkpoint_seconds:
-            return False
-        self.last_checkpoint = now
-        return True
-
     def _snapshot(self, position: int) -> tuple[Snapshot, ...]:
         snapshots = (snapshot_group(self.plan, self.slots, group, version, pc)
                      for group, (version, pc) in latest_versions(self.plan, position).items())
@@ -133,6 +150,11 @@ class RunRecorder:
     # --- writer thread ---------------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        try:
+            self.sink.write(self._first)
+        except BaseException as exc:  # surfaced by run_finished
+            self.error = exc
+        self._first = None
         while True:
             stop = self.stopping.wait(FLUSH_SECONDS)
             items = [self.pending.popleft() for _ in range(len(self.pending))]
@@ -146,12 +168,18 @@ class RunRecorder:
                 return
 
     def _flush(self, items: list) -> None:
+        if all(item[0] == "done" for item in items):  # the common case: the messages are ready to send
+            if items:
+                self.sink.write(items)
+            return
         messages: list[tuple] = []
         artifacts: list[dict] = []
         snapshot_rows: list[dict] = []
         for item in items:
             if item[0] == "done":
-                messages.append(self._done(item, messages, artifacts))
+                messages.append(item)
+            elif item[0] == "stored_done":
+                messages.append(self._stored_done(item, artifacts))
             elif item[0] == "snapshots":
                 snapshot_rows += self._write_snapshots(item[1], artifacts)
             elif item[0] == "stored":
@@ -177,22 +205,10 @@ class RunRecorder:
         if messages:
             self.sink.write(messages)
 
-    def _done(self, item: tuple, messages: list, artifacts: list) -> tuple:
-        """The message for a card that ran here: a compact `done` (after its type's ports, the first time),
-        or, when it has outputs to store, its finished row."""
+    def _stored_done(self, item: tuple, artifacts: list) -> tuple:
+        """The finished row of a card that ran here and has outputs to store, which it writes as artifacts."""
         _, pc, started_at, seconds, summaries, stored = item
         card_type = pc.card_type
-        if card_type.id not in self._types_sent:
-            self._types_sent.add(card_type.id)
-            if any(p.kind == DATAFRAME for p in card_type.outputs):
-                self._table_types.add(card_type.id)
-            messages.append(("type", card_type.id, [(p.name, p.kind, p.metric) for p in card_type.outputs]))
-        if card_type.id in self._table_types:
-            summaries = [_table_summary(v) if p.kind == DATAFRAME and v is not None else v
-                         for p, v in zip((p for p in card_type.outputs if p.kind in SUMMARY_KINDS), summaries)]
-        if not stored:
-            return ("done", pc.id, pc.position, card_type.id, started_at, seconds, pc.cache_key, pc.states_seen,
-                    pc.states_made, pc.state_outputs, summaries)
         plan = row_plan([(p.name, p.kind, p.metric) for p in card_type.outputs], pc.state_outputs, tuple(stored))
         values, metrics, summaries = [], [], iter(summaries)
         for port in card_type.outputs:
@@ -253,6 +269,7 @@ class RunRecorder:
 
 def _table_summary(frame: Any) -> dict[str, Any]:
     return {"rows": len(frame), "columns": [str(c) for c in frame.columns]}
+
 
 
 class _InThread:

@@ -263,7 +263,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
                           options={"threads": options.threads, "only": options.only, "until": options.until,
                                    "from": options.from_card, "cache": options.use_cache, "pid": os.getpid()})
         slots: list[Any] = [None] * plan.slot_count
-        recorder = RunRecorder(plan, artifacts, records, options.persist, run_id, slots, len(work.run))
+        recorder = RunRecorder(plan, artifacts, records, options.persist, run_id, slots, work.run)
         listeners: list[Any] = [recorder] + ([EventForwarder(progress)] if progress is not None else [])
         hooks = RunHooks(listeners)
         previous_threads = torch.get_num_threads()
