@@ -179,3 +179,36 @@ def test_equal_values_give_equal_bytes():
     for kind, make in [("info", lambda: {"b": 1, "a": [1, 2]}), ("tensor", lambda: torch.arange(5.0)),
                        ("dataframe", lambda: pd.DataFrame({"a": [1.0, 2.0]}))]:
         assert codec_for_kind(kind).encode(make(), CTX) == codec_for_kind(kind).encode(make(), CTX)
+
+
+def test_load_device_keeps_a_requested_device_and_resolves_as_stored(monkeypatch):
+    import torch
+
+    from cardloop.store.codec import AS_STORED, load_device
+
+    assert load_device("cpu", "cuda") == "cpu"
+    assert load_device(AS_STORED, "cpu") == "cpu"
+    assert load_device(AS_STORED, None) == "cpu"  # written before the device was recorded: always from the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert load_device(AS_STORED, "cuda") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert load_device(AS_STORED, "cuda") == "cpu"
+    assert load_device(AS_STORED, "no_such_backend") == "cpu"
+
+
+def test_tensors_batches_and_losses_record_their_device_and_come_back_as_stored():
+    import torch
+
+    from cardloop.store import safetensors_format
+    from cardloop.store.codec import AS_STORED, CodecContext
+    from cardloop.store.codecs import codec_for_kind
+    from cardloop.values import Batch
+
+    values = {"tensor": torch.ones(2, 3), "batch": Batch(torch.ones(2, 3), torch.zeros(2, 1)),
+              "loss": torch.tensor(0.5, requires_grad=True) * 2}
+    for kind, value in values.items():
+        codec = codec_for_kind(kind)
+        data = codec.encode(value, CodecContext())
+        assert safetensors_format.unpack(data, codec.format)[1]["device"] == "cpu", kind
+        restored = codec.decode(data, CodecContext(device=AS_STORED))
+        assert (restored.X if kind == "batch" else restored).device.type == "cpu", kind

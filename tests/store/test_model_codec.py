@@ -11,6 +11,7 @@ import torch
 
 from cardloop.errors import StoreError
 from cardloop.models import build_model, register_architecture, set_architecture
+from cardloop.store.codec import AS_STORED
 from cardloop.store.codecs import CodecContext, codec_for_kind
 
 CODEC = codec_for_kind("model")
@@ -128,10 +129,29 @@ def test_a_gpu_model_is_stored_from_cpu_and_loaded_onto_the_gpu(make_mlp):
     model = make_mlp().cuda()
     model(torch.randn(6, 4, device="cuda")).pow(2).sum().backward()
     data = CODEC.encode(model, CTX)
-    assert CODEC.encode(round_trip(model), CTX) == data
-    restored = CODEC.decode(data, CodecContext(device="cuda"))
+    assert CODEC.encode(round_trip(model, CodecContext(device="cuda")), CTX) == data  # same bytes back on the GPU
+    restored = CODEC.decode(data, CodecContext(device=AS_STORED))  # the device it was stored from
+    assert CODEC.encode(CODEC.decode(data, CTX), CTX) != data  # moved to the CPU, the model records that
     assert restored[0].weight.is_cuda and restored[0].weight.grad.is_cuda
     assert torch.equal(restored[0].weight, model[0].weight)
     assert torch.equal(restored[0].weight.grad, model[0].weight.grad)
     on_cpu = CODEC.decode(data, CTX)
     assert torch.equal(on_cpu[0].weight.grad, model[0].weight.grad.cpu())
+
+
+def test_a_model_records_the_kind_of_device_it_was_stored_from(make_mlp):
+    from cardloop.store import safetensors_format
+
+    _, metadata = safetensors_format.unpack(CODEC.encode(make_mlp(), CTX), CODEC.format)
+    assert metadata["device"] == "cpu"
+
+
+def test_as_stored_puts_a_model_back_on_its_device_or_on_the_cpu_where_there_is_none(make_mlp, monkeypatch):
+    from cardloop.store import model_codec
+    from cardloop.store.codec import AS_STORED
+
+    monkeypatch.setattr(model_codec, "_device_type", lambda module: "cuda")  # as if stored from a GPU
+    data = CODEC.encode(make_mlp(), CTX)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    restored = CODEC.decode(data, CodecContext(device=AS_STORED))
+    assert next(restored.parameters()).device.type == "cpu"

@@ -97,7 +97,8 @@ class NothingStored:
 
 
 class StoreLoader:
-    """Decodes stored values and state snapshots (models onto `device`, optimizers bound to them)."""
+    """Decodes stored values and state snapshots (models onto `device`, optimizers bound to them). By default a
+    model or tensor goes back onto the kind of device it was stored from (CPU where this machine has none)."""
 
     def __init__(self, artifacts: ArtifactStore, device: str | None = None):
         self.artifacts, self.device = artifacts, device
@@ -131,7 +132,7 @@ class StoreLoader:
 
     def _device(self) -> str:
         if self.device is None:
-            import torch
+            from cardloop.store.codec import AS_STORED
 
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+            return AS_STORED
         return self.device

@@ -13,11 +13,30 @@ class CodecContext:
     """What a codec needs beyond the value or the bytes.
 
     `model` is the live module an optimizer is bound to (needed to encode and decode an optimizer);
-    `device` is where decoded tensors and models are put.
+    `device` is where decoded tensors and models are put: a device, or AS_STORED.
     """
 
     model: Any = None
     device: Any = "cpu"
+
+
+#: A CodecContext device: back onto the kind of device the value was on when it was stored (DESIGN 3: models go
+#: back to the card's device), or onto the CPU where this machine has no such device.
+AS_STORED = "as-stored"
+
+
+def load_device(requested: Any, stored: str | None) -> Any:
+    """Where to put a decoded value: the requested device, or for AS_STORED the stored device type (`cuda`,
+    `cpu`; None for artifacts written before it was recorded, which were always written from the CPU)."""
+    if requested != AS_STORED:
+        return requested
+    if stored and stored != "cpu":
+        import torch
+
+        backend = getattr(torch, stored, None)
+        if backend is not None and hasattr(backend, "is_available") and backend.is_available():
+            return stored
+    return "cpu"
 
 
 class Codec(ABC):

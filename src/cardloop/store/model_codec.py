@@ -15,7 +15,7 @@ from cardloop import kinds
 from cardloop.errors import RegistryError, StoreError
 from cardloop.models import architecture_of, build_model
 from cardloop.store import safetensors_format
-from cardloop.store.codec import Codec, CodecContext, canonical_json
+from cardloop.store.codec import Codec, CodecContext, canonical_json, load_device
 from cardloop.store.tensor_codecs import json_number
 
 STATE_PREFIX = "state."
@@ -40,6 +40,7 @@ class ModelCodec(Codec):
             "architecture": architecture,
             "eval_modules": [name for name, m in value.named_modules() if not m.training],
             "frozen": [name for name, p in parameters.items() if not p.requires_grad],
+            "device": _device_type(value),
         }
         return safetensors_format.pack(tensors, metadata)
 
@@ -60,7 +61,7 @@ class ModelCodec(Codec):
             parameters[name].grad = grad
         for name in metadata["frozen"]:
             parameters[name].requires_grad_(False)
-        module.to(ctx.device)
+        module.to(load_device(ctx.device, metadata.get("device")))
         module.train()
         for name in metadata["eval_modules"]:
             module.get_submodule(name).training = False
@@ -99,6 +100,14 @@ def _state_tensor(name: str, value: Any) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise StoreError(f"the model's state entry '{name}' is a {type(value).__name__}, not a tensor")
     return value
+
+
+def _device_type(module: nn.Module) -> str:
+    """The kind of device the module's first parameter (or buffer) is on; `cpu` for a module with neither."""
+    first = next(module.parameters(), None)
+    if first is None:
+        first = next(module.buffers(), None)
+    return "cpu" if first is None else first.device.type
 
 
 def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch
 
 from cardloop import kinds
 from cardloop.store import safetensors_format
-from cardloop.store.codec import Codec, CodecContext
+from cardloop.store.codec import Codec, CodecContext, load_device
 from cardloop.values import Batch
 
 
@@ -47,11 +47,11 @@ class TensorCodec(Codec):
     format = "cardloop.tensor/1"
 
     def encode(self, value: torch.Tensor, ctx: CodecContext) -> bytes:
-        return safetensors_format.pack({"tensor": value}, {"format": self.format})
+        return safetensors_format.pack({"tensor": value}, {"format": self.format, "device": value.device.type})
 
     def decode(self, data: bytes, ctx: CodecContext) -> torch.Tensor:
-        tensors, _ = safetensors_format.unpack(data, self.format)
-        return tensors["tensor"].to(ctx.device)
+        tensors, metadata = safetensors_format.unpack(data, self.format)
+        return tensors["tensor"].to(load_device(ctx.device, metadata.get("device")))
 
     def summarize(self, value: torch.Tensor) -> dict[str, Any]:
         return summarize_tensor(value)
@@ -69,11 +69,12 @@ class BatchCodec(Codec):
     format = "cardloop.batch/1"
 
     def encode(self, value: Batch, ctx: CodecContext) -> bytes:
-        return safetensors_format.pack({"X": value.X, "y": value.y}, {"format": self.format})
+        return safetensors_format.pack({"X": value.X, "y": value.y},
+                                       {"format": self.format, "device": value.X.device.type})
 
     def decode(self, data: bytes, ctx: CodecContext) -> Batch:
-        tensors, _ = safetensors_format.unpack(data, self.format)
-        return Batch(tensors["X"], tensors["y"]).to(ctx.device)
+        tensors, metadata = safetensors_format.unpack(data, self.format)
+        return Batch(tensors["X"], tensors["y"]).to(load_device(ctx.device, metadata.get("device")))
 
     def summarize(self, value: Batch) -> dict[str, Any]:
         return {"rows": int(value.X.shape[0]), "X": summarize_tensor(value.X), "y": summarize_tensor(value.y)}
@@ -95,12 +96,13 @@ class LossCodec(Codec):
 
     def encode(self, value: torch.Tensor, ctx: CodecContext) -> bytes:
         metadata = {"format": self.format, "graph": "dropped", "requires_grad": bool(value.requires_grad),
-                    "grad_fn": type(value.grad_fn).__name__ if value.grad_fn is not None else None}
+                    "grad_fn": type(value.grad_fn).__name__ if value.grad_fn is not None else None,
+                    "device": value.device.type}
         return safetensors_format.pack({"loss": value}, metadata)
 
     def decode(self, data: bytes, ctx: CodecContext) -> torch.Tensor:
-        tensors, _ = safetensors_format.unpack(data, self.format)
-        return tensors["loss"].to(ctx.device)
+        tensors, metadata = safetensors_format.unpack(data, self.format)
+        return tensors["loss"].to(load_device(ctx.device, metadata.get("device")))
 
     def summarize(self, value: torch.Tensor) -> dict[str, Any]:
         summary = summarize_tensor(value)
