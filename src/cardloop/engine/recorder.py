@@ -1,8 +1,9 @@
 """The run recorder: a run listener that writes records, metrics and kept outputs off the hot path.
 
-The executor's thread only appends to a queue what the record needs of each card (the summaries of its
-outputs, never the batches, predictions or losses, which would stay alive with their autograd graphs), and
-encodes training-state snapshots, which must be taken before the state changes again. A writer thread
+The executor's thread only appends to a queue each card's `done` message (its position, timing and the
+summaries of its outputs, never the batches, predictions or losses, which would stay alive with their autograd
+graphs; what does not change while the run goes on is sent once, before the cards run), and encodes
+training-state snapshots, which must be taken before the state changes again. A writer thread
 wakes every FLUSH_SECONDS, takes what has gathered, writes artifacts and snapshots, and hands the rows to
 the `record_rows` renderer: in the same thread for short runs, in a writer process (`record_writer`) for
 runs of WRITER_PROCESS_CARDS cards or more, whose rendering and inserting would otherwise take the GIL from
