@@ -383,21 +383,19 @@ class TimedJson:
         self.seconds = 0.0
         self.in_call = False
 
-    def dumps(self, value, *args, **kwargs):
+    def _timed(self, call, *args, **kwargs):
         started = time.perf_counter()
         try:
-            return json.dumps(value, *args, **kwargs)
+            return call(*args, **kwargs)
         finally:
             if self.in_call:
                 self.seconds += time.perf_counter() - started
 
-    def loads(self, text, *args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return json.loads(text, *args, **kwargs)
-        finally:
-            if self.in_call:
-                self.seconds += time.perf_counter() - started
+    def dumps(self, *args, **kwargs):
+        return self._timed(json.dumps, *args, **kwargs)
+
+    def loads(self, *args, **kwargs):
+        return self._timed(json.loads, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(json, name)

@@ -7,6 +7,7 @@ stores that recipe beside the weights and calls `build_model` to rebuild it on l
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Any, Callable
 
 from cardloop.errors import RegistryError
@@ -65,3 +66,22 @@ def build_mlp(config: dict[str, Any]) -> Any:
         width = hidden
     layers.append(nn.Linear(width, config.get("output_dim", 1)))
     return nn.Sequential(*layers)
+
+
+_device_probes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_device(model: Any) -> Any:
+    """The device of the model's first parameter or buffer (CPU for a model with neither). That tensor is
+    remembered per model: moving a model (`.to`) moves its tensors in place, so it keeps telling."""
+    probe = _device_probes.get(model)
+    if probe is None:
+        probe = next(model.parameters(), None)
+        if probe is None:
+            probe = next(model.buffers(), None)
+        if probe is None:
+            import torch
+
+            return torch.device("cpu")
+        _device_probes[model] = probe
+    return probe.device

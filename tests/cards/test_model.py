@@ -5,7 +5,8 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from cardloop.cards.model import ModelDefineConfig, model_clone, model_define, model_device, resolve_device
+from cardloop.cards.model import ModelDefineConfig, model_clone, model_define, resolve_device
+from cardloop.models import model_device
 from cardloop.cards.spec import NoConfig
 from cardloop.errors import CardError
 from cardloop.models import architecture_of

@@ -150,7 +150,7 @@ def test_as_stored_puts_a_model_back_on_its_device_or_on_the_cpu_where_there_is_
     from cardloop.store import model_codec
     from cardloop.store.codec import AS_STORED
 
-    monkeypatch.setattr(model_codec, "_device_type", lambda module: "cuda")  # as if stored from a GPU
+    monkeypatch.setattr(model_codec, "model_device", lambda module: torch.device("cuda"))  # stored from a GPU
     data = CODEC.encode(make_mlp(), CTX)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     restored = CODEC.decode(data, CodecContext(device=AS_STORED))

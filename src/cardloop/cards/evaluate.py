@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field
 
 from cardloop.cards.data import check_numeric, split_columns
-from cardloop.cards.model import model_device
+from cardloop.models import model_device
 from cardloop.cards.spec import CardConfig, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import DATAFRAME, INFO, MODEL, SCALAR

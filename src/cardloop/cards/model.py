@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Literal
 
 from pydantic import Field
@@ -22,25 +21,6 @@ def resolve_device(device: str) -> str:
 
         raise CardError("config field 'device' is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     return device
-
-
-_device_probes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def model_device(model: Any) -> Any:
-    """The device of the model's first parameter or buffer (CPU for a model with neither). That tensor is
-    remembered per model: moving a model (`.to`) moves its tensors in place, so it keeps telling."""
-    probe = _device_probes.get(model)
-    if probe is None:
-        probe = next(model.parameters(), None)
-        if probe is None:
-            probe = next(model.buffers(), None)
-        if probe is None:
-            import torch
-
-            return torch.device("cpu")
-        _device_probes[model] = probe
-    return probe.device
 
 
 class ModelDefineConfig(CardConfig):

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from cardloop.cards.data import check_numeric, split_columns
-from cardloop.cards.model import model_device
+from cardloop.models import model_device
 from cardloop.cards.spec import CardConfig, CardContext, NoConfig, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import BATCH, DATAFRAME, INFO, LOSS, MODEL, OPTIMIZER, SCALAR, TENSOR

@@ -13,7 +13,7 @@ from torch import nn
 
 from cardloop import kinds
 from cardloop.errors import RegistryError, StoreError
-from cardloop.models import architecture_of, build_model
+from cardloop.models import architecture_of, build_model, model_device
 from cardloop.store import safetensors_format
 from cardloop.store.codec import Codec, CodecContext, canonical_json, load_device
 from cardloop.store.tensor_codecs import json_number
@@ -40,7 +40,7 @@ class ModelCodec(Codec):
             "architecture": architecture,
             "eval_modules": [name for name, m in value.named_modules() if not m.training],
             "frozen": [name for name, p in parameters.items() if not p.requires_grad],
-            "device": _device_type(value),
+            "device": model_device(value).type,
         }
         return safetensors_format.pack(tensors, metadata)
 
@@ -100,14 +100,6 @@ def _state_tensor(name: str, value: Any) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise StoreError(f"the model's state entry '{name}' is a {type(value).__name__}, not a tensor")
     return value
-
-
-def _device_type(module: nn.Module) -> str:
-    """The kind of device the module's first parameter (or buffer) is on; `cpu` for a module with neither."""
-    first = next(module.parameters(), None)
-    if first is None:
-        first = next(module.buffers(), None)
-    return "cpu" if first is None else first.device.type
 
 
 def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
