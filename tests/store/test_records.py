@@ -226,3 +226,33 @@ def test_two_processes_writing_at_once_neither_corrupt_nor_lose_rows(tmp_path):
     database = sqlite3.connect(path)
     assert database.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert database.execute("SELECT count(*) FROM artifacts").fetchone()[0] == 80
+
+
+
+OPEN_AT_ONCE = """
+import os, sys, time
+from cardloop.store.records import RunRecords
+folder, go, me = sys.argv[1], sys.argv[2], sys.argv[3]
+while not os.path.exists(go):
+    time.sleep(0.001)
+for k in range(40):  # the processes race to create each database
+    RunRecords(os.path.join(folder, f"runs{k}.sqlite")).start_run(name="p" + me, pipeline={})
+"""
+
+
+def test_processes_opening_new_databases_at_the_same_moment_all_get_in(tmp_path):
+    """Switching a new database to WAL can fail at once, without waiting, when another process opens it at the
+    same moment (two runs started together on a fresh store did)."""
+    import subprocess
+    import sys
+
+    go = tmp_path / "go"
+    processes = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(tmp_path), str(go), str(i)],
+                                  stderr=subprocess.PIPE) for i in range(6)]
+    time.sleep(2)  # every process has imported cardloop and waits for the signal
+    go.touch()
+    for process in processes:
+        assert process.wait(timeout=120) == 0, process.stderr.read().decode()
+    for k in range(40):
+        with RunRecords(tmp_path / f"runs{k}.sqlite") as records:
+            assert len(records.list_runs(10)) == 6

@@ -240,7 +240,7 @@ class RunRecords:
                                          check_same_thread=False)
             connection.row_factory = sqlite3.Row
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            _use_wal(connection)
             connection.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: never corrupt, commits cheap
             self._local.connection, self._local.pid = connection, os.getpid()
             with self._lock:
@@ -286,3 +286,19 @@ def _execution(row: sqlite3.Row) -> CardExecution:
 def _snapshot(row: sqlite3.Row) -> StateSnapshot:
     data = dict(row)
     return StateSnapshot(**{**data, "members": json.loads(data["members"])})
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (kept in the file, so only its first opener changes it). Switching can fail
+    at once with "database is locked" when another process opens the same new database at the same moment:
+    SQLite does not wait on its busy handler there. So this retries, up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
