@@ -1,10 +1,11 @@
-"""Throughput of a hand-written PyTorch training loop vs. the same loop as a card pipeline (local executor).
+"""Throughput of a hand-written PyTorch training loop vs. the same loop as a card pipeline (local executor):
+unrolled (the guide's six cards per batch) and in one `training_loop` card.
 
     .venv/bin/python benchmarks/bench_local.py [--quick] [--reps N] [--quiet-wait S]
 
 Primary figure: loop steps/s = training steps / (first training_prepare_batch start .. last
-training_optimizer_step end), from the run records of a cardloop.run without a progress callback; the whole
-run (fixed per-run costs included) is reported beside it.
+training_optimizer_step end; for the loop card, its own run), from the run records of a cardloop.run without
+a progress callback; the whole run (fixed per-run costs included) is reported beside it.
 Hand loop and pipeline alternate in one process. See benchmarks/README.md. Changes nothing in cardloop.
 """
 
@@ -38,11 +39,13 @@ import cardloop
 from cardloop.engine.events import EventForwarder, RunHooks  # engine internals: for the breakdown only
 from cardloop.engine.local import LocalExecutor
 from cardloop.engine.plan import plan_pipeline
-from cardloop.examples import basic_training_loop
+from cardloop.examples import basic_training_loop, training_loop
 from cardloop.store.records import RunRecords
 
 BATCH_SIZE, LEARNING_RATE, SEED = 32, 1e-3, 0
 FIRST, LAST = "training_prepare_batch", "training_optimizer_step"  # the loop: FIRST's start .. LAST's end
+LOOP_CARD = "training_loop"  # or this card's run, in the loop-card pipeline
+UNROLLED, LOOPED = "unrolled", "loop card"
 TRAINING_CARDS = (FIRST, "training_zero_grad", "training_forward", "training_loss", "training_backward", LAST)
 
 
@@ -98,10 +101,12 @@ def hand_setup_seconds(case: Case) -> float:
 
 
 # --- the pipeline
-def pipeline_for(case: Case, steps: int):
-    return basic_training_loop(path=str(case.path), prepare=False, input_dim=case.input_dim, layers=case.layers,
-                               batches=steps, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
-                               name=f"bench-{case.name}-{steps}")
+def pipeline_for(case: Case, steps: int, shape: str = UNROLLED):
+    """The loop as cards: six per batch (UNROLLED), or one training_loop card (LOOPED)."""
+    build = basic_training_loop if shape == UNROLLED else training_loop
+    return build(path=str(case.path), prepare=False, input_dim=case.input_dim, layers=case.layers,
+                 batches=steps, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
+                 name=f"bench-{case.name}-{steps}-{shape.replace(' ', '-')}")
 
 
 class Marks:
@@ -141,8 +146,11 @@ def pipeline_run(pipeline, root: Path, policy: str, threads: int, records: dict 
     wall = time.perf_counter() - c0
     with RunRecords(store / "runs.sqlite") as db:
         record, executions = db.get_run(result.run_id), db.card_executions(result.run_id)
-    first = next(e for e in executions if e.card_type == FIRST)
-    last = [e for e in executions if e.card_type == LAST][-1]
+    first = next((e for e in executions if e.card_type == FIRST), None)
+    if first is None:  # the loop-card pipeline: the loop is that card's run
+        first = last = next(e for e in executions if e.card_type == LOOP_CARD)
+    else:
+        last = [e for e in executions if e.card_type == LAST][-1]
     loop_end = last.started_at + last.seconds
     run = PipelineRun(wall, loop_end - first.started_at, record.started_at - t0, first.started_at - record.started_at,
                       record.ended_at - loop_end, t0 + wall - record.ended_at, result.metrics("loss_value"))
@@ -161,6 +169,7 @@ class Row:
     threads: int
     policy: str
     steps: int
+    shape: str = UNROLLED
     hand_s: list[float] = field(default_factory=list)
     runs: list[PipelineRun] = field(default_factory=list)
     other_cores: list[float | None] = field(default_factory=list)
@@ -177,12 +186,14 @@ def measure(cases: list[Case], thread_counts: list[int], reps: int, root: Path, 
     rows: list[Row] = []
     for case in cases:
         X, y = to_tensors(case.path)
-        pipelines = {steps: pipeline_for(case, steps) for steps in set(case.steps.values())}
+        pipelines = {(steps, shape): pipeline_for(case, steps, shape) for steps in set(case.steps.values())
+                     for shape in (UNROLLED, LOOPED)}
         for threads in thread_counts:
             torch.set_num_threads(threads)
             hand_loop(X, y, case, 20)  # warm-up: torch kernels, imports, the first store ever opened
             pipeline_run(pipeline_for(case, 20), root, "checkpoint", threads)
             row = [Row(case.label, threads, policy, case.steps[policy]) for policy in ("checkpoint", "all")]
+            row.append(Row(case.label, threads, "checkpoint", case.steps["checkpoint"], LOOPED))
             for r in row:
                 r.hand_setup_s = min(hand_setup_seconds(case) for _ in range(3))
             for rep in range(reps):
@@ -196,7 +207,7 @@ def measure(cases: list[Case], thread_counts: list[int], reps: int, root: Path, 
                             if side == "hand":
                                 hand_s, hand_losses = hand_loop(X, y, case, r.steps)
                             else:
-                                run = pipeline_run(pipelines[r.steps], root, r.policy, threads)
+                                run = pipeline_run(pipelines[r.steps, r.shape], root, r.policy, threads)
                         other = other_cores(begin)
                         if attempt == RETRIES or not noise.disturbed(other, time.perf_counter() - started):
                             break
@@ -205,7 +216,7 @@ def measure(cases: list[Case], thread_counts: list[int], reps: int, root: Path, 
                     r.other_cores.append(other)
                     if r.loss_diff is None and len(run.losses) == len(hand_losses):
                         r.loss_diff = max(abs(a - b) for a, b in zip(run.losses, hand_losses))
-                    log(f"  {case.name:9s} threads={threads} {r.policy:10s} rep {rep + 1}/{reps}: hand "
+                    log(f"  {case.name:9s} threads={threads} {r.policy:10s} {r.shape:9s} rep {rep + 1}/{reps}: hand "
                         f"{r.steps / hand_s:7.1f}/s  loop {r.steps / run.loop:7.1f}/s  wall {run.wall:.2f} s  "
                         f"(others {fmt(other, '.2f')} cores)")
             rows.extend(row)
@@ -320,26 +331,27 @@ def report(rows: list[Row], parts: list[tuple], m: dict, reps: int) -> str:
              f"date: {m['date']}; load average at start {m['load']}",
              f"best of {reps} alternated hand/pipeline pairs per row; batch {BATCH_SIZE}; Adam lr {LEARNING_RATE}",
              "", "Throughput (loop: first prepare-batch started .. last optimizer-step done):", "",
-             "| model | threads | policy | steps | hand steps/s | loop steps/s | ratio | per-pair ratios "
-             "| other procs (cores) |", "|---|---:|---|---:|---:|---:|---:|---|---:|"]
+             "| model | threads | pipeline | policy | steps | hand steps/s | loop steps/s | ratio | per-pair ratios "
+             "| other procs (cores) |", "|---|---:|---|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         pairs = ", ".join(f"{h / p.loop:.3f}" for h, p in zip(r.hand_s, r.runs))
         others = max((o for o in r.other_cores if o is not None), default=None)
         hand, loop, ratio = r.rates()
-        lines.append(f"| {r.model} | {r.threads} | {r.policy} | {r.steps} | {hand:.1f} | {loop:.1f} | "
+        lines.append(f"| {r.model} | {r.threads} | {r.shape} | {r.policy} | {r.steps} | {hand:.1f} | {loop:.1f} | "
                      f"**{ratio:.3f}** | {pairs} | {fmt(others, '.2f')} |")
-    worst = min((r.rates()[2] for r in rows if r.policy == "checkpoint"), default=None)
-    if worst is not None:
-        lines += ["", f"Goal (ratio >= 0.95 with 'checkpoint'): {'met' if worst >= 0.95 else 'NOT met'}; "
-                      f"lowest ratio {worst:.3f}."]
+    for shape in (UNROLLED, LOOPED):
+        worst = min((r.rates()[2] for r in rows if r.policy == "checkpoint" and r.shape == shape), default=None)
+        if worst is not None:
+            lines += ["", f"Goal (ratio >= 0.95 with 'checkpoint'), {shape}: {'met' if worst >= 0.95 else 'NOT met'}; "
+                          f"lowest ratio {worst:.3f}."]
     lines += ["", "Whole runs (the pipeline run with the lowest wall time; fixed = wall - loop; whole-run ratio = "
                   "(hand set-up + best hand loop) / wall; ms unless marked):",
-              "", "| model | threads | policy | wall s | wall steps/s | whole-run ratio | fixed | plan + store | start "
-              "| end | result | hand set-up | max abs loss diff |", "|---|---:|---|---:|---:|---:|" + "---:|" * 7]
+              "", "| model | threads | pipeline | policy | wall s | wall steps/s | whole-run ratio | fixed | plan + store "
+              "| start | end | result | hand set-up | max abs loss diff |", "|---|---:|---|---|---:|---:|---:|" + "---:|" * 7]
     for r in rows:
         b = min(r.runs, key=lambda p: p.wall)
         whole = (r.hand_setup_s + min(r.hand_s)) / b.wall
-        lines.append(f"| {r.model} | {r.threads} | {r.policy} | {b.wall:.2f} | {r.steps / b.wall:.1f} | {whole:.3f} | "
+        lines.append(f"| {r.model} | {r.threads} | {r.shape} | {r.policy} | {b.wall:.2f} | {r.steps / b.wall:.1f} | {whole:.3f} | "
                      + " | ".join(f"{x * 1e3:.0f}" for x in (b.wall - b.loop, b.before, b.start, b.end, b.result,
                                                             r.hand_setup_s)) + f" | {fmt(r.loss_diff, '.1e')} |")
     if parts:

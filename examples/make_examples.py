@@ -3,7 +3,8 @@
 - basic_training_loop.yaml: the guide's Basic Training Loop over one epoch of the diabetes data
   (354 training rows after the 20 % test split, batches of 8), then evaluation on the held-out rows;
 - custom_l1.yaml: the same loop with the guide's "Custom loss with regularization": an
-  `l1_regularization` card (examples/cards/l1_regularization.py) between Calculate Loss and Backward Pass.
+  `l1_regularization` card (examples/cards/l1_regularization.py) between Calculate Loss and Backward Pass;
+- training_loop.yaml: the same loop in one `training_loop` card (the guide's loop wrapper), for 3 epochs.
 
     python examples/make_examples.py
 """
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cardloop.examples import basic_training_loop
+from cardloop.examples import basic_training_loop, training_loop
 
 TRAIN_ROWS = 354
 BATCH_SIZE = 8
+LOOP_EPOCHS = 3
 HERE = Path(__file__).parent
 
 if __name__ == "__main__":
@@ -27,3 +29,6 @@ if __name__ == "__main__":
     for pipeline, file in ((basic, "basic_training_loop.yaml"), (l1, "custom_l1.yaml")):
         path = pipeline.save(HERE / file)
         print(f"wrote {path}: {len(pipeline.cards)} cards, {batches} batches")
+    looped = training_loop(epochs=LOOP_EPOCHS, batch_size=BATCH_SIZE, learning_rate=0.01)
+    path = looped.save(HERE / "training_loop.yaml")
+    print(f"wrote {path}: {len(looped.cards)} cards, {LOOP_EPOCHS} epochs of {batches} batches in one card")

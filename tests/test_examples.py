@@ -1,4 +1,5 @@
-"""The example pipelines: committed files match their generator, and the custom L1 card trains like PyTorch."""
+"""The example pipelines: committed files match their generator, they train, and the custom L1 card trains like
+PyTorch."""
 
 import subprocess
 import sys
@@ -18,7 +19,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def test_the_committed_example_files_are_what_the_generator_writes(tmp_path):
-    committed = {name: (EXAMPLES / name).read_text() for name in ("basic_training_loop.yaml", "custom_l1.yaml")}
+    committed = {name: (EXAMPLES / name).read_text()
+                 for name in ("basic_training_loop.yaml", "custom_l1.yaml", "training_loop.yaml")}
     subprocess.run([sys.executable, str(EXAMPLES / "make_examples.py")], check=True, capture_output=True)
     for name, text in committed.items():
         assert (EXAMPLES / name).read_text() == text, f"{name} is out of date: run examples/make_examples.py"
@@ -29,6 +31,14 @@ def test_the_basic_example_covers_one_epoch_and_evaluates(store):
     batches = [c for c in pipeline.cards if c.type == "training_prepare_batch"]
     assert len(batches) == 45 and batches[-1].config["batch_index"] == 44  # 354 rows in batches of 8
     result = cardloop.run(pipeline, store=store)
+    assert result.outputs["evaluate"]["metrics"]["r2"] > 0.2
+
+
+def test_the_loop_example_trains_three_epochs_in_one_card_and_evaluates(store):
+    pipeline = load_pipeline(EXAMPLES / "training_loop.yaml")
+    assert [c.type for c in pipeline.cards].count("training_loop") == 1 and len(pipeline.cards) == 7
+    result = cardloop.run(pipeline, store=store)
+    assert len(result.metrics("loss_value")) == 3 * 45
     assert result.outputs["evaluate"]["metrics"]["r2"] > 0.2
 
 

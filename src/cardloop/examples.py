@@ -29,6 +29,23 @@ def add_training_step(p: Pipeline, i: int, dataset: OutputRef, model: OutputRef,
     return step["model"], step["optimizer"], loss_out
 
 
+def _model_and_data(p: Pipeline, path: str, prepare: bool, input_dim: int, layers: tuple[int, ...],
+                    optimizer_type: str, learning_rate: float, weight_decay: float) -> tuple:
+    """Load (and with `prepare`, split 80/20 and standardize), define the model and its optimizer; returns
+    (train, test or None, model, optimizer) outputs."""
+    data = p.add("data_load", "data", path=path)
+    train, test = data["dataset"], None
+    if prepare:
+        split = p.add("data_split", "split", dataset=data["dataset"], test_fraction=0.2, seed=0)
+        norm = p.add("data_normalize", "normalize", train_dataset=split["train_dataset"],
+                     test_dataset=split["test_dataset"], normalize_targets=True)
+        train, test = norm["train_dataset"], norm["test_dataset"]
+    model = p.add("model_define", "model", input_dim=input_dim, layers=list(layers), seed=0)["model"]
+    optimizer = p.add("training_init_optimizer", "opt", model=model, optimizer_type=optimizer_type,
+                      learning_rate=learning_rate, weight_decay=weight_decay)["optimizer"]
+    return train, test, model, optimizer
+
+
 def basic_training_loop(*, path: str = "cardloop:diabetes.csv", batches: int, batch_size: int = 32,
                         input_dim: int = 10, layers: tuple[int, ...] = (64, 64), optimizer_type: str = "adam",
                         learning_rate: float = 0.001, weight_decay: float = 0.0, loss_type: str = "mse",
@@ -43,20 +60,32 @@ def basic_training_loop(*, path: str = "cardloop:diabetes.csv", batches: int, ba
     p = Pipeline(name=name, description="The guide's Basic Training Loop: Model Define, Initialize Optimizer, "
                                         "then Prepare Batch, Zero Gradients, Forward Pass, Calculate Loss, "
                                         "Backward Pass and Optimizer Step for every batch.")
-    data = p.add("data_load", "data", path=path)
-    train, test = data["dataset"], None
-    if prepare:
-        split = p.add("data_split", "split", dataset=data["dataset"], test_fraction=0.2, seed=0)
-        norm = p.add("data_normalize", "normalize", train_dataset=split["train_dataset"],
-                     test_dataset=split["test_dataset"], normalize_targets=True)
-        train, test = norm["train_dataset"], norm["test_dataset"]
-    model = p.add("model_define", "model", input_dim=input_dim, layers=list(layers), seed=0)["model"]
-    optimizer = p.add("training_init_optimizer", "opt", model=model, optimizer_type=optimizer_type,
-                      learning_rate=learning_rate, weight_decay=weight_decay)["optimizer"]
+    train, test, model, optimizer = _model_and_data(p, path, prepare, input_dim, layers, optimizer_type,
+                                                    learning_rate, weight_decay)
     for i in range(batches):
         model, optimizer, _ = add_training_step(p, i, train, model, optimizer, batch_size=batch_size,
                                                 loss_type=loss_type, gradient_clip=gradient_clip,
                                                 zero_grad=zero_grad, l1_weight=l1_weight)
     if evaluate and test is not None:
         p.add("evaluate", "evaluate", model=model, dataset=test)
+    return p
+
+
+def training_loop(*, path: str = "cardloop:diabetes.csv", batches: int | None = None, epochs: int = 1,
+                  batch_size: int = 32, input_dim: int = 10, layers: tuple[int, ...] = (64, 64),
+                  optimizer_type: str = "adam", learning_rate: float = 0.001, weight_decay: float = 0.0,
+                  loss_type: str = "mse", gradient_clip: float = 0.0, prepare: bool = True, zero_grad: bool = True,
+                  evaluate: bool = True, name: str = "training-loop") -> Pipeline:
+    """The Basic Training Loop with its steps in one `training_loop` card: `batches` batches (default: all
+    of them), `epochs` times. With the same arguments it trains exactly as `basic_training_loop`."""
+    p = Pipeline(name=name, description="The Basic Training Loop in one Training Loop card: Model Define, "
+                                        "Initialize Optimizer, then every batch's six steps inside the loop card.")
+    train, test, model, optimizer = _model_and_data(p, path, prepare, input_dim, layers, optimizer_type,
+                                                    learning_rate, weight_decay)
+    extent = {} if batches is None else {"num_batches": batches}
+    loop = p.add("training_loop", "loop", train_dataset=train, model=model, optimizer=optimizer, epochs=epochs,
+                 batch_size=batch_size, **extent, loss_type=loss_type, gradient_clip=gradient_clip,
+                 zero_grad=zero_grad)
+    if evaluate and test is not None:
+        p.add("evaluate", "evaluate", model=loop["model"], dataset=test)
     return p

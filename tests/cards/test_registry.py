@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("isolated_default_registry")
 
 BUILTIN_IDS = {"data_load", "data_split", "data_normalize", "model_define", "model_clone", "evaluate",
                "training_prepare_batch", "training_init_optimizer", "training_zero_grad", "training_forward",
-               "training_loss", "training_backward", "training_optimizer_step"}
+               "training_loss", "training_backward", "training_optimizer_step", "training_loop"}
 
 #: /work/shared/seed/training-loop-components-guide.md: card type -> (inputs, outputs, config defaults).
 GUIDE = {

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import cardloop  # noqa: E402
 from cardloop.engine import process  # noqa: E402
-from cardloop.examples import basic_training_loop  # noqa: E402
+from cardloop.examples import basic_training_loop, training_loop  # noqa: E402
 from cardloop.kinds import MODEL  # noqa: E402
 from cardloop.store import safetensors_format  # noqa: E402
 from cardloop.store.artifacts import ArtifactStore  # noqa: E402
@@ -108,6 +108,17 @@ def test_a_cuda_pipeline_trains_on_cuda_exactly_like_the_hand_written_cuda_loop(
     model = result.outputs[LAST]["model"]
     assert on_device(model)
     assert_same_weights(model, hand_written_loop_on_device(csv))
+
+
+def test_the_loop_card_trains_on_cuda_exactly_like_the_hand_written_cuda_loop(csv, store):
+    pipeline = training_loop(path=str(csv), input_dim=FEATURES, prepare=False, **SHAPE, **OPTIONS)
+    pipeline.card("model").config["device"] = DEVICE
+    result = cardloop.run(pipeline, store=store, threads=1)
+    model = result.outputs["loop"]["model"]
+    assert on_device(model)
+    assert_same_weights(model, hand_written_loop_on_device(csv))
+    unrolled = cardloop.run(pipeline_on_device(csv), store=store / "unrolled", threads=1)
+    assert result.metrics("loss_value") == unrolled.metrics("loss_value")
 
 
 def test_the_stored_model_is_kept_as_cpu_tensors_and_loads_back_onto_cuda(csv, store):

@@ -2,7 +2,20 @@
 
 import numpy as np
 
-from cardloop.engine.record_rows import FIXED, RAW, SUMMARY, RowPlan, RowRenderer, row_plan, versions_json
+import pytest
+import torch
+
+from cardloop.engine.record_rows import (
+    FIXED,
+    RAW,
+    SUMMARY,
+    RowPlan,
+    RowRenderer,
+    metric_series,
+    row_plan,
+    summarized,
+    versions_json,
+)
 
 LOSS_PORTS = [("loss", "loss", False), ("loss_value", "scalar", True), ("model", "model", False),
               ("extra", "tensor", False)]
@@ -43,6 +56,32 @@ def test_the_renderer_makes_rows_and_numbers_each_metric_in_message_order():
                                  '"loss_value": {"kind": "scalar", "digest": null, "summary": 0.7}}')
     assert executions[1][11:] == ('{"g": 1}', "{}")
     assert metrics == [("run1", "cached0", "loss_value", 0, 0.9), ("run1", "loss1", "loss_value", 1, 0.7)]
+
+
+def test_a_metric_series_is_summarized_and_each_of_its_values_is_a_metric_step():
+    ports = [("model", "model", True), ("loss_value", "tensor", True), ("loop_info", "info", False)]
+    plan = row_plan(ports, {"model": "m.model"})
+    assert [how for how, _ in plan.parts] == [FIXED, SUMMARY, SUMMARY] and plan.metrics == (("loss_value", 0),)
+    renderer = RowRenderer("run1")
+    renderer.render([("type", "training_loop", ports), ("cards", [(3, "loop", "training_loop", "k", {}, {}, {})])])
+    executions, metrics = renderer.render([("done", 3, 1.0, 0.5, [{"values": [0.9, 0.5, 0.25]}, {"steps": 3}])])
+    assert '"loss_value": {"kind": "tensor", "digest": null, "summary": {"values": [0.9, 0.5, 0.25]}}' \
+        in executions[0][10]
+    assert metrics == [("run1", "loop", "loss_value", step, value) for step, value in enumerate([0.9, 0.5, 0.25])]
+
+
+@pytest.mark.parametrize("value, series", [
+    (None, []), (0.5, [0.5]), (3, [3.0]), (np.float32(0.25), [0.25]), (torch.tensor([1.0, 0.5]), [1.0, 0.5]),
+    ([2, 1], [2.0, 1.0]), ({"values": [0.5, 0.25]}, [0.5, 0.25]), ({"value": 0.75}, [0.75]), ({"shape": [2]}, []),
+])
+def test_metric_series_reads_numbers_tensors_lists_and_recorded_summaries(value, series):
+    assert metric_series(value) == series
+
+
+def test_what_a_done_message_summarizes():
+    assert summarized("info", False) and summarized("scalar", True) and summarized("dataframe", False)
+    assert summarized("tensor", True) and not summarized("tensor", False)
+    assert not summarized("model", True) and not summarized("loss", False)
 
 
 def test_versions_json():

@@ -9,7 +9,7 @@ from cardloop.server.app import create_app
 
 BUILTIN_CARDS = {"data_load", "data_split", "data_normalize", "model_define", "model_clone", "evaluate",
                  "training_prepare_batch", "training_init_optimizer", "training_zero_grad", "training_forward",
-                 "training_loss", "training_backward", "training_optimizer_step"}
+                 "training_loss", "training_backward", "training_optimizer_step", "training_loop"}
 
 # Two semantic problems (a config value and a link), as in the README's `cardloop validate` example.
 INVALID = {"version": 1, "name": "bad",
@@ -216,7 +216,7 @@ def test_examples_lists_the_examples_with_descriptions(client):
     response = client.get("/api/examples")
     assert response.status_code == 200
     examples = {entry["name"]: entry["description"] for entry in response.json()}
-    assert {"basic-training-loop", "one-batch"} <= set(examples)
+    assert {"basic-training-loop", "one-batch", "training-loop"} <= set(examples)
     assert all(description for description in examples.values())
 
 
@@ -230,6 +230,9 @@ def test_an_example_is_a_valid_pipeline(client):
     assert client.post("/api/validate", json=example).json() == {"problems": []}
     full = client.get("/api/examples/basic-training-loop").json()
     assert "step44" in [card["id"] for card in full["cards"]]
+    looped = client.get("/api/examples/training-loop").json()
+    assert [card["type"] for card in looped["cards"]].count("training_loop") == 1
+    assert client.post("/api/validate", json=looped).json() == {"problems": []}
 
 
 def test_an_unknown_example_is_404_naming_the_examples(client):

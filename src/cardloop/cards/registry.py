@@ -18,6 +18,7 @@ BUILTIN_MODULES = (
     "cardloop.cards.data",
     "cardloop.cards.model",
     "cardloop.cards.training",
+    "cardloop.cards.training_loop",
     "cardloop.cards.evaluate",
 )
 

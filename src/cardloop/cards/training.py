@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Literal
 
@@ -176,14 +177,18 @@ def forward(config: ForwardConfig, model, batch_data) -> dict:
     device = model_device(model)
     if X.device != device:
         X = X.to(device)
+    return {"predictions": run_model(model, X), "model": model}
+
+
+def run_model(model, X):
+    """`model(X)`, with a model that cannot take the batch's width reported as the user's mistake it is."""
     try:
-        predictions = model(X)
+        return model(X)
     except RuntimeError as exc:
         if "cannot be multiplied" not in str(exc):
             raise
         raise CardError(f"the batch has {X.shape[-1]} features, which the model cannot take ({exc}); "
                         "set model_define's input_dim to the number of feature columns") from None
-    return {"predictions": predictions, "model": model}
 
 
 # --- training_loss ----------------------------------------------------------------------------------
@@ -206,21 +211,30 @@ class LossConfig(CardConfig):
     config=LossConfig,
 )
 def loss(config: LossConfig, predictions, batch_data) -> dict:
-    import torch.nn.functional as F
-
     y = batch_data.y
     if y.device != predictions.device:
         y = y.to(predictions.device)
+    check_targets(predictions, y)
+    value = loss_function(config.loss_type, config.huber_delta)(predictions, y)
+    return {"loss": value, "loss_value": value.item()}
+
+
+def loss_function(loss_type: str, huber_delta: float):
+    """The loss `loss_type` names, as a function of (predictions, targets)."""
+    import torch.nn.functional as F
+
+    if loss_type == "mse":
+        return F.mse_loss
+    if loss_type == "mae":
+        return F.l1_loss
+    return functools.partial(F.huber_loss, delta=huber_delta)
+
+
+def check_targets(predictions, y) -> None:
+    """Predictions and targets must have one shape: PyTorch's losses would broadcast them silently."""
     if predictions.shape != y.shape:
         raise CardError(f"predictions have shape {tuple(predictions.shape)} but targets have shape "
                         f"{tuple(y.shape)}; model_define's output_dim must equal the number of target columns")
-    if config.loss_type == "mse":
-        value = F.mse_loss(predictions, y)
-    elif config.loss_type == "mae":
-        value = F.l1_loss(predictions, y)
-    else:
-        value = F.huber_loss(predictions, y, delta=config.huber_delta)
-    return {"loss": value, "loss_value": value.item()}
 
 
 # --- training_backward ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from cardloop.engine.plan import Plan, PlannedCard
+from cardloop.engine.record_rows import metric_series
 
 EventKind = Literal["run_started", "started", "done", "cached", "failed", "run_finished"]
 
@@ -87,16 +88,23 @@ def listens(hooks: RunHooks, method: str) -> bool:
     return getattr(hooks, method) is not _ignore
 
 
-def recorded_metrics(pc: PlannedCard, recorded: dict[str, Any]) -> dict[str, float]:
-    """The metric outputs of a card served from the store, from its recorded outputs."""
-    found = {}
+def recorded_metric_rows(pc: PlannedCard, recorded: dict[str, Any]) -> list[tuple[str, float]]:
+    """The metric values of a card that ran elsewhere or is served from the store, from its recorded
+    outputs: (port, value) for a scalar, and for each step of a series, in order."""
+    rows = []
     for port in pc.card_type.outputs:
-        summary = (recorded.get(port.name) or {}).get("summary") if port.metric else None
-        if isinstance(summary, dict):  # a stored scalar's summary: {"value": x}
-            summary = summary.get("value")
-        if isinstance(summary, (int, float)):
-            found[port.name] = float(summary)
-    return found
+        if port.metric:
+            summary = (recorded.get(port.name) or {}).get("summary")
+            try:
+                rows.extend((port.name, value) for value in metric_series(summary))
+            except (TypeError, ValueError):  # a summary that holds no number (an older record's)
+                continue
+    return rows
+
+
+def recorded_metrics(pc: PlannedCard, recorded: dict[str, Any]) -> dict[str, float]:
+    """The metric outputs of such a card as progress events show them: a series by its last value."""
+    return dict(recorded_metric_rows(pc, recorded))
 
 
 class EventForwarder:
@@ -122,11 +130,18 @@ class EventForwarder:
         self._card_event("done", pc, seconds=seconds, metrics=self._metrics(pc, outputs))
 
     def _metrics(self, pc: PlannedCard, outputs: dict[str, Any]) -> dict[str, float]:
-        """The card's outputs marked `metric`, as floats."""
+        """The card's outputs marked `metric`, as floats (a series by its last value)."""
         names = self._metric_ports.get(pc.card.type)
         if names is None:
             names = self._metric_ports[pc.card.type] = tuple(p.name for p in pc.card_type.outputs if p.metric)
-        return {name: float(outputs[name]) for name in names if outputs.get(name) is not None}
+        found = {}
+        for name in names:
+            value = outputs.get(name)
+            if isinstance(value, (int, float)):
+                found[name] = float(value)
+            elif value is not None:
+                found.update((name, v) for v in metric_series(value)[-1:])
+        return found
 
     def card_cached(self, pc: PlannedCard, recorded: dict[str, Any]) -> None:
         self._card_event("cached", pc, metrics=recorded_metrics(pc, recorded))

@@ -10,8 +10,9 @@ Messages, in order:
 - ("cards", [(position, card_id, card_type, cache_key, states_seen, states_made, state_outputs), ...]): what
   does not change while a run goes on, sent once per run for the cards it executes, before their `done`s;
 - ("done", position, started_at, seconds, summaries): a card that ran here; `summaries` are the values of its
-  outputs of SUMMARY_KINDS, in port order (a table as {"rows", "columns"}). Only these four values cross
-  per card: the training loop's thread builds the message, and the writer pickles a batch of them at once;
+  `summarized` outputs, in port order (a table as {"rows", "columns"}, a metric series as {"values": [...]}).
+  Only these four values cross per card: the training loop's thread builds the message, and the writer
+  pickles a batch of them at once;
 - ("row", execution_row, metrics): a finished card_executions row and its [(metric, value)] pairs.
 """
 
@@ -26,6 +27,30 @@ from cardloop.store.records import RunRecords
 
 #: Output kinds recorded whole in the outputs column (a table by its shape): what `done` messages carry.
 SUMMARY_KINDS = (INFO, SCALAR, DATAFRAME)
+
+
+def summarized(kind: str, metric: bool) -> bool:
+    """Whether a `done` message carries this output port's summary: the SUMMARY_KINDS, and a metric of any
+    other kind that is not training state (a series, such as the loss of every step as a tensor)."""
+    return kind in SUMMARY_KINDS or (metric and kind not in STATE_KINDS)
+
+
+def metric_series(value: Any) -> list[float]:
+    """A metric output's values, one per step: a number is one; a 1-D tensor or a list is one per element;
+    a recorded summary holds them under "values" (a series) or "value" (a stored number)."""
+    if value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, dict):
+        if "values" in value:
+            return [float(v) for v in value["values"]]
+        return metric_series(value.get("value"))
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value]
+    return [float(value)]
 
 #: How a RowPlan part becomes JSON: "fixed" is complete; "summary" appends the value as JSON and "}";
 #: "raw" appends the value, already JSON text (an artifact's digest and summary), or a null digest.
@@ -68,7 +93,7 @@ def row_plan(ports: list[tuple[str, str, bool]], state_outputs: dict[str, str],
             parts.append((FIXED, head + f"null, \"state\": {json.dumps(state_outputs.get(name))}}}"))
         elif name in stored:
             parts.append((RAW, head))
-        elif kind in SUMMARY_KINDS:
+        elif summarized(kind, metric):
             if metric:
                 metrics.append((name, sum(how != FIXED for how, _ in parts)))
             parts.append((SUMMARY, head + "null, \"summary\": "))
@@ -104,8 +129,7 @@ class RowRenderer:
                 executions.append((self.run_id, card_id, position, card_type, "done", started_at, seconds, None, 0,
                                    cache_key, plan.render(values), seen, made))
                 for name, index in plan.metrics:
-                    if values[index] is not None:
-                        metrics.append(self._metric(card_id, name, values[index]))
+                    metrics.extend(self._metric(card_id, name, value) for value in metric_series(values[index]))
             elif message[0] == "row":
                 executions.append(message[1])
                 metrics.extend(self._metric(message[1][1], name, value) for name, value in message[2])

@@ -19,10 +19,18 @@ import time
 from collections import deque
 from typing import Any
 
-from cardloop.engine.events import recorded_metrics
+from cardloop.engine.events import recorded_metric_rows
 from cardloop.engine.persist import PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard
-from cardloop.engine.record_rows import SUMMARY_KINDS, RowRenderer, plain, row_plan, versions_json
+from cardloop.engine.record_rows import (
+    SUMMARY_KINDS,
+    RowRenderer,
+    metric_series,
+    plain,
+    row_plan,
+    summarized,
+    versions_json,
+)
 from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
 from cardloop.kinds import DATAFRAME
 from cardloop.store.artifacts import ArtifactStore
@@ -102,10 +110,10 @@ class RunRecorder:
             self.pending.append(("snapshots", self._snapshot(position)))
             if not self.every_state_change:
                 self.next_checkpoint = started + seconds + self.policy.checkpoint_seconds
-        names, tables = self._summaries.get(pc.card.type) or self._summary_ports(pc)
+        names, converters = self._summaries.get(pc.card.type) or self._summary_ports(pc)
         summaries = [outputs.get(name) for name in names] if names else ()
-        if tables:  # a table is recorded by its shape: the frame itself is not kept
-            summaries = [_table_summary(v) if table and v is not None else v for table, v in zip(tables, summaries)]
+        if converters:  # a table is recorded by its shape, a metric series by its values: neither is kept
+            summaries = [convert(v) if convert and v is not None else v for convert, v in zip(converters, summaries)]
         stored = self._stored_ports.get(position)
         if stored:
             self.pending.append(("stored_done", pc, started + self.epoch_offset, seconds, summaries,
@@ -113,10 +121,14 @@ class RunRecorder:
         else:
             self.pending.append(("done", position, started + self.epoch_offset, seconds, summaries))
 
-    def _summary_ports(self, pc: PlannedCard) -> tuple[tuple[str, ...], tuple[bool, ...]]:
-        ports = [p for p in pc.card_type.outputs if p.kind in SUMMARY_KINDS]
-        tables = tuple(p.kind == DATAFRAME for p in ports)
-        found = self._summaries[pc.card.type] = (tuple(p.name for p in ports), tables if any(tables) else ())
+    def _summary_ports(self, pc: PlannedCard) -> tuple[tuple[str, ...], tuple]:
+        """The card type's summarized ports, and how to turn each value into its summary (None: as it is;
+        () when every value is recorded as it is)."""
+        ports = [p for p in pc.card_type.outputs if summarized(p.kind, p.metric)]
+        converters = tuple(_table_summary if p.kind == DATAFRAME else _series_summary if p.kind not in SUMMARY_KINDS
+                           else None for p in ports)
+        found = self._summaries[pc.card.type] = (tuple(p.name for p in ports),
+                                                 converters if any(converters) else ())
         return found
 
     def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
@@ -191,11 +203,11 @@ class RunRecorder:
                         artifacts.append(self._artifact_row(output["digest"], output["kind"], output.pop("codec"),
                                                             output.pop("size"), pc.id, port))
                 messages.append(("row", self._execution_row(pc, "done", started_at, seconds, json.dumps(recorded)),
-                                 list(recorded_metrics(pc, recorded).items())))
+                                 recorded_metric_rows(pc, recorded)))
             elif item[0] == "cached":
                 _, pc, recorded, started_at = item
                 messages.append(("row", self._execution_row(pc, "cached", started_at, 0.0, json.dumps(recorded)),
-                                 list(recorded_metrics(pc, recorded).items())))
+                                 recorded_metric_rows(pc, recorded)))
             else:
                 _, pc, message, started_at, seconds = item
                 messages.append(("row", self._execution_row(pc, "failed", started_at, seconds, "{}", message), []))
@@ -213,14 +225,15 @@ class RunRecorder:
         plan = row_plan([(p.name, p.kind, p.metric) for p in card_type.outputs], pc.state_outputs, tuple(stored))
         values, metrics, summaries = [], [], iter(summaries)
         for port in card_type.outputs:
-            value = next(summaries) if port.kind in SUMMARY_KINDS else None
+            is_summarized = summarized(port.kind, port.metric)
+            value = next(summaries) if is_summarized else None
             if port.name in stored:
                 values.append(self._store_value(pc, port, stored[port.name], artifacts))
                 value = stored[port.name]
-            elif port.kind in SUMMARY_KINDS:
+            elif is_summarized:
                 values.append(value)
-            if port.metric and value is not None:
-                metrics.append((port.name, float(value)))
+            if port.metric:
+                metrics.extend((port.name, v) for v in metric_series(value))
         return ("row", self._execution_row(pc, "done", started_at, seconds, plan.render(values)), metrics)
 
     def _store_value(self, pc: PlannedCard, port: Any, value: Any, artifacts: list) -> str | None:
@@ -229,7 +242,10 @@ class RunRecorder:
             return None
         ref = self.store.save(port.kind, value, CodecContext())
         artifacts.append(self._artifact_row(ref.digest, ref.kind, ref.codec, ref.size, pc.id, port.name))
-        return f"\"{ref.digest}\", \"summary\": {json.dumps(ref.summary, default=plain)}}}"
+        summary = ref.summary
+        if port.metric and port.kind not in SUMMARY_KINDS:  # a series keeps its values, as a cached run replays them
+            summary = {**summary, "values": metric_series(value)}
+        return f"\"{ref.digest}\", \"summary\": {json.dumps(summary, default=plain)}}}"
 
     def _write_snapshots(self, snapshots: tuple[Snapshot, ...], artifacts: list) -> list[dict]:
         rows = []
@@ -270,6 +286,10 @@ class RunRecorder:
 
 def _table_summary(frame: Any) -> dict[str, Any]:
     return {"rows": len(frame), "columns": [str(c) for c in frame.columns]}
+
+
+def _series_summary(value: Any) -> dict[str, list[float]]:
+    return {"values": metric_series(value)}
 
 
 

@@ -14,6 +14,7 @@ import time
 import traceback
 from typing import Any
 
+from cardloop.engine.record_rows import metric_series
 from cardloop.engine.resolve import Schedule, StoredState, StoredValue
 from cardloop.kinds import DATAFRAME, INFO, SCALAR, STATE_KINDS
 
@@ -118,6 +119,8 @@ class Worker:
                 ref = self.artifacts.save(port.kind, value, CodecContext())
                 self.loader.remember(ref.digest, value)
                 summary = _plain(value) if port.kind in SUMMARIZED else _brief(port.kind, value, ref.summary)
+                if port.metric and port.kind not in SUMMARIZED:  # a series: its values, as the recorder keeps them
+                    summary = {**summary, "values": metric_series(value)}
                 written[port.name] = {"kind": port.kind, "digest": ref.digest, "summary": summary,
                                       "codec": ref.codec, "size": ref.size}
         return written

@@ -267,9 +267,10 @@ def _run(records, run_id: str):
 
 
 def _examples() -> dict:
-    from cardloop.examples import basic_training_loop
+    from cardloop.examples import basic_training_loop, training_loop
 
     return {
         "basic-training-loop": basic_training_loop(batches=45, batch_size=8, learning_rate=0.01),
         "one-batch": basic_training_loop(batches=1, batch_size=32, name="one-batch"),
+        "training-loop": training_loop(epochs=3, batch_size=8, learning_rate=0.01),
     }

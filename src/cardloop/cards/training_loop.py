@@ -1,0 +1,112 @@
+"""`training_loop`: the guide's "training loop wrapper card". One card runs what the Basic Training Loop
+spells out as six cards per batch (Prepare Batch, Zero Gradients, Forward Pass, Calculate Loss, Backward
+Pass, Optimizer Step), for a range of batches and a number of passes, with the same operations in the same
+order: its final weights equal the unrolled pipeline's bit for bit. It records every step's loss as the
+`loss_value` metric, but keeps no per-step outputs, so it costs what a hand-written loop costs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from cardloop.cards import training  # as a module: registering the built-in cards may import this one first
+from cardloop.cards.spec import CardConfig, Port, card
+from cardloop.errors import CardError
+from cardloop.kinds import DATAFRAME, INFO, MODEL, OPTIMIZER, TENSOR
+from cardloop.models import model_device
+from cardloop.values import OPTIMIZER_STEPS_ATTR as STEPS_ATTR
+
+
+class TrainingLoopConfig(CardConfig):
+    epochs: int = Field(default=1, ge=1, description="Passes over the batches.")
+    batch_size: int = Field(default=32, gt=0, description="Size of each batch (as Prepare Batch).")
+    start_batch: int = Field(default=0, ge=0, description="Index of the first batch of each pass.")
+    num_batches: int | None = Field(
+        default=None, ge=1, description="Batches per pass, from start_batch; empty: up to the frame's last batch.")
+    target_columns: list[str] | None = Field(
+        default=None, description="Override the target columns recorded by the data card.")
+    loss_type: Literal["mse", "mae", "huber"] = "mse"
+    huber_delta: float = Field(default=1.0, gt=0, description="Delta of the huber loss (PyTorch's default 1.0).")
+    gradient_clip: float = Field(default=0.0, ge=0, description="Clip the global gradient norm; 0 = no clipping.")
+    zero_grad: bool = Field(
+        default=True, description="Clear the gradients before each step; off, they accumulate across steps, "
+                                  "as in a pipeline without Zero Gradients cards.")
+
+
+@card(
+    "training_loop",
+    title="Training Loop",
+    category="training",
+    description="Prepare Batch, Zero Gradients, Forward Pass, Calculate Loss, Backward Pass and Optimizer Step "
+                "for every batch of the range, epochs times, in one card (the guide's loop wrapper).",
+    inputs=[Port("train_dataset", DATAFRAME, "Training dataset (DataFrame)."),
+            Port("model", MODEL, "Model to train."),
+            Port("optimizer", OPTIMIZER, "Optimizer bound to the model (from Initialize Optimizer).")],
+    outputs=[Port("model", MODEL, "Trained model.", state_of="model"),
+             Port("optimizer", OPTIMIZER, "Optimizer after the last step.", state_of="optimizer"),
+             Port("loss_value", TENSOR, "The loss of every step, in order (1-D float32); recorded as the "
+                                        "loss_value metric, one value per step.", metric=True),
+             Port("loop_info", INFO, "Steps, batches, first and last loss, learning rate, clipping.")],
+    config=TrainingLoopConfig,
+    mutates_state=True,
+)
+def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer) -> dict:
+    import torch
+
+    tensors = training.frame_tensors(train_dataset, config.target_columns)
+    batches = _batch_range(config, tensors.rows)
+    training.check_bound(optimizer, model)
+    device = model_device(model)
+    move = tensors.X.device != device
+    loss_of = training.loss_function(config.loss_type, config.huber_delta)
+    run_model, check_targets = training.run_model, training.check_targets
+    clip, zero_grad, size = config.gradient_clip, config.zero_grad, config.batch_size
+    parameters = list(model.parameters()) if clip > 0 else []
+    losses: list[float] = []
+    clipped, largest_norm = 0, 0.0
+    try:
+        for _ in range(config.epochs):
+            for index in batches:
+                batch = tensors.batch(index, size)
+                X, y = batch.X, batch.y
+                if move:
+                    X, y = X.to(device), y.to(device)
+                if zero_grad:
+                    optimizer.zero_grad(set_to_none=True)
+                predictions = run_model(model, X)
+                check_targets(predictions, y)
+                loss = loss_of(predictions, y)
+                losses.append(loss.item())
+                loss.backward()
+                if clip > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(parameters, clip).item()
+                    largest_norm = max(largest_norm, norm)
+                    clipped += norm > clip
+                optimizer.step()
+    finally:  # the steps taken count, as each Optimizer Step card counts its own
+        setattr(optimizer, STEPS_ATTR, getattr(optimizer, STEPS_ATTR, 0) + len(losses))
+    info = {"steps": len(losses), "epochs": config.epochs, "batches": [batches.start, batches.stop - 1],
+            "batch_size": size, "num_batches": -(-tensors.rows // size), "rows": tensors.rows,
+            "first_loss": losses[0], "last_loss": losses[-1],
+            "optimizer_steps": getattr(optimizer, STEPS_ATTR), "learning_rate": optimizer.param_groups[0]["lr"],
+            "gradient_clip": clip, "clipped_steps": clipped}
+    if clip > 0:
+        info["max_grad_norm"] = largest_norm
+    return {"model": model, "optimizer": optimizer, "loss_value": torch.tensor(losses, dtype=torch.float32),
+            "loop_info": info}
+
+
+def _batch_range(config: TrainingLoopConfig, rows: int) -> range:
+    """The batch indices of one pass; a range past the frame's end is the user's mistake, named."""
+    total = -(-rows // config.batch_size)
+    if config.start_batch >= total:
+        raise CardError(f"config field 'start_batch' is {config.start_batch}, but {rows} rows in batches of "
+                        f"{config.batch_size} make {total} batches (valid: 0 to {total - 1})")
+    stop = total if config.num_batches is None else config.start_batch + config.num_batches
+    if stop > total:
+        raise CardError(f"config field 'num_batches' is {config.num_batches}, but from batch {config.start_batch} "
+                        f"only {total - config.start_batch} of the {total} batches remain ({rows} rows in batches "
+                        f"of {config.batch_size}); valid: 1 to {total - config.start_batch}, or empty for all")
+    return range(config.start_batch, stop)

@@ -1,0 +1,129 @@
+"""training_loop: the Basic Training Loop's six cards per batch in one card, against PyTorch and against the
+unrolled pipeline."""
+
+import itertools
+
+import pandas as pd
+import pytest
+import torch
+
+import cardloop
+from cardloop.engine.events import CardEvent
+from cardloop.errors import CardFailed, PipelineInvalid
+from cardloop.examples import basic_training_loop, training_loop
+from cardloop.store.records import RunRecords
+from tests.oracle import LOSSES, OPTIMIZERS, assert_same_weights, build_mlp, hand_written_loop
+
+SHAPE = dict(batches=7, batch_size=16, layers=[16, 16])
+COMBINATIONS = list(itertools.product(["adam", "sgd", "rmsprop"], ["mse", "mae", "huber"], [0.0, 0.5]))
+
+
+def loop_pipeline(csv_path, **options):
+    return training_loop(path=str(csv_path), input_dim=4, prepare=False, **{**SHAPE, **options})
+
+
+def unrolled_pipeline(csv_path, **options):
+    return basic_training_loop(path=str(csv_path), input_dim=4, prepare=False, **{**SHAPE, **options})
+
+
+@pytest.mark.parametrize("optimizer_type, loss_type, gradient_clip", COMBINATIONS)
+def test_final_weights_are_bit_identical_to_the_hand_written_loop(regression_csv, store, optimizer_type,
+                                                                 loss_type, gradient_clip):
+    options = dict(optimizer_type=optimizer_type, loss_type=loss_type, gradient_clip=gradient_clip,
+                   learning_rate=0.01, weight_decay=0.001)
+    result = cardloop.run(loop_pipeline(regression_csv, **options), store=store)
+    assert result.status == "succeeded"
+    assert_same_weights(result.outputs["loop"]["model"], hand_written_loop(regression_csv, **SHAPE, **options))
+
+
+def test_it_trains_exactly_as_the_unrolled_pipeline(regression_csv, store):
+    options = dict(optimizer_type="adam", loss_type="huber", gradient_clip=0.5, learning_rate=0.01)
+    looped = cardloop.run(loop_pipeline(regression_csv, **options), store=store / "a")
+    unrolled = cardloop.run(unrolled_pipeline(regression_csv, **options), store=store / "b")
+    assert looped.metrics("loss_value") == unrolled.metrics("loss_value")
+    assert_same_weights(looped.outputs["loop"]["model"], unrolled.outputs["step6"]["model"])
+    mine, theirs = looped.outputs["loop"]["optimizer"], unrolled.outputs["step6"]["optimizer"]
+    for a, b in zip(mine.state.values(), theirs.state.values()):
+        assert all(torch.equal(a[key], b[key]) for key in ("exp_avg", "exp_avg_sq", "step"))
+    info = looped.outputs["loop"]["loop_info"]
+    assert info["optimizer_steps"] == unrolled.outputs["step6"]["step_info"]["step"] == 7
+    assert info["clipped_steps"] == sum(unrolled.outputs[f"step{i}"]["step_info"]["clipped"] for i in range(7))
+
+
+def test_without_zero_grad_gradients_accumulate_as_in_the_unrolled_pipeline(regression_csv, store):
+    result = cardloop.run(loop_pipeline(regression_csv, zero_grad=False, learning_rate=0.01), store=store)
+    assert_same_weights(result.outputs["loop"]["model"],
+                        hand_written_loop(regression_csv, zero_grad=False, learning_rate=0.01, **SHAPE))
+
+
+def test_epochs_pass_over_the_batch_range_again_and_start_batch_picks_it(regression_csv, store):
+    p = loop_pipeline(regression_csv, batches=3, epochs=2, learning_rate=0.01)
+    p.card("loop").config["start_batch"] = 2
+    result = cardloop.run(p, store=store)
+    frame = pd.read_csv(regression_csv)
+    X = torch.tensor(frame.drop(columns="target").values, dtype=torch.float32)
+    y = torch.tensor(frame[["target"]].values, dtype=torch.float32)
+    model = build_mlp(4, SHAPE["layers"])
+    optimizer = OPTIMIZERS["adam"](model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(2):
+        for index in (2, 3, 4):
+            optimizer.zero_grad()
+            loss = LOSSES["mse"](model(X[index * 16:(index + 1) * 16]), y[index * 16:(index + 1) * 16])
+            losses.append(loss.item())
+            loss.backward()
+            optimizer.step()
+    assert_same_weights(result.outputs["loop"]["model"], model)
+    assert result.metrics("loss_value") == losses
+    info = result.outputs["loop"]["loop_info"]
+    assert (info["steps"], info["epochs"], info["batches"], info["num_batches"]) == (6, 2, [2, 4], 7)
+    assert (info["first_loss"], info["last_loss"]) == (losses[0], losses[-1])
+
+
+def test_every_step_s_loss_is_a_metric_in_the_run_records_and_the_events(regression_csv, store):
+    events: list[CardEvent] = []
+    result = cardloop.run(loop_pipeline(regression_csv), store=store, progress=events.append)
+    losses = result.outputs["loop"]["loss_value"]
+    assert losses.dtype == torch.float32 and losses.shape == (7,)
+    with RunRecords(store / "runs.sqlite") as records:
+        recorded = records.metrics(result.run_id, "loss_value")
+    assert [m.value for m in recorded] == losses.tolist() == result.metrics("loss_value")
+    done = next(e for e in events if e.kind == "done" and e.card_id == "loop")
+    assert done.metrics == {"loss_value": losses[-1].item()}
+
+
+def test_a_cached_loop_replays_its_losses_and_the_process_executor_matches(regression_csv, store):
+    first = cardloop.run(loop_pipeline(regression_csv), store=store)
+    again = cardloop.run(loop_pipeline(regression_csv), store=store)
+    assert again.cached == ["data", "model", "opt", "loop"]
+    with RunRecords(store / "runs.sqlite") as records:
+        replayed = [m.value for m in records.metrics(again.run_id, "loss_value")]
+    assert replayed == first.metrics("loss_value") == again.metrics("loss_value")
+    worker = cardloop.run(loop_pipeline(regression_csv), store=store / "process", executor="process")
+    assert worker.metrics("loss_value") == first.metrics("loss_value")
+    assert_same_weights(worker.outputs["loop"]["model"], first.outputs["loop"]["model"])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("start_batch", 7, r"'start_batch' is 7, but 100 rows in batches of 16 make 7 batches \(valid: 0 to 6\)"),
+    ("num_batches", 8, r"'num_batches' is 8, but from batch 0 only 7 of the 7 batches remain .*valid: 1 to 7"),
+])
+def test_a_batch_range_past_the_end_names_the_card_and_the_field(regression_csv, store, field, value, message):
+    p = loop_pipeline(regression_csv)
+    p.card("loop").config[field] = value
+    with pytest.raises(CardFailed, match=r"card 'loop' \(training_loop\) failed.*" + message):
+        cardloop.run(p, store=store)
+
+
+def test_a_model_of_the_wrong_width_is_the_user_s_mistake_named(regression_csv, store):
+    p = loop_pipeline(regression_csv)
+    p.card("model").config["input_dim"] = 3
+    with pytest.raises(CardFailed, match=r"card 'loop'.*the batch has 4 features.*set model_define's input_dim"):
+        cardloop.run(p, store=store)
+
+
+def test_bad_config_is_refused_before_anything_runs(regression_csv, store):
+    p = loop_pipeline(regression_csv, epochs=0)
+    with pytest.raises(PipelineInvalid, match=r"card 'loop'.*epochs"):
+        cardloop.run(p, store=store)
+    assert not (store / "runs.sqlite").exists()
