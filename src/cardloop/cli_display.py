@@ -39,14 +39,21 @@ class RunProgress:
             self.task = self.progress.add_task(f"run {event.run_id}", total=event.total, loss="")
         elif event.kind == "started":
             self.progress.update(self.task, description=f"{event.card_id} ({event.card_type})")
+        elif event.kind == "progress":
+            self._note_loss(event.metrics)
+            self.progress.update(self.task, loss=self.loss, description=f"{event.card_id} ({event.card_type}) "
+                                                                        f"step {event.step}/{event.steps}")
         elif event.kind in ("done", "cached"):
             self.last_done = f"card '{event.card_id}'"
-            for name, value in event.metrics.items():
-                if "loss" in name:
-                    self.loss = f"loss {value:.4g}"
+            self._note_loss(event.metrics)
             self.progress.update(self.task, advance=1, loss=self.loss)
         elif event.kind == "run_finished":
             self.progress.update(self.task, description=f"run {event.run_id}: {event.status}")
+
+    def _note_loss(self, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            if "loss" in name:
+                self.loss = f"loss {value:.4g}"
 
 
 def print_run_summary(console: Console, result: Any) -> None:

@@ -92,6 +92,24 @@ def test_every_step_s_loss_is_a_metric_in_the_run_records_and_the_events(regress
     assert done.metrics == {"loss_value": losses[-1].item()}
 
 
+def test_while_it_runs_it_reports_its_step_and_latest_loss(regression_csv, store, monkeypatch):
+    from cardloop.cards import training_loop as module
+
+    events: list[CardEvent] = []
+    cardloop.run(loop_pipeline(regression_csv), store=store / "a", progress=events.append)
+    first = [e for e in events if e.kind == "progress"][0]  # the first step always reports
+    assert (first.card_id, first.card_type, first.step, first.steps) == ("loop", "training_loop", 1, 7)
+
+    monkeypatch.setattr(module, "REPORT_SECONDS", 0.0)  # then every step
+    events.clear()
+    result = cardloop.run(loop_pipeline(regression_csv, epochs=2), store=store / "b", progress=events.append)
+    progress = [e for e in events if e.kind == "progress"]
+    assert [(e.step, e.steps) for e in progress] == [(step, 14) for step in range(1, 15)]
+    assert [e.metrics["loss_value"] for e in progress] == result.metrics("loss_value")
+    kinds = [e.kind for e in events if e.card_id == "loop"]
+    assert kinds == ["started"] + ["progress"] * 14 + ["done"]
+
+
 def test_a_cached_loop_replays_its_losses_and_the_process_executor_matches(regression_csv, store):
     first = cardloop.run(loop_pipeline(regression_csv), store=store)
     again = cardloop.run(loop_pipeline(regression_csv), store=store)

@@ -25,6 +25,18 @@ describe('reduceEvents', () => {
     expect(end.log.filter((l) => l.text.startsWith('run failed')).length).toBe(1);
   });
 
+  it('draws a long card\'s progress reports on the loss curve', () => {
+    const s = reduceEvents(base, [
+      { kind: 'started', card_id: 'a' },
+      { kind: 'progress', card_id: 'a', step: 1, steps: 90, metrics: { loss_value: 0.9 } },
+      { kind: 'progress', card_id: 'a', step: 40, steps: 90, metrics: { loss_value: 0.4 } },
+    ]);
+    expect(s.current).toBe('a');
+    expect(s.cards.a.status).toBe('running');
+    expect(s.loss).toEqual([{ step: 0, value: 0.9, card: 'a' }, { step: 1, value: 0.4, card: 'a' }]);
+    expect(s.finished).toBe(0);
+  });
+
   it('takes statuses from a snapshot, and forgets cards that never ran when a run is cancelled', () => {
     const s = reduceEvents(base, [
       { kind: 'snapshot', run: { run_id: 'r1', name: 'p', status: 'running', cards: [{ card_id: 'a', status: 'cached' }] } },

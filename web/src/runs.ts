@@ -64,7 +64,7 @@ let logId = 1;
 let socket: WebSocket | null = null;
 
 export interface RunEvent {
-  kind: 'snapshot' | 'run_started' | 'started' | 'done' | 'cached' | 'failed' | 'run_finished' | 'closed';
+  kind: 'snapshot' | 'run_started' | 'started' | 'progress' | 'done' | 'cached' | 'failed' | 'run_finished' | 'closed';
   run_id?: string;
   total?: number;
   card_id?: string;
@@ -74,6 +74,9 @@ export interface RunEvent {
   metrics?: Record<string, number>;
   error?: string | null;
   status?: string;
+  /** A progress event's step of how many (a long card's own steps, such as a training loop's). */
+  step?: number;
+  steps?: number;
   run?: RunDetail;
 }
 
@@ -136,6 +139,14 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         current = event.card_id;
         setCard(event.card_id, { status: 'running' });
         break;
+      case 'progress': {
+        // a long card (a training loop) reports its latest loss while it runs: a point of the live curve
+        if (!event.card_id) break;
+        current = event.card_id;
+        const value = event.metrics?.loss_value;
+        if (typeof value === 'number') newLoss.push({ step: loss.length + newLoss.length, value, card: event.card_id });
+        break;
+      }
       case 'done':
       case 'cached':
       case 'failed': {

@@ -62,13 +62,17 @@ class Port:
 
 @dataclass(frozen=True)
 class CardContext:
-    """What a running card may know about itself: its id and where its inputs came from."""
+    """What a running card may know about itself: its id and where its inputs came from; and, for a card
+    that runs long, where to report its progress."""
 
     card_id: str
     card_type: str
     sources: Mapping[str, str] = field(default_factory=dict)
     #: for each input port, the (card id, card type) of the cards above this one that read the same value
     earlier_readers: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    #: `report(step, steps, metrics)`: how far a long card has come (a progress bar shows it); None when
+    #: nothing listens, so a card checks before it reports
+    report: Callable[[int, int, dict[str, float]], None] | None = None
 
     def source(self, port: str) -> str:
         """The `card.port` that feeds input `port` (empty if unconnected)."""

@@ -2,7 +2,8 @@
 spells out as six cards per batch (Prepare Batch, Zero Gradients, Forward Pass, Calculate Loss, Backward
 Pass, Optimizer Step), for a range of batches and a number of passes, with the same operations in the same
 order: its final weights equal the unrolled pipeline's bit for bit. It records every step's loss as the
-`loss_value` metric, but keeps no per-step outputs, so it costs what a hand-written loop costs.
+`loss_value` metric, but keeps no per-step outputs, so it costs what a hand-written loop costs. While it runs
+it reports its step and latest loss to the progress bar, at most every REPORT_SECONDS.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from typing import Literal
 from pydantic import Field
 
 from cardloop.cards import training  # as a module: registering the built-in cards may import this one first
-from cardloop.cards.spec import CardConfig, Port, card
+from cardloop.cards.spec import CardConfig, CardContext, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import DATAFRAME, INFO, MODEL, OPTIMIZER, TENSOR
 from cardloop.models import model_device
 from cardloop.values import OPTIMIZER_STEPS_ATTR as STEPS_ATTR
+
+
+#: How often the loop reports its step and latest loss to a progress bar (its context's `report`), at most.
+REPORT_SECONDS = 0.2
 
 
 class TrainingLoopConfig(CardConfig):
@@ -52,7 +57,9 @@ class TrainingLoopConfig(CardConfig):
     config=TrainingLoopConfig,
     mutates_state=True,
 )
-def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer) -> dict:
+def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, ctx: CardContext) -> dict:
+    import time
+
     import torch
 
     tensors = training.frame_tensors(train_dataset, config.target_columns)
@@ -66,6 +73,8 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer) -
     parameters = list(model.parameters()) if clip > 0 else []
     losses: list[float] = []
     clipped, largest_norm = 0, 0.0
+    report, steps, clock = ctx.report, config.epochs * len(batches), time.perf_counter
+    next_report = clock() if report is not None else float("inf")  # the first step reports, then every REPORT_SECONDS
     try:
         for _ in range(config.epochs):
             for index in batches:
@@ -85,6 +94,9 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer) -
                     largest_norm = max(largest_norm, norm)
                     clipped += norm > clip
                 optimizer.step()
+                if report is not None and next_report <= clock():
+                    report(len(losses), steps, {"loss_value": losses[-1]})
+                    next_report = clock() + REPORT_SECONDS
     finally:  # the steps taken count, as each Optimizer Step card counts its own
         setattr(optimizer, STEPS_ATTR, getattr(optimizer, STEPS_ATTR, 0) + len(losses))
     info = {"steps": len(losses), "epochs": config.epochs, "batches": [batches.start, batches.stop - 1],

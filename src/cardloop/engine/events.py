@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.record_rows import metric_series
 
-EventKind = Literal["run_started", "started", "done", "cached", "failed", "run_finished"]
+EventKind = Literal["run_started", "started", "progress", "done", "cached", "failed", "run_finished"]
 
 
 @dataclass(slots=True)
@@ -30,13 +30,16 @@ class CardEvent:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     status: str | None = None
+    #: a `progress` event's step of how many (a long card's own steps, such as a training loop's)
+    step: int | None = None
+    steps: int | None = None
 
 
 class RunHooks:
     """Fan-out of run events to listeners; a listener implements only the methods it needs."""
 
-    METHODS = ("run_started", "card_started", "card_done", "card_stored", "card_cached", "card_failed",
-               "run_finished")
+    METHODS = ("run_started", "card_started", "card_progress", "card_done", "card_stored", "card_cached",
+               "card_failed", "run_finished")
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:
@@ -54,6 +57,11 @@ class RunHooks:
     def card_started(self, pc: PlannedCard) -> None:
         for call in self._card_started:
             call(pc)
+
+    def card_progress(self, pc: PlannedCard, step: int, steps: int, metrics: dict[str, float]) -> None:
+        """A running card reported how far it has come (through its context's `report`)."""
+        for call in self._card_progress:
+            call(pc, step, steps, metrics)
 
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
         for call in self._card_done:
@@ -125,6 +133,9 @@ class EventForwarder:
 
     def card_started(self, pc: PlannedCard) -> None:
         self._card_event("started", pc)
+
+    def card_progress(self, pc: PlannedCard, step: int, steps: int, metrics: dict[str, float]) -> None:
+        self._card_event("progress", pc, metrics=dict(metrics), step=step, steps=steps)
 
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
         self._card_event("done", pc, seconds=seconds, metrics=self._metrics(pc, outputs))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
-from typing import Any
+from typing import Any, Callable
 
 from cardloop.engine.events import RunHooks, listens
 from cardloop.engine.plan import Plan, PlannedCard
@@ -43,7 +45,8 @@ class LocalExecutor:
         started_hook = hooks.card_started if listens(hooks, "card_started") else None
         done_hook = hooks.card_done
         loading = set() if schedule is None else _positions_with_loads(schedule)
-        for pc, run, fixed, inputs, outputs_at in [_prepared(plan, pc) for pc in running]:
+        progress = hooks.card_progress if listens(hooks, "card_progress") else None
+        for pc, run, fixed, inputs, outputs_at in [_prepared(plan, pc, progress) for pc in running]:
             if pc.position in loading:
                 _load_inputs(plan, pc, schedule, loader, slots)
             kwargs = fixed.copy()
@@ -88,14 +91,16 @@ def _load_inputs(plan: Plan, pc: PlannedCard, schedule: Schedule, loader: Any, s
             slots[binding.slot] = loader.value(stored)
 
 
-def _prepared(plan: Plan, pc: PlannedCard) -> tuple:
+def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None) -> tuple:
     """What the loop needs of a card, looked up once per run: its run function; the arguments that do not
-    change (config, context, None for each optional input left unconnected); its (port, slot) pairs."""
+    change (config, context, None for each optional input left unconnected); its (port, slot) pairs. The
+    context's `report` goes to the `progress` hook, when one listens."""
     bound = {b.port for b in pc.bindings}
     fixed: dict[str, Any] = {p.name: None for p in pc.card_type.inputs if p.name not in bound}
     fixed["config"] = pc.config
     if pc.card_type.wants_context:
-        fixed["ctx"] = plan.context(pc)
+        ctx = plan.context(pc)
+        fixed["ctx"] = ctx if progress is None else dataclasses.replace(ctx, report=functools.partial(progress, pc))
     inputs = tuple((b.port, b.slot) for b in pc.bindings)
     return pc, pc.card_type.run, fixed, inputs, tuple(pc.output_slots.items())
 
