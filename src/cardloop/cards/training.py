@@ -40,13 +40,9 @@ class FrameTensors:
     tensors are rebuilt from the frame, so that a batch never differs from the frame's rows."""
 
     def __init__(self, frame, override: list[str] | None):
-        import numpy as np
-        import torch
-
         self.features, self.targets = split_columns(frame, override)
         check_numeric(frame, self.features + self.targets, "the dataset")
-        self.X = torch.from_numpy(np.array(frame[self.features].to_numpy(dtype=np.float32), order="C")).clone()
-        self.y = torch.from_numpy(np.array(frame[self.targets].to_numpy(dtype=np.float32), order="C")).clone()
+        self.X, self.y = (_float32_rows(frame, columns) for columns in (self.features, self.targets))
         self.rows = self.X.shape[0]
         self.versions = (self.X._version, self.y._version)
         self._batches: dict[int, tuple[list[tuple], bool]] = {}  # by batch size: views, aligned
@@ -71,6 +67,16 @@ class FrameTensors:
         # a copy when unaligned, or when a card made the shared view require grad or swapped its data
         start = index * size
         return Batch(self.X[start:start + size].clone(), self.y[start:start + size].clone())
+
+
+def _float32_rows(frame, columns: list[str]):
+    """The columns as a row-major float32 tensor from torch's allocator, written in one copy."""
+    import numpy as np
+    import torch
+
+    tensor = torch.empty((len(frame), len(columns)), dtype=torch.float32)
+    np.copyto(tensor.numpy(), frame[columns].to_numpy(dtype=np.float32))
+    return tensor
 
 
 def frame_tensors(frame, override: list[str] | None) -> FrameTensors:
