@@ -17,6 +17,7 @@ import gc
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -331,14 +332,15 @@ def report(rows: list[Row], parts: list[tuple], m: dict, reps: int) -> str:
              f"date: {m['date']}; load average at start {m['load']}",
              f"best of {reps} alternated hand/pipeline pairs per row; batch {BATCH_SIZE}; Adam lr {LEARNING_RATE}",
              "", "Throughput (loop: first prepare-batch started .. last optimizer-step done):", "",
-             "| model | threads | pipeline | policy | steps | hand steps/s | loop steps/s | ratio | per-pair ratios "
-             "| other procs (cores) |", "|---|---:|---|---|---:|---:|---:|---:|---|---:|"]
+             "| model | threads | pipeline | policy | steps | hand steps/s | loop steps/s | ratio | median pair "
+             "| per-pair ratios | other procs (cores) |", "|---|---:|---|---|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
-        pairs = ", ".join(f"{h / p.loop:.3f}" for h, p in zip(r.hand_s, r.runs))
+        ratios = [h / p.loop for h, p in zip(r.hand_s, r.runs)]
         others = max((o for o in r.other_cores if o is not None), default=None)
         hand, loop, ratio = r.rates()
         lines.append(f"| {r.model} | {r.threads} | {r.shape} | {r.policy} | {r.steps} | {hand:.1f} | {loop:.1f} | "
-                     f"**{ratio:.3f}** | {pairs} | {fmt(others, '.2f')} |")
+                     f"**{ratio:.3f}** | {statistics.median(ratios):.3f} | {', '.join(f'{x:.3f}' for x in ratios)} | "
+                     f"{fmt(others, '.2f')} |")
     for shape in (UNROLLED, LOOPED):
         worst = min((r.rates()[2] for r in rows if r.policy == "checkpoint" and r.shape == shape), default=None)
         if worst is not None:

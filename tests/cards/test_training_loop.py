@@ -1,7 +1,6 @@
 """training_loop: the Basic Training Loop's six cards per batch in one card, against PyTorch and against the
-unrolled pipeline."""
-
-import itertools
+unrolled pipeline (tests/engine/test_oracle.py compares both with the hand-written loop for every optimizer,
+loss and clipping setting)."""
 
 import pandas as pd
 import pytest
@@ -10,30 +9,17 @@ import torch
 import cardloop
 from cardloop.engine.events import CardEvent
 from cardloop.errors import CardFailed, PipelineInvalid
-from cardloop.examples import basic_training_loop, training_loop
 from cardloop.store.records import RunRecords
+from tests.engine.test_oracle import SHAPE, card_pipeline
 from tests.oracle import LOSSES, OPTIMIZERS, assert_same_weights, build_mlp, hand_written_loop
-
-SHAPE = dict(batches=7, batch_size=16, layers=[16, 16])
-COMBINATIONS = list(itertools.product(["adam", "sgd", "rmsprop"], ["mse", "mae", "huber"], [0.0, 0.5]))
 
 
 def loop_pipeline(csv_path, **options):
-    return training_loop(path=str(csv_path), input_dim=4, prepare=False, **{**SHAPE, **options})
+    return card_pipeline(csv_path, "loop card", **options)
 
 
 def unrolled_pipeline(csv_path, **options):
-    return basic_training_loop(path=str(csv_path), input_dim=4, prepare=False, **{**SHAPE, **options})
-
-
-@pytest.mark.parametrize("optimizer_type, loss_type, gradient_clip", COMBINATIONS)
-def test_final_weights_are_bit_identical_to_the_hand_written_loop(regression_csv, store, optimizer_type,
-                                                                 loss_type, gradient_clip):
-    options = dict(optimizer_type=optimizer_type, loss_type=loss_type, gradient_clip=gradient_clip,
-                   learning_rate=0.01, weight_decay=0.001)
-    result = cardloop.run(loop_pipeline(regression_csv, **options), store=store)
-    assert result.status == "succeeded"
-    assert_same_weights(result.outputs["loop"]["model"], hand_written_loop(regression_csv, **SHAPE, **options))
+    return card_pipeline(csv_path, "unrolled", **options)
 
 
 def test_it_trains_exactly_as_the_unrolled_pipeline(regression_csv, store):

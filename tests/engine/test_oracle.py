@@ -1,4 +1,5 @@
-"""The oracle: the Basic Training Loop as cards trains exactly like the hand-written PyTorch loop."""
+"""The oracle: the Basic Training Loop as cards (six per batch, or in one training_loop card) trains exactly like
+the hand-written PyTorch loop."""
 
 import itertools
 
@@ -6,26 +7,30 @@ import pytest
 import torch
 
 import cardloop
-from cardloop.examples import basic_training_loop
+from cardloop.examples import basic_training_loop, training_loop
 from tests.oracle import assert_same_weights, hand_written_loop
 
 SHAPE = dict(batches=7, batch_size=16, layers=[16, 16])
 COMBINATIONS = list(itertools.product(["adam", "sgd", "rmsprop"], ["mse", "mae", "huber"], [0.0, 0.5]))
+#: the guide's six cards per batch, and the same steps in one training_loop card: (builder, last card)
+SHAPES = {"unrolled": (basic_training_loop, "step6"), "loop card": (training_loop, "loop")}
 
 
-def card_pipeline(csv_path, **options):
-    return basic_training_loop(path=str(csv_path), input_dim=4, prepare=False, **{**SHAPE, **options})
+def card_pipeline(csv_path, shape: str = "unrolled", **options):
+    build, _ = SHAPES[shape]
+    return build(path=str(csv_path), input_dim=4, prepare=False, **{**SHAPE, **options})
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("optimizer_type, loss_type, gradient_clip", COMBINATIONS)
 def test_final_weights_are_bit_identical_to_the_hand_written_loop(regression_csv, store, optimizer_type,
-                                                                 loss_type, gradient_clip):
+                                                                 loss_type, gradient_clip, shape):
     options = dict(optimizer_type=optimizer_type, loss_type=loss_type, gradient_clip=gradient_clip,
                    learning_rate=0.01, weight_decay=0.001)
-    result = cardloop.run(card_pipeline(regression_csv, **options), store=store, threads=1)
+    result = cardloop.run(card_pipeline(regression_csv, shape, **options), store=store, threads=1)
     expected = hand_written_loop(regression_csv, **SHAPE, **options)
     assert result.status == "succeeded"
-    assert_same_weights(result.outputs["step6"]["model"], expected)
+    assert_same_weights(result.outputs[SHAPES[shape][1]]["model"], expected)
 
 
 @pytest.mark.parametrize("persist", ["checkpoint", "all"])
