@@ -131,3 +131,26 @@ def test_bad_config_is_refused_before_anything_runs(regression_csv, store):
     with pytest.raises(PipelineInvalid, match=r"card 'loop'.*epochs"):
         cardloop.run(p, store=store)
     assert not (store / "runs.sqlite").exists()
+
+
+def test_a_loop_card_that_ends_past_a_checkpoint_is_a_resume_point(regression_csv, store):
+    """Checkpoints fall after the state-changing card that ends past their time: one loop card per stretch
+    of training gives a long training resume points (here the first loop runs longer than checkpoint_seconds)."""
+    def two_loops(second_loss: str):
+        p = card_pipeline(regression_csv, "loop card", epochs=500, learning_rate=0.001)
+        p.add("training_loop", "loop2", train_dataset=p.card("data")["dataset"], model=p.card("loop")["model"],
+              optimizer=p.card("loop")["optimizer"], batch_size=16, loss_type=second_loss)
+        return p
+
+    # first, without checkpoints, what the changed pipeline gives (and torch.optim imported, so that the
+    # cards before the first loop take far less than checkpoint_seconds)
+    fresh = cardloop.run(two_loops("huber"), store=store / "fresh")
+    first = cardloop.run(two_loops("mse"), store=store, checkpoint_seconds=0.2)
+    assert first.outputs["loop"]["loop_info"]["steps"] == 3500
+    with RunRecords(store / "runs.sqlite") as records:
+        executions = {e.card_id: e for e in records.card_executions(first.run_id)}
+        assert executions["loop"].seconds > 0.2 and executions["opt"].seconds < 0.1
+        assert [s.card_id for s in records.state_snapshots(first.run_id)] == ["loop", "loop2"]
+    changed = cardloop.run(two_loops("huber"), store=store, checkpoint_seconds=0.2)
+    assert changed.executed == ["data", "loop2"] and "loop" in changed.cached  # a table is re-read, not stored
+    assert_same_weights(changed.outputs["loop2"]["model"], fresh.outputs["loop2"]["model"])

@@ -56,7 +56,8 @@ class RunRecorder:
         self._summaries: dict[str, tuple] = {}  # by card type: its summary ports, and which are tables (or ())
         self._stored_ports = self._outputs_to_store(plan, policy)
         self.last_position: int | None = None
-        # a checkpoint is due when a state-changing card starts at or after this perf_counter reading
+        # a checkpoint is due after a state-changing card that ends at or after this perf_counter reading (its
+        # end, not its start: a long card, such as a training loop, that ends past it leaves a checkpoint)
         self.next_checkpoint = float("-inf") if self.every_state_change else \
             time.perf_counter() + policy.checkpoint_seconds
         self.pending: deque[tuple] = deque()  # append and popleft are atomic: no lock on the hot path
@@ -106,7 +107,7 @@ class RunRecorder:
 
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
         position = self.last_position = pc.position
-        if started >= self.next_checkpoint and pc.states_made:
+        if started + seconds >= self.next_checkpoint and pc.states_made:
             self.pending.append(("snapshots", self._snapshot(position)))
             if not self.every_state_change:
                 self.next_checkpoint = started + seconds + self.policy.checkpoint_seconds
