@@ -32,7 +32,7 @@ describe('reduceEvents', () => {
       { kind: 'progress', card_id: 'a', step: 40, steps: 90, metrics: { loss_value: 0.4 } },
     ]);
     expect(s.current).toBe('a');
-    expect(s.cards.a.status).toBe('running');
+    expect(s.cards.a).toEqual({ status: 'running', progress: 'step 40 of 90, loss 0.4000' });
     expect(s.loss).toEqual([{ step: 0, value: 0.9, card: 'a' }, { step: 1, value: 0.4, card: 'a' }]);
     expect(s.finished).toBe(0);
   });

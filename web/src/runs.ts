@@ -12,6 +12,8 @@ export interface CardRun {
   status: CardRunStatus;
   error?: string;
   seconds?: number;
+  /** How far a long running card has come: "step 40 of 90", from its progress reports. */
+  progress?: string;
 }
 
 export interface LogEntry {
@@ -144,6 +146,11 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         if (!event.card_id) break;
         current = event.card_id;
         const value = event.metrics?.loss_value;
+        const step = event.step !== undefined ? `step ${event.step} of ${event.steps ?? '?'}` : undefined;
+        setCard(event.card_id, {
+          status: 'running',
+          progress: [step, typeof value === 'number' ? `loss ${value.toPrecision(4)}` : undefined].filter(Boolean).join(', '),
+        });
         if (typeof value === 'number') newLoss.push({ step: loss.length + newLoss.length, value, card: event.card_id });
         break;
       }

@@ -49,7 +49,11 @@ export function useCardView(id: string): CardView {
   const run = useStore(runs, (s) => s.cards[id]);
   const reasons = a.unconfigured ?? [];
   const light: CardLight = reasons.length ? 'unconfigured' : run?.status ?? 'ready';
-  const reason = light === 'unconfigured' ? reasons.join('\n') : light === 'failed' ? run?.error ?? 'failed' : '';
+  const reason =
+    light === 'unconfigured' ? reasons.join('\n')
+    : light === 'failed' ? run?.error ?? 'failed'
+    : light === 'running' ? run?.progress ?? ''
+    : '';
   const problems = a.problems ?? [];
   return {
     index: a.index,
