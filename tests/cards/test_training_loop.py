@@ -96,6 +96,17 @@ def test_while_it_runs_it_reports_its_step_and_latest_loss(regression_csv, store
     assert kinds == ["started"] + ["progress"] * 14 + ["done"]
 
 
+def test_under_the_process_executor_the_worker_relays_its_progress(regression_csv, store):
+    events: list[CardEvent] = []
+    result = cardloop.run(loop_pipeline(regression_csv), store=store, executor="process", progress=events.append)
+    progress = [e for e in events if e.kind == "progress"]
+    assert progress and all(e.card_id == "loop" and e.steps == 7 for e in progress)
+    assert progress[0].step == 1  # the first step always reports
+    assert progress[0].metrics["loss_value"] == result.metrics("loss_value")[0]
+    kinds = [e.kind for e in events if e.card_id == "loop"]
+    assert kinds[0] == "started" and kinds[-1] == "done" and set(kinds[1:-1]) == {"progress"}
+
+
 def test_a_cached_loop_replays_its_losses_and_the_process_executor_matches(regression_csv, store):
     first = cardloop.run(loop_pipeline(regression_csv), store=store)
     again = cardloop.run(loop_pipeline(regression_csv), store=store)

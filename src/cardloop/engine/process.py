@@ -9,6 +9,7 @@ run, what the worker must load and which cards it must recompute first (the line
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import json
 import socket
@@ -17,9 +18,9 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from cardloop.engine.events import RunHooks
+from cardloop.engine.events import RunHooks, listens
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import Schedule, StoredState, StoredValue, schedule
 from cardloop.engine.stored import SUMMARIZED_KINDS
@@ -39,13 +40,20 @@ class WorkerProcess:
         self.connection = Connection(parent.detach())
         self.ready = False
 
-    def call(self, task: dict) -> dict:
+    def call(self, task: dict, progress: Callable[[int, int, dict], None] | None = None) -> dict:
+        """Send a task and wait for its answer; `progress(step, steps, metrics)` gets the card's progress
+        reports that come before it (asked for with the task's "progress")."""
         if not self.ready:
             self._receive()
             self.ready = True
         try:
             self.connection.send_bytes(json.dumps(task).encode())
-            return self._receive()
+            answer = self._receive()
+            while "progress" in answer:
+                if progress is not None:
+                    progress(*answer["progress"])
+                answer = self._receive()
+            return answer
         except BaseException:  # interrupted mid-card: its answer would reach the next caller, so end this worker
             self.process.kill()
             self.process.wait()
@@ -123,11 +131,12 @@ class ProcessExecutor:
         pipeline = plan.pipeline.to_dict()
         plan_key = hashlib.sha256(json.dumps(pipeline, sort_keys=True).encode()).hexdigest()
         keep_all = self.options.persist.name == "all"
+        reporting = listens(hooks, "card_progress")
         sent_plan = False
         for pc in work.run:
             context = schedule(plan, view, {pc.position}, with_skipped=False)
             task = {"op": "run", "plan_key": plan_key, "target": pc.position,
-                    "positions": [c.position for c in context.run], "keep_all": keep_all,
+                    "positions": [c.position for c in context.run], "keep_all": keep_all, "progress": reporting,
                     "value_loads": {slot: [v.kind, v.digest, v.summary] for slot, v in context.value_loads.items()},
                     "state_loads": {p: [[g, v, s.members] for g, v, s in loads]
                                     for p, loads in context.state_loads.items()}}
@@ -135,7 +144,7 @@ class ProcessExecutor:
                 task["pipeline"], sent_plan = pipeline, True
             hooks.card_started(pc)
             started = time.perf_counter()
-            answer = worker.call(task)
+            answer = worker.call(task, functools.partial(hooks.card_progress, pc) if reporting else None)
             seconds = time.perf_counter() - started
             if "error" in answer:
                 failure = CardFailed(answer.get("card", pc.id), answer.get("type", pc.card.type), answer["error"])

@@ -37,7 +37,7 @@ def main(connection: Any, store_root: str, threads: int | None, card_files: list
     default_registry()
     for path in card_files:
         load_card_file(path)
-    worker = Worker(store_root)
+    worker = Worker(store_root, connection)
     connection.send_bytes(b'{"ready": true}')
     while True:
         try:
@@ -58,13 +58,16 @@ def run_from_command_line(argv: list[str]) -> None:
 
 
 class Worker:
-    def __init__(self, store_root: str):
+    def __init__(self, store_root: str, connection: Any = None):
+        """`connection`: where a running card's progress reports go, as `{"progress": ...}` messages before
+        the answer (when the task asks for them)."""
         from cardloop.engine.stored import StoreLoader
         from cardloop.store.artifacts import ArtifactStore
 
         self.artifacts = ArtifactStore(store_root, durable=False)
         self.loader = CachingLoader(StoreLoader(self.artifacts))
         self.plans: dict[str, Any] = {}
+        self.connection = connection
 
     def handle(self, task: dict) -> dict:
         from cardloop.errors import CardFailed
@@ -98,7 +101,8 @@ class Worker:
                          for p, loads in task["state_loads"].items()})
         slots: list[Any] = [None] * plan.slot_count
         started = time.perf_counter()
-        LocalExecutor(keep_outputs=True).run(plan, RunHooks([]), slots, schedule, self.loader)
+        listeners = [_ProgressRelay(self.connection, target)] if task.get("progress") and self.connection else []
+        LocalExecutor(keep_outputs=True).run(plan, RunHooks(listeners), slots, schedule, self.loader)
         seconds = time.perf_counter() - started
         return {"seconds": seconds, "outputs": self.write_outputs(target, slots, task["keep_all"]),
                 "snapshots": self.write_snapshots(plan, target, slots)}
@@ -142,6 +146,17 @@ class Worker:
                                                  if m.name in plan.states})
             snapshots.append({"group": group, "version": version, "members": members})
         return snapshots
+
+
+class _ProgressRelay:
+    """Sends the target card's progress reports to the run's process while the card runs."""
+
+    def __init__(self, connection: Any, target: Any):
+        self.connection, self.target = connection, target
+
+    def card_progress(self, pc: Any, step: int, steps: int, metrics: dict[str, float]) -> None:
+        if pc is self.target:
+            self.connection.send_bytes(json.dumps({"progress": [step, steps, metrics]}).encode())
 
 
 class CachingLoader:
