@@ -73,6 +73,7 @@ def test_a_metric_series_is_summarized_and_each_of_its_values_is_a_metric_step()
 @pytest.mark.parametrize("value, series", [
     (None, []), (0.5, [0.5]), (3, [3.0]), (np.float32(0.25), [0.25]), (torch.tensor([1.0, 0.5]), [1.0, 0.5]),
     ([2, 1], [2.0, 1.0]), ({"values": [0.5, 0.25]}, [0.5, 0.25]), ({"value": 0.75}, [0.75]), ({"shape": [2]}, []),
+    ("not a number", []), ([0.5, "x"], []), (object(), []),
 ])
 def test_metric_series_reads_numbers_tensors_lists_and_recorded_summaries(value, series):
     assert metric_series(value) == series

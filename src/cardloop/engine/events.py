@@ -102,11 +102,7 @@ def recorded_metric_rows(pc: PlannedCard, recorded: dict[str, Any]) -> list[tupl
     rows = []
     for port in pc.card_type.outputs:
         if port.metric:
-            summary = (recorded.get(port.name) or {}).get("summary")
-            try:
-                rows.extend((port.name, value) for value in metric_series(summary))
-            except (TypeError, ValueError):  # a summary that holds no number (an older record's)
-                continue
+            rows.extend((port.name, value) for value in metric_series((recorded.get(port.name) or {}).get("summary")))
     return rows
 
 

@@ -37,20 +37,21 @@ def summarized(kind: str, metric: bool) -> bool:
 
 def metric_series(value: Any) -> list[float]:
     """A metric output's values, one per step: a number is one; a 1-D tensor or a list is one per element;
-    a recorded summary holds them under "values" (a series) or "value" (a stored number)."""
+    a recorded summary holds them under "values" (a series) or "value" (a stored number). A value that is
+    none of these (a custom card's mistake) records no metric rather than failing the run's records."""
     if value is None:
         return []
     if isinstance(value, (int, float)):
         return [float(value)]
     if isinstance(value, dict):
-        if "values" in value:
-            return [float(v) for v in value["values"]]
-        return metric_series(value.get("value"))
+        return metric_series(value["values"] if "values" in value else value.get("value"))
     if hasattr(value, "tolist"):
         value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [float(v) for v in value]
-    return [float(value)]
+    try:
+        return [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
+    except (TypeError, ValueError):
+        return []
+
 
 #: How a RowPlan part becomes JSON: "fixed" is complete; "summary" appends the value as JSON and "}";
 #: "raw" appends the value, already JSON text (an artifact's digest and summary), or a null digest.

@@ -53,7 +53,7 @@ class RunRecorder:
         running = plan.cards if running is None else running
         self.every_state_change = policy.snapshots_every_state_change()
         self.epoch_offset = time.time() - time.perf_counter()  # perf_counter reading -> seconds since the epoch
-        self._summaries: dict[str, tuple] = {}  # by card type: its summary ports, and which are tables (or ())
+        self._summaries: dict[str, tuple] = {}  # by card type: its summarized ports, and how to summarize each
         self._stored_ports = self._outputs_to_store(plan, policy)
         self.last_position: int | None = None
         # a checkpoint is due after a state-changing card that ends at or after this perf_counter reading (its
