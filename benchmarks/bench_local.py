@@ -348,12 +348,14 @@ def report(rows: list[Row], parts: list[tuple], m: dict, reps: int) -> str:
                           f"lowest ratio {worst:.3f}."]
     lines += ["", "Whole runs (the pipeline run with the lowest wall time; fixed = wall - loop; whole-run ratio = "
                   "(hand set-up + best hand loop) / wall; ms unless marked):",
-              "", "| model | threads | pipeline | policy | wall s | wall steps/s | whole-run ratio | fixed | plan + store "
-              "| start | end | result | hand set-up | max abs loss diff |", "|---|---:|---|---|---:|---:|---:|" + "---:|" * 7]
+              "", "| model | threads | pipeline | policy | wall s | wall steps/s | whole-run ratio | fixed "
+              "| plan + store | start | end | result | hand set-up | max abs loss diff |",
+              "|---|---:|---|---|---:|---:|---:|" + "---:|" * 7]
     for r in rows:
         b = min(r.runs, key=lambda p: p.wall)
         whole = (r.hand_setup_s + min(r.hand_s)) / b.wall
-        lines.append(f"| {r.model} | {r.threads} | {r.shape} | {r.policy} | {b.wall:.2f} | {r.steps / b.wall:.1f} | {whole:.3f} | "
+        lines.append(f"| {r.model} | {r.threads} | {r.shape} | {r.policy} | {b.wall:.2f} | {r.steps / b.wall:.1f} | "
+                     f"{whole:.3f} | "
                      + " | ".join(f"{x * 1e3:.0f}" for x in (b.wall - b.loop, b.before, b.start, b.end, b.result,
                                                             r.hand_setup_s)) + f" | {fmt(r.loss_diff, '.1e')} |")
     if parts:
