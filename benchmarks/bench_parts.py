@@ -6,7 +6,10 @@
 2. executor: the local executor over the 2000-step plan with every card's run function replaced by one that
    returns a constant, without and with the run recorder (hook, writer thread and writer process);
 3. in place: the hand loop with pure-Python busy work between its torch calls, against the busy work's own
-   time: how much a microsecond of interpreter work costs inside a training step.
+   time: how much a microsecond of interpreter work costs inside a training step;
+4. ceiling: how fast six card calls per step can be at all. The hand loop alternates with the six run
+   functions called directly (shared configs, nothing else), with what a code-generating executor would
+   still do (each card's own config, a timing per card, outputs kept in slots), and with the LocalExecutor.
 Best of --reps repetitions (median beside it for part 3). See benchmarks/README.md. Changes nothing in cardloop.
 """
 
@@ -176,6 +179,62 @@ def in_place_part(X, y, reps: int, work: int = 40) -> tuple[float, float, float]
     return alone, extra_best, extra_median
 
 
+def ceiling_part(frame, plan, X, y, reps: int) -> list[tuple[str, float, float]]:
+    """(variant, µs per step best, median) for the hand loop and three ways of calling the six cards."""
+    from array import array
+
+    from bench_local import executor_alone, hand_loop
+
+    run = {t: default_registry().get(t).run for t in TRAINING_CARDS}
+    prepare, zero, forward, loss, backward, step = (run[t] for t in TRAINING_CARDS)
+    steps = [plan.cards[k:k + 6] for k in range(3, len(plan.cards), 6)]  # after data, model and optimizer
+    shared = [pc.config for pc in steps[0]]
+    context = plan.context(steps[0][4])
+
+    def cards(own_configs: bool) -> float:
+        model = make_model(CASE)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=0.0)
+        slots = [None] * plan.slot_count
+        times = array("d", bytes(8 * 12 * len(steps)))
+        clock = time.perf_counter
+        started = clock()
+        for i, six in enumerate(steps):
+            c = [pc.config for pc in six] if own_configs else [six[0].config, *shared[1:]]
+            if own_configs:
+                t0 = clock(); b = prepare(config=c[0], train_dataset=frame)
+                t1 = clock(); zero(config=c[1], optimizer=opt)
+                t2 = clock(); f = forward(config=c[2], model=model, batch_data=b["batch_data"])
+                t3 = clock(); ls = loss(config=c[3], predictions=f["predictions"], batch_data=b["batch_data"])
+                t4 = clock(); bw = backward(config=c[4], loss=ls["loss"], model=model, ctx=context)
+                t5 = clock(); st = step(config=c[5], optimizer=opt, model=model)
+                times[12 * i:12 * i + 12] = array("d", (t0, t1 - t0, t1, t2 - t1, t2, t3 - t2, t3, t4 - t3, t4,
+                                                        t5 - t4, t5, clock() - t5))
+                for pc, out, name in ((six[0], b, "batch_info"), (six[3], ls, "loss_value"),
+                                      (six[4], bw, "gradients_computed"), (six[5], st, "step_info")):
+                    slots[pc.output_slots[name]] = out[name]  # the outputs no card reads stay, as in a run
+            else:
+                b = prepare(config=c[0], train_dataset=frame)["batch_data"]
+                zero(config=c[1], optimizer=opt)
+                f = forward(config=c[2], model=model, batch_data=b)["predictions"]
+                ls = loss(config=c[3], predictions=f, batch_data=b)["loss"]
+                backward(config=c[4], loss=ls, model=model, ctx=context)
+                step(config=c[5], optimizer=opt, model=model)
+        return clock() - started
+
+    variants = {"hand loop": lambda: hand_loop(X, y, CASE, STEPS)[0],
+                "the six run functions called directly": lambda: cards(False),
+                "+ each card's own config, a timing per card, outputs in slots": lambda: cards(True),
+                "LocalExecutor (one timing listener, no recorder)": lambda: executor_alone(plan, 1)[0]}
+    for variant in variants.values():
+        variant()  # warm-up, and the frame's tensors made once
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for rep in range(reps):
+        for name in (list(variants) if rep % 2 == 0 else list(variants)[::-1]):
+            gc.collect()
+            times[name].append(variants[name]() / STEPS * 1e6)
+    return [(name, min(t), statistics.median(t)) for name, t in times.items()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
@@ -201,7 +260,14 @@ def main() -> int:
 
         alone, extra_best, extra_median = in_place_part(tensors.X, tensors.y, args.reps)
         print(f"busy work between the hand loop's torch calls: {alone:.1f} µs per step alone; it adds "
-              f"{extra_best:.1f} µs (best) / {extra_median:.1f} µs (median) per step to the loop")
+              f"{extra_best:.1f} µs (best) / {extra_median:.1f} µs (median) per step to the loop\n")
+
+        rows = ceiling_part(frame, plan, tensors.X, tensors.y, args.reps)
+        hand_best, hand_median = rows[0][1], rows[0][2]
+        print("| six cards per step | µs per step, best | median | ratio to the hand loop, best | median |\n"
+              "|---|---:|---:|---:|---:|")
+        for name, best, median in rows:
+            print(f"| {name} | {best:.1f} | {median:.1f} | {hand_best / best:.3f} | {hand_median / median:.3f} |")
     return 0
 
 
