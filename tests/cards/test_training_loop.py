@@ -165,3 +165,58 @@ def test_a_loop_card_that_ends_past_a_checkpoint_is_a_resume_point(regression_cs
     changed = cardloop.run(two_loops("huber"), store=store, checkpoint_seconds=0.2)
     assert changed.executed == ["data", "loop2"] and "loop" in changed.cached  # a table is re-read, not stored
     assert_same_weights(changed.outputs["loop2"]["model"], fresh.outputs["loop2"]["model"])
+
+
+class Stop(KeyboardInterrupt):
+    """Ctrl-C, as a user presses it, at a chosen step of the loop (from the progress callback)."""
+
+
+def stop_at(step: int, events: list):
+    def progress(event: CardEvent) -> None:
+        events.append(event)
+        if event.kind == "progress" and event.step == step:
+            raise Stop()
+    return progress
+
+
+def test_a_run_stopped_inside_the_loop_goes_on_from_its_last_checkpoint(regression_csv, store, monkeypatch):
+    from cardloop.cards import training_loop as module
+
+    monkeypatch.setattr(module, "REPORT_SECONDS", 0.0)
+
+    def pipeline():
+        p = loop_pipeline(regression_csv, epochs=2, learning_rate=0.01, gradient_clip=0.5)
+        p.card("model").config["dropout"] = 0.3  # the random state must be restored too
+        return p
+
+    whole = cardloop.run(pipeline(), store=store / "whole")
+    events: list[CardEvent] = []
+    with pytest.raises(Stop):  # checkpoint_seconds=0: a checkpoint after every step
+        cardloop.run(pipeline(), store=store, checkpoint_seconds=0, progress=stop_at(9, events))
+    assert [e.step for e in events if e.kind == "progress"] == list(range(1, 10))
+
+    events.clear()
+    resumed = cardloop.run(pipeline(), store=store, progress=events.append)
+    assert "loop" in resumed.executed
+    assert [e.step for e in events if e.kind == "progress"] == list(range(10, 15))  # steps 10 to 14 only
+    assert_same_weights(resumed.outputs["loop"]["model"], whole.outputs["loop"]["model"])
+    assert resumed.metrics("loss_value") == whole.metrics("loss_value")  # the 9 losses from before, then 5
+    assert resumed.outputs["loop"]["loop_info"] == whole.outputs["loop"]["loop_info"]
+    mine, theirs = resumed.outputs["loop"]["optimizer"], whole.outputs["loop"]["optimizer"]
+    for a, b in zip(mine.state.values(), theirs.state.values()):
+        assert all(torch.equal(a[key], b[key]) for key in ("exp_avg", "exp_avg_sq", "step"))
+    with RunRecords(store / "runs.sqlite") as records:
+        assert [m.value for m in records.metrics(resumed.run_id, "loss_value")] == whole.metrics("loss_value")
+
+
+def test_without_the_cache_a_stopped_loop_starts_again(regression_csv, store, monkeypatch):
+    from cardloop.cards import training_loop as module
+
+    monkeypatch.setattr(module, "REPORT_SECONDS", 0.0)
+    with pytest.raises(Stop):
+        cardloop.run(loop_pipeline(regression_csv), store=store, checkpoint_seconds=0, progress=stop_at(4, []))
+    events: list[CardEvent] = []
+    again = cardloop.run(loop_pipeline(regression_csv), store=store, cache=False, progress=events.append)
+    assert [e.step for e in events if e.kind == "progress"] == list(range(1, 8))
+    whole = cardloop.run(loop_pipeline(regression_csv), store=store / "whole")
+    assert_same_weights(again.outputs["loop"]["model"], whole.outputs["loop"]["model"])

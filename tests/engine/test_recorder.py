@@ -78,6 +78,44 @@ def test_a_failed_run_records_the_failing_card_and_the_state_before_it(regressio
     assert [s.card_id for s in records(store).state_snapshots(run_id)] == ["step1"]
 
 
+HALVE_THEN_FAIL = '''
+import torch
+from cardloop import Port, card
+from cardloop.errors import CardError
+from cardloop.kinds import MODEL
+
+
+@card("test_halve_then_fail", title="Halve, then fail", category="test", mutates_state=True,
+      inputs=[Port("model", MODEL)], outputs=[Port("model", MODEL, state_of="model")])
+def halve_then_fail(config, model):
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.5)
+    raise CardError("failed after changing the model")
+'''
+
+
+def test_a_state_changing_card_that_fails_part_way_leaves_no_snapshot_of_the_half_changed_state(
+        regression_csv, store, tmp_path):
+    from tests.oracle import assert_same_weights, hand_written_loop
+
+    cards = tmp_path / "halve.py"
+    cards.write_text(HALVE_THEN_FAIL)
+    failing = loop(regression_csv, batches=2)
+    failing.add("test_halve_then_fail", "halve", model=failing.card("step1")["model"])
+    with pytest.raises(CardFailed, match="failed after changing the model"):
+        cardloop.run(failing, store=store, cards=[cards])
+    # the live model was halved after step1 finished: recorded as step1's state, it would be served below
+    assert [s.card_id for s in records(store).state_snapshots(latest_run(store))] == []
+    again = cardloop.run(loop(regression_csv, batches=2), store=store)
+    assert_same_weights(again.outputs["step1"]["model"], hand_written_loop(
+        regression_csv, batches=2, batch_size=16, layers=[8]))
+
+
+def latest_run(store) -> str:
+    return records(store).list_runs(1)[0].run_id
+
+
 def test_an_unknown_policy_is_refused(regression_csv, store):
     with pytest.raises(ValueError, match="unknown persist policy 'some'; valid policies: checkpoint, all"):
         cardloop.run(loop(regression_csv), store=store, persist="some")

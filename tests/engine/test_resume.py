@@ -285,3 +285,41 @@ def test_a_resumed_run_counts_optimizer_steps_as_an_uninterrupted_run(tmp_path, 
 
     assert steps(whole, tmp_path / "whole") == [1, 2, 3, 4]
     assert steps(resumed, tmp_path / "resumed") == [1, 2, 3, 4]
+
+
+LOOP_RUN = """
+import sys, torch
+import cardloop
+torch.set_num_threads(1)
+cardloop.run(sys.argv[1], store=sys.argv[2], checkpoint_seconds=0.05)
+"""
+
+
+def test_a_run_killed_inside_a_training_loop_card_goes_on_from_its_last_checkpoint(tmp_path, regression_csv):
+    from cardloop.examples import training_loop
+
+    pipeline = training_loop(path=str(regression_csv), input_dim=4, layers=(8,), prepare=False, epochs=600,
+                             batch_size=16, learning_rate=0.001)  # 4200 steps: more than a second
+    pipeline.card("model").config["dropout"] = 0.2
+    path = pipeline.save(tmp_path / "loop.yaml")
+    store = tmp_path / "store"
+    process = start([sys.executable, "-c", LOOP_RUN, str(path), str(store)], tmp_path / "killed")
+
+    def checkpointed() -> bool:
+        return (store / "runs.sqlite").exists() and bool(RunRecords(store / "runs.sqlite").cache_keys_with_progress())
+
+    assert wait_until(process, checkpointed), "the loop ended before it left a checkpoint"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with RunRecords(store / "runs.sqlite") as records:
+        step = records.latest_card_progress(next(iter(records.cache_keys_with_progress())))[0]
+    assert 0 < step < 4200
+
+    events = []
+    resumed = cardloop.run(path, store=store, threads=1, progress=events.append)
+    whole = cardloop.run(path, store=tmp_path / "whole", threads=1)
+    assert "loop" in resumed.executed
+    assert next(e.step for e in events if e.kind == "progress") == step + 1  # it went on from the checkpoint
+    assert_same_weights(resumed.outputs["loop"]["model"], whole.outputs["loop"]["model"])
+    assert resumed.metrics("loss_value") == whole.metrics("loss_value")
+    assert resumed.outputs["loop"]["loop_info"]["optimizer_steps"] == 4200

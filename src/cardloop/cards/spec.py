@@ -73,6 +73,13 @@ class CardContext:
     #: `report(step, steps, metrics)`: how far a long card has come (a progress bar shows it); None when
     #: nothing listens, so a card checks before it reports
     report: Callable[[int, int, dict[str, float]], None] | None = None
+    #: `checkpoint(step, extra)`: offered after each of a long card's own steps; when a checkpoint is due
+    #: (the run's checkpoint interval), the run stores the card's training state as it is now, with `extra`
+    #: (JSON-able: what the card needs to go on, such as its losses so far). None where no run records it.
+    checkpoint: Callable[[int, dict[str, Any]], None] | None = None
+    #: `(step, extra)` when this card resumes from such a checkpoint: its training state inputs have been
+    #: restored to what they were after `step` steps, and it goes on from there
+    resumed: tuple[int, dict[str, Any]] | None = None
 
     def source(self, port: str) -> str:
         """The `card.port` that feeds input `port` (empty if unconnected)."""

@@ -3,7 +3,9 @@ spells out as six cards per batch (Prepare Batch, Zero Gradients, Forward Pass, 
 Pass, Optimizer Step), for a range of batches and a number of passes, with the same operations in the same
 order: its final weights equal the unrolled pipeline's bit for bit. It records every step's loss as the
 `loss_value` metric, but keeps no per-step outputs, so it costs what a hand-written loop costs. While it runs
-it reports its step and latest loss to the progress bar, at most every REPORT_SECONDS.
+it reports its step and latest loss to the progress bar, at most every REPORT_SECONDS, and offers the run a
+checkpoint after every step (kept at the run's checkpoint interval); a run stopped inside it goes on from the
+last one.
 """
 
 from __future__ import annotations
@@ -71,33 +73,40 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     run_model, check_targets = training.run_model, training.check_targets
     clip, zero_grad, size = config.gradient_clip, config.zero_grad, config.batch_size
     parameters = list(model.parameters()) if clip > 0 else []
+    order = [index for _ in range(config.epochs) for index in batches]  # the batch of every step
     losses: list[float] = []
     clipped, largest_norm = 0, 0.0
-    report, steps, clock = ctx.report, config.epochs * len(batches), time.perf_counter
+    if ctx.resumed is not None:  # the engine restored model and optimizer to this checkpoint of an earlier run
+        step, extra = ctx.resumed
+        losses, clipped, largest_norm = list(extra["losses"]), extra["clipped"], extra["largest_norm"]
+        order = order[step:]
+    report, checkpoint, steps, clock = ctx.report, ctx.checkpoint, len(losses) + len(order), time.perf_counter
     next_report = clock() if report is not None else float("inf")  # the first step reports, then every REPORT_SECONDS
     try:
-        for _ in range(config.epochs):
-            for index in batches:
-                batch = tensors.batch(index, size)
-                X, y = batch.X, batch.y
-                if move:
-                    X, y = X.to(device), y.to(device)
-                if zero_grad:
-                    optimizer.zero_grad(set_to_none=True)
-                predictions = run_model(model, X)
-                check_targets(predictions, y)
-                loss = loss_of(predictions, y)
-                losses.append(loss.item())
-                loss.backward()
-                if clip > 0:
-                    norm = torch.nn.utils.clip_grad_norm_(parameters, clip).item()
-                    largest_norm = max(largest_norm, norm)
-                    clipped += norm > clip
-                optimizer.step()
-                if report is not None and next_report <= clock():
-                    report(len(losses), steps, {"loss_value": losses[-1]})
-                    next_report = clock() + REPORT_SECONDS
-    finally:  # the steps taken count, as each Optimizer Step card counts its own
+        for index in order:
+            batch = tensors.batch(index, size)
+            X, y = batch.X, batch.y
+            if move:
+                X, y = X.to(device), y.to(device)
+            if zero_grad:
+                optimizer.zero_grad(set_to_none=True)
+            predictions = run_model(model, X)
+            check_targets(predictions, y)
+            loss = loss_of(predictions, y)
+            losses.append(loss.item())
+            loss.backward()
+            if clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(parameters, clip).item()
+                largest_norm = max(largest_norm, norm)
+                clipped += norm > clip
+            optimizer.step()
+            if checkpoint is not None:  # the run keeps one when its checkpoint interval has passed
+                checkpoint(len(losses), {"losses": losses, "clipped": clipped, "largest_norm": largest_norm})
+            if report is not None and next_report <= clock():
+                report(len(losses), steps, {"loss_value": losses[-1]})
+                next_report = clock() + REPORT_SECONDS
+    finally:  # the steps taken count, as each Optimizer Step card counts its own (a checkpoint's optimizer
+        # holds the count from before the loop, so a resumed loop adds every step's too)
         setattr(optimizer, STEPS_ATTR, getattr(optimizer, STEPS_ATTR, 0) + len(losses))
     info = {"steps": len(losses), "epochs": config.epochs, "batches": [batches.start, batches.stop - 1],
             "batch_size": size, "num_batches": -(-tensors.rows // size), "rows": tensors.rows,

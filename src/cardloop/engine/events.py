@@ -38,8 +38,8 @@ class CardEvent:
 class RunHooks:
     """Fan-out of run events to listeners; a listener implements only the methods it needs."""
 
-    METHODS = ("run_started", "card_started", "card_progress", "card_done", "card_stored", "card_cached",
-               "card_failed", "run_finished")
+    METHODS = ("run_started", "card_started", "card_progress", "card_checkpoint", "card_done", "card_stored",
+               "card_cached", "card_failed", "card_interrupted", "run_finished")
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:
@@ -63,6 +63,11 @@ class RunHooks:
         for call in self._card_progress:
             call(pc, step, steps, metrics)
 
+    def card_checkpoint(self, pc: PlannedCard, step: int, extra: dict[str, Any]) -> None:
+        """A running card offered its state after `step` of its own steps (its context's `checkpoint`)."""
+        for call in self._card_checkpoint:
+            call(pc, step, extra)
+
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
         for call in self._card_done:
             call(pc, outputs, started, seconds)
@@ -81,6 +86,11 @@ class RunHooks:
     def card_failed(self, pc: PlannedCard, error: BaseException, started: float, seconds: float) -> None:
         for call in self._card_failed:
             call(pc, error, started, seconds)
+
+    def card_interrupted(self, pc: PlannedCard) -> None:
+        """The run was stopped (Ctrl-C) while `pc` ran."""
+        for call in self._card_interrupted:
+            call(pc)
 
     def run_finished(self, status: str, error: BaseException | None) -> None:
         for call in self._run_finished:

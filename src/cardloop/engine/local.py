@@ -28,8 +28,11 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, keep_outputs: bool = False):
+    def __init__(self, keep_outputs: bool = False, resumes: dict[int, Any] | None = None):
+        """`resumes`: {position: (step, {group: snapshot members}, extra)} for the cards that go on from a
+        checkpoint taken inside them in an earlier run (their context's `resumed`)."""
         self.keep_outputs = keep_outputs
+        self.resumes = resumes or {}
 
     def run(self, plan: Plan, hooks: RunHooks, slots: list[Any] | None = None, schedule: Schedule | None = None,
             loader: Any = None) -> list[Any]:
@@ -46,10 +49,13 @@ class LocalExecutor:
         done_hook = hooks.card_done
         loading = set() if schedule is None else _positions_with_loads(schedule)
         progress = hooks.card_progress if listens(hooks, "card_progress") else None
-        for pc, run, fixed, inputs, outputs_at in [_prepared(plan, pc, progress) for pc in running]:
+        checkpoint = hooks.card_checkpoint if listens(hooks, "card_checkpoint") else None
+        for pc, run, fixed, inputs, outputs_at in [_prepared(plan, pc, progress, checkpoint) for pc in running]:
             if pc.position in loading:
                 _load_inputs(plan, pc, schedule, loader, slots)
             kwargs = fixed.copy()
+            if pc.position in self.resumes:
+                kwargs["ctx"] = _resume(plan, pc, self.resumes[pc.position], loader, slots, kwargs["ctx"])
             for port, slot in inputs:
                 kwargs[port] = slots[slot]
             if started_hook is not None:
@@ -59,6 +65,9 @@ class LocalExecutor:
                 outputs = run(**kwargs)
             except Exception as exc:
                 raise _failed(hooks, pc, exc, started) from exc
+            except BaseException:  # Ctrl-C inside the card: the state it works on may be half changed
+                hooks.card_interrupted(pc)
+                raise
             seconds = clock() - started
             try:
                 for name, slot in outputs_at:
@@ -91,16 +100,34 @@ def _load_inputs(plan: Plan, pc: PlannedCard, schedule: Schedule, loader: Any, s
             slots[binding.slot] = loader.value(stored)
 
 
-def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None) -> tuple:
+def _resume(plan: Plan, pc: PlannedCard, resume: tuple, loader: Any, slots: list[Any], ctx: Any) -> Any:
+    """Restore the training state a card works on to its checkpoint inside an earlier run of it, in place, and
+    return its context telling it so."""
+    from cardloop.engine.resolve import StoredState
+    from cardloop.engine.snapshot import restore_into
+
+    step, groups, extra = resume
+    for members in groups.values():
+        for name, loaded in loader.state(StoredState(members)).items():
+            restore_into(slots[plan.states[name].slot], loaded)
+    return dataclasses.replace(ctx, resumed=(step, extra))
+
+
+def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None,
+              checkpoint: Callable | None = None) -> tuple:
     """What the loop needs of a card, looked up once per run: its run function; the arguments that do not
     change (config, context, None for each optional input left unconnected); its (port, slot) pairs. The
-    context's `report` goes to the `progress` hook, when one listens."""
+    context's `report` and `checkpoint` go to the hooks of those names, when one listens."""
     bound = {b.port for b in pc.bindings}
     fixed: dict[str, Any] = {p.name: None for p in pc.card_type.inputs if p.name not in bound}
     fixed["config"] = pc.config
     if pc.card_type.wants_context:
         ctx = plan.context(pc)
-        fixed["ctx"] = ctx if progress is None else dataclasses.replace(ctx, report=functools.partial(progress, pc))
+        if progress is not None:
+            ctx = dataclasses.replace(ctx, report=functools.partial(progress, pc))
+        if checkpoint is not None and pc.states_seen:
+            ctx = dataclasses.replace(ctx, checkpoint=functools.partial(checkpoint, pc))
+        fixed["ctx"] = ctx
     inputs = tuple((b.port, b.slot) for b in pc.bindings)
     return pc, pc.card_type.run, fixed, inputs, tuple(pc.output_slots.items())
 

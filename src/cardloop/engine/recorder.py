@@ -56,10 +56,14 @@ class RunRecorder:
         self._summaries: dict[str, tuple] = {}  # by card type: its summarized ports, and how to summarize each
         self._stored_ports = self._outputs_to_store(plan, policy)
         self.last_position: int | None = None
+        self.stopped_in: PlannedCard | None = None  # the card that failed or was interrupted, if one was
         # a checkpoint is due after a state-changing card that ends at or after this perf_counter reading (its
         # end, not its start: a long card, such as a training loop, that ends past it leaves a checkpoint)
         self.next_checkpoint = float("-inf") if self.every_state_change else \
             time.perf_counter() + policy.checkpoint_seconds
+        # a checkpoint inside a long card (its context's `checkpoint`) is due at or after this reading, under
+        # either policy: a snapshot after every one of a training loop's steps would cost more than the steps
+        self.next_progress = time.perf_counter() + policy.checkpoint_seconds
         self.pending: deque[tuple] = deque()  # append and popleft are atomic: no lock on the hot path
         self.stopping = threading.Event()
         self.error: BaseException | None = None
@@ -122,6 +126,17 @@ class RunRecorder:
         else:
             self.pending.append(("done", position, started + self.epoch_offset, seconds, summaries))
 
+    def card_checkpoint(self, pc: PlannedCard, step: int, extra: dict[str, Any]) -> None:
+        """A long card offers its state after `step` of its own steps (its context's `checkpoint`): when one
+        is due, encode the training state it works on, as it is now, and its `extra`, for the writer."""
+        now = time.perf_counter()
+        if now < self.next_progress:
+            return
+        self.next_progress = now + self.policy.checkpoint_seconds
+        snapshots = tuple(snap for group, version in pc.states_seen.items()
+                          if (snap := snapshot_group(self.plan, self.slots, group, version, pc)) is not None)
+        self.pending.append(("progress", pc, step, snapshots, json.dumps(extra, default=plain)))
+
     def _summary_ports(self, pc: PlannedCard) -> tuple[tuple[str, ...], tuple]:
         """The card type's summarized ports, and how to turn each value into its summary (None: as it is;
         () when every value is recorded as it is)."""
@@ -140,11 +155,19 @@ class RunRecorder:
         self.pending.append(("cached", pc, recorded, time.time()))
 
     def card_failed(self, pc: PlannedCard, error: BaseException, started: float, seconds: float) -> None:
+        self.stopped_in = pc
         self.pending.append(("failed", pc, str(error), time.time() - seconds, seconds))
 
+    def card_interrupted(self, pc: PlannedCard) -> None:
+        self.stopped_in = pc
+
     def run_finished(self, status: str, error: BaseException | None) -> None:
-        """Snapshot the final training state, drain the writers and close the run record."""
-        if self.last_position is not None and not self.every_state_change:
+        """Snapshot the final training state, drain the writers and close the run record. The final state is
+        the one the last finished card left, unless the card the run stopped in may have changed it since
+        (a state-changing card that failed or was interrupted part-way): that state is no version at all."""
+        stopped_in = self.stopped_in
+        changed_since = stopped_in is not None and stopped_in.card_type.mutates_state
+        if self.last_position is not None and not self.every_state_change and not changed_since:
             self.pending.append(("snapshots", self._snapshot(self.last_position)))
         self.stopping.set()
         self.writer.join()
@@ -189,6 +212,7 @@ class RunRecorder:
         messages: list[tuple] = []
         artifacts: list[dict] = []
         snapshot_rows: list[dict] = []
+        progress: list[tuple] = []
         for item in items:
             if item[0] == "done":
                 messages.append(item)
@@ -196,6 +220,8 @@ class RunRecorder:
                 messages.append(self._stored_done(item, artifacts))
             elif item[0] == "snapshots":
                 snapshot_rows += self._write_snapshots(item[1], artifacts)
+            elif item[0] == "progress":
+                progress.append(self._write_progress(item, artifacts))
             elif item[0] == "stored":
                 _, pc, recorded, snapshots, started_at, seconds = item
                 snapshot_rows += self._stored_snapshots(pc, snapshots, artifacts)
@@ -216,6 +242,8 @@ class RunRecorder:
             self.records.add_artifacts(artifacts)
         if snapshot_rows:
             self.records.add_state_snapshots(snapshot_rows)
+        for row in progress:  # after the artifacts they name
+            self.records.add_card_progress(*row)
         if messages:
             self.sink.write(messages)
 
@@ -249,18 +277,25 @@ class RunRecorder:
         return f"\"{ref.digest}\", \"summary\": {json.dumps(summary, default=plain)}}}"
 
     def _write_snapshots(self, snapshots: tuple[Snapshot, ...], artifacts: list) -> list[dict]:
-        rows = []
-        for snap in snapshots:
-            members = {}
-            for member in snap.members:
-                digest = self.store.put(member.data, member.extension)
-                artifacts.append(self._artifact_row(digest, member.kind, member.codec, len(member.data),
-                                                    snap.card_id, member.name))
-                members[member.name] = {"kind": member.kind, "digest": digest}
-            rows.append({"run_id": self.run_id, "position": snap.position, "card_id": snap.card_id,
-                         "group": snap.group, "version": snap.version, "cache_key": snap.cache_key,
-                         "members": members})
-        return rows
+        return [{"run_id": self.run_id, "position": snap.position, "card_id": snap.card_id, "group": snap.group,
+                 "version": snap.version, "cache_key": snap.cache_key, "members": self._store_members(snap, artifacts)}
+                for snap in snapshots]
+
+    def _write_progress(self, item: tuple, artifacts: list) -> tuple:
+        """Store a checkpoint taken inside a card; the card_progress row to record once its artifacts are."""
+        _, pc, step, snapshots, extra = item
+        members = {snap.group: self._store_members(snap, artifacts) for snap in snapshots}
+        return self.run_id, pc.id, pc.cache_key, step, members, extra
+
+    def _store_members(self, snap: Snapshot, artifacts: list) -> dict[str, dict]:
+        """Write a snapshot's encoded members as artifacts; {name: {kind, digest}}."""
+        members = {}
+        for member in snap.members:
+            digest = self.store.put(member.data, member.extension)
+            artifacts.append(self._artifact_row(digest, member.kind, member.codec, len(member.data), snap.card_id,
+                                                member.name))
+            members[member.name] = {"kind": member.kind, "digest": digest}
+        return members
 
     def _stored_snapshots(self, pc: PlannedCard, snapshots: list[dict], artifacts: list) -> list[dict]:
         """Rows for the snapshots a worker process wrote after `pc`."""

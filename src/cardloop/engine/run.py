@@ -289,8 +289,10 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
         return RunResult(run_id, status, outputs, root, time.perf_counter() - started, error,
                          executed=[pc.id for pc in work.run], cached=cached)
 
+    resumes = _resumes(work, records, artifacts, available) if options.executor == "local" and options.use_cache \
+        else {}
     try:
-        _executor(options, root, card_files).run(plan, hooks, slots, work, StoreLoader(artifacts))
+        _executor(options, root, card_files, resumes).run(plan, hooks, slots, work, StoreLoader(artifacts))
     except CardFailed as failure:
         hooks.run_finished("failed", failure)
         failure.result = result("failed", failure)
@@ -318,14 +320,29 @@ def _freeze_earlier_objects() -> bool:
     return True
 
 
-def _executor(options: RunOptions, root: Path, card_files: list[str]) -> Any:
+def _executor(options: RunOptions, root: Path, card_files: list[str], resumes: dict[int, tuple]) -> Any:
     if options.executor == "process":
         from cardloop.engine.process import ProcessExecutor
 
         return ProcessExecutor(root, options, card_files)
     from cardloop.engine.local import LocalExecutor
 
-    return LocalExecutor(options.keep_outputs)
+    return LocalExecutor(options.keep_outputs, resumes)
+
+
+def _resumes(work: Schedule, records: Any, artifacts: Any, available: Any) -> dict[int, tuple]:
+    """For the cards about to run that an earlier run stopped inside, after a checkpoint taken there (their
+    context's `checkpoint`), and never finished: {position: (step, {group: members}, extra)}, to go on from."""
+    import json
+
+    keys = records.cache_keys_with_progress()
+    found = {}
+    for pc in work.run if keys else ():
+        if pc.cache_key in keys and available.prior(pc) is None:
+            step, groups, extra = records.latest_card_progress(pc.cache_key)
+            if all(artifacts.verify(m["digest"]) for members in groups.values() for m in members.values()):
+                found[pc.position] = (step, groups, json.loads(extra))
+    return found
 
 
 def _fetch(plan: Plan, pc: PlannedCard, port: str, stored: Any, loader: Any) -> Any:

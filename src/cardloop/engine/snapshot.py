@@ -90,3 +90,19 @@ def latest_versions(plan: Plan, upto: int) -> dict[str, tuple[int, PlannedCard]]
         for group, version in pc.states_made.items():
             latest[group] = (version, pc)
     return latest
+
+
+def restore_into(live: Any, loaded: Any) -> None:
+    """Make the live training-state object `live` what `loaded` (the same state, decoded from a snapshot) is,
+    in place: the cards that hold `live` see the restored state. A model takes weights, buffers and gradients;
+    an optimizer or scheduler its state dict, and an optimizer its step count."""
+    import torch
+
+    from cardloop.values import OPTIMIZER_STEPS_ATTR
+
+    live.load_state_dict(loaded.state_dict())
+    if isinstance(live, torch.nn.Module):
+        for mine, theirs in zip(live.parameters(), loaded.parameters()):
+            mine.grad = None if theirs.grad is None else theirs.grad.detach().to(mine.device, copy=True)
+    elif isinstance(live, torch.optim.Optimizer):
+        setattr(live, OPTIMIZER_STEPS_ATTR, getattr(loaded, OPTIMIZER_STEPS_ATTR, 0))

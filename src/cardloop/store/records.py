@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS state_snapshots (
     version INTEGER NOT NULL, cache_key TEXT NOT NULL, members TEXT NOT NULL, created_at REAL NOT NULL,
     PRIMARY KEY (run_id, "group", version));
 CREATE INDEX IF NOT EXISTS state_snapshots_by_key ON state_snapshots (cache_key, "group", created_at);
+CREATE TABLE IF NOT EXISTS card_progress (
+    run_id TEXT NOT NULL, card_id TEXT NOT NULL, cache_key TEXT NOT NULL, step INTEGER NOT NULL,
+    members TEXT NOT NULL, extra TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS card_progress_by_key ON card_progress (cache_key, created_at);
 COMMIT;
 """
 
@@ -183,6 +187,24 @@ class RunRecords:
             params += (cache_key,)
         rows = self._read(query + " ORDER BY a.created_at DESC, a.rowid DESC LIMIT 1", params)
         return ArtifactRecord(**dict(rows[0])) if rows else None
+
+    def add_card_progress(self, run_id: str, card_id: str, cache_key: str, step: int, members: Mapping[str, Any],
+                          extra: str) -> None:
+        """Record a checkpoint taken inside a running card: its training state (snapshot members, artifacts
+        stored already) after `step` of its own steps, and the card's `extra` (JSON text) to go on from."""
+        with self._write() as db:
+            db.execute("INSERT INTO card_progress VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (run_id, card_id, cache_key, step, json.dumps(members), extra, time.time()))
+
+    def latest_card_progress(self, cache_key: str) -> tuple[int, dict[str, Any], str] | None:
+        """The newest checkpoint inside a card with this cache key: (step, members, extra JSON text)."""
+        rows = self._read("SELECT step, members, extra FROM card_progress WHERE cache_key = ? "
+                          "ORDER BY created_at DESC, rowid DESC LIMIT 1", (cache_key,))
+        return (rows[0][0], json.loads(rows[0][1]), rows[0][2]) if rows else None
+
+    def cache_keys_with_progress(self) -> set[str]:
+        """The cache keys of the cards that left checkpoints inside themselves."""
+        return {row[0] for row in self._read("SELECT DISTINCT cache_key FROM card_progress", ())}
 
     def state_snapshots(self, run_id: str) -> list[StateSnapshot]:
         """A run's training-state snapshots in script order."""
