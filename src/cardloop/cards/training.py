@@ -79,6 +79,16 @@ def _float32_rows(frame, columns: list[str]):
     return tensor
 
 
+def check_batch_index(field: str, index: int, rows: int, size: int) -> int:
+    """The number of batches of `size` in `rows` rows; a batch index (config `field`) past them is the
+    user's mistake, named with what would be valid."""
+    num_batches = -(-rows // size)
+    if index >= num_batches:
+        raise CardError(f"config field '{field}' is {index}, but {rows} rows in batches of "
+                        f"{size} make {num_batches} batches (valid: 0 to {num_batches - 1})")
+    return num_batches
+
+
 def frame_tensors(frame, override: list[str] | None) -> FrameTensors:
     """The tensor form of a frame, cached while the frame lives (and rebuilt if a batch was changed)."""
     key = (id(frame), tuple(override) if override else None)
@@ -103,10 +113,7 @@ def frame_tensors(frame, override: list[str] | None) -> FrameTensors:
 def prepare_batch(config: PrepareBatchConfig, train_dataset) -> dict:
     tensors = frame_tensors(train_dataset, config.target_columns)
     index, size, rows = config.batch_index, config.batch_size, tensors.rows
-    num_batches = -(-rows // size)
-    if index >= num_batches:
-        raise CardError(f"config field 'batch_index' is {index}, but {rows} rows in batches of "
-                        f"{size} make {num_batches} batches (valid: 0 to {num_batches - 1})")
+    num_batches = check_batch_index("batch_index", index, rows, size)
     start = index * size
     stop = min(start + size, rows)
     info = {"batch_index": index, "batch_size": size, "rows": [start, stop], "size": stop - start,

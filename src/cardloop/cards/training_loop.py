@@ -65,7 +65,7 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     import torch
 
     tensors = training.frame_tensors(train_dataset, config.target_columns)
-    batches = _batch_range(config, tensors.rows)
+    batches, num_batches = _batch_range(config, tensors.rows)
     training.check_bound(optimizer, model)
     device = model_device(model)
     move = tensors.X.device != device
@@ -109,7 +109,7 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
         # holds the count from before the loop, so a resumed loop adds every step's too)
         setattr(optimizer, STEPS_ATTR, getattr(optimizer, STEPS_ATTR, 0) + len(losses))
     info = {"steps": len(losses), "epochs": config.epochs, "batches": [batches.start, batches.stop - 1],
-            "batch_size": size, "num_batches": -(-tensors.rows // size), "rows": tensors.rows,
+            "batch_size": size, "num_batches": num_batches, "rows": tensors.rows,
             "first_loss": losses[0], "last_loss": losses[-1],
             "optimizer_steps": getattr(optimizer, STEPS_ATTR), "learning_rate": optimizer.param_groups[0]["lr"],
             "gradient_clip": clip, "clipped_steps": clipped}
@@ -119,15 +119,13 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
             "loop_info": info}
 
 
-def _batch_range(config: TrainingLoopConfig, rows: int) -> range:
-    """The batch indices of one pass; a range past the frame's end is the user's mistake, named."""
-    total = -(-rows // config.batch_size)
-    if config.start_batch >= total:
-        raise CardError(f"config field 'start_batch' is {config.start_batch}, but {rows} rows in batches of "
-                        f"{config.batch_size} make {total} batches (valid: 0 to {total - 1})")
+def _batch_range(config: TrainingLoopConfig, rows: int) -> tuple[range, int]:
+    """The batch indices of one pass, and how many batches the frame has; a range past the frame's end is the
+    user's mistake, named."""
+    total = training.check_batch_index("start_batch", config.start_batch, rows, config.batch_size)
     stop = total if config.num_batches is None else config.start_batch + config.num_batches
     if stop > total:
         raise CardError(f"config field 'num_batches' is {config.num_batches}, but from batch {config.start_batch} "
                         f"only {total - config.start_batch} of the {total} batches remain ({rows} rows in batches "
                         f"of {config.batch_size}); valid: 1 to {total - config.start_batch}, or empty for all")
-    return range(config.start_batch, stop)
+    return range(config.start_batch, stop), total

@@ -151,14 +151,7 @@ class EventForwarder:
         names = self._metric_ports.get(pc.card.type)
         if names is None:
             names = self._metric_ports[pc.card.type] = tuple(p.name for p in pc.card_type.outputs if p.metric)
-        found = {}
-        for name in names:
-            value = outputs.get(name)
-            if isinstance(value, (int, float)):
-                found[name] = float(value)
-            elif value is not None:
-                found.update((name, v) for v in metric_series(value)[-1:])
-        return found
+        return {name: series[-1] for name in names if (series := metric_series(outputs.get(name)))}
 
     def card_cached(self, pc: PlannedCard, recorded: dict[str, Any]) -> None:
         self._card_event("cached", pc, metrics=recorded_metrics(pc, recorded))

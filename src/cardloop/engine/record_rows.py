@@ -53,6 +53,14 @@ def metric_series(value: Any) -> list[float]:
         return []
 
 
+def stored_summary(kind: str, metric: bool, value: Any, summary: Any) -> Any:
+    """The recorded summary of an output stored as an artifact: a metric series (a metric of a kind that is
+    not otherwise summarized) keeps its values beside the codec's summary, so that a cached run replays them."""
+    if metric and summarized(kind, metric) and kind not in SUMMARY_KINDS and isinstance(summary, dict):
+        return {**summary, "values": metric_series(value)}
+    return summary
+
+
 #: How a RowPlan part becomes JSON: "fixed" is complete; "summary" appends the value as JSON and "}";
 #: "raw" appends the value, already JSON text (an artifact's digest and summary), or a null digest.
 FIXED, SUMMARY, RAW = "fixed", "summary", "raw"

@@ -28,6 +28,7 @@ from cardloop.engine.record_rows import (
     metric_series,
     plain,
     row_plan,
+    stored_summary,
     summarized,
     versions_json,
 )
@@ -271,9 +272,7 @@ class RunRecorder:
             return None
         ref = self.store.save(port.kind, value, CodecContext())
         artifacts.append(self._artifact_row(ref.digest, ref.kind, ref.codec, ref.size, pc.id, port.name))
-        summary = ref.summary
-        if port.metric and port.kind not in SUMMARY_KINDS:  # a series keeps its values, as a cached run replays them
-            summary = {**summary, "values": metric_series(value)}
+        summary = stored_summary(port.kind, port.metric, value, ref.summary)
         return f"\"{ref.digest}\", \"summary\": {json.dumps(summary, default=plain)}}}"
 
     def _write_snapshots(self, snapshots: tuple[Snapshot, ...], artifacts: list) -> list[dict]:

@@ -14,7 +14,7 @@ import time
 import traceback
 from typing import Any
 
-from cardloop.engine.record_rows import metric_series
+from cardloop.engine.record_rows import stored_summary
 from cardloop.engine.resolve import Schedule, StoredState, StoredValue
 from cardloop.kinds import DATAFRAME, INFO, SCALAR, STATE_KINDS
 
@@ -122,9 +122,8 @@ class Worker:
             else:
                 ref = self.artifacts.save(port.kind, value, CodecContext())
                 self.loader.remember(ref.digest, value)
-                summary = _plain(value) if port.kind in SUMMARIZED else _brief(port.kind, value, ref.summary)
-                if port.metric and port.kind not in SUMMARIZED:  # a series: its values, as the recorder keeps them
-                    summary = {**summary, "values": metric_series(value)}
+                summary = _plain(value) if port.kind in SUMMARIZED else \
+                    stored_summary(port.kind, port.metric, value, _brief(port.kind, value, ref.summary))
                 written[port.name] = {"kind": port.kind, "digest": ref.digest, "summary": summary,
                                       "codec": ref.codec, "size": ref.size}
         return written
