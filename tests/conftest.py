@@ -1,10 +1,31 @@
-"""Shared fixtures: pinned torch threads, a fresh store, and a small numeric data file."""
+"""Shared fixtures: pinned torch threads, a fresh store, and a small numeric data file.
+
+The suite compares pipelines with hand-written CPU loops bit for bit, and `device: auto` would train them on
+CUDA on a GPU machine: so CUDA is hidden from the whole session (and the process executor's workers, which
+inherit the environment) before torch is imported, unless CARDLOOP_TEST_CUDA=1 asks for it, as
+tests/gpu_check.sh does for the GPU-aware test files.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-import pytest
+import os
+import sys
+
+TEST_CUDA = os.environ.get("CARDLOOP_TEST_CUDA") == "1"
+if not TEST_CUDA:
+    if "torch" in sys.modules:  # too late to hide it: torch may have looked for devices already
+        raise RuntimeError("tests/conftest.py must run before torch is imported, to hide CUDA from the suite")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+
+def pytest_report_header() -> str:
+    if TEST_CUDA:
+        return "cardloop: CUDA visible (CARDLOOP_TEST_CUDA=1); the CPU oracle tests expect a CPU machine"
+    return "cardloop: CUDA hidden from the suite; tests/gpu_check.sh runs the GPU tests on a GPU machine"
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@ LOG="$OUT/gpu_tests.log"
 # Exported so that the process executor's workers (python -m cardloop.engine.worker) find cardloop and pydantic.
 export PYTHONPATH="/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+export CARDLOOP_TEST_CUDA=1  # tests/conftest.py hides CUDA from the suite otherwise
 export CUBLAS_WORKSPACE_CONFIG="${CUBLAS_WORKSPACE_CONFIG:-:4096:8}"  # deterministic cuBLAS (the tests set it too)
 
 {

@@ -11,6 +11,7 @@ import torch
 
 from cardloop.cards.registry import default_registry
 from cardloop.errors import CardError
+from tests.devices import needs_cuda
 
 
 def evaluate(model, dataset, **config) -> dict:
@@ -127,7 +128,7 @@ def test_evaluate_names_a_non_numeric_column(model, dataset):
         evaluate(model, dataset)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_evaluate_runs_on_the_model_device(model, dataset):
     expected = evaluate(model, dataset)["metrics"]
     cuda_model = model.to("cuda")

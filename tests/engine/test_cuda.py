@@ -24,10 +24,11 @@ from cardloop.store import safetensors_format  # noqa: E402
 from cardloop.store.artifacts import ArtifactStore  # noqa: E402
 from cardloop.store.model_codec import STATE_PREFIX, ModelCodec  # noqa: E402
 from cardloop.store.outputs import RunOutputs  # noqa: E402
+from tests.devices import needs_cuda  # noqa: E402
 from tests.oracle import LOSSES, OPTIMIZERS, assert_same_weights, build_mlp  # noqa: E402
 
 DEVICE = "cuda"
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = needs_cuda
 
 ROWS, FEATURES = 320, 4
 SHAPE = dict(batches=20, batch_size=16, layers=[32, 32])

@@ -13,6 +13,7 @@ from cardloop.errors import StoreError
 from cardloop.models import build_model, register_architecture, set_architecture
 from cardloop.store.codec import AS_STORED
 from cardloop.store.codecs import CodecContext, codec_for_kind
+from tests.devices import needs_cuda
 
 CODEC = codec_for_kind("model")
 CTX = CodecContext()
@@ -124,7 +125,7 @@ def test_the_model_is_moved_to_the_requested_device(make_mlp):
     assert restored[0].weight.device.type == "meta" and restored[0].weight.grad.device.type == "meta"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@needs_cuda
 def test_a_gpu_model_is_stored_from_cpu_and_loaded_onto_the_gpu(make_mlp):
     model = make_mlp().cuda()
     model(torch.randn(6, 4, device="cuda")).pow(2).sum().backward()
