@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 WEB_DEPS := web/node_modules/.package-lock.json
 
-.PHONY: demo test test-python web bench clean
+.PHONY: demo test test-python web bench bench-instructions clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_local.py
 	$(PY) benchmarks/bench_parts.py
 	$(PY) benchmarks/bench_process.py
+
+# Instructions per training step, counted by Valgrind (needs valgrind and a C compiler: not part of `bench`).
+bench-instructions: $(VENV)/.installed
+	$(PY) benchmarks/bench_instructions.py
 
 clean:
 	rm -rf $(VENV) .cardloop web/node_modules
