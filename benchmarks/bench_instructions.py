@@ -68,7 +68,7 @@ def child(variant: str, steps: int, library: str, folder: Path) -> None:
     import torch
     import torch.nn.functional as F
     from bench_data import write_diabetes
-    from bench_local import TRAINING_CARDS, Case, make_model, pipeline_for, to_tensors
+    from bench_local import Case, make_model, pipeline_for, to_tensors
 
     import cardloop
     from cardloop.cards.registry import default_registry
@@ -95,11 +95,13 @@ def child(variant: str, steps: int, library: str, folder: Path) -> None:
             opt.step()
             loss.item()
     elif variant == "cards":
+        from bench_parts import card_functions, six_card_step
+
         from cardloop.cards.data import DataLoadConfig
 
         plan = plan_pipeline(pipeline_for(case, total))
         frame = registry.get("data_load").run(config=DataLoadConfig(path=str(path)))["dataset"]
-        prepare, zero, forward, loss, backward, step = (registry.get(t).run for t in TRAINING_CARDS)
+        functions = card_functions()
         model = make_model(case)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         context = plan.context(plan.cards[3 + 4])
@@ -107,12 +109,7 @@ def child(variant: str, steps: int, library: str, folder: Path) -> None:
         gc.freeze()  # as a run freezes its set-up's objects
         for c in configs:
             counter.step()
-            b = prepare(config=c[0], train_dataset=frame)["batch_data"]
-            zero(config=c[1], optimizer=opt)
-            f = forward(config=c[2], model=model, batch_data=b)["predictions"]
-            ls = loss(config=c[3], predictions=f, batch_data=b)["loss"]
-            backward(config=c[4], loss=ls, model=model, ctx=context)
-            step(config=c[5], optimizer=opt, model=model)
+            six_card_step(functions, c, frame, model, opt, context)
     elif variant in ("executor", "run"):
         zero_grad = registry.get("training_zero_grad")
         unmarked = zero_grad.run

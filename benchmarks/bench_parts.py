@@ -179,14 +179,30 @@ def in_place_part(X, y, reps: int, work: int = 40) -> tuple[float, float, float]
     return alone, extra_best, extra_median
 
 
+def card_functions() -> tuple:
+    """The six training cards' run functions, in the order of a step."""
+    return tuple(default_registry().get(t).run for t in TRAINING_CARDS)
+
+
+def six_card_step(functions: tuple, configs: list, frame, model, opt, context) -> None:
+    """One training step as the six training cards' run functions called directly, with these configs."""
+    prepare, zero, forward, loss, backward, step = functions
+    b = prepare(config=configs[0], train_dataset=frame)["batch_data"]
+    zero(config=configs[1], optimizer=opt)
+    f = forward(config=configs[2], model=model, batch_data=b)["predictions"]
+    ls = loss(config=configs[3], predictions=f, batch_data=b)["loss"]
+    backward(config=configs[4], loss=ls, model=model, ctx=context)
+    step(config=configs[5], optimizer=opt, model=model)
+
+
 def ceiling_part(frame, plan, X, y, reps: int) -> list[tuple[str, float, float]]:
     """(variant, µs per step best, median) for the hand loop and three ways of calling the six cards."""
     from array import array
 
     from bench_local import executor_alone, hand_loop
 
-    run = {t: default_registry().get(t).run for t in TRAINING_CARDS}
-    prepare, zero, forward, loss, backward, step = (run[t] for t in TRAINING_CARDS)
+    functions = card_functions()
+    prepare, zero, forward, loss, backward, step = functions
     steps = [plan.cards[k:k + 6] for k in range(3, len(plan.cards), 6)]  # after data, model and optimizer
     shared = [pc.config for pc in steps[0]]
     context = plan.context(steps[0][4])
@@ -213,12 +229,7 @@ def ceiling_part(frame, plan, X, y, reps: int) -> list[tuple[str, float, float]]
                                       (six[4], bw, "gradients_computed"), (six[5], st, "step_info")):
                     slots[pc.output_slots[name]] = out[name]  # the outputs no card reads stay, as in a run
             else:
-                b = prepare(config=c[0], train_dataset=frame)["batch_data"]
-                zero(config=c[1], optimizer=opt)
-                f = forward(config=c[2], model=model, batch_data=b)["predictions"]
-                ls = loss(config=c[3], predictions=f, batch_data=b)["loss"]
-                backward(config=c[4], loss=ls, model=model, ctx=context)
-                step(config=c[5], optimizer=opt, model=model)
+                six_card_step(functions, c, frame, model, opt, context)
         return clock() - started
 
     variants = {"hand loop": lambda: hand_loop(X, y, CASE, STEPS)[0],
