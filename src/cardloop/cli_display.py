@@ -146,8 +146,9 @@ def _brief(summary: Any) -> str:
         if "rows" in summary and isinstance(summary.get("columns"), list):
             return f"table {summary['rows']} rows x {len(summary['columns'])} columns"
         if "shape" in summary and len(summary) <= 8:
-            parts = [f"shape {tuple(summary['shape'])}"] + [f"{k} {summary[k]:.4g}" for k in ("mean", "std", "min", "max")
-                                                            if isinstance(summary.get(k), (int, float))]
+            statistics = [f"{k} {summary[k]:.4g}" for k in ("mean", "std", "min", "max")
+                          if isinstance(summary.get(k), (int, float))]
+            parts = [f"shape {tuple(summary['shape'])}", *statistics]
             return ", ".join(parts)
         text = json.dumps(summary, default=str)
         return text if len(text) <= 100 else text[:97] + "..."
