@@ -137,6 +137,26 @@ def test_every_batch_is_rows_of_the_frame_contiguous_and_64_byte_aligned(size):
         assert batch.X.data_ptr() % 64 == 0 and batch.y.data_ptr() % 64 == 0
 
 
+def test_a_batch_alone_makes_the_views_of_its_chunk_only_and_a_second_pass_hands_out_the_same_ones():
+    from cardloop.cards.training import VIEW_CHUNK, frame_tensors
+
+    batches = 3 * VIEW_CHUNK
+    frame = numeric_frame(rows=16 * batches - 5)  # batches of 16 rows, whose X (4 features) and y start on
+    first = prepare(frame, VIEW_CHUNK + 1, 16)["batch_data"]  # 64-byte boundaries; the last batch is short
+    tensors = frame_tensors(frame, None)
+    assert tensors.views_made(16) == VIEW_CHUNK
+    again = prepare(frame, VIEW_CHUNK + 1, 16)["batch_data"]
+    assert again.X is first.X and again.y is first.y
+    for index in range(batches):
+        batch = prepare(frame, index, 16)["batch_data"]
+        X, y = expected_rows(frame, index * 16, (index + 1) * 16)
+        assert torch.equal(batch.X, X) and torch.equal(batch.y, y)
+    assert tensors.views_made(16) == batches
+    assert prepare(frame, VIEW_CHUNK + 1, 16)["batch_data"].X is first.X
+    prepare(frame, 0, 8)  # y's 8 rows x 4 bytes do not end on a boundary: batches of 8 are copies, kept nowhere
+    assert tensors.views_made(8) == 0
+
+
 def test_a_batch_changed_in_place_by_a_card_does_not_change_the_next_batches_or_a_second_pass():
     frame = numeric_frame()
     first = prepare(frame, 0, 8)["batch_data"]
