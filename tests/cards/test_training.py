@@ -140,9 +140,10 @@ def test_every_batch_is_rows_of_the_frame_contiguous_and_64_byte_aligned(size):
 def test_a_batch_alone_makes_the_views_of_its_chunk_only_and_a_second_pass_hands_out_the_same_ones():
     from cardloop.cards.training import VIEW_CHUNK, frame_tensors
 
+    # batches of 16 rows, whose X (4 features) and y start on 64-byte boundaries; the last batch is short
     batches = 3 * VIEW_CHUNK
-    frame = numeric_frame(rows=16 * batches - 5)  # batches of 16 rows, whose X (4 features) and y start on
-    first = prepare(frame, VIEW_CHUNK + 1, 16)["batch_data"]  # 64-byte boundaries; the last batch is short
+    frame = numeric_frame(rows=16 * batches - 5)
+    first = prepare(frame, VIEW_CHUNK + 1, 16)["batch_data"]
     tensors = frame_tensors(frame, None)
     assert tensors.views_made(16) == VIEW_CHUNK
     again = prepare(frame, VIEW_CHUNK + 1, 16)["batch_data"]

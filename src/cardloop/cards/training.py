@@ -38,9 +38,9 @@ class FrameTensors:
     batches. A batch is a view into X and y when it starts on an ALIGNMENT boundary, as a fresh tensor does
     (the bits of a CPU matmul can depend on its input's address), and a copy otherwise. Views are made, a
     VIEW_CHUNK of batches at a time, when a batch among them is first asked for, and kept for the next pass:
-    a card run alone for one batch of a large frame does not make two tensors for every batch of it. A card that changes a batch in place changes X:
-    the version counter torch keeps for in-place changes tells, and the tensors are rebuilt from the frame,
-    so that a batch never differs from the frame's rows."""
+    a card run alone for one batch of a large frame does not make two tensors for every batch of it. A card
+    that changes a batch in place changes X: the version counter torch keeps for in-place changes tells, and
+    the tensors are rebuilt from the frame, so that a batch never differs from the frame's rows."""
 
     def __init__(self, frame, override: list[str] | None):
         self.features, self.targets = split_columns(frame, override)
