@@ -3,7 +3,8 @@
 import pytest
 
 from cardloop import kinds
-from cardloop.kinds import ANY, BATCH, BUILTIN_KINDS, MODEL, OPTIMIZER, STATE_KINDS, compatible, known_kinds, register_kind
+from cardloop.kinds import (ANY, BATCH, BUILTIN_KINDS, MODEL, OPTIMIZER, STATE_KINDS, compatible, known_kinds,
+                            register_kind)
 
 
 @pytest.fixture

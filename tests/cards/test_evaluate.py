@@ -108,7 +108,8 @@ def test_evaluate_needs_recorded_or_configured_target_columns(model, dataset):
 
 
 def test_evaluate_names_a_missing_target_column(model, dataset):
-    with pytest.raises(CardError, match=r"'target_columns' names target column 'y', .* available columns: x1, target, x2"):
+    with pytest.raises(CardError,
+                       match=r"'target_columns' names target column 'y', .* available columns: x1, target, x2"):
         evaluate(model, dataset, target_columns=["y"])
 
 

@@ -191,7 +191,8 @@ def test_the_context_gives_an_empty_source_for_an_unconnected_input():
 
 
 def test_to_json_lists_the_ports_with_their_kinds():
-    declared = declare(two_inputs, inputs=[Port("model", MODEL, "the model"), Port("batch_data", BATCH, required=False)],
+    declared = declare(two_inputs,
+                       inputs=[Port("model", MODEL, "the model"), Port("batch_data", BATCH, required=False)],
                        outputs=[Port("predictions", "tensor")])
     data = declared.to_json()
     assert data["inputs"] == [

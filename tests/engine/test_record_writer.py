@@ -62,7 +62,8 @@ def comparable(records, run_id):
     return rows, metrics
 
 
-@pytest.mark.parametrize(("persist", "executor"), [("checkpoint", "local"), ("all", "local"), ("checkpoint", "process")])
+@pytest.mark.parametrize(("persist", "executor"),
+                         [("checkpoint", "local"), ("all", "local"), ("checkpoint", "process")])
 def test_a_run_records_the_same_rows_through_the_process_as_in_thread(regression_csv, tmp_path, monkeypatch, persist,
                                                                       executor):
     pipeline = basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), prepare=False, batches=3,

@@ -102,7 +102,8 @@ def test_every_problem_is_reported_at_once():
     assert "3 problem(s)" in str(caught.value)
 
 
-@pytest.mark.parametrize("version, expected", [(None, "has no 'version' field"), (2, "unknown pipeline format version 2")])
+@pytest.mark.parametrize("version, expected",
+                         [(None, "has no 'version' field"), (2, "unknown pipeline format version 2")])
 def test_missing_or_unknown_version_is_refused(version, expected):
     data = {"name": "t", "cards": []} if version is None else {"version": version, "cards": []}
     with pytest.raises(PipelineInvalid) as caught:

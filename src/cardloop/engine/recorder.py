@@ -305,7 +305,8 @@ class RunRecorder:
                                                     member["size"], pc.id, name))
             rows.append({"run_id": self.run_id, "position": pc.position, "card_id": pc.id,
                          "group": snap["group"], "version": snap["version"], "cache_key": pc.cache_key,
-                         "members": {n: {"kind": m["kind"], "digest": m["digest"]} for n, m in snap["members"].items()}})
+                         "members": {n: {"kind": m["kind"], "digest": m["digest"]}
+                                     for n, m in snap["members"].items()}})
         return rows
 
     def _artifact_row(self, digest: str, kind: str, codec: str, size: int, card_id: str, port: str) -> dict:

@@ -285,7 +285,8 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
 
     def result(status: str, error: CardFailed | None) -> RunResult:
         outputs = ResultOutputs(plan, slots, work.run_positions, available,
-                                lambda cards: StoreAvailability(plan, records, artifacts, cards), StoreLoader(artifacts))
+                                lambda cards: StoreAvailability(plan, records, artifacts, cards),
+                                StoreLoader(artifacts))
         return RunResult(run_id, status, outputs, root, time.perf_counter() - started, error,
                          executed=[pc.id for pc in work.run], cached=cached)
 

@@ -50,7 +50,8 @@ class Guard(BaseHTTPMiddleware):
 
 def token_ok(request: Any, token: str) -> bool:
     header = request.headers.get("authorization", "")
-    given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else request.query_params.get("token")
+    bearer = header.startswith("Bearer ")
+    given = header.removeprefix("Bearer ").strip() if bearer else request.query_params.get("token")
     return given is not None and secrets.compare_digest(given, token)
 
 
