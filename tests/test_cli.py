@@ -1,6 +1,7 @@
 """The command line, run as a user runs it: a real process, real files, exit codes and sentences."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -85,6 +86,16 @@ def test_runs_and_show_describe_the_run_and_a_cards_outputs(pipeline_file, store
     assert card.returncode == 0 and '"retain_graph": false' in card.stdout
     model = cli("show", run.run_id, "step6", "--store", store)
     assert '"parameters": 369' in model.stdout and '"type": "SGD"' in model.stdout
+
+
+def test_piped_output_keeps_a_row_on_one_line_with_its_words_whole(pipeline_file, store):
+    assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+    run = latest_run(store)
+    environment = {name: value for name, value in os.environ.items() if name != "COLUMNS"}
+    listed = subprocess.run([sys.executable, "-m", "cardloop.cli", "runs", "--store", str(store)],
+                            capture_output=True, text=True, env=environment, timeout=300)
+    row = next(line for line in listed.stdout.splitlines() if run.run_id in line)
+    assert run.name in row and "succeeded" in row and "checkpoint" in row and "…" not in row
 
 
 def test_show_an_unknown_run_or_card_is_a_sentence(pipeline_file, store):

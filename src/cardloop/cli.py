@@ -16,8 +16,21 @@ from cardloop.errors import CardFailed, CardloopError, PipelineInvalid
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="PyTorch training loops as graphs of cards.")
-console = Console()
-errors = Console(stderr=True)
+PIPED_WIDTH = 4096  # columns of a console that writes to a pipe or a file: in effect, no wrapping
+
+
+def _console(stderr: bool = False) -> Console:
+    """A Rich console. Writing to a pipe or a file (`cardloop runs | grep failed`, a CI log), it neither wraps
+    nor cuts tables and sentences at Rich's default 80 columns: a row stays one line, its words whole. A
+    COLUMNS setting still decides."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
+
+
+console = _console()
+errors = _console(stderr=True)
 
 StoreOption = typer.Option(None, "--store", help="Store root (default: $CARDLOOP_STORE or ./.cardloop).")
 CardsOption = typer.Option(None, "--cards", help="A Python file of extra card types (repeatable).")
