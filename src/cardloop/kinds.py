@@ -28,6 +28,8 @@ BUILTIN_KINDS: dict[str, str] = {
 
 #: Kinds whose values are training state: mutated in place, versioned by the plan.
 STATE_KINDS = frozenset({MODEL, OPTIMIZER, SCHEDULER})
+#: Kinds whose values may carry an autograd graph back to the training state.
+GRAPH_KINDS = frozenset({LOSS, TENSOR})
 
 _custom_kinds: dict[str, str] = {}
 

@@ -36,3 +36,29 @@ def test_a_card_returning_too_little_is_a_clear_failure(regression_csv, store, t
     with pytest.raises(cardloop.CardFailed, match=r"card 'nothing' \(returns_nothing\) failed: its run function "
                                                   r"returned no value for output\(s\) \['value'\]"):
         cardloop.run(pipeline, store=store, cards=[card_file])
+
+
+def test_a_released_loss_lives_until_the_next_steps_loss_replaces_it_as_in_a_hand_written_loop(regression_csv):
+    """Last step's graph must survive the next forward pass, as a loop variable keeps it: freed at once, it
+    takes the parameters' gradient accumulators with it and the next step builds them again."""
+    import weakref
+
+    from cardloop.engine.events import RunHooks
+    from cardloop.engine.local import LocalExecutor
+    from cardloop.engine.plan import plan_pipeline
+
+    losses, alive_after = {}, {}
+
+    class Watch:
+        def card_done(self, pc, outputs, started, seconds):
+            if pc.card.type == "training_loss":
+                losses[pc.id] = weakref.ref(outputs["loss"])
+            alive_after[pc.id] = {loss: ref() is not None for loss, ref in losses.items()}
+
+    pipeline = basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), prepare=False, batches=3,
+                                   batch_size=16)
+    LocalExecutor().run(plan_pipeline(pipeline), RunHooks([Watch()]))
+    # (a card's done hook runs before the values it was the last reader of are released)
+    assert alive_after["fwd1"]["loss0"] and alive_after["back1"]["loss0"]  # through the next step's forward
+    assert not alive_after["step1"]["loss0"] and alive_after["step1"]["loss1"]  # replaced by the next loss
+    assert alive_after["back2"]["loss1"] and not alive_after["step2"]["loss1"]

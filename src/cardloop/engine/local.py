@@ -40,10 +40,13 @@ class LocalExecutor:
         what the schedule takes from the store is loaded with `loader`. Raises CardFailed naming the card.
 
         Values that cards read are dropped after their last reader (unless `keep_outputs`): holding every
-        step's batch, predictions and loss alive costs memory and, measurably, speed."""
+        step's batch, predictions and loss alive costs memory and, measurably, speed. A dropped value that may
+        carry an autograd graph stays alive until the next value of its card type and port replaces it, as
+        a hand-written loop's variables do (Plan.releases says why)."""
         slots = slots if slots is not None else [None] * plan.slot_count
         running = plan.cards if schedule is None else schedule.run
         releases = {} if self.keep_outputs else plan.releases(running)
+        held: dict[Any, Any] = {}  # by hold key: the last released value that may carry an autograd graph
         clock = time.perf_counter
         started_hook = hooks.card_started if listens(hooks, "card_started") else None
         done_hook = hooks.card_done
@@ -75,7 +78,9 @@ class LocalExecutor:
             except (KeyError, TypeError, IndexError) as exc:
                 raise _failed(hooks, pc, CardError(_bad_outputs(pc, outputs)), started) from exc
             done_hook(pc, outputs, started, seconds)
-            for slot in releases.get(pc.position, ()):
+            for slot, hold in releases.get(pc.position, ()):
+                if hold is not None:
+                    held[hold] = slots[slot]
                 slots[slot] = RELEASED
         return slots
 

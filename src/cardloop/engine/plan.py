@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from cardloop.cards.registry import Registry
 from cardloop.cards.spec import CardConfig, CardContext, CardType, Port
-from cardloop.kinds import MODEL, STATE_KINDS
+from cardloop.kinds import GRAPH_KINDS, MODEL, STATE_KINDS
 from cardloop.pipeline.model import Card, Pipeline
 from cardloop.pipeline.validate import CheckedCard, check_pipeline
 
@@ -116,18 +116,32 @@ class Plan:
                     self._readers_by_slot.setdefault(binding.slot, []).append(pc)
         return self._readers_by_slot
 
-    def releases(self, running: list[PlannedCard] | None = None) -> dict[int, tuple[int, ...]]:
+    def releases(self, running: list[PlannedCard] | None = None) -> dict[int, tuple[tuple[int, Any], ...]]:
         """For each card position, the value slots it is the last reader of (never training state), so an
-        executor can drop them right after it, as a hand-written loop drops last step's tensors."""
+        executor can drop them right after it, as a hand-written loop drops last step's tensors. Each slot
+        comes with its hold key, (card type, port), for a value that may carry an autograd graph (a loss,
+        predictions), and None otherwise.
+
+        A hand-written loop holds such a value until the next step assigns its variable again, and so keeps
+        last step's graph alive through the next forward pass. An executor should do the same: it holds the
+        last released value of each key until the next one replaces it. Freed at once, last step's graph takes
+        the parameters' gradient accumulators with it, and with torch 2.13 the next step costs 28-32k more
+        instructions (~1.5 % of a small MLP's step; benchmarks/README.md). Callgrind shows where: the
+        accumulators made anew, and torch taking the GIL back more often inside the step."""
         last: dict[int, int] = {}
         for pc in self.cards if running is None else running:
             for binding in pc.bindings:
                 last[binding.slot] = pc.position
         state_slots = {pc.output_slots[port] for pc in self.cards for port in pc.state_outputs}
-        by_card: dict[int, list[int]] = {}
+        held: dict[int, tuple[str, str]] = {}
+        for pc in self.cards:
+            for port in pc.card_type.outputs:
+                if port.kind in GRAPH_KINDS and port.name not in pc.state_outputs:
+                    held[pc.output_slots[port.name]] = (pc.card_type.id, port.name)
+        by_card: dict[int, list[tuple[int, Any]]] = {}
         for slot, position in last.items():
             if slot not in state_slots:
-                by_card.setdefault(position, []).append(slot)
+                by_card.setdefault(position, []).append((slot, held.get(slot)))
         return {position: tuple(slots) for position, slots in by_card.items()}
 
     def state_slots(self, name: str) -> list[int]:

@@ -18,9 +18,7 @@ from typing import Any, Protocol
 
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.errors import CardloopError
-from cardloop.kinds import LOSS, STATE_KINDS, TENSOR
-
-GRAPH_KINDS = frozenset({LOSS, TENSOR})
+from cardloop.kinds import GRAPH_KINDS, STATE_KINDS
 
 
 @dataclass(frozen=True)
