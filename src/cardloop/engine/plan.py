@@ -125,9 +125,9 @@ class Plan:
         A hand-written loop holds such a value until the next step assigns its variable again, and so keeps
         last step's graph alive through the next forward pass. An executor should do the same: it holds the
         last released value of each key until the next one replaces it. Freed at once, last step's graph takes
-        the parameters' gradient accumulators with it, and with torch 2.13 the next step costs 28-32k more
-        instructions (~1.5 % of a small MLP's step; benchmarks/README.md). Callgrind shows where: the
-        accumulators made anew, and torch taking the GIL back more often inside the step."""
+        the parameters' gradient accumulators with it, and with torch 2.13 the executor then runs about 22k
+        more instructions a step (~1 % of a small MLP's step; benchmarks/README.md). Callgrind shows where:
+        the accumulators made anew, and torch taking the GIL back more often inside the step."""
         last: dict[int, int] = {}
         for pc in self.cards if running is None else running:
             for binding in pc.bindings:
