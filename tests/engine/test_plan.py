@@ -83,15 +83,11 @@ def test_cards_with_the_same_config_share_its_parsed_form_and_each_gets_exactly_
 
 def test_releases_name_each_last_reader_and_a_hold_key_for_values_that_may_carry_a_graph():
     plan = plan_pipeline(basic_training_loop(batches=2, prepare=False))
-    by_id = {pc.id: pc for pc in plan.cards}
-    released = {by_id_of(plan, position): pairs for position, pairs in plan.releases().items()}
+    id_at = {pc.position: pc.id for pc in plan.cards}
+    released = {id_at[position]: pairs for position, pairs in plan.releases().items()}
     slot = {(pc.id, port): s for pc in plan.cards for port, s in pc.output_slots.items()}
     assert (slot["fwd0", "predictions"], ("training_forward", "predictions")) in released["loss0"]
     assert (slot["loss0", "loss"], ("training_loss", "loss")) in released["back0"]
     assert (slot["batch0", "batch_data"], None) in released["loss0"]  # a batch carries no graph: dropped at once
-    state = {slot[pc.id, port] for pc in by_id.values() for port in pc.state_outputs}
+    state = {slot[pc.id, port] for pc in plan.cards for port in pc.state_outputs}
     assert not state & {s for pairs in released.values() for s, _ in pairs}  # training state is never released
-
-
-def by_id_of(plan, position):
-    return next(pc.id for pc in plan.cards if pc.position == position)

@@ -133,15 +133,15 @@ class Plan:
             for binding in pc.bindings:
                 last[binding.slot] = pc.position
         state_slots = {pc.output_slots[port] for pc in self.cards for port in pc.state_outputs}
-        held: dict[int, tuple[str, str]] = {}
+        hold_keys: dict[int, tuple[str, str]] = {}
         for pc in self.cards:
             for port in pc.card_type.outputs:
                 if port.kind in GRAPH_KINDS and port.name not in pc.state_outputs:
-                    held[pc.output_slots[port.name]] = (pc.card_type.id, port.name)
+                    hold_keys[pc.output_slots[port.name]] = (pc.card_type.id, port.name)
         by_card: dict[int, list[tuple[int, Any]]] = {}
         for slot, position in last.items():
             if slot not in state_slots:
-                by_card.setdefault(position, []).append((slot, held.get(slot)))
+                by_card.setdefault(position, []).append((slot, hold_keys.get(slot)))
         return {position: tuple(slots) for position, slots in by_card.items()}
 
     def state_slots(self, name: str) -> list[int]:
