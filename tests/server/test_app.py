@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from cardloop.examples import basic_training_loop
 from cardloop.server.app import create_app
+from tests.server import TESTCLIENT_HOSTS
 
 BUILTIN_CARDS = {"data_load", "data_split", "data_normalize", "model_define", "model_clone", "evaluate",
                  "training_prepare_batch", "training_init_optimizer", "training_zero_grad", "training_forward",
@@ -26,7 +27,7 @@ def pipelines(tmp_path):
 
 @pytest.fixture
 def client(store, pipelines, tmp_path):
-    return TestClient(create_app(store, pipelines, tmp_path, None))
+    return TestClient(create_app(store, pipelines, tmp_path, None, TESTCLIENT_HOSTS))
 
 
 @pytest.fixture

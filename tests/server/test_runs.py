@@ -16,11 +16,12 @@ from starlette.websockets import WebSocketDisconnect
 import cardloop.server.runs as server_runs
 from cardloop.examples import basic_training_loop
 from cardloop.server.app import create_app
+from tests.server import TESTCLIENT_HOSTS
 
 
 @pytest.fixture
 def client(store, tmp_path):
-    return TestClient(create_app(store, tmp_path / "pipelines", tmp_path, None))
+    return TestClient(create_app(store, tmp_path / "pipelines", tmp_path, None, TESTCLIENT_HOSTS))
 
 
 def loop(csv, batches=2, **options):
@@ -382,7 +383,7 @@ def test_a_reconnect_after_the_run_shows_the_state_from_the_records(client, regr
     assert messages[-1]["kind"] == "closed"
 
     # a server started later knows the run only from its records: a snapshot, then the socket closes
-    later = TestClient(create_app(store, tmp_path / "pipelines", tmp_path, None))
+    later = TestClient(create_app(store, tmp_path / "pipelines", tmp_path, None, TESTCLIENT_HOSTS))
     with later.websocket_connect(f"/api/runs/{run_id}/events") as socket:
         messages = receive_all(socket)
     assert len(messages) == 1 and messages[0]["kind"] == "snapshot"

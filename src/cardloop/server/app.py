@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from cardloop.errors import CardloopError, PipelineInvalid, Problem
 from cardloop.server.runs import RunManager
-from cardloop.server.security import BodyLimit, Guard, confined, origin_ok, token_ok
+from cardloop.server.security import LOCAL_HOSTNAMES, BodyLimit, Guard, HostCheck, confined, origin_ok, token_ok
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -37,11 +37,14 @@ class RunRequest(BaseModel):
     model_config = {"populate_by_name": True, "extra": "forbid"}
 
 
-def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | None = None) -> FastAPI:
-    """The server for one store, one folder of saved pipelines and one data root."""
+def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | None = None,
+               allowed_hosts: frozenset[str] | None = LOCAL_HOSTNAMES) -> FastAPI:
+    """The server for one store, one folder of saved pipelines and one data root. It answers requests whose Host
+    is a loopback address or one of `allowed_hosts` (None: any host, for a server that requires a token)."""
     app = FastAPI(title="cardloop", version="1", description="Build, run and watch card pipelines.")
     app.add_middleware(Guard, token=token)
     app.add_middleware(BodyLimit)
+    app.add_middleware(HostCheck, names=allowed_hosts)
     runs = RunManager(store)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
 
