@@ -1,12 +1,14 @@
 """Who may talk to the server: the Host names it answers to, the token, same-origin writes, the request body
 limit, and data paths confined to the data root."""
 
+import re
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from cardloop.errors import CardloopError
 from cardloop.examples import basic_training_loop
 from cardloop.server.app import create_app
 from cardloop.server.security import (LOCAL_HOSTNAMES, MAX_BODY_BYTES, allowed_hosts, confined, host_ok, is_loopback,
@@ -129,6 +131,18 @@ def test_a_server_on_another_address_answers_any_host_but_wants_the_token(store,
                                         ("0.0.0.0", None), ("", None), ("::", None), ("192.168.1.2", None)])
 def test_allowed_hosts_follow_the_bound_address(bind, names):
     assert allowed_hosts(bind, ["Box.LAN"]) == names
+
+
+@pytest.mark.parametrize("given", ["box.lan:8000", "http://box.lan", "", "box lan", "box.lan/", "-box.lan"])
+def test_an_allowed_host_that_is_no_host_name_is_an_error_naming_it(given):
+    with pytest.raises(CardloopError, match=f"--allow-host {re.escape(repr(given))} is not a host name"):
+        allowed_hosts("127.0.0.1", [given])
+
+
+def test_an_allowed_ipv6_address_is_answered_with_or_without_brackets():
+    names = allowed_hosts("127.0.0.1", ["[FE80::0001]"])
+    assert names == LOCAL_HOSTNAMES | {"fe80::1"}
+    assert host_ok("[fe80::1]:8000", names) and host_ok("[FE80:0::1]", names) and not host_ok("[fe80::2]", names)
 
 
 def test_host_ok_strips_the_port_and_the_brackets():

@@ -181,3 +181,14 @@ def test_serve_answers_a_host_name_the_user_allows(tmp_path):
         assert other.status_code == 403
     finally:
         stop(process)
+
+
+def test_serve_with_an_allowed_host_that_is_no_name_says_so_and_exits_1(tmp_path):
+    process = serve(tmp_path, "--port", free_port(), "--allow-host", "box.lan:8000")
+    try:
+        process.wait(timeout=90)
+        output = process.stdout.read() + process.stderr.read()
+    finally:
+        stop(process)
+    assert process.returncode == 1
+    assert "error: --allow-host 'box.lan:8000' is not a host name" in output and "Traceback" not in output

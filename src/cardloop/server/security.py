@@ -5,6 +5,7 @@ root."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketClose
 
+from cardloop.errors import CardloopError
+
 MAX_BODY_BYTES = 4 * 1024 * 1024
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 LOCAL_HOSTNAMES = frozenset({"localhost"})
+HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?$")
 
 
 def is_loopback(host: str) -> bool:
@@ -33,9 +37,20 @@ def is_loopback(host: str) -> bool:
 def allowed_hosts(bind_host: str, extra: list[str]) -> frozenset[str] | None:
     """The host names a server bound to `bind_host` answers to besides loopback addresses, as Jupyter does:
     on loopback, 'localhost' and the names the user allows; elsewhere any name (None), since the token guards it."""
-    if not is_loopback(bind_host):
-        return None
-    return LOCAL_HOSTNAMES | {name.lower() for name in extra}
+    names = {_host_name(name) for name in extra}
+    return LOCAL_HOSTNAMES | names if is_loopback(bind_host) else None
+
+
+def _host_name(given: str) -> str:
+    """A name as a Host header carries it, lowercase, without port; an IPv6 address without brackets."""
+    name = given.strip().lower()
+    try:
+        return str(ipaddress.ip_address(name.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        if HOST_NAME.match(name):
+            return name
+    raise CardloopError(f"--allow-host {given!r} is not a host name: give the name alone, without a scheme or "
+                        "port, e.g. --allow-host my-box.lan")
 
 
 def host_ok(host_header: str, names: frozenset[str]) -> bool:
@@ -46,9 +61,10 @@ def host_ok(host_header: str, names: frozenset[str]) -> bool:
     elif host.count(":") == 1:
         host = host.partition(":")[0]
     try:
-        return ipaddress.ip_address(host).is_loopback or host in names
+        address = ipaddress.ip_address(host)
     except ValueError:
         return host in names
+    return address.is_loopback or str(address) in names
 
 
 class HostCheck:
