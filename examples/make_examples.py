@@ -6,11 +6,13 @@
   `l1_regularization` card (examples/cards/l1_regularization.py) between Calculate Loss and Backward Pass;
 - training_loop.yaml: the same loop in one `training_loop` card (the guide's loop wrapper), for 3 epochs.
 
-    python examples/make_examples.py
+    python examples/make_examples.py           # writes them here, in examples/
+    python examples/make_examples.py FOLDER    # writes them into FOLDER (the tests compare those with these)
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from cardloop.examples import basic_training_loop, training_loop
@@ -21,14 +23,15 @@ LOOP_EPOCHS = 3
 HERE = Path(__file__).parent
 
 if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE
     batches = -(-TRAIN_ROWS // BATCH_SIZE)
     basic = basic_training_loop(batches=batches, batch_size=BATCH_SIZE, learning_rate=0.01)
     l1 = basic_training_loop(batches=batches, batch_size=BATCH_SIZE, learning_rate=0.01, l1_weight=1e-4,
                              name="custom-l1")
     l1.description = "The Basic Training Loop with an L1 penalty added between Calculate Loss and Backward Pass."
     for pipeline, file in ((basic, "basic_training_loop.yaml"), (l1, "custom_l1.yaml")):
-        path = pipeline.save(HERE / file)
+        path = pipeline.save(out / file)
         print(f"wrote {path}: {len(pipeline.cards)} cards, {batches} batches")
     looped = training_loop(epochs=LOOP_EPOCHS, batch_size=BATCH_SIZE, learning_rate=0.01)
-    path = looped.save(HERE / "training_loop.yaml")
+    path = looped.save(out / "training_loop.yaml")
     print(f"wrote {path}: {len(looped.cards)} cards, {LOOP_EPOCHS} epochs of {batches} batches in one card")

@@ -190,11 +190,15 @@ def export(
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback requires a token."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback ('' and 0.0.0.0 listen on "
+                                               "every interface) requires a token."),
     port: int = typer.Option(8000, help="Port to listen on."),
     store: Optional[Path] = StoreOption,
     token: Optional[str] = typer.Option(None, help="Token clients must send (generated and printed when the "
                                                    "host is not loopback and none is given)."),
+    allow_host: Optional[List[str]] = typer.Option(None, "--allow-host", help="Another host name under which a "
+                                                   "loopback server may be reached (repeatable); loopback "
+                                                   "addresses and localhost always may."),
     pipelines: Path = typer.Option(Path("pipelines"), help="Folder where the editor saves pipelines."),
     data_root: Path = typer.Option(Path("."), help="Data files that cards may read must lie inside this folder."),
     debug: bool = DebugOption,
@@ -203,17 +207,19 @@ def serve(
     import uvicorn
 
     from cardloop.server.app import create_app
-    from cardloop.server.security import is_loopback, new_token
+    from cardloop.server.security import allowed_hosts, is_loopback, new_token
     from cardloop.store.artifacts import default_store_root
 
     with friendly_errors(debug):
         if not is_loopback(host) and not token:
             token = new_token()
-            console.print(f"serving on {host}: clients must send the token [bold]{token}[/bold]")
+            console.print(f"serving on {host or 'every interface'}: clients must send the token [bold]{token}[/bold]")
         root = (store if store is not None else default_store_root()).resolve()
-        application = create_app(root, pipelines.resolve(), data_root.resolve(), token)
+        application = create_app(root, pipelines.resolve(), data_root.resolve(), token,
+                                  allowed_hosts(host, allow_host or []))
         os.chdir(data_root)  # relative data paths in cards are read from the data root
-        shown = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+        address = f"[{host}]" if ":" in host else host or "0.0.0.0"
+        shown = f"http://{address}:{port}/" + (f"?token={token}" if token else "")
         console.print(f"cardloop editor at {shown} (API docs at /docs); store {root}")
         uvicorn.run(application, host=host, port=port, log_level="warning")
 

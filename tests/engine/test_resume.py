@@ -202,13 +202,15 @@ def test_the_worker_of_a_killed_run_exits_when_its_socket_closes(tmp_path, regre
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert latest_run(records).status == "running"  # killed mid-run: nothing closed it
-    deadline = time.monotonic() + 120  # a bound, not a speed: a loaded machine may take seconds to end its card
+    # the worker ends the card it is in (on a busy machine, say, still importing torch) and then exits: the
+    # deadline only bounds a worker that never would
+    deadline = time.monotonic() + DEADLINE
     while worker_processes(store) and time.monotonic() < deadline:
         time.sleep(0.05)
     lingering = worker_processes(store)
     for pid in lingering:  # do not leave it running if the check fails
         os.kill(pid, signal.SIGKILL)
-    assert not lingering, f"worker {sorted(lingering)} still runs 120 s after its run was killed"
+    assert not lingering, f"worker {sorted(lingering)} still runs {DEADLINE:.0f} s after its run was killed"
 
 
 def test_ctrl_c_exits_130_says_how_to_resume_and_the_same_command_resumes(tmp_path, regression_csv, store):

@@ -1,11 +1,14 @@
 """The HTTP API apart from runs: the card catalogue, saved pipelines, validation, examples and the OpenAPI
 document, through FastAPI's test client over `create_app` (no network, no token)."""
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
 from cardloop.examples import basic_training_loop
 from cardloop.server.app import create_app
+from tests.server import TESTCLIENT_HOSTS
 
 BUILTIN_CARDS = {"data_load", "data_split", "data_normalize", "model_define", "model_clone", "evaluate",
                  "training_prepare_batch", "training_init_optimizer", "training_zero_grad", "training_forward",
@@ -26,7 +29,7 @@ def pipelines(tmp_path):
 
 @pytest.fixture
 def client(store, pipelines, tmp_path):
-    return TestClient(create_app(store, pipelines, tmp_path, None))
+    return TestClient(create_app(store, pipelines, tmp_path, None, TESTCLIENT_HOSTS))
 
 
 @pytest.fixture
@@ -275,3 +278,28 @@ def test_the_root_serves_a_page(client):
     response = client.get("/")
     assert response.status_code == 200 and "text/html" in response.headers["content-type"]
     assert "cardloop" in response.text
+
+
+def test_the_docs_page_loads_swagger_ui_from_the_server_itself(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN: it works without internet
+    assert "url: '/openapi.json'" in page.text
+    referenced = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    kinds = {"swagger-ui-bundle.js": "javascript", "swagger-ui.css": "text/css", "favicon-32x32.png": "image/png"}
+    assert sorted(url.rsplit("/", 1)[-1] for url in referenced) == sorted(kinds)
+    for url in referenced:
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert kinds[url.rsplit("/", 1)[-1]] in asset.headers["content-type"]
+        assert len(asset.content) > 500
+    assert "SwaggerUIBundle" in client.get(next(url for url in referenced if url.endswith(".js"))).text
+
+
+def test_swagger_ui_ships_with_its_licence(client):
+    licence = client.get("/docs-assets/LICENSE")
+    assert licence.status_code == 200 and "Apache License" in licence.text
+
+
+def test_no_page_loads_redoc_from_a_cdn(client):
+    assert client.get("/redoc").status_code == 404

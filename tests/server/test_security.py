@@ -1,16 +1,20 @@
-"""Who may talk to the server: the token, same-origin writes, the request body limit, and data paths confined
-to the data root."""
+"""Who may talk to the server: the Host names it answers to, the token, same-origin writes, the request body
+limit, and data paths confined to the data root."""
 
+import re
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from cardloop.errors import CardloopError
 from cardloop.examples import basic_training_loop
 from cardloop.server.app import create_app
-from cardloop.server.security import MAX_BODY_BYTES, confined, is_loopback, new_token, origin_ok, token_ok
+from cardloop.server.security import (LOCAL_HOSTNAMES, MAX_BODY_BYTES, allowed_hosts, confined, host_ok, is_loopback,
+                                      new_token, origin_ok, token_ok)
 from cardloop.store.records import RunRecords
+from tests.server import TESTCLIENT_HOSTS
 from tests.server.test_runs import wait
 
 TOKEN = "s3cret-token"
@@ -26,12 +30,12 @@ def data_root(tmp_path):
 
 @pytest.fixture
 def client(store, tmp_path, data_root):
-    return TestClient(create_app(store, tmp_path / "pipelines", data_root, None))
+    return TestClient(create_app(store, tmp_path / "pipelines", data_root, None, TESTCLIENT_HOSTS))
 
 
 @pytest.fixture
 def guarded(store, tmp_path, data_root):
-    return TestClient(create_app(store, tmp_path / "pipelines", data_root, TOKEN))
+    return TestClient(create_app(store, tmp_path / "pipelines", data_root, TOKEN, TESTCLIENT_HOSTS))
 
 
 @pytest.fixture
@@ -58,6 +62,93 @@ def path_problems(client, path):
 def write_csv(path):
     path.write_text("a,b,c,d,target\n" + "".join(f"{i},{i + 1},{i + 2},{i + 3},{i}\n" for i in range(40)))
     return path
+
+
+# --- the Host names a loopback server answers to (DNS rebinding) ---------------------------------------------
+
+REBIND = "rebind.example:8000"  # a name whose DNS answer an attacker switched to 127.0.0.1
+
+
+@pytest.fixture
+def local(store, tmp_path, data_root):
+    """The app as `cardloop serve` makes it on 127.0.0.1, reached as a browser there reaches it."""
+    return TestClient(create_app(store, tmp_path / "pipelines", data_root, None), base_url="http://127.0.0.1:8000")
+
+
+@pytest.mark.parametrize("method,path", [("get", "/api/cards"), ("get", "/api/runs"), ("get", "/"), ("get", "/docs"),
+                                         ("get", "/openapi.json"), ("put", "/api/pipelines/x"),
+                                         ("post", "/api/runs"), ("post", "/api/validate")])
+def test_a_request_naming_another_host_is_403_and_changes_nothing(local, tmp_path, method, path):
+    kwargs = {"json": one_batch("cardloop:diabetes.csv")} if method in ("post", "put") else {}
+    response = getattr(local, method)(path, headers={"Host": REBIND, "Origin": f"http://{REBIND}"}, **kwargs)
+    assert response.status_code == 403
+    assert response.json()["detail"].startswith(f"host '{REBIND}' is not allowed")
+    assert "--allow-host" in response.json()["detail"]
+    assert not list((tmp_path / "pipelines").iterdir())
+    assert local.get("/api/runs").json() == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "127.0.0.1", "localhost:8000", "LocalHost:8000", "[::1]:8000",
+                                  "127.8.9.10:8000"])
+def test_loopback_addresses_and_localhost_are_answered(local, host):
+    assert local.get("/api/cards", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["rebind.example", "localhost.rebind.example:8000", "127.0.0.1.nip.io:8000",
+                                  "app.localhost:8000", "0.0.0.0:8000", "192.168.1.2:8000", "[::]:8000", "",
+                                  "testserver"])
+def test_any_other_host_is_403(local, host):
+    assert local.get("/api/cards", headers={"Host": host}).status_code == 403
+
+
+def test_a_websocket_naming_another_host_is_closed(local, recorded_run):
+    with pytest.raises(WebSocketDisconnect) as closed:
+        with local.websocket_connect(f"/api/runs/{recorded_run}/events", headers={"Host": REBIND}) as socket:
+            socket.receive_json()
+    assert closed.value.code == 4403
+    with local.websocket_connect(f"/api/runs/{recorded_run}/events",
+                                 headers={"Host": "127.0.0.1:8000"}) as socket:
+        assert socket.receive_json()["kind"] == "snapshot"
+
+
+def test_names_the_user_allows_are_answered(store, tmp_path, data_root):
+    app = create_app(store, tmp_path / "pipelines", data_root, None, allowed_hosts("127.0.0.1", ["My-Box.lan"]))
+    client = TestClient(app, base_url="http://my-box.lan:8000")
+    assert client.get("/api/cards").status_code == 200
+    assert client.get("/api/cards", headers={"Host": REBIND}).status_code == 403
+
+
+def test_a_server_on_another_address_answers_any_host_but_wants_the_token(store, tmp_path, data_root):
+    app = create_app(store, tmp_path / "pipelines", data_root, TOKEN, allowed_hosts("0.0.0.0", []))
+    client = TestClient(app, base_url=f"http://{REBIND}")
+    assert client.get("/api/cards").status_code == 401
+    assert client.get("/api/cards", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+@pytest.mark.parametrize("bind,names", [("127.0.0.1", LOCAL_HOSTNAMES | {"box.lan"}),
+                                        ("localhost", LOCAL_HOSTNAMES | {"box.lan"}),
+                                        ("::1", LOCAL_HOSTNAMES | {"box.lan"}),
+                                        ("0.0.0.0", None), ("", None), ("::", None), ("192.168.1.2", None)])
+def test_allowed_hosts_follow_the_bound_address(bind, names):
+    assert allowed_hosts(bind, ["Box.LAN"]) == names
+
+
+@pytest.mark.parametrize("given", ["box.lan:8000", "http://box.lan", "", "box lan", "box.lan/", "-box.lan"])
+def test_an_allowed_host_that_is_no_host_name_is_an_error_naming_it(given):
+    with pytest.raises(CardloopError, match=f"--allow-host {re.escape(repr(given))} is not a host name"):
+        allowed_hosts("127.0.0.1", [given])
+
+
+def test_an_allowed_ipv6_address_is_answered_with_or_without_brackets():
+    names = allowed_hosts("127.0.0.1", ["[FE80::0001]"])
+    assert names == LOCAL_HOSTNAMES | {"fe80::1"}
+    assert host_ok("[fe80::1]:8000", names) and host_ok("[FE80:0::1]", names) and not host_ok("[fe80::2]", names)
+
+
+def test_host_ok_strips_the_port_and_the_brackets():
+    names = frozenset({"localhost", "box.lan"})
+    assert host_ok("box.lan:8000", names) and host_ok("[::1]:8000", names) and host_ok("::1", names)
+    assert not host_ok("box.lan.evil.example", names) and not host_ok("[::2]:8000", names)
 
 
 # --- the token ------------------------------------------------------------------------------------------------
@@ -87,6 +178,16 @@ def test_a_bearer_header_or_a_token_parameter_passes(guarded):
     saved = guarded.put("/api/pipelines/x", params={"token": TOKEN}, json=one_batch("cardloop:diabetes.csv"))
     assert saved.status_code == 200
     assert guarded.get("/api/pipelines/x", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(guarded, scheme):
+    assert guarded.get("/api/cards", headers={"Authorization": f"{scheme} {TOKEN}"}).status_code == 200
+
+
+def test_a_token_with_characters_beyond_ascii_is_401_not_a_server_error(guarded):
+    assert guarded.get("/api/cards", headers={"Authorization": "Bearer caf\u00e9".encode("latin-1")}).status_code == 401
+    assert guarded.get("/api/cards", params={"token": "caf\u00e9"}).status_code == 401
 
 
 @pytest.mark.parametrize("headers,params", [
@@ -203,7 +304,7 @@ def test_token_ok_reads_the_header_or_the_query():
 
 @pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("::1", True), ("localhost", True),
                                            ("127.5.6.7", True), ("0.0.0.0", False), ("192.168.1.2", False),
-                                           ("::", False), ("example.com", False)])
+                                           ("::", False), ("example.com", False), ("", False)])
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
 

@@ -11,6 +11,8 @@ import time
 import httpx
 import pytest
 
+from cardloop.store.records import RunRecords
+
 
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -123,3 +125,70 @@ def test_serve_on_all_interfaces_prints_a_generated_token(tmp_path):
     found = re.search(r"serving on 0\.0\.0\.0: clients must send the token (\S+)", first)
     assert found, first
     assert len(found.group(1)) >= 32
+
+
+def test_serve_on_an_empty_host_listens_everywhere_and_requires_a_token(tmp_path):
+    port = free_port()
+    process = serve(tmp_path, "--host", "", "--port", port)
+    try:
+        first = first_line(process)
+        found = re.search(r"serving on every interface: clients must send the token (\S+)", first)
+        assert found, first
+        refused = wait_until_answering(process, f"http://127.0.0.1:{port}/api/cards")
+        assert refused.status_code == 401
+        passed = httpx.get(f"http://127.0.0.1:{port}/api/cards",
+                           headers={"Authorization": f"Bearer {found.group(1)}"}, timeout=10.0)
+        assert passed.status_code == 200
+    finally:
+        stop(process)
+
+
+def websocket_handshake_status(base, path, host):
+    """The status line a WebSocket handshake for `path` gets when its Host header is `host`."""
+    address, port = base.removeprefix("http://").split(":")
+    request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    with socket.create_connection((address, int(port)), timeout=10.0) as connection:
+        connection.sendall(request.encode())
+        return connection.recv(4096).decode("latin-1").split("\r\n")[0]
+
+
+def test_serve_refuses_a_host_name_it_does_not_answer_to(server, tmp_path):
+    base, process = server
+    rebound = {"Host": "rebind.example:8000", "Origin": "http://rebind.example:8000"}
+    refused = httpx.put(f"{base}/api/pipelines/x", json={"version": 1, "cards": []}, headers=rebound, timeout=10.0)
+    assert refused.status_code == 403 and "host 'rebind.example:8000' is not allowed" in refused.json()["detail"]
+    assert not list((tmp_path / "pipelines").iterdir())
+    assert httpx.get(f"{base}/api/cards", headers={"Host": "localhost"}, timeout=10.0).status_code == 200
+
+    records = RunRecords(tmp_path / "store" / "runs.sqlite")  # a recorded run, so that a local socket opens
+    run_id = records.start_run("20260101-000000-abcdef", name="recorded", pipeline={"version": 1, "cards": []},
+                               executor="local", persist="checkpoint")
+    records.finish_run(run_id, "succeeded", None)
+    events = f"/api/runs/{run_id}/events"
+    assert " 101 " in websocket_handshake_status(base, events, base.removeprefix("http://"))
+    assert " 403 " in websocket_handshake_status(base, events, "rebind.example:8000")
+
+
+def test_serve_answers_a_host_name_the_user_allows(tmp_path):
+    port = free_port()
+    process = serve(tmp_path, "--port", port, "--allow-host", "box.lan")
+    try:
+        wait_until_answering(process, f"http://127.0.0.1:{port}/api/cards")
+        allowed = httpx.get(f"http://127.0.0.1:{port}/api/cards", headers={"Host": f"box.lan:{port}"}, timeout=10.0)
+        assert allowed.status_code == 200
+        other = httpx.get(f"http://127.0.0.1:{port}/api/cards", headers={"Host": f"other.lan:{port}"}, timeout=10.0)
+        assert other.status_code == 403
+    finally:
+        stop(process)
+
+
+def test_serve_with_an_allowed_host_that_is_no_name_says_so_and_exits_1(tmp_path):
+    process = serve(tmp_path, "--port", free_port(), "--allow-host", "box.lan:8000")
+    try:
+        process.wait(timeout=90)
+        output = process.stdout.read() + process.stderr.read()
+    finally:
+        stop(process)
+    assert process.returncode == 1
+    assert "error: --allow-host 'box.lan:8000' is not a host name" in output and "Traceback" not in output

@@ -8,16 +8,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from cardloop.errors import CardloopError, PipelineInvalid, Problem
 from cardloop.server.runs import RunManager
-from cardloop.server.security import BodyLimit, Guard, confined, origin_ok, token_ok
+from cardloop.server.security import LOCAL_HOSTNAMES, BodyLimit, Guard, HostCheck, confined, origin_ok, token_ok
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+DOCS_ASSETS_DIR = Path(__file__).resolve().parent / "docs_assets"  # Swagger UI: scripts/vendor_swagger_ui.sh
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
 
 
@@ -37,11 +39,15 @@ class RunRequest(BaseModel):
     model_config = {"populate_by_name": True, "extra": "forbid"}
 
 
-def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | None = None) -> FastAPI:
-    """The server for one store, one folder of saved pipelines and one data root."""
-    app = FastAPI(title="cardloop", version="1", description="Build, run and watch card pipelines.")
+def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | None = None,
+               allowed_hosts: frozenset[str] | None = LOCAL_HOSTNAMES) -> FastAPI:
+    """The server for one store, one folder of saved pipelines and one data root. It answers requests whose Host
+    is a loopback address or one of `allowed_hosts` (None: any host, for a server that requires a token)."""
+    app = FastAPI(title="cardloop", version="1", description="Build, run and watch card pipelines.",
+                  docs_url=None, redoc_url=None)
     app.add_middleware(Guard, token=token)
     app.add_middleware(BodyLimit)
+    app.add_middleware(HostCheck, names=allowed_hosts)
     runs = RunManager(store)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
 
@@ -239,6 +245,17 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
             pass
         finally:
             active.unsubscribe(queue)
+
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI from the package, so that the page works without internet (no validator badge either)."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="cardloop API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})
 
     if (WEB_DIR / "index.html").exists():
         app.mount("/assets", StaticFiles(directory=WEB_DIR / "assets"), name="assets")

@@ -1,28 +1,90 @@
-"""Who may talk to the server: loopback by default, a token for anything else, same-origin writes, bounded
-request bodies, and data paths confined to a data root."""
+"""Who may talk to the server: loopback by default, a token for anything else, only local host names on
+loopback (against DNS rebinding), same-origin writes, bounded request bodies, and data paths confined to a data
+root."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.websockets import WebSocketClose
+
+from cardloop.errors import CardloopError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+LOCAL_HOSTNAMES = frozenset({"localhost"})
+HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?$")
 
 
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
+    """Whether binding `host` listens on loopback only ('' and '0.0.0.0' listen on every interface)."""
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def allowed_hosts(bind_host: str, extra: list[str]) -> frozenset[str] | None:
+    """The host names a server bound to `bind_host` answers to besides loopback addresses, as Jupyter does:
+    on loopback, 'localhost' and the names the user allows; elsewhere any name (None), since the token guards it."""
+    names = {_host_name(name) for name in extra}
+    return LOCAL_HOSTNAMES | names if is_loopback(bind_host) else None
+
+
+def _host_name(given: str) -> str:
+    """A name as a Host header carries it, lowercase, without port; an IPv6 address without brackets."""
+    name = given.strip().lower()
+    try:
+        return str(ipaddress.ip_address(name.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        if HOST_NAME.match(name):
+            return name
+    raise CardloopError(f"--allow-host {given!r} is not a host name: give the name alone, without a scheme or "
+                        "port, e.g. --allow-host my-box.lan")
+
+
+def host_ok(host_header: str, names: frozenset[str]) -> bool:
+    """Whether a Host header ('name', 'name:port', '[::1]:port') names a loopback address or an allowed name."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host in names
+    return address.is_loopback or str(address) in names
+
+
+class HostCheck:
+    """Refuses a request or WebSocket whose Host header is not an allowed name: a page on a name that a DNS
+    rebinding points at 127.0.0.1 is same-origin with itself, not with this server, and names its own host."""
+
+    def __init__(self, app: Any, names: frozenset[str] | None):
+        self.app, self.names = app, names
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        host = Headers(scope=scope).get("host") if scope["type"] in ("http", "websocket") else None
+        if self.names is None or host is None or host_ok(host, self.names):
+            await self.app(scope, receive, send)
+            return
+        message = (f"host {host!r} is not allowed: this server answers to loopback addresses and "
+                   f"{', '.join(sorted(self.names))}; start it with --allow-host NAME to allow another name")
+        if scope["type"] == "http":
+            await JSONResponse({"detail": message}, status_code=403)(scope, receive, send)
+        else:  # a close frame's reason is at most 123 bytes
+            await WebSocketClose(code=4403, reason="host not allowed")(scope, receive, send)
 
 
 def new_token() -> str:
@@ -49,10 +111,11 @@ class Guard(BaseHTTPMiddleware):
 
 
 def token_ok(request: Any, token: str) -> bool:
-    header = request.headers.get("authorization", "")
-    bearer = header.startswith("Bearer ")
-    given = header.removeprefix("Bearer ").strip() if bearer else request.query_params.get("token")
-    return given is not None and secrets.compare_digest(given, token)
+    """A bearer header (the scheme in any case, RFC 6750) or, without one, a `token` query parameter."""
+    scheme, _, credentials = request.headers.get("authorization", "").strip().partition(" ")
+    bearer = scheme.lower() == "bearer"
+    given = credentials.strip() if bearer else request.query_params.get("token")
+    return given is not None and secrets.compare_digest(given.encode(), token.encode())
 
 
 def origin_ok(request: Any) -> bool:
