@@ -10,23 +10,22 @@ import yaml
 
 from cardloop.errors import PipelineInvalid, Problem
 from cardloop.pipeline.model import FORMAT_VERSION, Card, Pipeline
+from cardloop.pipeline.parsing import collector_paused, decode, parse_json, parse_yaml
 
 CARD_KEYS = {"id", "type", "config", "inputs", "ui"}
 PIPELINE_KEYS = {"version", "name", "description", "cards"}
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
-    """Read a pipeline file; raises PipelineInvalid naming every structural problem."""
-    file = Path(path)
+    """Read a pipeline file (`.json` is JSON, anything else YAML); raises PipelineInvalid naming every structural
+    problem, or the one reason the file cannot be read as a pipeline at all."""
+    file, source = Path(path), str(path)
     if not file.is_file():
-        raise PipelineInvalid([Problem(f"pipeline file '{path}' does not exist")], str(path))
-    text = file.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise PipelineInvalid([Problem(f"'{path}' is not valid {'JSON' if file.suffix == '.json' else 'YAML'}: "
-                                       f"{exc}")], str(path)) from None
-    return pipeline_from_dict(data, source=str(path))
+        raise PipelineInvalid([Problem(f"pipeline file '{path}' does not exist")], source)
+    text = decode(file.read_bytes(), source)
+    with collector_paused():
+        data = parse_json(text, source) if file.suffix == ".json" else parse_yaml(text, source)
+        return pipeline_from_dict(data, source=source)
 
 
 def pipeline_from_dict(data: Any, source: str | None = None) -> Pipeline:
