@@ -37,9 +37,16 @@ def pipeline_from_dict(data: Any, source: str | None = None) -> Pipeline:
     if version is None:
         problems.append(Problem(f"the pipeline has no 'version' field; add 'version: {FORMAT_VERSION}'",
                                 field="version"))
+    elif type(version) is not int:  # `true` and `1.0` equal 1 in Python, but are no version number
+        problems.append(Problem(f"the pipeline's 'version' is {version!r}, not a whole number; write 'version: "
+                                f"{FORMAT_VERSION}'", field="version"))
     elif version != FORMAT_VERSION:
         problems.append(Problem(f"unknown pipeline format version {version!r}; this cardloop reads version "
                                 f"{FORMAT_VERSION}", field="version"))
+    for key in ("name", "description"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            problems.append(Problem(f"the pipeline's '{key}' is {data[key]!r}, not a string; quote it",
+                                    field=key))
     for key in sorted(set(data) - PIPELINE_KEYS):
         problems.append(Problem(f"unknown top-level field '{key}'; valid fields: {', '.join(sorted(PIPELINE_KEYS))}",
                                 field=key))
@@ -50,8 +57,8 @@ def pipeline_from_dict(data: Any, source: str | None = None) -> Pipeline:
     cards = [card for i, raw in enumerate(raw_cards) if (card := _card_from_dict(raw, i, problems))]
     if problems:
         raise PipelineInvalid(problems, source)
-    return Pipeline(name=str(data.get("name") or "pipeline"), cards=cards,
-                    description=str(data.get("description") or ""), version=version)
+    return Pipeline(name=data.get("name") or "pipeline", cards=cards, description=data.get("description") or "",
+                    version=version)
 
 
 def _card_from_dict(raw: Any, position: int, problems: list[Problem]) -> Card | None:

@@ -1,8 +1,9 @@
 """Pipeline text to plain data: UTF-8 only, nesting and YAML aliases bounded, YAML read with libyaml when present.
 
 A pipeline file holds mappings, lists, strings, numbers, booleans and null. Everything else is refused with one
-sentence naming the file: binary or UTF-16 text, nesting deeper than MAX_DEPTH, YAML aliases that repeat more
-than ALIAS_BUDGET characters (a few hundred bytes of nested aliases expand to gigabytes), and YAML tags.
+sentence naming the file (`source`; without one, "the pipeline"): binary or UTF-16 text, nesting deeper than
+MAX_DEPTH, YAML aliases that repeat more than ALIAS_BUDGET characters (a few hundred bytes of nested aliases
+expand to gigabytes), YAML tags, and keys that are not strings.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import codecs
 import gc
 import json
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -31,7 +32,7 @@ _BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
          (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
 
 
-def decode(data: bytes, source: str) -> str:
+def decode(data: bytes, source: str | None = None) -> str:
     """The text of a pipeline file: UTF-8 (a leading byte-order mark is dropped), never binary."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
@@ -47,7 +48,7 @@ def decode(data: bytes, source: str) -> str:
                         "save it as UTF-8")
 
 
-def parse_json(data: str | bytes, source: str) -> Any:
+def parse_json(data: str | bytes, source: str | None = None) -> Any:
     """JSON text to plain data, refusing nesting deeper than MAX_DEPTH."""
     text = decode(data, source) if isinstance(data, bytes) else data
     try:
@@ -62,7 +63,7 @@ def parse_json(data: str | bytes, source: str) -> Any:
     return value
 
 
-def parse_yaml(text: str, source: str) -> Any:
+def parse_yaml(text: str, source: str | None = None) -> Any:
     """YAML text (one document) to plain data, with libyaml's parser where PyYAML has it."""
     loader = _Loader(text)
     try:
@@ -114,7 +115,7 @@ class _Builder:
     is built again, so that the data is a tree; what is so repeated is counted, in characters (a string its
     length, a mapping, list or pair one), and may not pass ALIAS_BUDGET plus the length of the file."""
 
-    def __init__(self, loader: _Loader, source: str, allowance: int):
+    def __init__(self, loader: _Loader, source: str | None, allowance: int):
         self.loader, self.source, self.allowance = loader, source, allowance
         self.seen: set[int] = set()
 
@@ -195,9 +196,9 @@ def _shown(key: Any) -> str:
     return f"the {type(key).__name__} {key!r}" if key is not None else "null"
 
 
-def _too_deep(source: str) -> None:
+def _too_deep(source: str | None) -> NoReturn:
     _refuse(source, f"nests mappings and lists more than {MAX_DEPTH} levels deep; a pipeline needs a handful")
 
 
-def _refuse(source: str, what: str) -> None:
-    raise PipelineInvalid([Problem(f"'{source}' {what}")], source)
+def _refuse(source: str | None, what: str) -> NoReturn:
+    raise PipelineInvalid([Problem(f"{f'{source!r}' if source else 'the pipeline'} {what}")], source)

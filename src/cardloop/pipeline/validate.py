@@ -43,6 +43,8 @@ def parse_config(card: Card, card_type: CardType) -> CardConfig:
 
 def _check(pipeline: Pipeline, registry: Registry) -> tuple[list[Problem], list[CheckedCard]]:
     problems: list[Problem] = []
+    if not pipeline.cards:
+        problems.append(Problem("the pipeline has no cards; add at least one", field="cards"))
     positions: dict[str, int] = {}
     for position, card in enumerate(pipeline.cards):
         if not CARD_ID.match(card.id):
