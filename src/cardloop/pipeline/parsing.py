@@ -180,13 +180,14 @@ def collector_paused() -> Iterator[None]:
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
     """Whether mappings and lists nest deeper than `limit` levels (iteratively: no recursion to run out of)."""
-    stack = [(value, 1)]
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+        if depth > limit:
+            return True
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
     return False
 
 
