@@ -59,6 +59,22 @@ def test_an_invalid_pipeline_exits_2_with_every_problem_and_no_traceback(tmp_pat
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("content, expected", [
+    ("version: 1\ncards: []\n".encode("utf-16"), "is UTF-16 text; save it as UTF-8"),
+    (b"version: 1\ncards: " + b"[" * 50_000 + b"]" * 50_000, "nests mappings and lists more than 100 levels deep"),
+    (b"version: 1\ncards: []\na: &a [x, x, x, x, x, x, x, x, x, x]\n"
+     + b"".join(b"%c: &%c [%s]\n" % (98 + i, 98 + i, b", ".join([b"*%c" % (97 + i)] * 10)) for i in range(8)),
+     "uses YAML aliases (*name) that repeat more than 100,000 characters")])
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_file_that_is_no_pipeline_text_exits_2_with_a_sentence_naming_it(tmp_path, command, content, expected):
+    file = tmp_path / "bad.yaml"
+    file.write_bytes(content)
+    done = cli(command, file, "--store", tmp_path / "s") if command == "run" else cli(command, file)
+    assert done.returncode == 2
+    assert f"'{file}' {expected}" in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr
+
+
 def test_a_failing_card_exits_1_with_a_sentence_and_the_run_id(tmp_path, regression_csv, store):
     pipeline = basic_training_loop(path=str(regression_csv), input_dim=5, prepare=False, batches=1)
     done = cli("run", pipeline.save(tmp_path / "p.yaml"), "--store", store)

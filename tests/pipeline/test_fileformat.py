@@ -43,3 +43,22 @@ def test_structural_problems_are_all_reported():
     assert "card #1 has no 'id'" in text
     assert "card 'a' has no 'type'" in text
     assert "card 'b': unknown field 'colour'" in text
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_a_version_that_is_not_a_whole_number_is_refused(version):
+    with pytest.raises(PipelineInvalid, match=f"the pipeline's 'version' is {version!r}, not a whole number"):
+        pipeline_from_dict({"version": version, "cards": [{"id": "a", "type": "t"}]})
+
+
+@pytest.mark.parametrize("field", ["name", "description"])
+@pytest.mark.parametrize("value", [5, ["x"], {"a": 1}, True])
+def test_a_name_or_description_that_is_not_a_string_is_refused(field, value):
+    with pytest.raises(PipelineInvalid, match=f"the pipeline's '{field}' is .*, not a string; quote it"):
+        pipeline_from_dict({"version": 1, field: value, "cards": [{"id": "a", "type": "t"}]})
+
+
+def test_a_16000_card_file_loads_back_equal(tmp_path):
+    pipeline = basic_training_loop(batches=2_666)
+    assert len(pipeline.cards) == 16_002
+    assert load_pipeline(pipeline.save(tmp_path / "p.yaml")).to_dict() == pipeline.to_dict()

@@ -7,6 +7,7 @@ import pytest
 
 from cardloop.errors import PipelineInvalid
 from cardloop.pipeline.fileformat import pipeline_from_dict
+from cardloop.pipeline.model import Pipeline
 from cardloop.pipeline.validate import check_pipeline, validate_pipeline
 
 
@@ -117,3 +118,26 @@ def test_validation_and_planning_import_no_torch():
             "plan_pipeline(basic_training_loop(batches=3)); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_pipeline_without_cards_is_invalid():
+    problems = validate_pipeline(Pipeline(name="empty"))
+    assert [(p.message, p.field) for p in problems] == [("the pipeline has no cards; add at least one", "cards")]
+
+
+@pytest.mark.parametrize("card_type, config", [
+    ("model_define", {"input_dim": 4, "seed": 2**80}), ("model_define", {"input_dim": 2**63}),
+    ("model_define", {"input_dim": 4, "layers": [8, 2**63]}), ("model_define", {"input_dim": 4, "output_dim": 2**63}),
+    ("data_split", {"seed": 2**64}), ("data_split", {"seed": -1}),
+    ("training_prepare_batch", {"batch_size": 2**63}), ("training_prepare_batch", {"batch_index": 2**63}),
+    ("training_forward", {"batch_index": 2**63}), ("evaluate", {"batch_size": 2**63}),
+    ("training_loop", {"batch_size": 2**63}), ("training_loop", {"start_batch": 2**63}),
+    ("training_loop", {"num_batches": 2**63}), ("training_loop", {"epochs": 10**30})])
+def test_config_values_that_would_overflow_at_run_time_are_refused_naming_card_and_field(card_type, config):
+    field = list(config)[-1]
+    p = Pipeline(name="bounds")
+    p.add(card_type, "c", config=config)
+    found = [problem for problem in validate_pipeline(p) if problem.field and problem.field.startswith(field)]
+    assert len(found) == 1, validate_pipeline(p)
+    assert found[0].card == "c"
+    assert found[0].message.startswith(f"card 'c' ({card_type}): config field '{field}")

@@ -303,3 +303,24 @@ def test_swagger_ui_ships_with_its_licence(client):
 
 def test_no_page_loads_redoc_from_a_cdn(client):
     assert client.get("/redoc").status_code == 404
+
+
+@pytest.mark.parametrize("path, wrap", [("/api/validate", lambda p: p), ("/api/runs", lambda p: f'{{"pipeline": {p}}}'),
+                                        ("/api/pipelines/deep", lambda p: p)])
+def test_a_body_nested_50000_levels_deep_is_422_with_the_problem(client, path, wrap):
+    deep = '{"version": 1, "cards": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    method = client.put if path.startswith("/api/pipelines") else client.post
+    response = method(path, content=wrap(deep).encode(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert [p["message"] for p in response.json()["detail"]["problems"]] == [
+        "the pipeline nests mappings and lists more than 100 levels deep; a pipeline needs a handful"]
+
+
+def test_a_saved_file_whose_aliases_blow_up_is_422_to_open_and_to_run(client, pipelines):
+    pipelines.mkdir(parents=True, exist_ok=True)
+    levels = "".join(f"    l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 9))
+    (pipelines / "bomb.yaml").write_text("version: 1\ncards:\n- id: a\n  type: data_load\n  config: {path: x.csv}\n"
+                                         "  ui:\n    l0: &l0 [x, x, x, x, x, x, x, x, x]\n" + levels)
+    for response in (client.get("/api/pipelines/bomb"), client.post("/api/runs", json={"name": "bomb"})):
+        assert response.status_code == 422
+        assert "uses YAML aliases (*name) that repeat more than 100,000 characters" in response.text

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from pydantic import Field
 
+from cardloop.cards.bounds import MAX_SEED
 from cardloop.cards.spec import CardConfig, Port, card
 from cardloop.datasets import DATASETS_DIR
 from cardloop.errors import CardError
@@ -156,7 +157,7 @@ def data_load(config: DataLoadConfig) -> dict[str, Any]:
 
 class DataSplitConfig(CardConfig):
     test_fraction: float = Field(default=0.2, gt=0, lt=1, description="share of rows for the test set")
-    seed: int = Field(default=0, description="seed of the shuffle (numpy default_rng)")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seed of the shuffle (numpy default_rng)")
     shuffle: bool = Field(default=True, description="shuffle before splitting; if false the last rows are the test set")
 
 

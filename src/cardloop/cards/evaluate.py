@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
+from cardloop.cards.bounds import MAX_INT64
 from cardloop.cards.data import check_numeric, split_columns
 from cardloop.models import model_device
 from cardloop.cards.spec import CardConfig, Port, card
@@ -19,7 +20,7 @@ from cardloop.kinds import DATAFRAME, INFO, MODEL, SCALAR
 
 
 class EvaluateConfig(CardConfig):
-    batch_size: int = Field(default=1024, ge=1, description="rows per forward pass")
+    batch_size: int = Field(default=1024, ge=1, le=MAX_INT64, description="rows per forward pass")
     target_columns: list[str] | None = Field(
         default=None, min_length=1, description="target columns; default: those recorded on the dataset")
 

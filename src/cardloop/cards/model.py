@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
+from cardloop.cards.bounds import MAX_INT64, MAX_SEED, MIN_SEED
 from cardloop.cards.spec import CardConfig, NoConfig, Port, card
 from cardloop.kinds import MODEL
 
@@ -24,12 +25,14 @@ def resolve_device(device: str) -> str:
 
 
 class ModelDefineConfig(CardConfig):
-    input_dim: int = Field(gt=0, description="Number of input features.")
-    layers: list[int] = Field(default=[64, 64], description="Hidden layer sizes, in order.")
+    input_dim: int = Field(gt=0, le=MAX_INT64, description="Number of input features.")
+    layers: list[Annotated[int, Field(gt=0, le=MAX_INT64)]] = Field(default=[64, 64],
+                                                                    description="Hidden layer sizes, in order.")
     activation: Literal["relu", "tanh", "gelu", "sigmoid"] = "relu"
-    output_dim: int = Field(default=1, gt=0, description="Number of outputs (targets).")
+    output_dim: int = Field(default=1, gt=0, le=MAX_INT64, description="Number of outputs (targets).")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout after each activation; 0 = none.")
-    seed: int = Field(default=0, description="torch.manual_seed applied right before the layers are built.")
+    seed: int = Field(default=0, ge=MIN_SEED, le=MAX_SEED,
+                      description="torch.manual_seed applied right before the layers are built.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -48,10 +51,6 @@ def model_define(config: ModelDefineConfig) -> dict:
 
     from cardloop.models import build_model
 
-    if any(width <= 0 for width in config.layers):
-        from cardloop.errors import CardError
-
-        raise CardError(f"config field 'layers': every hidden size must be positive, got {config.layers}")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     architecture = {

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from cardloop.cards.bounds import MAX_INT64
 from cardloop.cards.data import check_numeric, split_columns
 from cardloop.models import model_device
 from cardloop.cards.spec import CardConfig, CardContext, NoConfig, Port, card
@@ -20,8 +21,8 @@ from cardloop.values import Batch
 
 
 class PrepareBatchConfig(CardConfig):
-    batch_index: int = Field(default=0, ge=0, description="Which batch to retrieve.")
-    batch_size: int = Field(default=32, gt=0, description="Size of each batch.")
+    batch_index: int = Field(default=0, ge=0, le=MAX_INT64, description="Which batch to retrieve.")
+    batch_size: int = Field(default=32, gt=0, le=MAX_INT64, description="Size of each batch.")
     target_columns: list[str] | None = Field(
         default=None, description="Override the target columns recorded by the data card.")
 
@@ -188,7 +189,7 @@ def zero_grad(config: NoConfig, optimizer) -> dict:
 
 
 class ForwardConfig(CardConfig):
-    batch_index: int = Field(default=0, ge=0, description="Batch index for tracking.")
+    batch_index: int = Field(default=0, ge=0, le=MAX_INT64, description="Batch index for tracking.")
 
 
 @card(

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from cardloop.cards import training  # as a module: registering the built-in cards may import this one first
+from cardloop.cards.bounds import MAX_EPOCHS, MAX_INT64
 from cardloop.cards.spec import CardConfig, CardContext, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import DATAFRAME, INFO, MODEL, OPTIMIZER, TENSOR
@@ -27,11 +28,12 @@ REPORT_SECONDS = 0.2
 
 
 class TrainingLoopConfig(CardConfig):
-    epochs: int = Field(default=1, ge=1, description="Passes over the batches.")
-    batch_size: int = Field(default=32, gt=0, description="Size of each batch (as Prepare Batch).")
-    start_batch: int = Field(default=0, ge=0, description="Index of the first batch of each pass.")
+    epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS, description="Passes over the batches.")
+    batch_size: int = Field(default=32, gt=0, le=MAX_INT64, description="Size of each batch (as Prepare Batch).")
+    start_batch: int = Field(default=0, ge=0, le=MAX_INT64, description="Index of the first batch of each pass.")
     num_batches: int | None = Field(
-        default=None, ge=1, description="Batches per pass, from start_batch; empty: up to the frame's last batch.")
+        default=None, ge=1, le=MAX_INT64,
+        description="Batches per pass, from start_batch; empty: up to the frame's last batch.")
     target_columns: list[str] | None = Field(
         default=None, description="Override the target columns recorded by the data card.")
     loss_type: Literal["mse", "mae", "huber"] = "mse"

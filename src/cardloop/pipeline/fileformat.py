@@ -10,23 +10,22 @@ import yaml
 
 from cardloop.errors import PipelineInvalid, Problem
 from cardloop.pipeline.model import FORMAT_VERSION, Card, Pipeline
+from cardloop.pipeline.parsing import collector_paused, decode, parse_json, parse_yaml
 
 CARD_KEYS = {"id", "type", "config", "inputs", "ui"}
 PIPELINE_KEYS = {"version", "name", "description", "cards"}
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
-    """Read a pipeline file; raises PipelineInvalid naming every structural problem."""
-    file = Path(path)
+    """Read a pipeline file (`.json` is JSON, anything else YAML); raises PipelineInvalid naming every structural
+    problem, or the one reason the file cannot be read as a pipeline at all."""
+    file, source = Path(path), str(path)
     if not file.is_file():
-        raise PipelineInvalid([Problem(f"pipeline file '{path}' does not exist")], str(path))
-    text = file.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise PipelineInvalid([Problem(f"'{path}' is not valid {'JSON' if file.suffix == '.json' else 'YAML'}: "
-                                       f"{exc}")], str(path)) from None
-    return pipeline_from_dict(data, source=str(path))
+        raise PipelineInvalid([Problem(f"pipeline file '{path}' does not exist")], source)
+    text = decode(file.read_bytes(), source)
+    with collector_paused():
+        data = parse_json(text, source) if file.suffix == ".json" else parse_yaml(text, source)
+        return pipeline_from_dict(data, source=source)
 
 
 def pipeline_from_dict(data: Any, source: str | None = None) -> Pipeline:
@@ -38,9 +37,16 @@ def pipeline_from_dict(data: Any, source: str | None = None) -> Pipeline:
     if version is None:
         problems.append(Problem(f"the pipeline has no 'version' field; add 'version: {FORMAT_VERSION}'",
                                 field="version"))
+    elif type(version) is not int:  # `true` and `1.0` equal 1 in Python, but are no version number
+        problems.append(Problem(f"the pipeline's 'version' is {version!r}, not a whole number; write 'version: "
+                                f"{FORMAT_VERSION}'", field="version"))
     elif version != FORMAT_VERSION:
         problems.append(Problem(f"unknown pipeline format version {version!r}; this cardloop reads version "
                                 f"{FORMAT_VERSION}", field="version"))
+    for key in ("name", "description"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            problems.append(Problem(f"the pipeline's '{key}' is {data[key]!r}, not a string; quote it",
+                                    field=key))
     for key in sorted(set(data) - PIPELINE_KEYS):
         problems.append(Problem(f"unknown top-level field '{key}'; valid fields: {', '.join(sorted(PIPELINE_KEYS))}",
                                 field=key))
@@ -51,8 +57,8 @@ def pipeline_from_dict(data: Any, source: str | None = None) -> Pipeline:
     cards = [card for i, raw in enumerate(raw_cards) if (card := _card_from_dict(raw, i, problems))]
     if problems:
         raise PipelineInvalid(problems, source)
-    return Pipeline(name=str(data.get("name") or "pipeline"), cards=cards,
-                    description=str(data.get("description") or ""), version=version)
+    return Pipeline(name=data.get("name") or "pipeline", cards=cards, description=data.get("description") or "",
+                    version=version)
 
 
 def _card_from_dict(raw: Any, position: int, problems: list[Problem]) -> Card | None:

@@ -11,6 +11,7 @@ from cardloop.cards.spec import CardConfig, CardType, Port
 from cardloop.errors import PipelineInvalid, Problem
 from cardloop.kinds import compatible
 from cardloop.pipeline.model import CARD_ID, Card, Pipeline, split_ref
+from cardloop.pipeline.parsing import collector_paused
 
 
 class CheckedCard(NamedTuple):
@@ -42,7 +43,14 @@ def parse_config(card: Card, card_type: CardType) -> CardConfig:
 
 
 def _check(pipeline: Pipeline, registry: Registry) -> tuple[list[Problem], list[CheckedCard]]:
+    with collector_paused():
+        return _check_cards(pipeline, registry)
+
+
+def _check_cards(pipeline: Pipeline, registry: Registry) -> tuple[list[Problem], list[CheckedCard]]:
     problems: list[Problem] = []
+    if not pipeline.cards:
+        problems.append(Problem("the pipeline has no cards; add at least one", field="cards"))
     positions: dict[str, int] = {}
     for position, card in enumerate(pipeline.cards):
         if not CARD_ID.match(card.id):

@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -39,12 +40,40 @@ class RunRequest(BaseModel):
     model_config = {"populate_by_name": True, "extra": "forbid"}
 
 
+class PipelineJSONRequest(Request):
+    """A request whose JSON body is read as a pipeline file's JSON is (`parse_json`): nesting bounded, and what is
+    wrong with it a 422 with one problem, as the editor shows a file's."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            from cardloop.pipeline.parsing import parse_json
+
+            try:
+                self._json = parse_json(await self.body())
+            except PipelineInvalid as exc:
+                raise _unprocessable(exc.problems) from None
+        return self._json
+
+
+class PipelineJSONRoute(APIRoute):
+    """A route that hands its endpoint a PipelineJSONRequest."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Any:
+            return await handler(PipelineJSONRequest(request.scope, request.receive))
+
+        return route
+
+
 def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | None = None,
                allowed_hosts: frozenset[str] | None = LOCAL_HOSTNAMES) -> FastAPI:
     """The server for one store, one folder of saved pipelines and one data root. It answers requests whose Host
     is a loopback address or one of `allowed_hosts` (None: any host, for a server that requires a token)."""
     app = FastAPI(title="cardloop", version="1", description="Build, run and watch card pipelines.",
                   docs_url=None, redoc_url=None)
+    app.router.route_class = PipelineJSONRoute
     app.add_middleware(Guard, token=token)
     app.add_middleware(BodyLimit)
     app.add_middleware(HostCheck, names=allowed_hosts)
@@ -62,7 +91,7 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
         try:
             return pipeline_from_dict(data)
         except PipelineInvalid as exc:
-            raise HTTPException(422, {"problems": [_problem(p) for p in exc.problems]}) from None
+            raise _unprocessable(exc.problems) from None
 
     def problems_of(pipeline) -> list[Problem]:
         from cardloop.pipeline.validate import validate_pipeline
@@ -116,7 +145,10 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
         path = saved_path(name)
         if not path.exists():
             raise HTTPException(404, f"no saved pipeline '{name}'")
-        return load_pipeline(path).to_dict()
+        try:
+            return load_pipeline(path).to_dict()
+        except PipelineInvalid as exc:
+            raise _unprocessable(exc.problems) from None
 
     @app.put("/api/pipelines/{name}", summary="Save a pipeline (a version-1 file in the pipelines folder)")
     def put_pipeline(name: str, body: dict[str, Any]) -> dict:
@@ -155,7 +187,7 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
         pipeline = parse(request.pipeline) if request.pipeline is not None else parse(get_pipeline(request.name))
         problems = problems_of(pipeline)
         if problems:
-            raise HTTPException(422, {"problems": [_problem(p) for p in problems]})
+            raise _unprocessable(problems)
         options = {"executor": request.executor, "persist": request.persist, "cache": request.cache,
                    "only": request.only, "until": request.until, "from_card": request.from_card,
                    "threads": request.threads}
@@ -274,6 +306,10 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
 
 def _problem(problem: Problem) -> dict:
     return {"message": problem.message, "card": problem.card, "field": problem.field}
+
+
+def _unprocessable(problems: list[Problem]) -> HTTPException:
+    return HTTPException(422, {"problems": [_problem(p) for p in problems]})
 
 
 def _run(records, run_id: str):
