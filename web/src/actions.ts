@@ -72,10 +72,14 @@ export function restoreDraft(): boolean {
   return true;
 }
 
-/** Ask before the page is left (reload, closed tab) while edits are unsaved. */
+/** Keep the draft and ask before the page is left (reload, closed tab) while edits are unsaved. */
 export function guardUnload(): () => void {
   const onBeforeUnload = (event: BeforeUnloadEvent) => {
-    if (!ui.get().unsaved) return;
+    // the last edit may be younger than the comparison that follows each change: compare and keep it now
+    window.clearTimeout(savedTimer);
+    const text = currentText();
+    storeDraft(text);
+    if (text === savedText) return;
     event.preventDefault();
     event.returnValue = ''; // what older browsers need to ask
   };
