@@ -118,13 +118,56 @@ function configSummary(config: Record<string, unknown>): string[] {
     });
 }
 
+/** The port rows: re-rendered when the card's document or its problem ports change, not for a run's status. */
+const CardPorts = memo(function CardPorts({ data, problemFields }: { data: CardNodeType['data']; problemFields: string }) {
+  const { inputs, outputs } = portsOf(data, editor.catalogue);
+  const rows = Math.max(inputs.length, outputs.length);
+  const badFields = problemFields ? new Set(problemFields.split(' ')) : null;
+  return (
+    <div className="card-ports">
+      {Array.from({ length: rows }, (_, i) => {
+        const input = inputs[i];
+        const output = outputs[i];
+        return (
+          <div className="port-row" key={i}>
+            <div className="port port-in">
+              {input && (
+                <>
+                  <PortHandle port={input} type="target" bad={badFields?.has(input.name)} />
+                  <span className={`port-label${input.required ? ' required' : ''}`}>{input.name}</span>
+                </>
+              )}
+            </div>
+            <div className="port port-out">
+              {output && (
+                <>
+                  <span className="port-label">{output.name}</span>
+                  <PortHandle port={output} type="source" />
+                </>
+              )}
+            </div>
+          </div>
+        );
+      })}
+    </div>
+  );
+});
+
+const CardConfig = memo(function CardConfig({ config }: { config: Record<string, unknown> }) {
+  const summary = configSummary(config);
+  if (!summary.length) return null;
+  return (
+    <div className="card-config">
+      {summary.map((line) => (
+        <div key={line}>{line}</div>
+      ))}
+    </div>
+  );
+});
+
 function CardNodeComponent({ id, data, selected }: NodeProps<CardNodeType>) {
   const view = useCardView(id);
   const type = editor.catalogue.get(data.cardType);
-  const { inputs, outputs } = portsOf(data, editor.catalogue);
-  const rows = Math.max(inputs.length, outputs.length);
-  const badFields = view.problemFields ? new Set(view.problemFields.split(' ')) : null;
-  const summary = configSummary(data.config);
   return (
     <div
       className={`card${selected ? ' selected' : ''}${view.problems ? ' has-problems' : ''} light-${view.light}`}
@@ -152,39 +195,8 @@ function CardNodeComponent({ id, data, selected }: NodeProps<CardNodeType>) {
       <div className="card-id" title="card id">
         {id}
       </div>
-      <div className="card-ports">
-        {Array.from({ length: rows }, (_, i) => {
-          const input = inputs[i];
-          const output = outputs[i];
-          return (
-            <div className="port-row" key={i}>
-              <div className="port port-in">
-                {input && (
-                  <>
-                    <PortHandle port={input} type="target" bad={badFields?.has(input.name)} />
-                    <span className={`port-label${input.required ? ' required' : ''}`}>{input.name}</span>
-                  </>
-                )}
-              </div>
-              <div className="port port-out">
-                {output && (
-                  <>
-                    <span className="port-label">{output.name}</span>
-                    <PortHandle port={output} type="source" />
-                  </>
-                )}
-              </div>
-            </div>
-          );
-        })}
-      </div>
-      {summary.length > 0 && (
-        <div className="card-config">
-          {summary.map((line) => (
-            <div key={line}>{line}</div>
-          ))}
-        </div>
-      )}
+      <CardPorts data={data} problemFields={view.problemFields} />
+      <CardConfig config={data.config} />
     </div>
   );
 }
