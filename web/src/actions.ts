@@ -28,7 +28,7 @@ function currentText(): string {
 }
 
 function storeDraft(text: string): void {
-  if (keepDraft) writeDraft(window.localStorage, { file: JSON.parse(text) as PipelineFile, savedText });
+  if (keepDraft) writeDraft(window.localStorage, text, savedText);
 }
 
 export function markSaved(): void {

@@ -18,7 +18,7 @@ const file: PipelineFile = { version: 1, name: 'mine', cards: [{ id: 'data', typ
 describe('draft', () => {
   it('reads back the pipeline and its saved text as written', () => {
     const storage = new MemoryStorage();
-    writeDraft(storage, { file, savedText: '{"version":1}' });
+    writeDraft(storage, JSON.stringify(file), '{"version":1}');
     expect(readDraft(storage)).toEqual({ file, savedText: '{"version":1}' });
   });
 

@@ -15,9 +15,10 @@ export interface Draft {
 /** The part of the Web Storage API the draft uses (localStorage in the page). */
 export type DraftStorage = Pick<Storage, 'getItem' | 'setItem'>;
 
-export function writeDraft(storage: DraftStorage, draft: Draft): void {
+/** Keep a pipeline given as its JSON text (what the unsaved check has just made), with its saved text. */
+export function writeDraft(storage: DraftStorage, fileText: string, savedText: string): void {
   try {
-    storage.setItem(DRAFT_KEY, JSON.stringify(draft));
+    storage.setItem(DRAFT_KEY, `{"file":${fileText},"savedText":${JSON.stringify(savedText)}}`);
   } catch {
     /* storage full or refused (a private window): the page still works, it just forgets on reload */
   }
