@@ -224,15 +224,15 @@ def drag_link(page, source_handle, target_handle) -> None:
     page.mouse.up()
 
 
-def wait_for_run(page, timeout: int = RUN_WAIT) -> None:
-    """Wait for the run to end, then require that it succeeded (with the log in the message if not)."""
+def wait_for_run(page, expected: str = "succeeded", timeout: int = RUN_WAIT) -> None:
+    """Wait for the run to end, then require that it ended `expected` (with the log in the message if not)."""
     from playwright.sync_api import expect
 
     status = page.get_by_test_id("run-status")
     expect(status).to_have_attribute("data-status", re.compile(r"^(succeeded|failed|cancelled|interrupted)$"),
                                       timeout=timeout)
     final = status.get_attribute("data-status")
-    assert final == "succeeded", (
+    assert final == expected, (
         f"the run ended {final}: {status.get_attribute('title')}\n{page.get_by_test_id('run-log').inner_text()}"
     )
 
@@ -364,7 +364,6 @@ def test_build_wire_edit_run_and_open_example(chromium, server, page, screenshot
 # ---------------------------------------------------------------------------- what a new user found (1440x900)
 
 SMALL = {"width": 1440, "height": 900}
-FINAL = re.compile(r"^(succeeded|failed|cancelled|interrupted)$")
 
 
 def open_example(page, name: str, cards: int) -> None:
@@ -385,16 +384,8 @@ def set_config(page, card_id: str, field: str, value: str) -> None:
     expect(page.get_by_test_id(f"config-{field}")).to_have_value(value)
 
 
-def finish(page, expected: str) -> None:
-    from playwright.sync_api import expect
-
-    status = page.get_by_test_id("run-status")
-    expect(status).to_have_attribute("data-status", FINAL, timeout=RUN_WAIT)
-    assert status.get_attribute("data-status") == expected, page.get_by_test_id("run-log").inner_text()
-
-
-def not_cut(page, selector: str) -> list[str]:
-    """The elements matching `selector` whose text does not fit their box (scrollWidth beyond clientWidth)."""
+def cut_off(page, selector: str) -> list[str]:
+    """The texts of the elements matching `selector` that do not fit their box (scrollWidth beyond clientWidth)."""
     return page.evaluate("""(selector) => [...document.querySelectorAll(selector)]
         .filter((el) => el.scrollWidth > el.clientWidth + 1).map((el) => el.textContent)""", selector)
 
@@ -407,13 +398,18 @@ ONE_BATCH = ["data", "split", "normalize", "model", "opt", "batch0", "zero0", "f
              "evaluate"]
 
 
-def test_a_failed_run_reads_not_run_below_the_failure_in_the_cards_and_the_minimap(page):
+def run_failing_at_the_forward_pass(page) -> None:
+    """The one-batch example with a model for 3 features (the data has 10): it fails at fwd0."""
+    open_example(page, "one-batch", len(ONE_BATCH))
+    set_config(page, "model", "input_dim", "3")
+    page.get_by_test_id("run-button").click()
+    wait_for_run(page, "failed")
+
+
+def test_the_cards_below_a_failure_read_not_run(page):
     from playwright.sync_api import expect
 
-    open_example(page, "one-batch", len(ONE_BATCH))
-    set_config(page, "model", "input_dim", "3")  # the data has 10 features: the forward pass fails
-    page.get_by_test_id("run-button").click()
-    finish(page, "failed")
+    run_failing_at_the_forward_pass(page)
     status = {card_id: page.get_by_test_id(f"status-{card_id}") for card_id in ONE_BATCH}
     for card_id in ONE_BATCH[:ONE_BATCH.index("fwd0")]:
         expect(status[card_id]).to_have_attribute("data-status", re.compile("^(done|cached)$"))
@@ -421,21 +417,23 @@ def test_a_failed_run_reads_not_run_below_the_failure_in_the_cards_and_the_minim
     for card_id in ONE_BATCH[ONE_BATCH.index("fwd0") + 1:]:
         expect(status[card_id]).to_have_attribute("data-status", "not-run")
         assert status[card_id].get_attribute("title") == "not run"
+    expect(page.get_by_test_id("run-status")).to_have_text("failed")
+    assert cut_off(page, '[data-testid="run-status"]') == []
 
-    # at the zoom that fits the pipeline, the status is the card's colour, and the minimap's
+
+def test_at_the_zoom_that_fits_the_pipeline_the_status_is_the_colour_of_the_card_and_its_minimap_place(page):
+    from playwright.sync_api import expect
+
+    run_failing_at_the_forward_pass(page)
     page.get_by_test_id("fit-button").click()
     done, failed, not_run = (background(card(page, c).locator(".card")) for c in ("model", "fwd0", "loss0"))
     assert len({done, failed, not_run, "rgb(255, 255, 255)"}) == 4, (done, failed, not_run)
-    minimap = page.locator(".react-flow__minimap-node")
-    expect(minimap).to_have_count(len(ONE_BATCH))
+    expect(page.locator(".react-flow__minimap-node")).to_have_count(len(ONE_BATCH))
     expect(page.locator(".react-flow__minimap-node.light-failed")).to_have_count(1)
     expect(page.locator(".react-flow__minimap-node.light-not-run")).to_have_count(len(ONE_BATCH) - 8)
-    fills = {page.locator(f".react-flow__minimap-node.light-{light}").first.evaluate("(el) => getComputedStyle(el).fill")
-             for light in ("failed", "not-run", "done")}
+    fills = {page.locator(f".react-flow__minimap-node.light-{light}").first.evaluate(
+        "(el) => getComputedStyle(el).fill") for light in ("failed", "not-run", "done")}
     assert len(fills) == 3, fills
-    # the status pill shows its whole word
-    expect(page.get_by_test_id("run-status")).to_have_text("failed")
-    assert not_cut(page, '[data-testid="run-status"]') == []
 
 
 def test_a_refused_run_only_keeps_the_lights_and_offers_to_run_up_to_the_card_keeping_outputs(page):
@@ -443,7 +441,7 @@ def test_a_refused_run_only_keeps_the_lights_and_offers_to_run_up_to_the_card_ke
 
     open_example(page, "one-batch", len(ONE_BATCH))
     page.get_by_test_id("run-button").click()  # persist checkpoint: batches, predictions, losses not kept
-    finish(page, "succeeded")
+    wait_for_run(page)
     expect(page.get_by_test_id("status-loss0")).to_have_attribute("data-status", "done")
 
     card(page, "loss0").locator(".card-title").click()
@@ -456,29 +454,20 @@ def test_a_refused_run_only_keeps_the_lights_and_offers_to_run_up_to_the_card_ke
     expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "succeeded")
 
     refusal.get_by_test_id("toast-action").click()  # "Run up to here, keeping outputs"
-    finish(page, "succeeded")
+    wait_for_run(page)
     expect(page.get_by_test_id("toast").filter(has_text="cannot run alone")).to_have_count(0)  # a success clears it
     expect(page.get_by_test_id("run-status")).to_have_text("succeeded (until loss0)")
-    assert not_cut(page, '[data-testid="run-status"]') == []
+    assert cut_off(page, '[data-testid="run-status"]') == []
     # what the checkpoint run did not keep was recomputed and kept: previews are there, not "not kept"
     card(page, "fwd0").locator(".card-title").click()
     predictions = page.get_by_test_id("output-predictions")
     expect(predictions.locator(".tag")).to_have_text("stored", timeout=WAIT)
     expect(predictions).not_to_contain_text("not kept")
 
-    # the data card's table preview: a header a line, the table scrolling sideways in the side panel
-    card(page, "data").locator(".card-title").click()
-    header = page.get_by_test_id("output-dataset").locator("table.head th").first
-    expect(header).to_be_visible(timeout=WAIT)
-    lines = page.evaluate("""() => [...document.querySelectorAll('[data-testid="output-dataset"] table.head th')]
-        .map((th) => { const range = document.createRange(); range.selectNodeContents(th.firstChild);
-                       return range.getClientRects().length; })""")
-    assert lines and set(lines) == {1}, lines
-
     # now the card runs alone
     card(page, "loss0").locator(".card-title").click()
     page.get_by_test_id("run-only-button").click()
-    finish(page, "succeeded")
+    wait_for_run(page)
     expect(page.get_by_test_id("status-loss0")).to_have_attribute("data-status", "done")
 
 
@@ -494,7 +483,7 @@ def test_port_labels_are_whole_on_every_card_type(page):
         page.get_by_test_id(f"palette-item-{card_type}").click()
     expect(page.locator(".react-flow__node")).to_have_count(len(types))
     expect(card(page, "backward").locator(".port-label", has_text="gradients_computed")).to_be_visible()
-    assert not_cut(page, ".port-label") == []
+    assert cut_off(page, ".port-label") == []
     outside = page.evaluate("""() => [...document.querySelectorAll('.port-label')].filter((label) => {
         const box = label.getBoundingClientRect(), node = label.closest('.card').getBoundingClientRect();
         return box.left < node.left || box.right > node.right; }).map((label) => label.textContent)""")
@@ -573,3 +562,18 @@ def test_leaving_unsaved_edits_asks_first_and_a_reload_reopens_the_pipeline(page
     expect(page.locator(".react-flow__node")).to_have_count(2, timeout=WAIT)
     expect(page.get_by_test_id("unsaved-marker")).to_have_attribute("data-unsaved", "false")
     assert asked == ["beforeunload"]
+
+
+def test_a_table_preview_keeps_each_column_name_on_one_line_in_the_side_panel(page):
+    from playwright.sync_api import expect
+
+    open_example(page, "one-batch", len(ONE_BATCH))
+    card(page, "data").locator(".card-title").click()
+    page.get_by_test_id("run-until-keep-button").click()  # the data card alone, its table kept
+    wait_for_run(page)
+    header = page.get_by_test_id("output-dataset").locator("table.head th").first
+    expect(header).to_be_visible(timeout=WAIT)
+    lines = page.evaluate("""() => [...document.querySelectorAll('[data-testid="output-dataset"] table.head th')]
+        .map((th) => { const range = document.createRange(); range.selectNodeContents(th.firstChild);
+                       return range.getClientRects().length; })""")
+    assert len(lines) == 11 and set(lines) == {1}, lines  # the diabetes data's 10 features and its target
