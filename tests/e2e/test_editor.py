@@ -224,15 +224,15 @@ def drag_link(page, source_handle, target_handle) -> None:
     page.mouse.up()
 
 
-def wait_for_run(page, timeout: int = RUN_WAIT) -> None:
-    """Wait for the run to end, then require that it succeeded (with the log in the message if not)."""
+def wait_for_run(page, expected: str = "succeeded", timeout: int = RUN_WAIT) -> None:
+    """Wait for the run to end, then require that it ended `expected` (with the log in the message if not)."""
     from playwright.sync_api import expect
 
     status = page.get_by_test_id("run-status")
     expect(status).to_have_attribute("data-status", re.compile(r"^(succeeded|failed|cancelled|interrupted)$"),
                                       timeout=timeout)
     final = status.get_attribute("data-status")
-    assert final == "succeeded", (
+    assert final == expected, (
         f"the run ended {final}: {status.get_attribute('title')}\n{page.get_by_test_id('run-log').inner_text()}"
     )
 
@@ -359,3 +359,221 @@ def test_build_wire_edit_run_and_open_example(chromium, server, page, screenshot
     expect(plot.locator("polyline.plot-line")).to_have_count(1)
     expect(page.get_by_test_id(f"status-{last}")).to_have_attribute("data-status", "done", timeout=WAIT)
     screenshot(page, "editor.png")
+
+
+# ---------------------------------------------------------------------------- what a new user found (1440x900)
+
+SMALL = {"width": 1440, "height": 900}
+
+
+def open_example(page, name: str, cards: int) -> None:
+    from playwright.sync_api import expect
+
+    page.set_viewport_size(SMALL)
+    expect(page.get_by_test_id(f"example-{name}")).to_be_visible(timeout=WAIT)
+    page.get_by_test_id(f"example-{name}").click()
+    expect(page.locator(".react-flow__node")).to_have_count(cards, timeout=WAIT)
+
+
+def set_config(page, card_id: str, field: str, value: str) -> None:
+    from playwright.sync_api import expect
+
+    card(page, card_id).locator(".card-title").click()
+    expect(page.get_by_test_id("inspector")).to_have_attribute("data-card", card_id)
+    page.get_by_test_id(f"config-{field}").fill(value)
+    expect(page.get_by_test_id(f"config-{field}")).to_have_value(value)
+
+
+def cut_off(page, selector: str) -> list[str]:
+    """The texts of the elements matching `selector` that do not fit their box (scrollWidth beyond clientWidth)."""
+    return page.evaluate("""(selector) => [...document.querySelectorAll(selector)]
+        .filter((el) => el.scrollWidth > el.clientWidth + 1).map((el) => el.textContent)""", selector)
+
+
+def background(locator) -> str:
+    return locator.evaluate("(el) => getComputedStyle(el).backgroundColor")
+
+
+ONE_BATCH = ["data", "split", "normalize", "model", "opt", "batch0", "zero0", "fwd0", "loss0", "back0", "step0",
+             "evaluate"]
+
+
+def run_failing_at_the_forward_pass(page) -> None:
+    """The one-batch example with a model for 3 features (the data has 10): it fails at fwd0."""
+    open_example(page, "one-batch", len(ONE_BATCH))
+    set_config(page, "model", "input_dim", "3")
+    page.get_by_test_id("run-button").click()
+    wait_for_run(page, "failed")
+
+
+def test_the_cards_below_a_failure_read_not_run(page):
+    from playwright.sync_api import expect
+
+    run_failing_at_the_forward_pass(page)
+    status = {card_id: page.get_by_test_id(f"status-{card_id}") for card_id in ONE_BATCH}
+    for card_id in ONE_BATCH[:ONE_BATCH.index("fwd0")]:
+        expect(status[card_id]).to_have_attribute("data-status", re.compile("^(done|cached)$"))
+    expect(status["fwd0"]).to_have_attribute("data-status", "failed")
+    for card_id in ONE_BATCH[ONE_BATCH.index("fwd0") + 1:]:
+        expect(status[card_id]).to_have_attribute("data-status", "not-run")
+        assert status[card_id].get_attribute("title") == "not run"
+    expect(page.get_by_test_id("run-status")).to_have_text("failed")
+    assert cut_off(page, '[data-testid="run-status"]') == []
+
+
+def test_at_the_zoom_that_fits_the_pipeline_the_status_is_the_colour_of_the_card_and_its_minimap_place(page):
+    from playwright.sync_api import expect
+
+    run_failing_at_the_forward_pass(page)
+    page.get_by_test_id("fit-button").click()
+    done, failed, not_run = (background(card(page, c).locator(".card")) for c in ("model", "fwd0", "loss0"))
+    assert len({done, failed, not_run, "rgb(255, 255, 255)"}) == 4, (done, failed, not_run)
+    expect(page.locator(".react-flow__minimap-node")).to_have_count(len(ONE_BATCH))
+    expect(page.locator(".react-flow__minimap-node.light-failed")).to_have_count(1)
+    expect(page.locator(".react-flow__minimap-node.light-not-run")).to_have_count(len(ONE_BATCH) - 8)
+    fills = {page.locator(f".react-flow__minimap-node.light-{light}").first.evaluate(
+        "(el) => getComputedStyle(el).fill") for light in ("failed", "not-run", "done")}
+    assert len(fills) == 3, fills
+
+
+def test_a_refused_run_only_keeps_the_lights_and_offers_to_run_up_to_the_card_keeping_outputs(page):
+    from playwright.sync_api import expect
+
+    open_example(page, "one-batch", len(ONE_BATCH))
+    page.get_by_test_id("run-button").click()  # persist checkpoint: batches, predictions, losses not kept
+    wait_for_run(page)
+    expect(page.get_by_test_id("status-loss0")).to_have_attribute("data-status", "done")
+
+    card(page, "loss0").locator(".card-title").click()
+    page.get_by_test_id("run-only-button").click()
+    refusal = page.get_by_test_id("toast").filter(has_text="card 'loss0' cannot run alone")
+    expect(refusal).to_be_visible(timeout=WAIT)
+    assert "--until" not in refusal.inner_text() and "--persist" not in refusal.inner_text()
+    for card_id in ONE_BATCH:  # the lights of the run before stay
+        expect(page.get_by_test_id(f"status-{card_id}")).to_have_attribute("data-status", "done")
+    expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "succeeded")
+
+    refusal.get_by_test_id("toast-action").click()  # "Run up to here, keeping outputs"
+    wait_for_run(page)
+    expect(page.get_by_test_id("toast").filter(has_text="cannot run alone")).to_have_count(0)  # a success clears it
+    expect(page.get_by_test_id("run-status")).to_have_text("succeeded (until loss0)")
+    assert cut_off(page, '[data-testid="run-status"]') == []
+    # what the checkpoint run did not keep was recomputed and kept: previews are there, not "not kept"
+    card(page, "fwd0").locator(".card-title").click()
+    predictions = page.get_by_test_id("output-predictions")
+    expect(predictions.locator(".tag")).to_have_text("stored", timeout=WAIT)
+    expect(predictions).not_to_contain_text("not kept")
+
+    # now the card runs alone
+    card(page, "loss0").locator(".card-title").click()
+    page.get_by_test_id("run-only-button").click()
+    wait_for_run(page)
+    expect(page.get_by_test_id("status-loss0")).to_have_attribute("data-status", "done")
+
+
+def test_port_labels_are_whole_on_every_card_type(page):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size(SMALL)
+    expect(page.get_by_test_id("palette-item-data_load")).to_be_visible(timeout=WAIT)
+    types = page.evaluate("""() => [...document.querySelectorAll('[data-testid^="palette-item-"]')]
+        .map((el) => el.dataset.testid.slice('palette-item-'.length))""")
+    assert "training_backward" in types
+    for card_type in types:
+        page.get_by_test_id(f"palette-item-{card_type}").click()
+    expect(page.locator(".react-flow__node")).to_have_count(len(types))
+    expect(card(page, "backward").locator(".port-label", has_text="gradients_computed")).to_be_visible()
+    assert cut_off(page, ".port-label") == []
+    outside = page.evaluate("""() => [...document.querySelectorAll('.port-label')].filter((label) => {
+        const box = label.getBoundingClientRect(), node = label.closest('.card').getBoundingClientRect();
+        return box.left < node.left || box.right > node.right; }).map((label) => label.textContent)""")
+    assert outside == []
+
+
+def boxes_overlap(a, b) -> bool:
+    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and \
+        a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
+
+
+def test_cards_added_by_clicking_the_palette_do_not_overlap(page):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size(SMALL)
+    item = page.get_by_test_id("palette-item-training_forward")
+    expect(item).to_be_visible(timeout=WAIT)
+    for _ in range(4):
+        item.click()
+    nodes = page.locator(".react-flow__node")
+    expect(nodes).to_have_count(4)
+    expect(card(page, "forward4")).to_be_visible()
+    boxes = [nodes.nth(i).bounding_box() for i in range(4)]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not boxes_overlap(a, b), (a, b)
+
+
+def test_the_first_card_dropped_on_a_new_pipeline_lands_at_the_cursor(page):
+    from playwright.sync_api import expect
+
+    open_example(page, "one-batch", len(ONE_BATCH))  # the view is fitted to it, zoomed out
+    page.get_by_test_id("new-button").click()
+    expect(page.locator(".react-flow__node")).to_have_count(0)
+    pane = page.locator(".react-flow__pane")
+    page.get_by_test_id("palette-item-data_load").drag_to(pane, target_position={"x": 300, "y": 200})
+    dropped = card(page, "data_load")
+    expect(dropped).to_be_visible()
+    expect(page.get_by_test_id("inspector")).to_have_attribute("data-card", "data_load")
+    pane_box, box = pane.bounding_box(), dropped.bounding_box()
+    # a dropped card's top centre is 16 px above the drop point, at zoom 1
+    assert abs(box["x"] + box["width"] / 2 - (pane_box["x"] + 300)) < 3, box
+    assert abs(box["y"] - (pane_box["y"] + 200 - 16)) < 3, box
+    assert abs(box["width"] - CARD_WIDTH) < 1, box
+
+
+def test_leaving_unsaved_edits_asks_first_and_a_reload_reopens_the_pipeline(page):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size(SMALL)
+    expect(page.get_by_test_id("palette-item-data_load")).to_be_visible(timeout=WAIT)
+    page.get_by_test_id("palette-item-data_load").click()
+    page.get_by_test_id("palette-item-model_define").click()
+    set_config(page, "model_define", "input_dim", "7")
+    page.get_by_test_id("pipeline-name").fill("mine")
+    expect(page.get_by_test_id("unsaved-marker")).to_have_attribute("data-unsaved", "true")
+
+    asked: list[str] = []
+
+    def answer(dialog):
+        asked.append(dialog.type)
+        dialog.accept()  # leave anyway
+
+    page.on("dialog", answer)
+    page.reload()
+    assert asked == ["beforeunload"]
+    # the pipeline is back as it was, still marked unsaved
+    expect(page.locator(".react-flow__node")).to_have_count(2, timeout=WAIT)
+    expect(page.get_by_test_id("pipeline-name")).to_have_value("mine")
+    expect(page.get_by_test_id("unsaved-marker")).to_have_attribute("data-unsaved", "true")
+    set_config(page, "model_define", "input_dim", "7")  # its config came back too
+
+    page.get_by_test_id("save-button").click()
+    expect(page.get_by_test_id("unsaved-marker")).to_have_attribute("data-unsaved", "false")
+    page.reload()  # saved: nothing to ask
+    expect(page.locator(".react-flow__node")).to_have_count(2, timeout=WAIT)
+    expect(page.get_by_test_id("unsaved-marker")).to_have_attribute("data-unsaved", "false")
+    assert asked == ["beforeunload"]
+
+
+def test_a_table_preview_keeps_each_column_name_on_one_line_in_the_side_panel(page):
+    from playwright.sync_api import expect
+
+    open_example(page, "one-batch", len(ONE_BATCH))
+    card(page, "data").locator(".card-title").click()
+    page.get_by_test_id("run-until-keep-button").click()  # the data card alone, its table kept
+    wait_for_run(page)
+    header = page.get_by_test_id("output-dataset").locator("table.head th").first
+    expect(header).to_be_visible(timeout=WAIT)
+    lines = page.evaluate("""() => [...document.querySelectorAll('[data-testid="output-dataset"] table.head th')]
+        .map((th) => { const range = document.createRange(); range.selectNodeContents(th.firstChild);
+                       return range.getClientRects().length; })""")
+    assert len(lines) == 11 and set(lines) == {1}, lines  # the diabetes data's 10 features and its target

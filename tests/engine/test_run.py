@@ -19,6 +19,7 @@ from cardloop.errors import CardloopError
 from cardloop.examples import add_training_step, basic_training_loop
 from cardloop.pipeline.model import Pipeline
 from cardloop.store.artifacts import ArtifactStore
+from cardloop.store.outputs import RunOutputs
 from cardloop.store.records import RunRecords
 from tests.oracle import assert_same_weights, hand_written_loop
 
@@ -304,6 +305,22 @@ def test_following_the_suggestion_of_the_only_error_makes_only_possible(regressi
         run(loop(regression_csv), store, only="loss1")
     run(loop(regression_csv), store, until="loss1", persist="all")
     assert run(loop(regression_csv), store, only="loss1").executed == ["loss1"]
+
+
+def test_a_persist_all_run_after_a_checkpoint_run_recomputes_and_keeps_what_that_run_did_not_keep(
+        regression_csv, store):
+    run(loop(regression_csv), store)  # checkpoint: batches, predictions and losses are not stored
+    kept = run(loop(regression_csv), store, persist="all")
+    assert kept.executed, "a persist-all run must not be served entirely from a run that kept few outputs"
+    outputs = RunOutputs(kept.run_id, store)
+    for card_id in card_ids():  # every output of every card can be read back (previewed) from this run
+        for port in outputs.ports(card_id):
+            assert outputs.load(card_id, port) is not None, (card_id, port)
+
+
+def test_a_persist_all_run_after_a_persist_all_run_executes_no_card(regression_csv, store):
+    run(loop(regression_csv), store, persist="all")
+    assert run(loop(regression_csv), store, persist="all").executed == []
 
 
 def test_only_a_backward_card_needs_no_stored_state_that_its_forward_makes(regression_csv, store):

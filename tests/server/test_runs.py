@@ -88,13 +88,14 @@ def gate(monkeypatch):
 
 
 def receive_all(socket):
-    """Messages until the server closes the socket."""
+    """Messages until the server closes the socket, a list of events taken as its events one by one."""
     messages = []
     while True:
         try:
-            messages.append(socket.receive_json())
+            message = socket.receive_json()
         except WebSocketDisconnect:
             return messages
+        messages.extend(message if isinstance(message, list) else [message])
         if len(messages) > 10_000:
             raise AssertionError("the socket never closed")
 
@@ -381,6 +382,19 @@ def test_the_websocket_follows_a_run_live_from_a_snapshot_to_closed(client, regr
     assert len(losses) == 2
     assert messages[-2]["status"] == "succeeded"
     assert messages[-1] == {"kind": "closed", "status": "succeeded", "error": None}
+
+
+def test_the_events_of_a_run_come_in_batches_not_one_message_each(client, regression_csv):
+    run_id = finished_run(client, regression_csv)  # still this server's: its events are kept and replayed
+    with client.websocket_connect(f"/api/runs/{run_id}/events") as socket:
+        snapshot = socket.receive_json()
+        events = socket.receive_json()
+        with pytest.raises(WebSocketDisconnect):
+            socket.receive_json()
+    assert snapshot["kind"] == "snapshot"
+    assert isinstance(events, list) and [e["kind"] for e in events[:1] + events[-2:]] == [
+        "run_started", "run_finished", "closed"]
+    assert [e["card_id"] for e in events if e["kind"] == "done"] == card_ids()
 
 
 def test_a_reconnect_after_the_run_shows_the_state_from_the_records(client, regression_csv, store, tmp_path):

@@ -13,10 +13,22 @@ import {
   type OnConnectEnd,
 } from '@xyflow/react';
 import { useCallback, useEffect, useRef, useState, type DragEvent, type MouseEvent as ReactMouseEvent } from 'react';
-import { fitSoon, markSaved, openExample, openFile, openSaved, run, save, trackUnsaved } from './actions';
+import {
+  announceRuns,
+  fitSoon,
+  guardUnload,
+  markSaved,
+  openExample,
+  openFile,
+  openSaved,
+  restoreDraft,
+  run,
+  save,
+  trackUnsaved,
+} from './actions';
 import { api } from './api';
 import { benchPipeline, measureDrag, measureIdle, type BenchResult } from './bench';
-import { CatalogueIndex, compatible, kindColour } from './catalogue';
+import { CatalogueIndex, compatible } from './catalogue';
 import { CardSearch } from './components/CardSearch';
 import { ConnectionLine } from './components/ConnectionLine';
 import { Inspector } from './components/Inspector';
@@ -26,11 +38,13 @@ import { RunPanel } from './components/RunPanel';
 import { ShortcutHelp } from './components/ShortcutHelp';
 import { Toasts } from './components/Toasts';
 import { Toolbar } from './components/Toolbar';
-import { startDerivations } from './derive';
+import { annotations, startDerivations } from './derive';
 import { editor } from './editor';
-import { CardNode } from './nodes/CardNode';
+import { CardNode, LIGHT_COLOUR, lightOf } from './nodes/CardNode';
 import { GroupNode } from './nodes/GroupNode';
-import { CARD_WIDTH } from './pipelineFile';
+import { CARD_WIDTH, estimateHeight } from './pipelineFile';
+import { freeSpot } from './placement';
+import { runs } from './runs';
 import { useStore } from './store';
 import { toast } from './toasts';
 import type { AnyNode, PipelineFile } from './types';
@@ -52,10 +66,14 @@ function isEditable(target: EventTarget | null): boolean {
   return el.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(el.tagName);
 }
 
-function minimapColour(node: AnyNode): string {
-  const type = editor.catalogue.get(node.data.cardType);
-  const kind = type?.outputs[0]?.kind;
-  return kind ? kindColour(kind) : '#9aa5b1';
+/** The minimap, each card filled with its status light's colour (re-drawn when a run's statuses change). */
+function StatusMiniMap() {
+  const cards = useStore(runs, (s) => s.cards);
+  const unconfigured = useStore(annotations, (s) => s.unconfigured);
+  const light = useCallback((node: AnyNode) => lightOf(unconfigured[node.id], cards[node.id]), [cards, unconfigured]);
+  const colour = useCallback((node: AnyNode) => LIGHT_COLOUR[light(node)], [light]);
+  const className = useCallback((node: AnyNode) => `light-${light(node)}`, [light]);
+  return <MiniMap<AnyNode> pannable zoomable nodeColor={colour} nodeClassName={className} nodeStrokeWidth={0} />;
 }
 
 function Canvas() {
@@ -70,7 +88,10 @@ function Canvas() {
   useEffect(() => {
     if (fitRequest === fitted.current || (!measured && nodes.length > 0)) return;
     fitted.current = fitRequest;
-    void rf.fitView({ padding: 0.08, maxZoom: 1.1, duration: 0 });
+    // An empty canvas goes back to zoom 1 instead: a fit asked with no cards would wait in React Flow and move
+    // the view onto the first card dropped, away from where it was dropped.
+    if (nodes.length === 0) void rf.setViewport({ x: 0, y: 0, zoom: 1 });
+    else void rf.fitView({ padding: 0.08, maxZoom: 1.1, duration: 0 });
   }, [fitRequest, measured, nodes.length, rf]);
 
   const onConnect = useCallback((c: Connection) => {
@@ -198,7 +219,7 @@ function Canvas() {
         proOptions={PRO_OPTIONS}
       >
         <Background gap={24} size={1} />
-        <MiniMap<AnyNode> pannable zoomable nodeColor={minimapColour} nodeStrokeWidth={0} />
+        <StatusMiniMap />
         <Controls showInteractive={false} />
       </ReactFlow>
       {nodes.length === 0 && (
@@ -399,10 +420,14 @@ function Editor() {
   useShortcuts();
   useEffect(() => {
     const stopDerive = startDerivations();
-    const stopUnsaved = trackUnsaved();
+    const stopUnsaved = trackUnsaved(!PARAMS.get('bench'));
+    const stopGuard = guardUnload();
+    const stopAnnounce = announceRuns();
     return () => {
       stopDerive();
       stopUnsaved();
+      stopGuard();
+      stopAnnounce();
     };
   }, []);
   useEffect(() => {
@@ -416,7 +441,7 @@ function Editor() {
         if (PARAMS.get('demo') === 'group') openFile(groupDemo(), 'the block demo');
         else if (PARAMS.get('example')) void openExample(PARAMS.get('example')!);
         else if (PARAMS.get('pipeline')) void openSaved(PARAMS.get('pipeline')!);
-        else markSaved();
+        else if (!restoreDraft()) markSaved();
       })
       .catch((e) => setFailure(e instanceof Error ? e.message : String(e)));
   }, []);
@@ -425,10 +450,11 @@ function Editor() {
     (type: string) => {
       const el = document.querySelector('.canvas');
       const box = el?.getBoundingClientRect();
-      const n = editor.doc.get().nodes.length;
+      const nodes = editor.doc.get().nodes;
       const centre = rf.screenToFlowPosition({ x: (box?.left ?? 0) + (box?.width ?? 800) / 2, y: (box?.top ?? 0) + (box?.height ?? 600) / 2 });
-      const id = editor.addCard(type, { x: centre.x - CARD_WIDTH / 2 + (n % 5) * 24, y: centre.y - 40 + (n % 5) * 24 });
-      if (id && n === 0) fitSoon();
+      const size = { width: CARD_WIDTH, height: estimateHeight(editor.catalogue.get(type)) };
+      const taken = nodes.filter((n) => !n.parentId).map((n) => ({ ...n.position, width: n.measured?.width ?? CARD_WIDTH, height: n.measured?.height ?? size.height }));
+      editor.addCard(type, freeSpot({ x: centre.x - size.width / 2, y: centre.y - size.height / 2 }, size, taken));
     },
     [rf],
   );

@@ -1,6 +1,7 @@
 /** What the toolbar, the keyboard and the panels do: open, save, import, export, run, lay out. */
 import { api, ApiError } from './api';
 import { cardSignatures, setProblems } from './derive';
+import { readDraft, writeDraft } from './draft';
 import { editor } from './editor';
 import { autoLayout } from './pipelineFile';
 import { cancelRun, isActive, runs, startRun } from './runs';
@@ -19,26 +20,71 @@ export function fitSoon(): void {
 
 let savedText = '';
 let savedTimer = 0;
+/** Whether the open pipeline is kept in localStorage as it changes (not for the `?bench` harness). */
+let keepDraft = false;
 
 function currentText(): string {
   return JSON.stringify(editor.toFile());
 }
 
+function storeDraft(text: string): void {
+  if (keepDraft) writeDraft(window.localStorage, text, savedText);
+}
+
 export function markSaved(): void {
   savedText = currentText();
   ui.set({ unsaved: false });
+  storeDraft(savedText);
 }
 
-/** Compare the document with what was last saved or opened, a little after each change. */
-export function trackUnsaved(): () => void {
+/**
+ * Compare the document with what was last saved or opened a little after each change, and keep it (with
+ * `keep`) in localStorage, so that a reload finds it again.
+ */
+export function trackUnsaved(keep: boolean): () => void {
+  keepDraft = keep;
   let lastRevision = editor.doc.get().revision;
   return editor.doc.subscribe(() => {
     const { revision } = editor.doc.get();
     if (revision === lastRevision) return;
     lastRevision = revision;
     window.clearTimeout(savedTimer);
-    savedTimer = window.setTimeout(() => ui.set({ unsaved: currentText() !== savedText }), 150);
+    savedTimer = window.setTimeout(() => {
+      const text = currentText();
+      ui.set({ unsaved: text !== savedText });
+      storeDraft(text);
+    }, 150);
   });
+}
+
+/** Reopen the pipeline that was open when the page was last left (unsaved edits included); false if none. */
+export function restoreDraft(): boolean {
+  const draft = readDraft(window.localStorage);
+  if (!draft) return false;
+  try {
+    editor.load(draft.file);
+  } catch {
+    return false;
+  }
+  savedText = draft.savedText;
+  ui.set({ unsaved: currentText() !== savedText });
+  fitSoon();
+  return true;
+}
+
+/** Keep the draft and ask before the page is left (reload, closed tab) while edits are unsaved. */
+export function guardUnload(): () => void {
+  const onBeforeUnload = (event: BeforeUnloadEvent) => {
+    // the last edit may be younger than the comparison that follows each change: compare and keep it now
+    window.clearTimeout(savedTimer);
+    const text = currentText();
+    storeDraft(text);
+    if (text === savedText) return;
+    event.preventDefault();
+    event.returnValue = ''; // what older browsers need to ask
+  };
+  window.addEventListener('beforeunload', onBeforeUnload);
+  return () => window.removeEventListener('beforeunload', onBeforeUnload);
 }
 
 // ------------------------------------------------------------------ opening and saving
@@ -145,7 +191,14 @@ export async function importFile(file: File): Promise<void> {
 
 // ------------------------------------------------------------------ running
 
-export function run(options: { until?: string; only?: string } = {}): void {
+/** A card run alone needs what the cards above it stored; the server says so in this sentence when they did not. */
+const CANNOT_RUN_ALONE = /cannot run alone/;
+
+/**
+ * Run the pipeline, up to a card (`until`) or just one card (`only`); `persist` overrides the run setting for
+ * this run ("run up to here, keeping outputs" keeps every output, so that the card can then run alone).
+ */
+export function run(options: { until?: string; only?: string; persist?: 'checkpoint' | 'all' } = {}): void {
   const state = editor.doc.get();
   if (!state.order.length) {
     toast('add cards before running', 'info');
@@ -166,7 +219,8 @@ export function run(options: { until?: string; only?: string } = {}): void {
   for (const node of state.nodes) {
     if (node.type === 'group' && withBodies.has(node.id)) for (const id of (node.data as GroupData).bodyOrder) withBodies.add(id);
   }
-  const { executor, persist, cache } = ui.get();
+  const { executor, cache } = ui.get();
+  const persist = options.persist ?? ui.get().persist;
   ui.set({ runPanel: true });
   startRun({
     file: editor.toFile(),
@@ -178,12 +232,30 @@ export function run(options: { until?: string; only?: string } = {}): void {
     queued: [...withBodies],
     sigs: cardSignatures(state.nodes, state.edges),
   }).catch((error) => {
-    if (error instanceof ApiError && error.problems.length) {
+    const only = options.only;
+    if (only && CANNOT_RUN_ALONE.test(errorText(error))) {
+      // offer what the sentence suggests, instead of the command-line flags it names
+      toast(`card '${only}' cannot run alone yet: the cards above it have not kept the outputs it reads.`, 'error', 15000, {
+        label: 'Run up to here, keeping outputs',
+        run: () => run({ until: only, persist: 'all' }),
+      });
+    } else if (error instanceof ApiError && error.problems.length) {
       setProblems(error.problems);
       toast(`the pipeline cannot run: ${error.problems[0].message}${error.problems.length > 1 ? ` (and ${error.problems.length - 1} more)` : ''}`, 'error');
     } else {
       toast(`the run did not start: ${errorText(error)}`, 'error');
     }
+  });
+}
+
+/** Say when a run succeeds (which also takes away the error messages before it). */
+export function announceRuns(): () => void {
+  let last = runs.get().status;
+  return runs.subscribe(() => {
+    const { status, mode } = runs.get();
+    if (status === last) return;
+    last = status;
+    if (status === 'succeeded') toast(`run succeeded${mode === 'all' ? '' : ` (${mode})`}`, 'success');
   });
 }
 

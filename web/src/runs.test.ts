@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { reduceEvents, runs, type RunState } from './runs';
+import { createBatcher, reduceEvents, refusedStart, runs, type RunEvent, type RunState } from './runs';
 
 const base: RunState = { ...runs.get(), runId: 'r1', status: 'running', cards: { a: { status: 'queued' }, b: { status: 'queued' } } };
 
@@ -37,12 +37,70 @@ describe('reduceEvents', () => {
     expect(s.finished).toBe(0);
   });
 
-  it('takes statuses from a snapshot, and forgets cards that never ran when a run is cancelled', () => {
+  it('takes statuses from a snapshot, and marks the cards a cancelled run never came to "not run"', () => {
     const s = reduceEvents(base, [
       { kind: 'snapshot', run: { run_id: 'r1', name: 'p', status: 'running', cards: [{ card_id: 'a', status: 'cached' }] } },
       { kind: 'closed', status: 'cancelled' },
     ]);
-    expect(s.cards).toEqual({ a: { status: 'cached', error: undefined, seconds: undefined } });
+    expect(s.cards).toEqual({ a: { status: 'cached', error: undefined, seconds: undefined }, b: { status: 'not-run' } });
     expect(s.status).toBe('cancelled');
+  });
+
+  it('marks the cards below a failure "not run" when the first thing heard is a snapshot of the failed run', () => {
+    const queued = { ...base, cards: { a: { status: 'queued' as const }, b: { status: 'queued' as const }, c: { status: 'queued' as const } } };
+    const s = reduceEvents(queued, [
+      { kind: 'snapshot', run: { run_id: 'r1', name: 'p', status: 'failed', error: 'no', cards: [{ card_id: 'a', status: 'failed', error: 'no' }] } },
+      { kind: 'run_started', run_id: 'r1', total: 3 },
+      { kind: 'started', card_id: 'a' },
+      { kind: 'failed', card_id: 'a', error: 'no' },
+      { kind: 'run_finished', status: 'failed', error: 'no' },
+      { kind: 'closed', status: 'failed', error: 'no' },
+    ]);
+    expect(s.status).toBe('failed');
+    expect(s.cards.a.status).toBe('failed');
+    expect(s.cards.b).toEqual({ status: 'not-run' });
+    expect(s.cards.c).toEqual({ status: 'not-run' });
+  });
+});
+
+describe('refusedStart', () => {
+  it('gives back the previous run\'s lights and status when the server refuses a start', () => {
+    const previous: RunState = { ...base, status: 'succeeded', cards: { a: { status: 'done' }, b: { status: 'cached' } } };
+    const starting: RunState = { ...previous, status: 'starting', runId: null, cards: { b: { status: 'queued' } } };
+    const s = refusedStart(previous, starting, "card 'b' cannot run alone", []);
+    expect(s.cards).toEqual(previous.cards);
+    expect(s.status).toBe('succeeded');
+    expect(s.runId).toBe('r1');
+    expect(s.log.at(-1)?.text).toBe("the run did not start: card 'b' cannot run alone");
+  });
+});
+
+describe('createBatcher', () => {
+  it('applies the events of a 276-card run that arrive before the scheduled flush as one update', () => {
+    const scheduled: (() => void)[] = [];
+    const applied: RunEvent[][] = [];
+    const batcher = createBatcher<RunEvent>((events) => applied.push(events), (run) => scheduled.push(run));
+    for (let i = 0; i < 276; i++) {
+      batcher.push({ kind: 'started', card_id: `c${i}` });
+      batcher.push({ kind: 'done', card_id: `c${i}` });
+    }
+    expect(scheduled).toHaveLength(1);
+    expect(applied).toHaveLength(0);
+    scheduled[0]();
+    expect(applied).toHaveLength(1);
+    expect(applied[0]).toHaveLength(552);
+  });
+
+  it('starts a new batch after a flush, and a flush with nothing waiting applies nothing', () => {
+    const scheduled: (() => void)[] = [];
+    const applied: number[][] = [];
+    const batcher = createBatcher<number>((items) => applied.push(items), (run) => scheduled.push(run));
+    batcher.push(1);
+    batcher.flush();
+    batcher.push(2);
+    batcher.push(3);
+    scheduled[0](); // the first batch's timer, late: it applies what waits now
+    batcher.flush();
+    expect(applied).toEqual([[1], [2, 3]]);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Runs: start one on the server, follow its events over the WebSocket, and keep what the editor shows — each
- * card's status, the log, the loss curve. Events are applied at most once per animation frame.
+ * card's status, the log, the loss curve. Events are collected and applied together, at most every
+ * FLUSH_MS (the server sends them in batches too), so that a run of hundreds of cards leaves the page free.
  */
 import { api, ApiError, eventsUrl, type RunDetail } from './api';
 import { createStore } from './store';
@@ -99,7 +100,7 @@ const CARD_STATUSES: Record<string, CardRunStatus> = {
   done: 'done',
   cached: 'cached',
   failed: 'failed',
-  skipped: 'skipped',
+  skipped: 'not-run',
   running: 'running',
   started: 'running',
 };
@@ -177,15 +178,12 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         status = event.status ? finalStatus(event.status) : isActive(status) ? 'failed' : status;
         if (event.error) error = event.error;
         current = null;
+        // cards that never ran (a cancelled or failed run) read "not run", whatever told us the run had ended
+        for (const [id, c] of Object.entries(cards)) {
+          if (c.status === 'queued' || c.status === 'running') setCard(id, { status: 'not-run' });
+        }
         if (!isActive(before) && before === status) break;
         newLog.push(entry(`run ${status}${error ? `: ${error}` : ''}`, status === 'succeeded' ? 'success' : status === 'failed' ? 'error' : 'info'));
-        // cards that never ran (a cancelled or failed run) go back to no status
-        for (const [id, c] of Object.entries(cards)) {
-          if (c.status === 'queued' || c.status === 'running') {
-            if (cards === state.cards) cards = { ...cards };
-            delete cards[id];
-          }
-        }
         break;
       }
     }
@@ -195,23 +193,45 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
   return { ...state, status, error, total, finished, current, cards, log, loss };
 }
 
-let pending: RunEvent[] = [];
-let scheduled = false;
+/** How long events wait to be applied together (the page draws a frame after each update). */
+export const FLUSH_MS = 100;
 
-function flush(): void {
-  scheduled = false;
-  const events = pending;
-  pending = [];
-  if (events.length) runs.set((s) => reduceEvents(s, events));
+export interface Batcher<T> {
+  push(item: T): void;
+  /** Apply what waits now (before something that must see every event so far). */
+  flush(): void;
 }
 
-function enqueue(event: RunEvent): void {
-  pending.push(event);
-  if (scheduled) return;
-  scheduled = true;
-  if (document.hidden) window.setTimeout(flush, 50);
-  else requestAnimationFrame(flush);
+/**
+ * Collect items and hand them to `apply` all at once: the first item asks `schedule` for a later call, and
+ * every item pushed until then joins the same batch (one state update, one render, however many events).
+ */
+export function createBatcher<T>(apply: (items: T[]) => void, schedule: (run: () => void) => void): Batcher<T> {
+  let pending: T[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    const items = pending;
+    pending = [];
+    if (items.length) apply(items);
+  };
+  return {
+    push(item) {
+      pending.push(item);
+      if (scheduled) return;
+      scheduled = true;
+      schedule(flush);
+    },
+    flush,
+  };
 }
+
+const batcher = createBatcher<RunEvent>(
+  (events) => runs.set((s) => reduceEvents(s, events)),
+  (run) => window.setTimeout(() => (document.hidden ? run() : requestAnimationFrame(run)), FLUSH_MS),
+);
+const enqueue = (event: RunEvent) => batcher.push(event);
+const flush = () => batcher.flush();
 
 export interface StartOptions {
   file: PipelineFile;
@@ -225,9 +245,15 @@ export interface StartOptions {
   sigs: Record<string, string>;
 }
 
+/** The run state after a start the server refused: the previous run's lights and status back, the reason logged. */
+export function refusedStart(previous: RunState, now: RunState, message: string, problems: Problem[]): RunState {
+  return { ...previous, problems, log: [...now.log, entry(`the run did not start: ${message}`, 'error')].slice(-LOG_LIMIT) };
+}
+
 export async function startRun(options: StartOptions): Promise<string | null> {
   if (isActive(runs.get().status)) return null;
   socket?.close();
+  const previous = runs.get();
   const mode = options.only ? `only ${options.only}` : options.until ? `until ${options.until}` : 'all';
   const cards: Record<string, CardRun> = {};
   for (const id of options.queued) cards[id] = { status: 'queued' };
@@ -259,13 +285,7 @@ export async function startRun(options: StartOptions): Promise<string | null> {
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const problems = error instanceof ApiError ? error.problems : [];
-    runs.set((s) => ({
-      status: 'failed',
-      error: message,
-      cards: {},
-      problems,
-      log: [...s.log, entry(`the run did not start: ${message}`, 'error')].slice(-LOG_LIMIT),
-    }));
+    runs.set((s) => refusedStart(previous, s, message, problems));
     throw error;
   }
   runs.set({ runId, status: 'running' });
@@ -278,15 +298,18 @@ function follow(runId: string): void {
   socket = ws;
   let closedSeen = false;
   ws.onmessage = (message) => {
-    let event: RunEvent;
+    let data: RunEvent | RunEvent[];
     try {
-      event = JSON.parse(message.data as string);
+      data = JSON.parse(message.data as string);
     } catch {
       return;
     }
-    if (event.kind === 'closed') closedSeen = true;
-    if (runs.get().runId === runId) enqueue(event);
-    if (event.kind === 'closed') void completeLoss(runId);
+    // the server sends the events that piled up since its last message as one list
+    const events = Array.isArray(data) ? data : [data];
+    const closed = events.some((event) => event.kind === 'closed');
+    if (closed) closedSeen = true;
+    if (runs.get().runId === runId) for (const event of events) enqueue(event);
+    if (closed) void completeLoss(runId);
   };
   ws.onclose = () => {
     if (socket === ws) socket = null;

@@ -114,6 +114,7 @@ export interface Problem {
   field?: string | null;
 }
 
-export type CardRunStatus = 'queued' | 'running' | 'cached' | 'done' | 'failed' | 'skipped';
+/** `not-run`: a card of a run that ended (failed, cancelled) before it came to it. */
+export type CardRunStatus = 'queued' | 'running' | 'cached' | 'done' | 'failed' | 'not-run';
 
 export type CardLight = 'unconfigured' | 'ready' | CardRunStatus;

@@ -14,7 +14,7 @@ from typing import Any
 
 from cardloop.cards.registry import Registry, load_card_file
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
-from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
+from cardloop.engine.persist import DEFAULT_POLICY, SUMMARIZED_KINDS, PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard, collector_paused, plan_pipeline
 from cardloop.engine.record_rows import metric_series
 from cardloop.engine.resolve import (
@@ -25,6 +25,7 @@ from cardloop.engine.resolve import (
     unread_slots,
 )
 from cardloop.errors import CardFailed, CardloopError, InvalidOption
+from cardloop.kinds import STATE_KINDS
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
 
@@ -238,11 +239,28 @@ def plan_work(plan: Plan, options: RunOptions, available: Any) -> tuple[Plan, Sc
         return plan, work
     start = _position(plan, options.from_card, "from") if options.from_card else len(plan.cards)
     must_run = {pc.position for pc in plan.cards
-                if not options.use_cache or pc.position >= start or available.prior(pc) is None}
+                if not options.use_cache or pc.position >= start
+                or not _stands_in(pc, available, options.persist)}
     if len(must_run) == len(plan.cards):  # a fresh store, or no cache: everything runs, whatever the targets
         return plan, schedule(plan, available, must_run)
     return plan, schedule(plan, available, must_run, needed_slots=unread_slots(plan),
                           needed_states=final_states(plan))
+
+
+def _stands_in(pc: PlannedCard, available: Any, persist: PersistPolicy) -> bool:
+    """Whether the store's newest execution of the card can stand in for running it: there is one and, when
+    the run is to keep every output (persist 'all'), it kept them all (each value, and a snapshot of the state
+    the card made). An execution under 'checkpoint' kept few: a run asked to keep everything recomputes the
+    card instead of recording, as this run's, outputs that were never stored."""
+    prior = available.prior(pc)
+    if prior is None:
+        return False
+    if persist.name != "all":
+        return True
+    values_kept = all(output.get("digest") or (output["kind"] in SUMMARIZED_KINDS and output.get("summary") is not None)
+                      for output in prior.values() if output["kind"] not in STATE_KINDS)
+    return values_kept and all(available.state(group, version, pc) is not None
+                               for group, version in pc.states_made.items())
 
 
 def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from cardloop.errors import CardloopError, PipelineInvalid, Problem
-from cardloop.server.runs import RunManager
+from cardloop.server.runs import RunManager, next_batch
 from cardloop.server.security import LOCAL_HOSTNAMES, BodyLimit, Guard, HostCheck, confined, origin_ok, token_ok
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -265,13 +265,13 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
         past, queue = active.subscribe(asyncio.get_running_loop())
         try:
             await socket.send_json({"kind": "snapshot", "run": run_detail(run_id)})
-            for event in past:
-                await socket.send_json(event)
-            while not (past and past[-1].get("kind") == "closed"):
-                event = await queue.get()
-                await socket.send_json(event)
-                if event.get("kind") == "closed":
+            batch = past  # then lists of events: those so far, then what each wait collects
+            while True:
+                if batch:
+                    await socket.send_json(batch)
+                if batch and batch[-1].get("kind") == "closed":
                     break
+                batch = await next_batch(queue)
             await socket.close()
         except WebSocketDisconnect:
             pass

@@ -48,6 +48,19 @@ class ActiveRun:
             self.subscribers = [(l, q) for l, q in self.subscribers if q is not queue]
 
 
+BATCH_SECONDS = 0.05
+
+
+async def next_batch(queue: asyncio.Queue, wait: float = BATCH_SECONDS) -> list[dict]:
+    """The next event and every event published within `wait` seconds after it: one WebSocket message for
+    them all, so that a run of hundreds of short cards sends a few dozen messages a second, not thousands."""
+    batch = [await queue.get()]
+    await asyncio.sleep(wait)
+    while not queue.empty():
+        batch.append(queue.get_nowait())
+    return batch
+
+
 class RunManager:
     """Starts runs in background threads and keeps them findable by run id."""
 

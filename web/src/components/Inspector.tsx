@@ -4,7 +4,7 @@ import { run } from '../actions';
 import { kindColour } from '../catalogue';
 import { annotations } from '../derive';
 import { editor } from '../editor';
-import { useCardView } from '../nodes/CardNode';
+import { LIGHT_TEXT, useCardView } from '../nodes/CardNode';
 import { portsOf } from '../pipelineFile';
 import { isActive, runs } from '../runs';
 import { shallowEqual, useStore } from '../store';
@@ -84,7 +84,7 @@ function CardPanel({ id }: { id: string }) {
   return (
     <div className="card-panel" data-testid="inspector" data-card={id}>
       <div className="panel-title">
-        <span className={`status-light light-${view.light}`} title={view.light} />
+        <span className={`status-light light-${view.light}`} title={LIGHT_TEXT[view.light]} />
         <h2>{type?.title ?? data.cardType}</h2>
         <span className="muted small">{data.cardType}</span>
       </div>
@@ -109,9 +109,17 @@ function CardPanel({ id }: { id: string }) {
         <button onClick={() => run({ only: id })} disabled={running} data-testid="run-only-button" title="run just this card, from what the cards above it stored">
           ▶ Run only this
         </button>
+        <button
+          onClick={() => run({ until: id, persist: 'all' })}
+          disabled={running}
+          data-testid="run-until-keep-button"
+          title="run every card up to and including this one, keeping every output (persist all): then each can be previewed, and this card can run alone"
+        >
+          ▶ Run up to here, keeping outputs
+        </button>
       </div>
       <div className={`status-line light-${view.light}`} data-testid="inspector-status">
-        <b>{view.light === 'unconfigured' ? 'not configured' : view.light}</b>
+        <b>{LIGHT_TEXT[view.light]}</b>
         {view.changed && <span className="changed-marker inline">Δ changed since the last run</span>}
       </div>
       {view.light === 'failed' && (

@@ -9,11 +9,11 @@ import { kindColour } from '../catalogue';
 import { annotations } from '../derive';
 import { editor } from '../editor';
 import { portsOf } from '../pipelineFile';
-import { runs } from '../runs';
+import { runs, type CardRun } from '../runs';
 import { shallowEqual, useStore } from '../store';
 import type { CardLight, CardNode as CardNodeType, PortSpec } from '../types';
 
-const LIGHT_TEXT: Record<CardLight, string> = {
+export const LIGHT_TEXT: Record<CardLight, string> = {
   unconfigured: 'not configured',
   ready: 'ready',
   queued: 'queued',
@@ -21,7 +21,19 @@ const LIGHT_TEXT: Record<CardLight, string> = {
   cached: 'cached (from the store)',
   done: 'done',
   failed: 'failed',
-  skipped: 'skipped',
+  'not-run': 'not run',
+};
+
+/** Each light's colour (as the status lights in styles.css draw them): what the minimap fills a card with. */
+export const LIGHT_COLOUR: Record<CardLight, string> = {
+  unconfigured: '#e0a100',
+  ready: '#c3ccd6',
+  queued: '#b9d3fb',
+  running: '#2f7fe0',
+  cached: '#8e7cd9',
+  done: '#2e9e44',
+  failed: '#c62828',
+  'not-run': '#e4e6ea',
 };
 
 export interface CardView {
@@ -32,6 +44,11 @@ export interface CardView {
   problems: number;
   problemText: string;
   problemFields: string;
+}
+
+/** A card's light from its "not configured" reasons and its run status. */
+export function lightOf(unconfigured: readonly string[] | undefined, run: CardRun | undefined): CardLight {
+  return unconfigured?.length ? 'unconfigured' : run?.status ?? 'ready';
 }
 
 /** Everything a card shows besides its document: one small, comparable object. */
@@ -48,7 +65,7 @@ export function useCardView(id: string): CardView {
   );
   const run = useStore(runs, (s) => s.cards[id]);
   const reasons = a.unconfigured ?? [];
-  const light: CardLight = reasons.length ? 'unconfigured' : run?.status ?? 'ready';
+  const light = lightOf(reasons, run);
   const reason =
     light === 'unconfigured' ? reasons.join('\n')
     : light === 'failed' ? run?.error ?? 'failed'
@@ -101,13 +118,56 @@ function configSummary(config: Record<string, unknown>): string[] {
     });
 }
 
+/** The port rows: re-rendered when the card's document or its problem ports change, not for a run's status. */
+const CardPorts = memo(function CardPorts({ data, problemFields }: { data: CardNodeType['data']; problemFields: string }) {
+  const { inputs, outputs } = portsOf(data, editor.catalogue);
+  const rows = Math.max(inputs.length, outputs.length);
+  const badFields = problemFields ? new Set(problemFields.split(' ')) : null;
+  return (
+    <div className="card-ports">
+      {Array.from({ length: rows }, (_, i) => {
+        const input = inputs[i];
+        const output = outputs[i];
+        return (
+          <div className="port-row" key={i}>
+            <div className="port port-in">
+              {input && (
+                <>
+                  <PortHandle port={input} type="target" bad={badFields?.has(input.name)} />
+                  <span className={`port-label${input.required ? ' required' : ''}`}>{input.name}</span>
+                </>
+              )}
+            </div>
+            <div className="port port-out">
+              {output && (
+                <>
+                  <span className="port-label">{output.name}</span>
+                  <PortHandle port={output} type="source" />
+                </>
+              )}
+            </div>
+          </div>
+        );
+      })}
+    </div>
+  );
+});
+
+const CardConfig = memo(function CardConfig({ config }: { config: Record<string, unknown> }) {
+  const summary = configSummary(config);
+  if (!summary.length) return null;
+  return (
+    <div className="card-config">
+      {summary.map((line) => (
+        <div key={line}>{line}</div>
+      ))}
+    </div>
+  );
+});
+
 function CardNodeComponent({ id, data, selected }: NodeProps<CardNodeType>) {
   const view = useCardView(id);
   const type = editor.catalogue.get(data.cardType);
-  const { inputs, outputs } = portsOf(data, editor.catalogue);
-  const rows = Math.max(inputs.length, outputs.length);
-  const badFields = view.problemFields ? new Set(view.problemFields.split(' ')) : null;
-  const summary = configSummary(data.config);
   return (
     <div
       className={`card${selected ? ' selected' : ''}${view.problems ? ' has-problems' : ''} light-${view.light}`}
@@ -135,39 +195,8 @@ function CardNodeComponent({ id, data, selected }: NodeProps<CardNodeType>) {
       <div className="card-id" title="card id">
         {id}
       </div>
-      <div className="card-ports">
-        {Array.from({ length: rows }, (_, i) => {
-          const input = inputs[i];
-          const output = outputs[i];
-          return (
-            <div className="port-row" key={i}>
-              <div className="port port-in">
-                {input && (
-                  <>
-                    <PortHandle port={input} type="target" bad={badFields?.has(input.name)} />
-                    <span className={`port-label${input.required ? ' required' : ''}`}>{input.name}</span>
-                  </>
-                )}
-              </div>
-              <div className="port port-out">
-                {output && (
-                  <>
-                    <span className="port-label">{output.name}</span>
-                    <PortHandle port={output} type="source" />
-                  </>
-                )}
-              </div>
-            </div>
-          );
-        })}
-      </div>
-      {summary.length > 0 && (
-        <div className="card-config">
-          {summary.map((line) => (
-            <div key={line}>{line}</div>
-          ))}
-        </div>
-      )}
+      <CardPorts data={data} problemFields={view.problemFields} />
+      <CardConfig config={data.config} />
     </div>
   );
 }
