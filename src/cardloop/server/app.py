@@ -163,22 +163,18 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
     def list_runs(limit: int = 50) -> list[dict]:
         if not (store / "runs.sqlite").exists():
             return []
-        from cardloop.cli_display import shown_status
-
-        return [{"run_id": r.run_id, "name": r.name, "status": shown_status(r), "executor": r.executor,
+        return [{"run_id": r.run_id, "name": r.name, "status": r.status, "executor": r.executor,
                  "persist": r.persist, "started_at": r.started_at, "ended_at": r.ended_at}
                 for r in records().list_runs(min(max(limit, 1), 500))]
 
     @app.get("/api/runs/{run_id}", summary="A run: its pipeline, status and every card execution")
     def run_detail(run_id: str) -> dict:
         run = _run(records(), run_id)
-        from cardloop.cli_display import shown_status
-
         executions = [{"card_id": e.card_id, "position": e.position, "card_type": e.card_type, "status": e.status,
                        "seconds": e.seconds, "error": e.error, "cache_hit": e.cache_hit, "outputs": e.outputs}
                       for e in records().card_executions(run.run_id)]
         active = runs.active.get(run.run_id)
-        return {"run_id": run.run_id, "name": run.name, "status": shown_status(run), "error": run.error,
+        return {"run_id": run.run_id, "name": run.name, "status": run.status, "error": run.error,
                 "executor": run.executor, "persist": run.persist, "pipeline": run.pipeline,
                 "started_at": run.started_at, "ended_at": run.ended_at, "cards": executions,
                 "events": len(active.events) if active else None}
