@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +15,7 @@ STORE_ENV = "CARDLOOP_STORE"
 DEFAULT_ROOT = ".cardloop"
 RECORDS_FILE = "runs.sqlite"
 
+NO_SPACE_BYTES = 64 * 1024
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -31,7 +33,7 @@ def store_problem(root: Path, error: BaseException) -> StoreError:
     if not isinstance(error, (OSError, sqlite3.Error)):
         return StoreError(f"{type(error).__name__}: {error}")
     where, reason = f"store '{root}'", _reason(error)
-    kind = _kind(error)
+    kind = _kind(error, root)
     if kind == "full":
         return StoreError(f"{where} is out of disk space ({reason}); free some space and run again: what it "
                           "recorded before is kept")
@@ -44,6 +46,8 @@ def store_problem(root: Path, error: BaseException) -> StoreError:
     if kind == "not a folder":
         return StoreError(f"{where} is a file, not a folder; give --store (or ${STORE_ENV}) a folder (it is "
                           "created if missing)")
+    if isinstance(error, sqlite3.Error):
+        return StoreError(f"the run records of {where} could not be read or written ({reason})")
     return StoreError(f"{where} cannot be used ({reason}); check that it is a folder you can read and write")
 
 
@@ -59,17 +63,17 @@ def file_problem(error: BaseException, root: Path | None) -> StoreError | None:
     filename = Path(os.path.abspath(error.filename)) if isinstance(error.filename, (str, os.PathLike)) else None
     if filename is None or filename.is_relative_to(root.absolute()):
         return store_problem(root, error)
-    if _kind(error) == "full":
+    if _kind(error, filename.parent) == "full":
         return StoreError(f"the disk that holds {filename} is full ({error.strerror}); free some space and try again")
     return StoreError(f"cannot use {filename}: {error.strerror or error}")
 
 
-def _kind(error: BaseException) -> str:
+def _kind(error: BaseException, root: Path) -> str:
     if isinstance(error, sqlite3.Error):
         name = getattr(error, "sqlite_errorname", "")  # Python 3.11+; the message says the same
         text = str(error).lower()
-        if name == "SQLITE_FULL" or "disk is full" in text:
-            return "full"
+        if name == "SQLITE_FULL" or "disk is full" in text or ("i/o error" in text and _no_space(root)):
+            return "full"  # an I/O error, such as growing the WAL's index file, on a full disk
         if name.startswith("SQLITE_READONLY") or "readonly" in text:
             return "read-only"
         if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in text or "malformed" in text:
@@ -83,6 +87,14 @@ def _kind(error: BaseException) -> str:
         if error.errno in (errno.ENOTDIR, errno.EEXIST):
             return "not a folder"
     return ""
+
+
+def _no_space(root: Path) -> bool:
+    """Whether the disk that holds the store has (all but) no space left for this user."""
+    try:
+        return shutil.disk_usage(root).free < NO_SPACE_BYTES
+    except OSError:
+        return False
 
 
 def _reason(error: BaseException) -> str:
