@@ -11,11 +11,11 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 
 from cardloop.errors import StoreError
+from tests.filesystems import fill, read_only, tmpfs
 from cardloop.store.records import (
     ArtifactRecord,
     CardExecution,
@@ -338,32 +338,6 @@ def test_records_that_are_a_folder_are_refused(tmp_path):
     (tmp_path / "runs.sqlite").mkdir()
     with pytest.raises(StoreError, match=r"are a folder .*runs.sqlite\), not a database file"):
         RunRecords(tmp_path / "runs.sqlite")
-
-
-@contextmanager
-def tmpfs(folder, size="1m"):
-    """A small file system of its own at `folder` (needs root and permission to mount: else the test skips)."""
-    folder.mkdir(exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a real small or read-only file system needs `mount` (root): {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
-
-
-def read_only(folder):
-    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
-
-
-def fill(folder):
-    """Write to a file in `folder` until the disk is full."""
-    with open(folder / "filler", "wb", buffering=0) as filler:
-        with pytest.raises(OSError, match="No space left"):
-            while True:
-                filler.write(b"\0" * 4096)
 
 
 def test_a_read_only_store_is_read_and_a_write_says_it_is_read_only(tmp_path):
