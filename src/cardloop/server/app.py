@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from cardloop.errors import CardloopError, PipelineInvalid, Problem
+from cardloop.errors import CardloopError, PipelineInvalid, Problem, StoreError
+from cardloop.server.jsonsafe import finite_json
 from cardloop.server.runs import RunManager
 from cardloop.server.security import BodyLimit, Guard, confined, origin_ok, token_ok
 
@@ -44,6 +45,11 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
     app.add_middleware(BodyLimit)
     runs = RunManager(store)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
+
+    @app.exception_handler(StoreError)
+    def store_unusable(request: Any, error: StoreError) -> JSONResponse:
+        """A damaged, read-only or full store: its sentence, not a bare 500."""
+        return JSONResponse({"detail": str(error)}, status_code=503)
 
     def registry():
         from cardloop.cards.registry import default_registry
@@ -174,10 +180,10 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
                        "seconds": e.seconds, "error": e.error, "cache_hit": e.cache_hit, "outputs": e.outputs}
                       for e in records().card_executions(run.run_id)]
         active = runs.active.get(run.run_id)
-        return {"run_id": run.run_id, "name": run.name, "status": run.status, "error": run.error,
-                "executor": run.executor, "persist": run.persist, "pipeline": run.pipeline,
-                "started_at": run.started_at, "ended_at": run.ended_at, "cards": executions,
-                "events": len(active.events) if active else None}
+        return finite_json({"run_id": run.run_id, "name": run.name, "status": run.status, "error": run.error,
+                            "executor": run.executor, "persist": run.persist, "pipeline": run.pipeline,
+                            "started_at": run.started_at, "ended_at": run.ended_at, "cards": executions,
+                            "events": len(active.events) if active else None})
 
     @app.post("/api/runs/{run_id}/cancel", summary="Stop a run between two cards")
     def cancel_run(run_id: str) -> dict:
@@ -189,14 +195,15 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
     def metrics(run_id: str, name: str = "loss_value") -> dict:
         run = _run(records(), run_id)
         series = records().metrics(run.run_id, name)
-        return {"name": name, "points": [{"step": m.step, "value": m.value, "card_id": m.card_id} for m in series]}
+        return {"name": name, "points": [{"step": m.step, "value": finite_json(m.value), "card_id": m.card_id}
+                                         for m in series]}
 
     @app.get("/api/runs/{run_id}/cards/{card_id}/outputs", summary="Previews of a card's outputs in a run")
     def outputs(run_id: str, card_id: str) -> dict:
         from cardloop.server.previews import card_outputs
 
         try:
-            return card_outputs(store, run_id, card_id)
+            return finite_json(card_outputs(store, run_id, card_id))
         except CardloopError as exc:
             raise HTTPException(404, str(exc)) from None
 
@@ -224,10 +231,10 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
         try:
             await socket.send_json({"kind": "snapshot", "run": run_detail(run_id)})
             for event in past:
-                await socket.send_json(event)
+                await socket.send_json(finite_json(event))
             while not (past and past[-1].get("kind") == "closed"):
                 event = await queue.get()
-                await socket.send_json(event)
+                await socket.send_json(finite_json(event))
                 if event.get("kind") == "closed":
                     break
             await socket.close()
