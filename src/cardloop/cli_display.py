@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 
-
 class RunProgress:
     """A Rich progress bar driven by run events: cards done of total, the current card, the latest loss."""
 
