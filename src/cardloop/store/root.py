@@ -53,15 +53,17 @@ def store_problem(root: Path, error: BaseException) -> StoreError:
 
 def file_problem(error: BaseException, root: Path | None) -> StoreError | None:
     """A file-system or SQLite error met by a command as one sentence: the store's (see `store_problem`) when
-    it is about the store at `root` (default: `default_store_root()`), else naming the file; None for any
-    other error."""
+    it is about the store at `root` (default: `default_store_root()`) or names no file but a full or read-only
+    disk, else naming the file (or just saying what it is); None for any other error."""
     root = Path(root) if root is not None else default_store_root()
     if isinstance(error, sqlite3.Error):
         return store_problem(root, error)
     if not isinstance(error, OSError):
         return None
     filename = Path(os.path.abspath(error.filename)) if isinstance(error.filename, (str, os.PathLike)) else None
-    if filename is None or filename.is_relative_to(root.absolute()):
+    if filename is None:
+        return store_problem(root, error) if _kind(error, root) else StoreError(f"{type(error).__name__}: {error}")
+    if filename.is_relative_to(root.absolute()):
         return store_problem(root, error)
     if _kind(error, filename.parent) == "full":
         return StoreError(f"the disk that holds {filename} is full ({error.strerror}); free some space and try again")
