@@ -9,6 +9,8 @@ import pytest
 
 import cardloop
 from cardloop.examples import basic_training_loop
+from cardloop.store.records import RunRecords
+from tests.filesystems import fill, read_only, tmpfs
 from tests.oracle import assert_same_weights, hand_written_loop
 
 
@@ -127,3 +129,85 @@ def test_cards_lists_the_guides_cards(tmp_path):
     done = cli("cards", "--json")
     ids = {entry["id"] for entry in json.loads(done.stdout)}
     assert {"training_prepare_batch", "training_backward", "model_define"} <= ids
+
+
+def one_line(text):
+    return " ".join(text.split())
+
+
+def test_a_diverging_run_says_from_which_step_its_loss_is_not_finite(tmp_path, regression_csv, store):
+    pipeline = basic_training_loop(path=str(regression_csv), input_dim=4, prepare=False, batches=4, batch_size=16,
+                                   optimizer_type="sgd", learning_rate=1e30)
+    done = cli("run", pipeline.save(tmp_path / "diverges.yaml"), "--store", store, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "loss over 4 steps: not finite from step 1 (" in one_line(done.stdout)
+    assert "3 of 4 steps are inf or nan; before it, first" in one_line(done.stdout)
+    shown = one_line(cli("show", latest_run(store).run_id, "--store", store).stdout)
+    assert "loss_value: 4 steps, first" in shown and "loss_value not finite from step 1" in shown
+    assert "(card 'loss1' first)" in shown
+
+
+def test_a_run_whose_records_could_not_be_written_exits_1_saying_it_failed(pipeline_file, store):
+    from tests.engine.test_recorder import refuse_metric_rows
+
+    refuse_metric_rows(store)
+    done = cli("run", pipeline_file, "--store", store, "--quiet")
+    run = latest_run(store)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"run {run.run_id} failed: its records could not all be written" in one_line(done.stderr)
+    assert run.status == "failed" and "metric rows refused" in run.error
+
+
+def damage_store(store, how):
+    store.parent.mkdir(parents=True, exist_ok=True)
+    if how == "a file":
+        store.write_text("not a folder")
+        return
+    store.mkdir()
+    database = store / "runs.sqlite"
+    if how == "empty":
+        database.touch()
+    elif how == "garbage":
+        database.write_bytes(b"garbage" * 1000)
+    else:
+        database.mkdir()
+
+
+@pytest.mark.parametrize(("how", "said"), [
+    ("a file", "is a file, not a folder"),
+    ("empty", "runs.sqlite is empty (0 bytes), so its history is lost"),
+    ("garbage", "are damaged (file is not a database)"),
+    ("a folder", "are a folder"),
+])
+def test_a_damaged_store_is_one_sentence_naming_it_with_exit_code_1(pipeline_file, store, how, said):
+    damage_store(store, how)
+    for command in (["runs"], ["show", "someid"], ["run", pipeline_file, "--quiet"]):
+        done = cli(*command, "--store", store)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, (command, done.stderr)
+        assert said in one_line(done.stderr) and f"store '{store}'" in one_line(done.stderr), (command, done.stderr)
+
+
+def test_a_read_only_store_is_listed_shown_and_exported_and_a_run_says_it_is_read_only(pipeline_file, tmp_path):
+    with tmpfs(tmp_path / "mount", size="16m") as mount:
+        store = mount / "store"
+        assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+        with RunRecords(store / "runs.sqlite") as records:  # closed: a file open for writing keeps a mount writable
+            run_id = records.list_runs(1)[0].run_id
+        read_only(mount)
+        assert run_id in cli("runs", "--store", store).stdout
+        assert "loss_value: 7 steps" in cli("show", run_id, "--store", store).stdout
+        exported = cli("export", run_id, "step6", "model", tmp_path / "model.safetensors", "--store", store)
+        assert exported.returncode == 0 and (tmp_path / "model.safetensors").stat().st_size > 0, exported.stderr
+        done = cli("run", pipeline_file, "--store", store, "--quiet", "--no-cache")
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert f"store '{store}' is read-only" in one_line(done.stderr)
+
+
+def test_a_full_disk_is_one_sentence_saying_to_free_space(pipeline_file, tmp_path):
+    with tmpfs(tmp_path / "mount") as mount:
+        store = mount / "store"
+        assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+        fill(mount)
+        done = cli("run", pipeline_file, "--store", store, "--quiet", "--no-cache")
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert f"store '{store}' is out of disk space" in one_line(done.stderr) and "free some space" in done.stderr

@@ -38,8 +38,9 @@ DebugOption = typer.Option(False, "--debug", help="Show Python tracebacks.")
 
 
 @contextmanager
-def friendly_errors(debug: bool) -> Iterator[None]:
-    """Turn cardloop errors into sentences and exit codes: 2 for an invalid pipeline, 1 otherwise."""
+def friendly_errors(debug: bool, store: Optional[Path] = None) -> Iterator[None]:
+    """Turn cardloop errors into sentences and exit codes: 2 for an invalid pipeline, 1 otherwise. A file-system
+    or SQLite error is one too: a sentence about the `store` (default: the default store root), or the file."""
     try:
         yield
     except PipelineInvalid as exc:
@@ -51,6 +52,14 @@ def friendly_errors(debug: bool) -> Iterator[None]:
         if debug:
             raise
         errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        from cardloop.store.root import file_problem
+
+        problem = file_problem(exc, store)
+        if debug or problem is None:
+            raise
+        errors.print(f"[red]error:[/red] {problem}", highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -83,7 +92,7 @@ def run(
     from cardloop.cli_display import RunProgress, print_run_summary
     from cardloop.engine.run import run as run_pipeline
 
-    with friendly_errors(debug):
+    with friendly_errors(debug, store):
         _load_cards(cards)
         progress = RunProgress(console, enabled=not quiet)
         try:
@@ -149,7 +158,7 @@ def runs(
     """List recorded runs."""
     from cardloop.cli_display import open_records, print_runs
 
-    with friendly_errors(debug):
+    with friendly_errors(debug, store):
         print_runs(console, open_records(store).list_runs(limit))
 
 
@@ -163,7 +172,7 @@ def show(
     """Show a run: card statuses, timings and output summaries; or one card's outputs."""
     from cardloop.cli_display import print_card, print_run
 
-    with friendly_errors(debug):
+    with friendly_errors(debug, store):
         if card is None:
             print_run(console, store, run_id)
         else:
@@ -183,7 +192,7 @@ def export(
     """Write a stored output to a file: a model as safetensors, a table as Parquet or CSV."""
     from cardloop.export import export_output
 
-    with friendly_errors(debug):
+    with friendly_errors(debug, store):
         written = export_output(run_id, card, port, file, store=store)
         console.print(f"wrote {written}")
 
@@ -210,7 +219,7 @@ def serve(
     from cardloop.server.security import allowed_hosts, is_loopback, new_token
     from cardloop.store.artifacts import default_store_root
 
-    with friendly_errors(debug):
+    with friendly_errors(debug, store):
         if not is_loopback(host) and not token:
             token = new_token()
             console.print(f"serving on {host or 'every interface'}: clients must send the token [bold]{token}[/bold]")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
+import math
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from cardloop.errors import CardloopError
 
 
 class RunProgress:
@@ -61,7 +59,13 @@ def print_run_summary(console: Console, result: Any) -> None:
     losses = result.metrics("loss_value")
     console.print(f"[bold]run {result.run_id}[/bold] {result.status} in {result.seconds:.2f}s "
                   f"(store: {result.store_root})")
-    if losses:
+    diverged = not_finite(losses)
+    if diverged:
+        before = losses[:diverged[0]]
+        console.print(f"[yellow]loss over {len(losses)} steps: {diverged[1]}[/yellow]"
+                      + (f"; before it, first {before[0]:.4f}, last {before[-1]:.4f}" if before else ""),
+                      highlight=False)
+    elif losses:
         quarter = max(1, len(losses) // 4)
         head, tail = losses[:quarter], losses[-quarter:]
         console.print(f"loss over {len(losses)} steps: mean of the first {quarter} {sum(head) / quarter:.4f}, "
@@ -79,6 +83,16 @@ def print_run_summary(console: Console, result: Any) -> None:
             console.print(f"{card_id}: {values}")
 
 
+def not_finite(values: list[float]) -> tuple[int, str] | None:
+    """Where a series stopped being finite (a loss that diverged: NaN or +/-inf) and a sentence that says so;
+    None when every value is finite."""
+    bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+    if not bad:
+        return None
+    return bad[0], (f"not finite from step {bad[0]} ({values[bad[0]]}): {len(bad)} of {len(values)} steps are inf "
+                    "or nan")
+
+
 def print_card_types(console: Console, registry: Any) -> None:
     table = Table(title="card types")
     for column in ("id", "category", "inputs", "outputs", "config"):
@@ -91,14 +105,10 @@ def print_card_types(console: Console, registry: Any) -> None:
 
 
 def open_records(store: Path | None):
-    from cardloop.store.artifacts import default_store_root
-    from cardloop.store.records import RunRecords
+    from cardloop.store.records import existing_records
+    from cardloop.store.root import default_store_root
 
-    root = Path(store) if store is not None else default_store_root()
-    database = root / "runs.sqlite"
-    if not database.exists():
-        raise CardloopError(f"no runs recorded in store '{root}' (no {database.name}); run a pipeline first")
-    return RunRecords(database)
+    return existing_records(Path(store) if store is not None else default_store_root())
 
 
 def _when(timestamp: float | None) -> str:
@@ -114,27 +124,9 @@ def print_runs(console: Console, runs: list) -> None:
         table.add_column(column)
     for run in runs:
         seconds = f"{run.ended_at - run.started_at:.2f}" if run.ended_at else ""
-        table.add_row(run.run_id, run.name, shown_status(run), run.executor, run.persist, _when(run.started_at),
+        table.add_row(run.run_id, run.name, run.status, run.executor, run.persist, _when(run.started_at),
                       seconds)
     console.print(table)
-
-
-def shown_status(run: Any) -> str:
-    """A run still marked running whose process is gone was killed: say so."""
-    pid = (run.options or {}).get("pid")
-    if run.status == "running" and isinstance(pid, int) and not _alive(pid):
-        return "interrupted"
-    return run.status
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _brief(summary: Any) -> str:
@@ -158,7 +150,7 @@ def _brief(summary: Any) -> str:
 def print_run(console: Console, store: Path | None, run_id: str) -> None:
     records = open_records(store)
     run = records.get_run(run_id)
-    console.print(f"[bold]run {run.run_id}[/bold] '{run.name}': {shown_status(run)} "
+    console.print(f"[bold]run {run.run_id}[/bold] '{run.name}': {run.status} "
                   f"({run.executor}, persist {run.persist}, started {_when(run.started_at)})")
     if run.error:
         console.print(f"[red]{run.error}[/red]", highlight=False)
@@ -177,8 +169,13 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
     losses = records.metrics(run.run_id, "loss_value")
     if losses:
         values = [m.value for m in losses]
-        console.print(f"loss_value: {len(values)} steps, first {values[0]:.4f}, last {values[-1]:.4f}, "
-                      f"min {min(values):.4f}")
+        finite = [v for v in values if math.isfinite(v)]
+        console.print(f"loss_value: {len(values)} steps, first {values[0]:.4f}, last {values[-1]:.4f}"
+                      + (f", min {min(finite):.4f}" if finite else ""))
+        diverged = not_finite(values)
+        if diverged:
+            console.print(f"[yellow]loss_value {diverged[1]} (card '{losses[diverged[0]].card_id}' first)[/yellow]",
+                          highlight=False)
 
 
 def print_card(console: Console, store: Path | None, run_id: str, card_id: str) -> None:

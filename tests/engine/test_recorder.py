@@ -1,9 +1,12 @@
 """The run recorder: what a run leaves in the records and the store, under each persist policy."""
 
+import math
+import sqlite3
+
 import pytest
 
 import cardloop
-from cardloop.errors import CardFailed
+from cardloop.errors import CardFailed, StoreError
 from cardloop.examples import basic_training_loop
 from cardloop.store.outputs import RunOutputs
 from cardloop.store.records import RunRecords
@@ -119,3 +122,39 @@ def latest_run(store) -> str:
 def test_an_unknown_policy_is_refused(regression_csv, store):
     with pytest.raises(ValueError, match="unknown persist policy 'some'; valid policies: checkpoint, all"):
         cardloop.run(loop(regression_csv), store=store, persist="some")
+
+
+def refuse_metric_rows(store) -> None:
+    """Make the store's database refuse every metric row from now on, as a store that fails mid-run would."""
+    RunRecords(store / "runs.sqlite").close()
+    database = sqlite3.connect(store / "runs.sqlite", isolation_level=None)
+    database.execute("CREATE TRIGGER refuse_metrics BEFORE INSERT ON metrics "
+                     "BEGIN SELECT RAISE(ABORT, 'metric rows refused'); END")
+    database.close()
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_run_whose_records_could_not_be_written_is_recorded_failed_and_says_so(regression_csv, store, monkeypatch,
+                                                                                  writer):
+    from cardloop.engine import recorder
+
+    if writer == "process":
+        monkeypatch.setattr(recorder, "WRITER_PROCESS_CARDS", 0)
+    refuse_metric_rows(store)
+    with pytest.raises(StoreError, match=r"run \S+ failed: its records could not all be written \(.*metric rows "
+                                         r"refused"):
+        cardloop.run(loop(regression_csv), store=store)
+    run = records(store).list_runs(1)[0]
+    assert run.status == "failed" and "metric rows refused" in run.error
+    assert len(records(store).card_executions(run.run_id)) == len(loop(regression_csv).cards)
+
+
+def test_a_diverging_loss_is_recorded_as_it_is_nan_and_inf_included(regression_csv, store):
+    pipeline = basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), prepare=False, batches=4,
+                                   batch_size=16, optimizer_type="sgd", learning_rate=1e30)
+    result = cardloop.run(pipeline, store=store)
+    losses = result.metrics("loss_value")
+    recorded = [m.value for m in records(store).metrics(result.run_id, "loss_value")]
+    assert result.status == "succeeded" and len(recorded) == len(losses) == 4
+    assert math.isfinite(losses[0]) and not any(math.isfinite(v) for v in losses[1:])
+    assert [repr(v) for v in recorded] == [repr(v) for v in losses]  # nan and inf, each where it was

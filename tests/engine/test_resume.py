@@ -106,7 +106,7 @@ def kill_mid_run(command: list[str], store: Path, artifacts_at_kill: int, log: P
         process.send_signal(signal.SIGKILL)
         process.wait()
     run = latest_run(records)
-    if not mid_run or run.status != "running":
+    if not mid_run or run.status != "interrupted":
         return None
     return records.card_executions(run.run_id)
 
@@ -175,7 +175,7 @@ def test_a_local_run_killed_without_a_checkpoint_reruns_to_the_same_model(tmp_pa
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
-        if not mid_run or latest_run(records).status != "running":
+        if not mid_run or latest_run(records).status != "interrupted":
             continue
         run_to_completion(command)
         rerun = latest_run(records)
@@ -201,7 +201,7 @@ def test_the_worker_of_a_killed_run_exits_when_its_socket_closes(tmp_path, regre
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    assert latest_run(records).status == "running"  # killed mid-run: nothing closed it
+    assert latest_run(records).status == "interrupted"  # killed mid-run: nothing closed it, nothing holds its lock
     # the worker ends the card it is in (on a busy machine, say, still importing torch) and then exits: the
     # deadline only bounds a worker that never would
     deadline = time.monotonic() + DEADLINE

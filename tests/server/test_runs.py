@@ -5,6 +5,7 @@ Every run is the guide's loop over one or two small batches of `regression_csv`,
 server's data root. A test that needs a run to be caught mid-way holds it with `gate` instead of racing it.
 """
 
+import json
 import threading
 import time
 
@@ -437,3 +438,37 @@ def test_the_websocket_of_an_unknown_run_is_closed_cleanly(client):
         with client.websocket_connect("/api/runs/nothing/events") as socket:
             socket.receive_json()
     assert not isinstance(closed.value, WebSocketDenialResponse)  # a close frame, not an HTTP answer
+
+
+def strict_json(text):
+    """JSON as a browser's JSON.parse reads it: NaN and Infinity are no numbers there."""
+    def refuse(constant):
+        raise AssertionError(f"the server sent {constant}, which is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_diverged_loss_reaches_the_api_and_its_events_as_json_strings(client, regression_csv):
+    run_id = start(client, {"pipeline": loop(regression_csv, batches=3, optimizer_type="sgd", learning_rate=1e30)})
+    wait(client, run_id)
+    points = strict_json(client.get(f"/api/runs/{run_id}/metrics").text)["points"]
+    assert isinstance(points[0]["value"], float) and {p["value"] for p in points[1:]} <= {"NaN", "Infinity"}
+    detail = strict_json(client.get(f"/api/runs/{run_id}").text)
+    assert detail["status"] == "succeeded" and len(detail["cards"]) == len(card_ids(3))
+    with client.websocket_connect(f"/api/runs/{run_id}/events") as socket:
+        messages = []
+        while True:
+            try:
+                messages.append(strict_json(socket.receive_text()))
+            except WebSocketDisconnect:
+                break
+    losses = [m["metrics"]["loss_value"] for m in messages if m.get("kind") == "done" and "loss_value" in
+              m.get("metrics", {})]
+    assert len(losses) == 3 and {value for value in losses[1:]} <= {"NaN", "Infinity"}
+
+
+def test_a_damaged_store_is_503_with_its_sentence(client, store):
+    store.mkdir()
+    (store / "runs.sqlite").write_bytes(b"garbage" * 1000)
+    response = client.get("/api/runs")
+    assert response.status_code == 503 and "are damaged (file is not a database)" in response.json()["detail"]

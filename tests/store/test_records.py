@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from cardloop.errors import StoreError
+from tests.filesystems import fill, read_only, tmpfs
 from cardloop.store.records import (
     ArtifactRecord,
     CardExecution,
@@ -256,3 +261,145 @@ def test_processes_opening_new_databases_at_the_same_moment_all_get_in(tmp_path)
     for k in range(40):
         with RunRecords(tmp_path / f"runs{k}.sqlite") as records:
             assert len(records.list_runs(10)) == 6
+
+
+def test_a_nan_metric_comes_back_as_nan_and_infinities_as_they_are(records):
+    run_id = records.start_run(name="diverged", pipeline=PIPELINE)
+    records.add_metrics([Metric(run_id, f"loss{step}", "loss_value", step, value)
+                         for step, value in enumerate([0.5, float("inf"), float("-inf"), float("nan")])])
+    values = [m.value for m in records.metrics(run_id, "loss_value")]
+    assert values[:3] == [0.5, float("inf"), float("-inf")] and math.isnan(values[3])
+
+
+# The tables as cardloop made them before schema version 1: a metric's value could not be NULL (so not NaN).
+VERSION_0_METRICS = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, name TEXT NOT NULL, pipeline TEXT NOT NULL, executor TEXT NOT NULL,
+    persist TEXT NOT NULL, status TEXT NOT NULL, error TEXT, started_at REAL NOT NULL, ended_at REAL,
+    options TEXT NOT NULL);
+CREATE TABLE metrics (
+    run_id TEXT NOT NULL, card_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL NOT NULL);
+CREATE INDEX metrics_by_run ON metrics (run_id, name, step);
+INSERT INTO runs VALUES ('old', 'old', '{}', 'local', 'checkpoint', 'succeeded', NULL, 1.0, 2.0, '{}');
+INSERT INTO metrics VALUES ('old', 'loss0', 'loss_value', 0, 0.75), ('old', 'loss1', 'loss_value', 1, 0.5);
+"""
+
+
+def test_a_database_made_before_nan_metrics_keeps_its_rows_and_takes_nan(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(VERSION_0_METRICS)
+    old.close()
+    with RunRecords(path) as records:
+        assert [m.value for m in records.metrics("old")] == [0.75, 0.5]
+        records.add_metrics([Metric("old", "loss2", "loss_value", 2, float("nan"))])
+        assert math.isnan(records.metrics("old")[2].value) and records.get_run("old").status == "succeeded"
+        records.start_run(name="new", pipeline=PIPELINE)  # the tables added since are there too
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_an_empty_records_file_is_refused_rather_than_taken_for_an_empty_history(tmp_path):
+    (tmp_path / "runs.sqlite").touch()
+    with pytest.raises(StoreError, match=r"runs.sqlite is empty \(0 bytes\), so its history is lost"):
+        RunRecords(tmp_path / "runs.sqlite")
+    assert (tmp_path / "runs.sqlite").stat().st_size == 0
+
+
+def test_a_new_database_never_appears_empty_at_its_path(tmp_path):
+    RunRecords(tmp_path / "runs.sqlite").close()
+    assert (tmp_path / "runs.sqlite").stat().st_size > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.sqlite"]  # nothing left of the copy made aside
+
+
+def test_records_that_are_not_a_database_are_refused_naming_the_file(tmp_path):
+    (tmp_path / "runs.sqlite").write_bytes(b"these are not the runs you are looking for" * 100)
+    with pytest.raises(StoreError, match=r"run records of store .* are damaged \(file is not a database\); move "
+                                         r".*runs.sqlite aside"):
+        RunRecords(tmp_path / "runs.sqlite").list_runs()
+
+
+def test_a_truncated_database_is_reported_damaged(tmp_path):
+    with RunRecords(tmp_path / "runs.sqlite") as records:
+        for i in range(300):
+            records.start_run(name=f"run{i}", pipeline={"cards": ["x" * 200] * 10})
+    size = (tmp_path / "runs.sqlite").stat().st_size
+    os.truncate(tmp_path / "runs.sqlite", size // 2)
+    with pytest.raises(StoreError, match="are damaged"):
+        RunRecords(tmp_path / "runs.sqlite").list_runs(1000)
+
+
+def test_a_store_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "store").write_text("not a folder")
+    with pytest.raises(StoreError, match=r"store '.*store' is a file, not a folder; give --store"):
+        RunRecords(tmp_path / "store" / "runs.sqlite")
+
+
+def test_records_that_are_a_folder_are_refused(tmp_path):
+    (tmp_path / "runs.sqlite").mkdir()
+    with pytest.raises(StoreError, match=r"are a folder .*runs.sqlite\), not a database file"):
+        RunRecords(tmp_path / "runs.sqlite")
+
+
+def test_a_read_only_store_is_read_and_a_write_says_it_is_read_only(tmp_path):
+    with tmpfs(tmp_path / "mount") as mount:
+        with RunRecords(mount / "runs.sqlite") as records:
+            run_id = records.start_run(name="kept", pipeline=PIPELINE)
+            records.add_metrics([Metric(run_id, "loss0", "loss_value", 0, 0.5)])
+            records.finish_run(run_id, "succeeded")
+        read_only(mount)
+        with RunRecords(mount / "runs.sqlite") as records:
+            assert records.read_only and records.get_run(run_id).status == "succeeded"
+            assert [m.value for m in records.metrics(run_id)] == [0.5]
+            with pytest.raises(StoreError, match=r"store '.*mount' is read-only .*give --store"):
+                records.start_run(name="new", pipeline=PIPELINE)
+
+
+def test_a_full_disk_is_reported_as_such_and_keeps_what_was_recorded(tmp_path):
+    with tmpfs(tmp_path / "mount") as mount:
+        with RunRecords(mount / "runs.sqlite") as records:
+            run_id = records.start_run(name="kept", pipeline=PIPELINE)
+        fill(mount)
+        with pytest.raises(StoreError, match=r"store '.*mount' is out of disk space .*free some space"):
+            RunRecords(mount / "runs.sqlite").start_run(name="new", pipeline={"cards": ["x" * 1000] * 1000})
+        (mount / "filler").unlink()
+        assert [r.run_id for r in RunRecords(mount / "runs.sqlite").list_runs()] == [run_id]
+
+
+HOLD_A_RUN = """
+import sys
+from cardloop.store.records import RunRecords
+records = RunRecords(sys.argv[1])
+print(records.start_run(name="held", pipeline={}), flush=True)
+sys.stdin.read()  # runs until the test kills it
+"""
+
+
+def test_a_run_shows_running_while_its_process_lives_and_interrupted_once_killed(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", HOLD_A_RUN, str(tmp_path / "runs.sqlite")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        run_id = process.stdout.readline().strip()
+        with RunRecords(tmp_path / "runs.sqlite") as records:
+            assert records.get_run(run_id).status == "running"
+            process.kill()
+            process.wait()
+            assert records.get_run(run_id).status == "interrupted"
+            assert [r.status for r in records.list_runs()] == ["interrupted"]
+    finally:
+        process.kill()
+
+
+def test_a_run_left_running_is_interrupted_even_when_its_recorded_process_id_is_alive(records, tmp_path):
+    """Runs recorded before runs held locks kept their process id; the system may have given it to another
+    process since (here: this one, which is alive), so it proves nothing."""
+    sqlite3.connect(tmp_path / "runs.sqlite", isolation_level=None).execute(
+        "INSERT INTO runs VALUES ('old', 'old', '{}', 'local', 'checkpoint', 'running', NULL, 1.0, NULL, ?)",
+        (json.dumps({"pid": os.getpid()}),))
+    assert records.get_run("old").status == "interrupted"
+
+
+def test_a_run_that_finished_lets_go_of_its_lock_file(records, tmp_path):
+    run_id = records.start_run(name="basic", pipeline=PIPELINE)
+    assert (tmp_path / "locks" / f"{run_id}.lock").exists()
+    records.finish_run(run_id, "succeeded")
+    assert records.get_run(run_id).status == "succeeded" and not (tmp_path / "locks" / f"{run_id}.lock").exists()

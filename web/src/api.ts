@@ -118,7 +118,7 @@ export const api = {
   cancelRun: (runId: string) => request<{ cancelling: boolean }>('POST', `/api/runs/${enc(runId)}/cancel`),
   run: (runId: string) => request<RunDetail>('GET', `/api/runs/${enc(runId)}`),
   metrics: (runId: string, name = 'loss_value') =>
-    request<{ name: string; points: { step: number; value: number; card_id: string }[] }>(
+    request<{ name: string; points: { step: number; value: number | string; card_id: string }[] }>(
       'GET',
       `/api/runs/${enc(runId)}/metrics?name=${enc(name)}`,
     ),

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { lossShape } from './components/LossPlot';
 import { createBatcher, reduceEvents, refusedStart, runs, type RunEvent, type RunState } from './runs';
 
 const base: RunState = { ...runs.get(), runId: 'r1', status: 'running', cards: { a: { status: 'queued' }, b: { status: 'queued' } } };
@@ -102,5 +103,22 @@ describe('createBatcher', () => {
     scheduled[0](); // the first batch's timer, late: it applies what waits now
     batcher.flush();
     expect(applied).toEqual([[1], [2, 3]]);
+  });
+});
+
+describe('a diverged loss', () => {
+  it('comes as "NaN" or "Infinity" and is kept as that number, in its step', () => {
+    const s = reduceEvents(base, [
+      { kind: 'done', card_id: 'a', metrics: { loss_value: 0.5 } },
+      { kind: 'done', card_id: 'b', metrics: { loss_value: 'Infinity' } },
+      { kind: 'progress', card_id: 'b', step: 2, steps: 3, metrics: { loss_value: 'NaN' } },
+    ]);
+    expect(s.loss.map((p) => p.value)).toEqual([0.5, Infinity, NaN]);
+    expect(s.cards.b.progress).toBe('step 2 of 3, loss NaN');
+  });
+
+  it('breaks the plotted line and is marked apart, off the scale of the finite losses', () => {
+    const points = [0.5, 0.4, Infinity, NaN, 0.3].map((value, step) => ({ step, value, card: `loss${step}` }));
+    expect(lossShape(points)).toEqual({ min: 0.3, max: 0.5, lines: [[0, 1], [4]], notFinite: [2, 3] });
   });
 });

@@ -74,13 +74,20 @@ export interface RunEvent {
   card_type?: string;
   position?: number;
   seconds?: number;
-  metrics?: Record<string, number>;
+  /** A metric's NaN or infinity comes as the string Number() reads: "NaN", "Infinity", "-Infinity". */
+  metrics?: Record<string, number | string>;
   error?: string | null;
   status?: string;
   /** A progress event's step of how many (a long card's own steps, such as a training loop's). */
   step?: number;
   steps?: number;
   run?: RunDetail;
+}
+
+/** A loss as the server sends it: a number, or for NaN and infinities (JSON has none) their string. */
+export function lossValue(value: unknown): number | undefined {
+  if (typeof value === 'number') return value;
+  return value === 'NaN' || value === 'Infinity' || value === '-Infinity' ? Number(value) : undefined;
 }
 
 export function isActive(status: RunStatus): boolean {
@@ -146,7 +153,7 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         // a long card (a training loop) reports its latest loss while it runs: a point of the live curve
         if (!event.card_id) break;
         current = event.card_id;
-        const value = event.metrics?.loss_value;
+        const value = lossValue(event.metrics?.loss_value);
         const step = event.step !== undefined ? `step ${event.step} of ${event.steps ?? '?'}` : undefined;
         setCard(event.card_id, {
           status: 'running',
@@ -163,9 +170,8 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         finished += 1;
         setCard(id, { status: event.kind, error: event.error ?? undefined, seconds: event.seconds });
         const metrics = event.metrics ?? {};
-        if (typeof metrics.loss_value === 'number') {
-          newLoss.push({ step: loss.length + newLoss.length, value: metrics.loss_value, card: id });
-        }
+        const value = lossValue(metrics.loss_value);
+        if (value !== undefined) newLoss.push({ step: loss.length + newLoss.length, value, card: id });
         const shown = Object.entries(metrics).map(([k, v]) => `${k} ${Number(v).toPrecision(4)}`).join(', ');
         const time = event.seconds !== undefined ? ` in ${(event.seconds * 1000).toFixed(event.seconds < 0.01 ? 2 : 0)} ms` : '';
         if (event.kind === 'failed') newLog.push(entry(`${id} failed: ${event.error ?? 'no reason given'}`, 'error', id));
@@ -332,7 +338,7 @@ async function completeLoss(runId: string): Promise<void> {
     flush(); // the events still waiting for a frame first, so that nothing is counted twice
     const state = runs.get();
     if (state.runId !== runId || points.length <= state.loss.length) return;
-    runs.set({ loss: points.map((p, i) => ({ step: i, value: p.value, card: p.card_id })) });
+    runs.set({ loss: points.map((p, i) => ({ step: i, value: lossValue(p.value) ?? NaN, card: p.card_id })) });
   } catch {
     /* the live series stays */
   }

@@ -33,10 +33,12 @@ from cardloop.engine.record_rows import (
     versions_json,
 )
 from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
+from cardloop.errors import StoreError
 from cardloop.kinds import DATAFRAME
 from cardloop.store.artifacts import ArtifactStore
 from cardloop.store.codecs import CodecContext
 from cardloop.store.records import RunRecords
+from cardloop.store.root import store_problem
 
 FLUSH_SECONDS = 0.5
 WRITER_PROCESS_CARDS = 1000
@@ -165,7 +167,9 @@ class RunRecorder:
     def run_finished(self, status: str, error: BaseException | None) -> None:
         """Snapshot the final training state, drain the writers and close the run record. The final state is
         the one the last finished card left, unless the card the run stopped in may have changed it since
-        (a state-changing card that failed or was interrupted part-way): that state is no version at all."""
+        (a state-changing card that failed or was interrupted part-way): that state is no version at all.
+        A run whose records could not all be written is recorded as failed, with why if the store still takes
+        that, and this raises StoreError saying so."""
         stopped_in = self.stopped_in
         changed_since = stopped_in is not None and stopped_in.card_type.mutates_state
         if self.last_position is not None and not self.every_state_change and not changed_since:
@@ -176,9 +180,18 @@ class RunRecorder:
             self.sink.close()
         except BaseException as exc:
             self.error = self.error or exc
-        self.records.finish_run(self.run_id, status, str(error) if error else None)
+        message = str(error) if error else None
         if self.error is not None:
-            raise self.error
+            status, message = "failed", "; ".join(filter(None, (message, self._records_failed(self.error))))
+        try:
+            self.records.finish_run(self.run_id, status, message)
+        except StoreError as exc:  # its lock is let go all the same: the run is shown as interrupted
+            self.error = self.error or exc
+        if self.error is not None:
+            raise StoreError(f"run {self.run_id} failed: {self._records_failed(self.error)}") from self.error
+
+    def _records_failed(self, error: BaseException) -> str:
+        return f"its records could not all be written ({store_problem(self.records.root, error)})"
 
     def _snapshot(self, position: int) -> tuple[Snapshot, ...]:
         snapshots = (snapshot_group(self.plan, self.slots, group, version, pc)

@@ -4,7 +4,6 @@ execute, and return the result."""
 from __future__ import annotations
 
 import gc
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -283,7 +282,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
         records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(),
                           executor=options.executor, persist=options.persist.name,
                           options={"threads": options.threads, "only": options.only, "until": options.until,
-                                   "from": options.from_card, "cache": options.use_cache, "pid": os.getpid()})
+                                   "from": options.from_card, "cache": options.use_cache})
         slots: list[Any] = [None] * plan.slot_count
         recorder = RunRecorder(plan, artifacts, records, options.persist, run_id, slots, work.run)
         listeners: list[Any] = [recorder] + ([EventForwarder(progress)] if progress is not None else [])

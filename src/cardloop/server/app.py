@@ -9,12 +9,13 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from cardloop.errors import CardloopError, PipelineInvalid, Problem
+from cardloop.errors import CardloopError, PipelineInvalid, Problem, StoreError
+from cardloop.server.jsonsafe import finite_json
 from cardloop.server.runs import RunManager, next_batch
 from cardloop.server.security import LOCAL_HOSTNAMES, BodyLimit, Guard, HostCheck, confined, origin_ok, token_ok
 
@@ -79,6 +80,11 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
     app.add_middleware(HostCheck, names=allowed_hosts)
     runs = RunManager(store)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
+
+    @app.exception_handler(StoreError)
+    def store_unusable(request: Any, error: StoreError) -> JSONResponse:
+        """A damaged, read-only or full store: its sentence, not a bare 500."""
+        return JSONResponse({"detail": str(error)}, status_code=503)
 
     def registry():
         from cardloop.cards.registry import default_registry
@@ -201,25 +207,21 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
     def list_runs(limit: int = 50) -> list[dict]:
         if not (store / "runs.sqlite").exists():
             return []
-        from cardloop.cli_display import shown_status
-
-        return [{"run_id": r.run_id, "name": r.name, "status": shown_status(r), "executor": r.executor,
+        return [{"run_id": r.run_id, "name": r.name, "status": r.status, "executor": r.executor,
                  "persist": r.persist, "started_at": r.started_at, "ended_at": r.ended_at}
                 for r in records().list_runs(min(max(limit, 1), 500))]
 
     @app.get("/api/runs/{run_id}", summary="A run: its pipeline, status and every card execution")
     def run_detail(run_id: str) -> dict:
         run = _run(records(), run_id)
-        from cardloop.cli_display import shown_status
-
         executions = [{"card_id": e.card_id, "position": e.position, "card_type": e.card_type, "status": e.status,
                        "seconds": e.seconds, "error": e.error, "cache_hit": e.cache_hit, "outputs": e.outputs}
                       for e in records().card_executions(run.run_id)]
         active = runs.active.get(run.run_id)
-        return {"run_id": run.run_id, "name": run.name, "status": shown_status(run), "error": run.error,
-                "executor": run.executor, "persist": run.persist, "pipeline": run.pipeline,
-                "started_at": run.started_at, "ended_at": run.ended_at, "cards": executions,
-                "events": len(active.events) if active else None}
+        return finite_json({"run_id": run.run_id, "name": run.name, "status": run.status, "error": run.error,
+                            "executor": run.executor, "persist": run.persist, "pipeline": run.pipeline,
+                            "started_at": run.started_at, "ended_at": run.ended_at, "cards": executions,
+                            "events": len(active.events) if active else None})
 
     @app.post("/api/runs/{run_id}/cancel", summary="Stop a run between two cards")
     def cancel_run(run_id: str) -> dict:
@@ -231,14 +233,15 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
     def metrics(run_id: str, name: str = "loss_value") -> dict:
         run = _run(records(), run_id)
         series = records().metrics(run.run_id, name)
-        return {"name": name, "points": [{"step": m.step, "value": m.value, "card_id": m.card_id} for m in series]}
+        return {"name": name, "points": [{"step": m.step, "value": finite_json(m.value), "card_id": m.card_id}
+                                         for m in series]}
 
     @app.get("/api/runs/{run_id}/cards/{card_id}/outputs", summary="Previews of a card's outputs in a run")
     def outputs(run_id: str, card_id: str) -> dict:
         from cardloop.server.previews import card_outputs
 
         try:
-            return card_outputs(store, run_id, card_id)
+            return finite_json(card_outputs(store, run_id, card_id))
         except CardloopError as exc:
             raise HTTPException(404, str(exc)) from None
 
@@ -268,7 +271,7 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
             batch = past  # then lists of events: those so far, then what each wait collects
             while True:
                 if batch:
-                    await socket.send_json(batch)
+                    await socket.send_json(finite_json(batch))
                 if batch and batch[-1].get("kind") == "closed":
                     break
                 batch = await next_batch(queue)

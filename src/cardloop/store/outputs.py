@@ -9,7 +9,7 @@ from typing import Any
 
 from cardloop.errors import StoreError
 from cardloop.kinds import INFO, MODEL, SCALAR, STATE_KINDS
-from cardloop.store.records import RunRecords
+from cardloop.store.records import existing_records
 from cardloop.store.record_types import StateSnapshot
 from cardloop.store.root import default_store_root
 
@@ -22,10 +22,7 @@ class RunOutputs:
 
     def __init__(self, run_id: str, store: str | Path | None = None):
         self.root = Path(store) if store is not None else default_store_root()
-        database = self.root / "runs.sqlite"
-        if not database.exists():
-            raise StoreError(f"no runs recorded in store '{self.root}'")
-        self.records = RunRecords(database)
+        self.records = existing_records(self.root)
         self.run = self.records.get_run(run_id)
 
     def ports(self, card_id: str) -> dict[str, dict[str, Any]]:

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
+#: How a run still marked `running` is shown when no process runs it any more (it was killed).
+INTERRUPTED = "interrupted"
 EXECUTION_STATUSES = ("done", "cached", "failed", "skipped")
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run: what ran, how, and how it ended (`status` is one of RUN_STATUSES)."""
+    """One run: what ran, how, and how it ended (`status` is one of RUN_STATUSES, or INTERRUPTED)."""
 
     run_id: str
     name: str

@@ -2,25 +2,36 @@
 
 One database file (`<store root>/runs.sqlite`) in WAL mode, shared by every executor, process and thread:
 each thread of each process gets its own connection, writes take the write lock up front
-(`BEGIN IMMEDIATE`) and wait for it (`busy_timeout`) instead of failing. Needs no torch.
+(`BEGIN IMMEDIATE`) and wait for it (`busy_timeout`) instead of failing. A new database appears at its path
+complete (made aside, then linked into place), so an empty file there is a damaged history, never a new one.
+A store that cannot be written (a read-only mount or folder) is opened for reading. Every SQLite or file error
+becomes a StoreError that names the store and says what to do. Needs no torch.
+
+A running run holds an OS lock (`flock`) on `<store root>/locks/<run id>.lock` until it finishes: a run still
+marked `running` whose lock nobody holds was killed, and is shown as `interrupted`. The OS drops the lock with
+the process, so this never trusts a process id that the system may have given to another process since.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
+import secrets
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cardloop.errors import StoreError
 from cardloop.store.record_types import (
+    INTERRUPTED,
     RUN_STATUSES,
     ArtifactRecord,
     CardExecution,
@@ -28,18 +39,21 @@ from cardloop.store.record_types import (
     RunRecord,
     StateSnapshot,
 )
-from cardloop.store.root import default_store_root
+from cardloop.store.root import RECORDS_FILE, default_store_root, store_problem
 
 if TYPE_CHECKING:
     from typing import Self  # Python 3.11; annotations are not evaluated
 
 __all__ = ["ArtifactRecord", "CardExecution", "Metric", "RunRecord", "RunRecords", "StateSnapshot"]
 
-RECORDS_FILE = "runs.sqlite"
 BUSY_TIMEOUT_MS = 60_000
+LOCKS_DIR = "locks"
 
-SCHEMA = """
-BEGIN IMMEDIATE;
+#: The version of the tables below, kept in the database (`PRAGMA user_version`). 1: a metric's value may be
+#: NULL, which stands for NaN (SQLite stores a NaN as NULL; +/-inf are stored as they are).
+SCHEMA_VERSION = 1
+
+TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, name TEXT NOT NULL, pipeline TEXT NOT NULL, executor TEXT NOT NULL,
     persist TEXT NOT NULL, status TEXT NOT NULL, error TEXT, started_at REAL NOT NULL, ended_at REAL,
@@ -53,7 +67,7 @@ CREATE TABLE IF NOT EXISTS card_executions (
 DROP INDEX IF EXISTS card_executions_by_key;
 CREATE INDEX IF NOT EXISTS card_executions_by_key_status ON card_executions (cache_key, status, started_at);
 CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL, card_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL NOT NULL);
+    run_id TEXT NOT NULL, card_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL);
 CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, name, step);
 CREATE TABLE IF NOT EXISTS artifacts (
     digest TEXT NOT NULL, kind TEXT NOT NULL, codec TEXT NOT NULL, size INTEGER NOT NULL, run_id TEXT NOT NULL,
@@ -67,8 +81,18 @@ CREATE INDEX IF NOT EXISTS state_snapshots_by_key ON state_snapshots (cache_key,
 CREATE TABLE IF NOT EXISTS card_progress (
     run_id TEXT NOT NULL, card_id TEXT NOT NULL, cache_key TEXT NOT NULL, step INTEGER NOT NULL,
     members TEXT NOT NULL, extra TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS card_progress_by_key ON card_progress (cache_key, created_at);
-COMMIT;
+CREATE INDEX IF NOT EXISTS card_progress_by_key ON card_progress (cache_key, created_at)
+"""
+
+#: Version 0 -> 1: the metrics table of a database made before, whose value column refused NULL (and so NaN),
+#: rebuilt with its rows (CREATE TABLE IF NOT EXISTS leaves an existing table as it is).
+METRICS_TO_VERSION_1 = """
+CREATE TABLE metrics_v1 (
+    run_id TEXT NOT NULL, card_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL);
+INSERT INTO metrics_v1 SELECT run_id, card_id, name, step, value FROM metrics ORDER BY rowid;
+DROP TABLE metrics;
+ALTER TABLE metrics_v1 RENAME TO metrics;
+CREATE INDEX metrics_by_run ON metrics (run_id, name, step)
 """
 
 
@@ -83,28 +107,44 @@ class RunRecords:
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path is not None else default_store_root() / RECORDS_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.root = self.path.parent
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[sqlite3.Connection] = []
-        self._connection().executescript(SCHEMA)
+        self._run_locks: dict[str, int] = {}  # run id -> the descriptor of its lock file, while it runs here
+        try:
+            self.read_only = _open_place(self.path)
+            self._read_uri = _read_only_uri(self.path) if self.read_only else None
+            if not self.read_only:
+                self._upgrade()
+        except (OSError, sqlite3.Error) as error:
+            raise store_problem(self.root, error) from error
 
     def start_run(self, run_id: str | None = None, *, name: str, pipeline: Mapping[str, Any],
                   executor: str = "local", persist: str = "all", options: Mapping[str, Any] | None = None) -> str:
-        """Record a new run as `running` and return its id (a new uuid if none is given)."""
+        """Record a new run as `running`, holding its lock until `finish_run`, and return its id (a new uuid if
+        none is given)."""
         run_id = run_id or uuid.uuid4().hex
         row = (run_id, name, json.dumps(pipeline), executor, persist, time.time(), json.dumps(options or {}))
-        with self._write() as db:  # encoded before: a large pipeline would hold the write lock meanwhile
-            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', NULL, ?, NULL, ?)", row)
+        self._hold_run_lock(run_id)  # before the row: a reader that sees the row finds the lock held
+        try:
+            with self._write() as db:  # encoded before: a large pipeline would hold the write lock meanwhile
+                db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', NULL, ?, NULL, ?)", row)
+        except BaseException:
+            self._release_run_lock(run_id)
+            raise
         return run_id
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        """Record how a run ended: `succeeded`, `failed` or `cancelled`."""
+        """Record how a run ended: `succeeded`, `failed` or `cancelled`; then release the run's lock."""
         if status not in RUN_STATUSES[1:]:
             raise ValueError(f"a run ends as one of {', '.join(RUN_STATUSES[1:])}, not '{status}'")
-        with self._write() as db:
-            updated = db.execute("UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE run_id = ?",
-                                 (status, error, time.time(), run_id)).rowcount
+        try:
+            with self._write() as db:
+                updated = db.execute("UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE run_id = ?",
+                                     (status, error, time.time(), run_id)).rowcount
+        finally:  # after the status: a reader that can take the lock then reads how the run ended
+            self._release_run_lock(run_id)
         if not updated:
             raise StoreError(f"there is no run '{run_id}' to finish")
 
@@ -148,7 +188,7 @@ class RunRecords:
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
         """The newest runs first."""
         rows = self._read("SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,))
-        return [_run(row) for row in rows]
+        return [self._run(row) for row in rows]
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id, or with this unique id prefix."""
@@ -159,7 +199,7 @@ class RunRecords:
             raise StoreError(f"run id prefix '{run_id}' matches several runs ({shown}, ...): give more of it")
         if not rows:
             raise StoreError(f"no run has the id or id prefix '{run_id}' (in {self.path})")
-        return _run(rows[0])
+        return self._run(rows[0])
 
     def card_executions(self, run_id: str) -> list[CardExecution]:
         """A run's card executions in pipeline order."""
@@ -171,10 +211,13 @@ class RunRecords:
         return _execution(rows[0]) if rows else None
 
     def metrics(self, run_id: str, name: str | None = None) -> list[Metric]:
-        """A run's metric values (only those called `name`, if given), by name and step."""
+        """A run's metric values (only those called `name`, if given), by name and step; a NaN is recorded as
+        NULL and comes back as NaN."""
         query = "SELECT * FROM metrics WHERE run_id = ?" + (" AND name = ?" if name is not None else "")
         params = (run_id, name) if name is not None else (run_id,)
-        return [Metric(**row) for row in map(dict, self._read(query + " ORDER BY name, step, rowid", params))]
+        return [Metric(run_id, card_id, metric, step, math.nan if value is None else value) for
+                run_id, card_id, metric, step, value in self._read(query + " ORDER BY name, step, rowid", params,
+                                                                   plain=True)]
 
     def latest_artifact(self, card_id: str, port: str, cache_key: str | None = None) -> ArtifactRecord | None:
         """The newest artifact written for a card's output port; with `cache_key`, only by an execution
@@ -255,15 +298,78 @@ class RunRecords:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _upgrade(self) -> None:
+        """Bring the tables of a database made by an earlier version up to SCHEMA_VERSION, once."""
+        if self._read("PRAGMA user_version", (), plain=True)[0][0] >= SCHEMA_VERSION:
+            return
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # again, now that this holds the write lock
+            if version >= SCHEMA_VERSION:
+                return
+            _execute_all(db, TABLES)
+            if version < 1 and any(column[1] == "value" and column[3] for column in
+                                   db.execute("PRAGMA table_info(metrics)").fetchall()):
+                _execute_all(db, METRICS_TO_VERSION_1)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _run(self, row: sqlite3.Row) -> RunRecord:
+        data = dict(row)
+        if data["status"] == "running" and not self._still_running(data["run_id"]):
+            data["status"] = INTERRUPTED
+        return RunRecord(**{**data, "pipeline": json.loads(data["pipeline"]), "options": json.loads(data["options"])})
+
+    def _lock_path(self, run_id: str) -> Path:
+        return self.root / LOCKS_DIR / f"{run_id}.lock"
+
+    def _hold_run_lock(self, run_id: str) -> None:
+        try:
+            self._lock_path(run_id).parent.mkdir(exist_ok=True)
+            descriptor = os.open(self._lock_path(run_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new run id: nothing else holds it
+        except OSError as error:
+            raise store_problem(self.root, error) from error
+        self._run_locks[run_id] = descriptor
+
+    def _release_run_lock(self, run_id: str) -> None:
+        descriptor = self._run_locks.pop(run_id, None)
+        if descriptor is not None:
+            with suppress(OSError):
+                self._lock_path(run_id).unlink()
+            os.close(descriptor)
+
+    def _still_running(self, run_id: str) -> bool:
+        """Whether the process of a run marked `running` still holds its lock; if nothing does, whether the run
+        finished in the meantime (it records its status before it lets go). A run recorded before runs held
+        locks has no lock file: marked running still, it was stopped."""
+        if run_id in self._run_locks:
+            return True
+        try:
+            descriptor = os.open(self._lock_path(run_id), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            held = False
+        else:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                held = False
+            except BlockingIOError:
+                held = True
+            finally:
+                os.close(descriptor)  # which also lets go of the lock this took
+        return held or self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,), plain=True)[0][0] != "running"
+
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection (a new one after a fork: connections must not cross processes)."""
         if getattr(self._local, "pid", None) != os.getpid():
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                         check_same_thread=False)
+            if self.read_only:
+                connection = sqlite3.connect(self._read_uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                             isolation_level=None, check_same_thread=False)
+            else:
+                connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                             check_same_thread=False)
+                _use_wal(connection)
+                connection.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: never corrupt, commits cheap
             connection.row_factory = sqlite3.Row
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            _use_wal(connection)
-            connection.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: never corrupt, commits cheap
             self._local.connection, self._local.pid = connection, os.getpid()
             with self._lock:
                 self._opened.append(connection)
@@ -271,32 +377,49 @@ class RunRecords:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the write lock from its start, so it never fails half-way on BUSY."""
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
+        """A write transaction that holds the write lock from its start, so it never fails half-way on BUSY.
+        A failed one is rolled back (unless SQLite did already, as it does when the disk is full)."""
+        try:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise store_problem(self.root, error) from error
         try:
             yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
+            connection.execute("COMMIT")
+        except BaseException as exc:
+            if connection.in_transaction:
+                with suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            if _store_failure(exc):
+                raise store_problem(self.root, exc) from exc
             raise
-        connection.execute("COMMIT")
 
     def _read(self, query: str, params: tuple[Any, ...], plain: bool = False) -> list[Any]:
         """The rows of a query, as sqlite3.Row objects (`plain`: as tuples, which are cheaper)."""
-        cursor = self._connection().cursor()
-        if plain:
-            cursor.row_factory = None
-        return cursor.execute(query, params).fetchall()
+        try:
+            cursor = self._connection().cursor()
+            if plain:
+                cursor.row_factory = None
+            return cursor.execute(query, params).fetchall()
+        except sqlite3.Error as error:
+            if not _store_failure(error):
+                raise
+            raise store_problem(self.root, error) from error
+
+
+def existing_records(root: Path) -> RunRecords:
+    """The run records of the store at `root`, to read them: StoreError if it has recorded no run yet, or if it
+    cannot be used (a file, damaged records)."""
+    database = root / RECORDS_FILE
+    if not root.is_file() and not database.exists():
+        raise StoreError(f"no runs recorded in store '{root}' (no {RECORDS_FILE}); run a pipeline first")
+    return RunRecords(database)
 
 
 def _rows(cls: type[Row], rows: Iterable[Row | Mapping[str, Any]]) -> list[Row]:
     """Rows as dataclasses; mappings are converted (and so validated)."""
     return [row if isinstance(row, cls) else cls(**row) for row in rows]
-
-
-def _run(row: sqlite3.Row) -> RunRecord:
-    data = dict(row)
-    return RunRecord(**{**data, "pipeline": json.loads(data["pipeline"]), "options": json.loads(data["options"])})
 
 
 def _execution(row: sqlite3.Row) -> CardExecution:
@@ -308,6 +431,85 @@ def _execution(row: sqlite3.Row) -> CardExecution:
 def _snapshot(row: sqlite3.Row) -> StateSnapshot:
     data = dict(row)
     return StateSnapshot(**{**data, "members": json.loads(data["members"])})
+
+
+def _store_failure(error: BaseException) -> bool:
+    """Whether an error is the store's (its files, its disk), not a mistake in a query or a row."""
+    return isinstance(error, sqlite3.Error) and not isinstance(
+        error, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError))
+
+
+def _execute_all(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of a script, in the caller's transaction (`executescript` would commit it first)."""
+    for statement in script.split(";"):
+        db.execute(statement)
+
+
+def _open_place(path: Path) -> bool:
+    """Check the place of a records database, make its folder and, if it has none, a new database; return
+    whether the store is read-only. Raises StoreError for a store that is a file, a database path that is a
+    folder and an empty database file."""
+    root = path.parent
+    if root.exists() and not root.is_dir():
+        raise store_problem(root, NotADirectoryError(20, "Not a directory", str(root)))
+    if path.is_dir():
+        raise StoreError(f"the run records of store '{root}' are a folder ({path}), not a database file; move it "
+                         "aside and cardloop starts a new history")
+    if path.exists() and path.stat().st_size == 0:
+        raise StoreError(f"the run records of store '{root}' are damaged: {path} is empty (0 bytes), so its history "
+                         "is lost (a full disk, or a copy cut short?); restore it from a backup, or delete it to "
+                         "start a new history")
+    root.mkdir(parents=True, exist_ok=True)
+    if not os.access(root, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return True
+    if not path.exists():
+        _create(path)
+    return False
+
+
+def _create(path: Path) -> None:
+    """Make a new database with every table, aside, and link it into place: another process that made one at
+    the same moment wins, and this one is dropped. Where the file system has no hard links, it is renamed."""
+    aside = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
+    try:
+        connection = sqlite3.connect(aside, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("BEGIN IMMEDIATE")
+            _execute_all(connection, TABLES)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+        finally:
+            connection.close()  # the last connection: the WAL is checkpointed into the file and removed
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        except OSError:
+            if not path.exists():
+                os.rename(aside, path)
+    finally:
+        with suppress(FileNotFoundError):
+            aside.unlink()
+
+
+def _read_only_uri(path: Path) -> str:
+    """The URI that reads a database in a store that cannot be written: `mode=ro`, which needs the WAL's index
+    file (`-shm`) to exist or be creatable; else, when no WAL file holds anything the database lacks,
+    `immutable=1`, which reads the file alone."""
+    uri = path.resolve().as_uri()
+    try:
+        probe = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+        try:
+            probe.execute("PRAGMA schema_version")
+        finally:
+            probe.close()
+        return f"{uri}?mode=ro"
+    except sqlite3.OperationalError:
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise
+        return f"{uri}?immutable=1"
 
 
 def _use_wal(connection: sqlite3.Connection) -> None:

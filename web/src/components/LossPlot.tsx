@@ -1,4 +1,6 @@
-/** The loss per step as an SVG polyline, redrawn as the run's events arrive. */
+/** The loss per step as an SVG polyline, redrawn as the run's events arrive. A NaN or infinite loss (a run that
+ * diverged) has no place on the scale: it breaks the line and is marked on the top edge, and the caption says
+ * from which step the loss is not finite. */
 import { memo } from 'react';
 import type { LossPoint } from '../runs';
 
@@ -11,26 +13,51 @@ function fmt(v: number): string {
   return a !== 0 && (a < 1e-3 || a >= 1e4) ? v.toExponential(2) : v.toPrecision(3);
 }
 
-export const LossPlot = memo(function LossPlot({ points }: { points: LossPoint[] }) {
-  const n = points.length;
+/** The range of the finite losses, the runs of consecutive finite steps (each drawn as a line) and the steps
+ * whose loss is NaN or infinite. */
+export function lossShape(points: LossPoint[]): { min: number; max: number; lines: number[][]; notFinite: number[] } {
   let min = Infinity;
   let max = -Infinity;
-  for (const p of points) {
+  const lines: number[][] = [];
+  const notFinite: number[] = [];
+  let line: number[] | null = null;
+  points.forEach((p, i) => {
+    if (!Number.isFinite(p.value)) {
+      notFinite.push(i);
+      line = null;
+      return;
+    }
     if (p.value < min) min = p.value;
     if (p.value > max) max = p.value;
-  }
-  if (min === max) {
+    if (line === null) lines.push((line = []));
+    line.push(i);
+  });
+  if (min === Infinity) {
+    min = 0;
+    max = 1;
+  } else if (min === max) {
     min -= 0.5;
     max += 0.5;
   }
+  return { min, max, lines, notFinite };
+}
+
+export const LossPlot = memo(function LossPlot({ points }: { points: LossPoint[] }) {
+  const n = points.length;
+  const { min, max, lines, notFinite } = lossShape(points);
   const x = (i: number) => PAD.left + (n <= 1 ? 0 : (i / (n - 1)) * (W - PAD.left - PAD.right));
   const y = (v: number) => PAD.top + (1 - (v - min) / (max - min)) * (H - PAD.top - PAD.bottom);
-  const line = points.map((p, i) => `${x(i).toFixed(1)},${y(p.value).toFixed(1)}`).join(' ');
   const last = points[n - 1];
+  const firstBad = notFinite.length ? points[notFinite[0]] : undefined;
   return (
     <figure className="loss-plot" data-testid="loss-plot" data-points={n} data-last={last ? last.value : ''}>
       <figcaption>
         loss per step{last ? <>: <b>{fmt(last.value)}</b> at step {n - 1} ({last.card})</> : ''}
+        {firstBad && (
+          <span className="plot-not-finite-note">
+            {' '}— not finite from step {notFinite[0]} ({fmt(firstBad.value)}, {firstBad.card}): {notFinite.length} of {n} steps
+          </span>
+        )}
       </figcaption>
       <svg viewBox={`0 0 ${W} ${H}`} width="100%" height={H} role="img" aria-label={`loss curve, ${n} points`}>
         <rect x={PAD.left} y={PAD.top} width={W - PAD.left - PAD.right} height={H - PAD.top - PAD.bottom} className="plot-bg" />
@@ -48,11 +75,21 @@ export const LossPlot = memo(function LossPlot({ points }: { points: LossPoint[]
             <text x={W - PAD.right} y={H - 6} textAnchor="end" className="axis">
               step {n - 1}
             </text>
-            {n === 1 ? (
-              <circle cx={x(0)} cy={y(points[0].value)} r={3} className="plot-line-dot" />
-            ) : (
-              <polyline points={line} className="plot-line" fill="none" />
+            {lines.map((line) =>
+              line.length === 1 ? (
+                <circle key={line[0]} cx={x(line[0])} cy={y(points[line[0]].value)} r={3} className="plot-line-dot" />
+              ) : (
+                <polyline
+                  key={line[0]}
+                  points={line.map((i) => `${x(i).toFixed(1)},${y(points[i].value).toFixed(1)}`).join(' ')}
+                  className="plot-line"
+                  fill="none"
+                />
+              ),
             )}
+            {notFinite.map((i) => (
+              <line key={`nf${i}`} x1={x(i)} x2={x(i)} y1={PAD.top} y2={PAD.top + 6} className="plot-not-finite" />
+            ))}
           </>
         )}
         {n === 0 && (
