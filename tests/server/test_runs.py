@@ -459,9 +459,10 @@ def test_a_diverged_loss_reaches_the_api_and_its_events_as_json_strings(client, 
         messages = []
         while True:
             try:
-                messages.append(strict_json(socket.receive_text()))
+                message = strict_json(socket.receive_text())
             except WebSocketDisconnect:
                 break
+            messages.extend(message if isinstance(message, list) else [message])
     losses = [m["metrics"]["loss_value"] for m in messages if m.get("kind") == "done" and "loss_value" in
               m.get("metrics", {})]
     assert len(losses) == 3 and {value for value in losses[1:]} <= {"NaN", "Infinity"}
