@@ -59,5 +59,15 @@ class StoreError(CardloopError):
     """An artifact that is missing, corrupt or cannot be encoded."""
 
 
+class ArtifactCorrupt(StoreError):
+    """A stored artifact that cannot be served: its content no longer matches its hash. A run treats it as
+    missing and recomputes it."""
+
+
+class ArtifactUndecodable(ArtifactCorrupt):
+    """A stored artifact that passes its hash check but does not decode (bad tensor offsets, dtypes or shapes,
+    names the value does not have, a model recipe larger than its weights): as corrupt as a hash failure."""
+
+
 class InvalidOption(CardloopError, ValueError):
     """A run option with a value that is not one of the valid ones."""
