@@ -5,7 +5,9 @@ their own, so only decoding can find them out."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import struct
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -52,3 +54,20 @@ def retyped(data: bytes, name: str, dtype: str) -> bytes:
 def reshaped(data: bytes, name: str, shape: list[int]) -> bytes:
     """The tensor `name` claims the shape `shape` (one with as many elements keeps the byte ranges valid)."""
     return with_header(data, lambda header: header[name].update(shape=shape))
+
+
+def swap_final_state(store_root: Path, run_id: str, member: str, change: Callable[[bytes], bytes]) -> str:
+    """Make the run's last snapshot holding `member` name, instead of it, an artifact with the bytes `change`
+    makes of it (written through the real ArtifactStore, recorded in the real database); its digest."""
+    from cardloop.store.artifacts import ArtifactStore
+    from cardloop.store.records import RunRecords
+
+    snapshot = [s for s in RunRecords(store_root / "runs.sqlite").state_snapshots(run_id) if member in s.members][-1]
+    artifacts = ArtifactStore(store_root)
+    old = snapshot.members[member]["digest"]
+    new = artifacts.put(change(artifacts.get(old)), "safetensors")
+    with sqlite3.connect(store_root / "runs.sqlite") as database:
+        database.execute('UPDATE state_snapshots SET members = replace(members, ?, ?) WHERE run_id = ? AND "group" = ?',
+                         (old, new, run_id, snapshot.group))
+    database.close()
+    return new

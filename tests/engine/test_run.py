@@ -15,12 +15,13 @@ import torch
 import cardloop
 from cardloop.engine.process import stop_workers
 from cardloop.engine.resolve import Missing
-from cardloop.errors import CardloopError
+from cardloop.errors import ArtifactUndecodable, CardloopError
 from cardloop.examples import add_training_step, basic_training_loop
 from cardloop.pipeline.model import Pipeline
 from cardloop.store.artifacts import ArtifactStore
 from cardloop.store.records import RunRecords
 from tests.oracle import assert_same_weights, hand_written_loop
+from tests.undecodable import offsets_past_the_end, swap_final_state
 
 EXECUTORS = ["local", "process"]
 SHAPE = {"batch_size": 16, "layers": [8]}
@@ -237,6 +238,20 @@ def test_the_process_executor_recomputes_a_damaged_artifact(regression_csv, stor
     changed = run(loop(regression_csv, gradient_clip=0.5), store, executor="process", persist="all")
     assert changed.executed == ["batch1", "fwd1", "loss1", "back1", "step1"]
     assert_same_weights(final_model(changed), expected_model(regression_csv, gradient_clip=0.5))
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_cached_rerun_whose_final_model_does_not_decode_recomputes_it_and_ends_with_a_loadable_model(
+        regression_csv, store, executor):
+    first = run(loop(regression_csv), store, executor=executor)
+    swap_final_state(store, first.run_id, "model.model", offsets_past_the_end)
+    with pytest.raises(ArtifactUndecodable, match="output 'model' of card 'step1' in run .* cannot be loaded"):
+        cardloop.load_output(first.run_id, "step1", "model", store=store)
+    again = run(loop(regression_csv), store, executor=executor)
+    assert again.status == "succeeded"
+    assert "step1" in again.executed
+    assert_same_weights(cardloop.load_output(again.run_id, "step1", "model", store=store),
+                        expected_model(regression_csv))
 
 
 # --- only, until, from --------------------------------------------------------------------------------------

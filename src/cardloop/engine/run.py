@@ -290,8 +290,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
         return RunResult(run_id, status, outputs, root, time.perf_counter() - started, error,
                          executed=[pc.id for pc in work.run], cached=cached)
 
-    resumes = _resumes(work, records, artifacts, available) if options.executor == "local" and options.use_cache \
-        else {}
+    resumes = _resumes(work, records, available) if options.executor == "local" and options.use_cache else {}
     try:
         _executor(options, root, card_files, resumes).run(plan, hooks, slots, work, StoreLoader(artifacts))
     except CardFailed as failure:
@@ -331,9 +330,10 @@ def _executor(options: RunOptions, root: Path, card_files: list[str], resumes: d
     return LocalExecutor(options.keep_outputs, resumes)
 
 
-def _resumes(work: Schedule, records: Any, artifacts: Any, available: Any) -> dict[int, tuple]:
+def _resumes(work: Schedule, records: Any, available: Any) -> dict[int, tuple]:
     """For the cards about to run that an earlier run stopped inside, after a checkpoint taken there (their
-    context's `checkpoint`), and never finished: {position: (step, {group: members}, extra)}, to go on from."""
+    context's `checkpoint`) that still decodes, and never finished: {position: (step, {group: members}, extra)},
+    to go on from."""
     import json
 
     keys = records.cache_keys_with_progress()
@@ -341,7 +341,7 @@ def _resumes(work: Schedule, records: Any, artifacts: Any, available: Any) -> di
     for pc in work.run if keys else ():
         if pc.cache_key in keys and available.prior(pc) is None:
             step, groups, extra = records.latest_card_progress(pc.cache_key)
-            if all(artifacts.verify(m["digest"]) for members in groups.values() for m in members.values()):
+            if all(available.decodes(members) for members in groups.values()):
                 found[pc.position] = (step, groups, json.loads(extra))
     return found
 
