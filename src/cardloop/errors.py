@@ -42,12 +42,14 @@ class CardError(CardloopError):
 
 
 class CardFailed(CardloopError):
-    """A card raised while running; names the card and keeps the cause."""
+    """A card raised while running; names the card and keeps the cause. `changed_state`: the card is known to
+    have changed the training state it received before it failed, so that state is no version to keep."""
 
-    def __init__(self, card_id: str, card_type: str, message: str):
+    def __init__(self, card_id: str, card_type: str, message: str, *, changed_state: bool = False):
         self.card_id = card_id
         self.card_type = card_type
         self.reason = message
+        self.changed_state = changed_state
         super().__init__(f"card '{card_id}' ({card_type}) failed: {message}")
 
 

@@ -167,7 +167,8 @@ class RunRecorder:
         the one the last finished card left, unless the card the run stopped in may have changed it since
         (a state-changing card that failed or was interrupted part-way): that state is no version at all."""
         stopped_in = self.stopped_in
-        changed_since = stopped_in is not None and stopped_in.card_type.mutates_state
+        changed_since = stopped_in is not None and (stopped_in.card_type.mutates_state
+                                                    or getattr(error, "changed_state", False))
         if self.last_position is not None and not self.every_state_change and not changed_since:
             self.pending.append(("snapshots", self._snapshot(self.last_position)))
         self.stopping.set()
