@@ -9,8 +9,9 @@ from cardloop.engine.plan import plan_pipeline
 from cardloop.engine.process import stop_workers
 from cardloop.engine.state_guard import fingerprint, needs_watching
 from cardloop.errors import CardFailed
-from cardloop.examples import basic_training_loop
+from cardloop.examples import add_training_step, basic_training_loop
 from cardloop.models import build_model
+from cardloop.pipeline.model import Pipeline
 from cardloop.store.records import RunRecords
 from tests.cards.test_registry import isolated_default_registry  # noqa: F401  (a fixture)
 
@@ -39,6 +40,11 @@ def halve_declared(config, model):
         for parameter in model.parameters():
             parameter.mul_(0.5)
     return {"model": model}
+
+
+@card("bare_linear", title="Bare", category="test", outputs=[Port("model", MODEL)])
+def bare_linear(config):
+    return {"model": torch.nn.Linear(4, 1)}
 
 
 @card("weight_norm", title="Norm", category="test", inputs=[Port("model", MODEL)], outputs=[Port("info", INFO)])
@@ -93,6 +99,20 @@ def test_the_state_an_undeclared_change_left_is_not_stored_as_a_version(regressi
 def test_a_card_that_declares_its_change_or_only_reads_the_state_runs(regression_csv, store, card_file, type_id):
     result = cardloop.run(with_card(regression_csv, type_id), store=store, cards=[card_file], threads=1)
     assert result.status == "succeeded" and "custom" in result.executed
+
+
+def test_a_model_made_without_an_architecture_recipe_fails_the_card_that_made_it(regression_csv, store, card_file):
+    pipeline = Pipeline(name="bare")
+    data = pipeline.add("data_load", "data", path=str(regression_csv))
+    model = pipeline.add("bare_linear", "bare")
+    add_training_step(pipeline, 0, data["dataset"], model["model"],
+                      pipeline.add("training_init_optimizer", "opt", model=model["model"])["optimizer"])
+    with pytest.raises(CardFailed) as failed:
+        cardloop.run(pipeline, store=store, cards=[card_file], threads=1)
+    assert str(failed.value).startswith("card 'bare' (bare_linear) failed: its output 'model' cannot be stored: a "
+                                        "Linear without an architecture recipe cannot be stored")
+    ran = RunRecords(store / "runs.sqlite").card_executions(failed.value.result.run_id)
+    assert [(e.card_id, e.status) for e in ran] == [("data", "done"), ("bare", "failed")]
 
 
 def test_built_in_cards_are_not_watched(regression_csv, card_file):

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from cardloop.engine.events import RunHooks, listens
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import Schedule
-from cardloop.engine.state_guard import UndeclaredStateChange, needs_watching, watched
+from cardloop.engine.state_guard import UndeclaredStateChange, guarded
 from cardloop.errors import CardError, CardFailed
 
 
@@ -121,8 +121,8 @@ def _resume(plan: Plan, pc: PlannedCard, resume: tuple, loader: Any, slots: list
 
 def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None,
               checkpoint: Callable | None = None) -> tuple:
-    """What the loop needs of a card, looked up once per run: its run function (watched, for a card not built
-    in that receives training state it does not declare it changes); the arguments that do not change
+    """What the loop needs of a card, looked up once per run: its run function (with the checks of
+    `state_guard.guarded`, which most cards do not need); the arguments that do not change
     (config, context, None for each optional input left unconnected); its (port, slot) pairs. The context's
     `report` and `checkpoint` go to the hooks of those names, when one listens."""
     bound = {b.port for b in pc.bindings}
@@ -136,10 +136,7 @@ def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None,
             ctx = dataclasses.replace(ctx, checkpoint=functools.partial(checkpoint, pc))
         fixed["ctx"] = ctx
     inputs = tuple((b.port, b.slot) for b in pc.bindings)
-    run = pc.card_type.run
-    if needs_watching(pc):
-        run = watched(pc, run)
-    return pc, run, fixed, inputs, tuple(pc.output_slots.items())
+    return pc, guarded(pc, pc.card_type.run), fixed, inputs, tuple(pc.output_slots.items())
 
 
 def _failed(hooks: RunHooks, pc: PlannedCard, exc: Exception, started: float) -> CardFailed:

@@ -24,7 +24,8 @@ from cardloop.engine.resolve import (
     schedule,
     unread_slots,
 )
-from cardloop.errors import CardFailed, CardloopError, InvalidOption
+from cardloop.errors import CardFailed, CardloopError, InvalidOption, PipelineInvalid, Problem
+from cardloop.kinds import STATE_KINDS
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
 
@@ -245,6 +246,32 @@ def plan_work(plan: Plan, options: RunOptions, available: Any) -> tuple[Plan, Sc
                           needed_states=final_states(plan))
 
 
+def check_storable(plan: Plan, work: Schedule, options: RunOptions) -> None:
+    """Refuse, before any card runs, a run that would have to store an output of a kind no codec can store:
+    training state (it is snapshotted), and values the persist policy or the process executor writes (the
+    results; under `all` or the process executor, every value). Left to the end, the run would fail after all
+    its work, in the recorder; a value of kind `any` is checked by its type when it is stored."""
+    from cardloop.store.codecs import has_codec
+
+    every = options.persist.name == "all" or options.executor == "process"
+    results = unread_slots(plan)
+    problems = [
+        Problem(f"card '{pc.id}' ({pc.card.type}): output '{port.name}' is of kind '{port.kind}', which no codec can "
+                f"store, and this run must store it ({_why_stored(port.kind, every)}); register a codec for "
+                f"'{port.kind}' with cardloop.store.codecs.register_codec", card=pc.id, field=port.name)
+        for pc in work.run for port in pc.card_type.outputs
+        if not has_codec(port.kind)
+        and (port.kind in STATE_KINDS or every or pc.output_slots[port.name] in results)]
+    if problems:
+        raise PipelineInvalid(problems)
+
+
+def _why_stored(kind: str, every: bool) -> str:
+    if kind in STATE_KINDS:
+        return "training state is snapshotted"
+    return "every output is stored" if every else "no card reads it, so it is a result"
+
+
 def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
                  progress: Callable[[CardEvent], None] | None = None, card_files: list[str] = ()) -> RunResult:
     import torch
@@ -261,6 +288,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
         available = StoreAvailability(plan, records, artifacts) if options.use_cache or options.only \
             else NothingStored()
         plan, work = plan_work(plan, options, available)
+        check_storable(plan, work, options)
         run_id = new_run_id()
         records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(),
                           executor=options.executor, persist=options.persist.name,

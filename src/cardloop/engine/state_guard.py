@@ -1,5 +1,9 @@
-"""Catching a card that changes the training state it receives without declaring `mutates_state=True`.
+"""Checks on the training state a card receives and makes, at that card, rather than at the run's end.
 
+A model a card makes must have an architecture recipe, or no snapshot can store it: found right after the card
+that made it, naming its port, instead of when the run ends and stores its final state.
+
+A card that changes the training state it receives must declare `mutates_state=True`.
 Such a card makes no new version of the state: its change is in no cache key, no snapshot holds it (the
 process executor drops it), and the cards after it are served from the cache as if it had not happened. Torch
 counts in-place changes of every tensor (`_version`); comparing those counters, and which tensors a model,
@@ -13,12 +17,40 @@ from typing import Any, Callable
 
 from cardloop.cards.registry import BUILTIN_MODULES
 from cardloop.engine.plan import PlannedCard
-from cardloop.errors import CardError
-from cardloop.kinds import STATE_KINDS
+from cardloop.errors import CardError, StoreError
+from cardloop.kinds import MODEL, STATE_KINDS
 
 
 class UndeclaredStateChange(CardError):
     """A card changed the training state it received, but its card type does not say it does."""
+
+
+def guarded(pc: PlannedCard, run: Callable[..., Any]) -> Callable[..., Any]:
+    """`run` with the checks this card needs: for most cards none, and `run` itself."""
+    made = tuple(port.name for port in pc.card_type.outputs if port.kind == MODEL and port.state_of is None)
+    if made:
+        run = _checking_recipes(run, made)
+    if needs_watching(pc):
+        run = watched(pc, run)
+    return run
+
+
+def _checking_recipes(run: Callable[..., Any], ports: tuple[str, ...]) -> Callable[..., Any]:
+    """`run`, checking that each model it makes on `ports` has the recipe that storing it needs."""
+    from cardloop.store.model_codec import recipe_of
+
+    def run_checked(**kwargs: Any) -> Any:
+        outputs = run(**kwargs)
+        for port in ports:
+            model = outputs.get(port) if isinstance(outputs, dict) else None
+            if model is not None:
+                try:
+                    recipe_of(model)
+                except StoreError as error:
+                    raise CardError(f"its output '{port}' cannot be stored: {error}") from None
+        return outputs
+
+    return run_checked
 
 
 def needs_watching(pc: PlannedCard) -> bool:

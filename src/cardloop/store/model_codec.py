@@ -34,7 +34,7 @@ class ModelCodec(Codec):
     format = "cardloop.model/1"
 
     def encode(self, value: nn.Module, ctx: CodecContext) -> bytes:
-        architecture = _recipe(value)
+        architecture = recipe_of(value)
         tensors = {STATE_PREFIX + name: _state_tensor(name, t) for name, t in value.state_dict().items()}
         parameters = dict(value.named_parameters())
         tensors.update({GRAD_PREFIX + name: p.grad for name, p in parameters.items() if p.grad is not None})
@@ -128,7 +128,9 @@ def _known(found: dict[str, Any], name: str, what: str) -> None:
         raise StoreError(f"the stored model names {what} '{name}', which the rebuilt model does not have")
 
 
-def _recipe(module: nn.Module) -> dict[str, Any]:
+def recipe_of(module: nn.Module) -> dict[str, Any]:
+    """The module's architecture recipe, which storing it needs; StoreError saying how to give it one if it
+    has none, or one that is not JSON-able."""
     architecture = architecture_of(module)
     if architecture is None:
         raise StoreError(
