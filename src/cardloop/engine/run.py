@@ -250,7 +250,7 @@ def check_storable(plan: Plan, work: Schedule, options: RunOptions) -> None:
     """Refuse, before any card runs, a run that would have to store an output of a kind no codec can store:
     training state (it is snapshotted), and values the persist policy or the process executor writes (the
     results; under `all` or the process executor, every value). Left to the end, the run would fail after all
-    its work, in the recorder; a value of kind `any` is checked by its type when it is stored."""
+    its work, in the recorder. A value of kind `any` can only be checked by its type, when it is stored."""
     from cardloop.store.codecs import has_codec
 
     every = options.persist.name == "all" or options.executor == "process"
