@@ -21,7 +21,17 @@ CARDS = '''
 import torch
 
 from cardloop import Port, card
-from cardloop.kinds import INFO, MODEL
+from cardloop.kinds import INFO, MODEL, OPTIMIZER
+
+
+class Halving(torch.optim.SGD):
+    """An optimizer class of one's own: not one of torch.optim's, which loading can rebuild."""
+
+
+@card("own_optimizer", title="Own optimizer", category="test", inputs=[Port("model", MODEL)],
+      outputs=[Port("optimizer", OPTIMIZER)])
+def own_optimizer(config, model):
+    return {"optimizer": Halving(model.parameters(), lr=0.1)}
 
 
 @card("halve_undeclared", title="Halve", category="test", inputs=[Port("model", MODEL)],
@@ -113,6 +123,20 @@ def test_a_model_made_without_an_architecture_recipe_fails_the_card_that_made_it
                                         "Linear without an architecture recipe cannot be stored")
     ran = RunRecords(store / "runs.sqlite").card_executions(failed.value.result.run_id)
     assert [(e.card_id, e.status) for e in ran] == [("data", "done"), ("bare", "failed")]
+
+
+def test_an_optimizer_that_loading_cannot_rebuild_fails_the_card_that_made_it(regression_csv, store, card_file):
+    pipeline = Pipeline(name="own optimizer")
+    data = pipeline.add("data_load", "data", path=str(regression_csv))
+    model = pipeline.add("model_define", "model", input_dim=4, layers=[8])
+    opt = pipeline.add("own_optimizer", "opt", model=model["model"])
+    add_training_step(pipeline, 0, data["dataset"], model["model"], opt["optimizer"])
+    with pytest.raises(CardFailed) as failed:
+        cardloop.run(pipeline, store=store, cards=[card_file], threads=1)
+    assert str(failed.value).startswith("card 'opt' (own_optimizer) failed: its output 'optimizer' cannot be stored: "
+                                        "optimizer type 'Halving' is not one of torch.optim's")
+    ran = RunRecords(store / "runs.sqlite").card_executions(failed.value.result.run_id)
+    assert [(e.card_id, e.status) for e in ran] == [("data", "done"), ("model", "done"), ("opt", "failed")]
 
 
 def test_built_in_cards_are_not_watched(regression_csv, card_file):

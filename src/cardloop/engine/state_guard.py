@@ -1,7 +1,8 @@
 """Checks on the training state a card receives and makes, at that card, rather than at the run's end.
 
-A model a card makes must have an architecture recipe, or no snapshot can store it: found right after the card
-that made it, naming its port, instead of when the run ends and stores its final state.
+A model a card makes must have an architecture recipe, and an optimizer must be one of torch.optim's, or no
+snapshot can store them: found right after the card that made them, naming the port, instead of when the run
+ends and stores its final state.
 
 A card that changes the training state it receives must declare `mutates_state=True`.
 Such a card makes no new version of the state: its change is in no cache key, no snapshot holds it (the
@@ -18,7 +19,7 @@ from typing import Any, Callable
 from cardloop.cards.registry import BUILTIN_MODULES
 from cardloop.engine.plan import PlannedCard
 from cardloop.errors import CardError, StoreError
-from cardloop.kinds import MODEL, STATE_KINDS
+from cardloop.kinds import MODEL, OPTIMIZER, STATE_KINDS
 
 
 class UndeclaredStateChange(CardError):
@@ -27,25 +28,33 @@ class UndeclaredStateChange(CardError):
 
 def guarded(pc: PlannedCard, run: Callable[..., Any]) -> Callable[..., Any]:
     """`run` with the checks this card needs: for most cards none, and `run` itself."""
-    made = tuple(port.name for port in pc.card_type.outputs if port.kind == MODEL and port.state_of is None)
+    made = tuple(port.name for port in pc.card_type.outputs
+                 if port.kind in (MODEL, OPTIMIZER) and port.state_of is None)
     if made:
-        run = _checking_recipes(run, made)
+        run = _checking_storable(run, made)
     if needs_watching(pc):
         run = watched(pc, run)
     return run
 
 
-def _checking_recipes(run: Callable[..., Any], ports: tuple[str, ...]) -> Callable[..., Any]:
-    """`run`, checking that each model it makes on `ports` has the recipe that storing it needs."""
+def _checking_storable(run: Callable[..., Any], ports: tuple[str, ...]) -> Callable[..., Any]:
+    """`run`, checking that each model it makes on `ports` has the recipe that storing it needs, and that each
+    optimizer is one that loading can rebuild."""
+    import torch
+
     from cardloop.store.model_codec import recipe_of
+    from cardloop.store.optimizer_codec import check_rebuildable
 
     def run_checked(**kwargs: Any) -> Any:
         outputs = run(**kwargs)
         for port in ports:
-            model = outputs.get(port) if isinstance(outputs, dict) else None
-            if model is not None:
+            made = outputs.get(port) if isinstance(outputs, dict) else None
+            if made is not None:
                 try:
-                    recipe_of(model)
+                    if isinstance(made, torch.nn.Module):
+                        recipe_of(made)
+                    else:
+                        check_rebuildable(made)
                 except StoreError as error:
                     raise CardError(f"its output '{port}' cannot be stored: {error}") from None
         return outputs

@@ -162,18 +162,23 @@ class StoreLoader:
     def check_state(self, stored: StoredState) -> None:
         """Decode every member of a snapshot, its RNG state included, and keep none: raises StoreError
         (ArtifactUndecodable for bytes that pass their hash check but do not decode) if one does not."""
-        from cardloop.engine.snapshot import RNG_MEMBER, decode_rng
+        from cardloop.engine.snapshot import RNG_MEMBER
 
         self.state(stored, restore_random=False)
         if RNG_MEMBER in stored.members:
-            digest = stored.members[RNG_MEMBER]["digest"]
-            undecodable_as(digest, "rng-safetensors", lambda: decode_rng(self.artifacts.get(digest)))
+            self._rng(stored.members[RNG_MEMBER]["digest"])
 
     def restore_rng(self, digest: str) -> None:
         """Set torch's random state to the stored one."""
-        from cardloop.engine.snapshot import decode_rng, set_rng
+        from cardloop.engine.snapshot import set_rng
 
-        set_rng(undecodable_as(digest, "rng-safetensors", lambda: decode_rng(self.artifacts.get(digest))))
+        set_rng(self._rng(digest))
+
+    def _rng(self, digest: str) -> dict[str, Any]:
+        from cardloop.engine.snapshot import decode_rng
+
+        data = self.artifacts.get(digest)
+        return undecodable_as(digest, "rng-safetensors", lambda: decode_rng(data))
 
     def _device(self) -> str:
         if self.device is None:

@@ -13,7 +13,8 @@ from cardloop.store.optimizer_codec import OptimizerCodec
 from cardloop.store.table_codec import DataFrameCodec
 from cardloop.store.tensor_codecs import BatchCodec, LossCodec, TensorCodec
 
-__all__ = ["Codec", "CodecContext", "codec_for_kind", "codec_for_value", "codec_named", "has_codec", "register_codec"]
+__all__ = ["Codec", "CodecContext", "codec_for_kind", "codec_for_value", "codec_named", "has_codec",
+           "register_codec"]
 
 _by_kind: dict[str, Codec] = {}
 
