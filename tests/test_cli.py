@@ -12,6 +12,7 @@ from cardloop.examples import basic_training_loop
 from cardloop.store.records import RunRecords
 from tests.filesystems import fill, read_only, tmpfs
 from tests.oracle import assert_same_weights, hand_written_loop
+from tests.undecodable import offsets_past_the_end, swap_final_state
 
 
 def cli(*args, cwd=None):
@@ -123,6 +124,17 @@ def test_show_an_unknown_run_or_card_is_a_sentence(pipeline_file, store):
     assert done.returncode == 1 and "Traceback" not in done.stderr and "nope" in done.stderr
     done = cli("show", run.run_id, "stepp3", "--store", store)
     assert done.returncode == 1 and "did you mean 'step3'" in done.stderr
+
+
+def test_show_of_a_model_whose_artifact_does_not_decode_is_a_sentence_naming_card_port_and_artifact(pipeline_file,
+                                                                                                   store):
+    assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+    run = latest_run(store)
+    digest = swap_final_state(store, run.run_id, "model.model", offsets_past_the_end)
+    done = cli("show", run.run_id, "step6", "--store", store)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert (f"error: output 'model' of card 'step6' in run {run.run_id} cannot be loaded: artifact {digest} "
+            "(model-safetensors) passes its hash check but does not decode") in " ".join(done.stderr.split())
 
 
 def test_cards_lists_the_guides_cards(tmp_path):

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 import cardloop
 from cardloop.examples import basic_training_loop
+from tests.undecodable import retyped, swap_final_state
 
 
 def cli(*args):
@@ -34,6 +35,16 @@ def run_all(regression_csv, store):
 
 def export(run, card, port, file, store):
     return cli("export", run.run_id, card, port, file, "--store", store)
+
+
+def test_a_model_whose_artifact_does_not_decode_is_a_sentence_naming_card_port_and_artifact(run_all, store, tmp_path):
+    digest = swap_final_state(store, run_all.run_id, "model.model", lambda data: retyped(data, "state.0.weight", "I32"))
+    file = tmp_path / "model.safetensors"
+    done = export(run_all, "step1", "model", file, store)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert (f"error: output 'model' of card 'step1' in run {run_all.run_id} cannot be loaded: artifact {digest} "
+            "(model-safetensors) passes its hash check but does not decode") in one_line(done.stderr)
+    assert not file.exists()
 
 
 def test_a_model_is_written_as_safetensors_with_its_state_dict(run_all, store, tmp_path):

@@ -42,12 +42,14 @@ class CardError(CardloopError):
 
 
 class CardFailed(CardloopError):
-    """A card raised while running; names the card and keeps the cause."""
+    """A card raised while running; names the card and keeps the cause. `changed_state`: the card is known to
+    have changed the training state it received before it failed, so that state is no version to keep."""
 
-    def __init__(self, card_id: str, card_type: str, message: str):
+    def __init__(self, card_id: str, card_type: str, message: str, *, changed_state: bool = False):
         self.card_id = card_id
         self.card_type = card_type
         self.reason = message
+        self.changed_state = changed_state
         super().__init__(f"card '{card_id}' ({card_type}) failed: {message}")
 
 
@@ -57,6 +59,16 @@ class RegistryError(CardloopError):
 
 class StoreError(CardloopError):
     """An artifact that is missing, corrupt or cannot be encoded."""
+
+
+class ArtifactCorrupt(StoreError):
+    """A stored artifact that cannot be served: its content no longer matches its hash. A run treats it as
+    missing and recomputes it."""
+
+
+class ArtifactUndecodable(ArtifactCorrupt):
+    """A stored artifact that passes its hash check but does not decode (bad tensor offsets, dtypes or shapes,
+    names the value does not have, a model recipe larger than its weights): as corrupt as a hash failure."""
 
 
 class InvalidOption(CardloopError, ValueError):

@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from cardloop.cards import registry as registry_module
+from cardloop.cards import spec as spec_module
 from cardloop.cards.registry import Registry, default_registry, load_card_file, load_entry_points
 from cardloop.cards.spec import CardType, NoConfig
 from cardloop.errors import RegistryError
@@ -245,10 +246,10 @@ def install_pack(tmp_path, monkeypatch):
     site = tmp_path / "site"
     modules = []
 
-    def install(module: str, source: str, entry: str) -> None:
-        dist_info = site / "mypack-0.1.dist-info"
+    def install(module: str, source: str, entry: str, version: str = "0.1") -> None:
+        dist_info = site / f"mypack-{version}.dist-info"
         dist_info.mkdir(parents=True)
-        (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: mypack\nVersion: 0.1\n")
+        (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: mypack\nVersion: {version}\n")
         (dist_info / "entry_points.txt").write_text(f"[cardloop.cards]\nmypack = {entry}\n")
         (site / f"{module}.py").write_text(source)
         modules.append(module)
@@ -273,6 +274,18 @@ def test_a_card_pack_entry_point_that_is_a_function_is_called_to_register(instal
     assert "user_answer" not in default_registry()
     load_entry_points()
     assert "user_answer" in default_registry()
+
+
+def test_a_card_packs_version_enters_the_code_hash_of_its_cards(install_pack, monkeypatch):
+    install_pack("mypack_versioned", USER_CARD, "mypack_versioned", version="2.5")
+    load_entry_points()
+    assert registry_module.pack_version("mypack_versioned.cards") == "mypack 2.5"
+    installed = default_registry().get("user_answer").code_hash
+    monkeypatch.setitem(registry_module._pack_versions, "mypack_versioned", "mypack 2.6")
+    spec_module._code_hash.cache_clear()
+    upgraded = default_registry().get("user_answer").code_hash
+    spec_module._code_hash.cache_clear()
+    assert installed != upgraded
 
 
 def test_a_card_pack_that_fails_to_import_is_a_registry_error_naming_the_pack(install_pack):

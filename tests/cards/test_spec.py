@@ -267,6 +267,23 @@ def test_code_hash_changes_when_the_function_source_changes(tmp_path):
     assert before != after
 
 
+HELPER_AND_CARD = "def helper():\n    return {helper}\n\n\ndef run(config):\n    return {{'value': helper()}}\n"
+
+
+def test_code_hash_changes_when_a_helper_in_the_same_file_changes(tmp_path):
+    before = hash_of_source(tmp_path, "v1", HELPER_AND_CARD.format(helper=1))
+    after = hash_of_source(tmp_path, "v2", HELPER_AND_CARD.format(helper=2))
+    assert before != after
+
+
+def test_code_hash_is_the_one_of_the_file_as_it_was_when_the_card_was_declared(tmp_path):
+    path = tmp_path / "declared.py"
+    path.write_text(HELPER_AND_CARD.format(helper=1))
+    declared = declare(load_function(path, "spec_code_hash_declared"))
+    path.write_text(HELPER_AND_CARD.format(helper=2))  # edited after import: the old code is what runs
+    assert declared.code_hash == hash_of_source(tmp_path, "v1", HELPER_AND_CARD.format(helper=1))
+
+
 def test_code_hash_is_the_same_for_the_same_source_wherever_it_lives(tmp_path):
     source = "def run(config):\n    return {'value': 1}\n"
     assert hash_of_source(tmp_path, "a", source) == hash_of_source(tmp_path, "b", source)

@@ -15,13 +15,16 @@ import torch
 import cardloop
 from cardloop.engine.process import stop_workers
 from cardloop.engine.resolve import Missing
-from cardloop.errors import CardloopError
+from cardloop import kinds
+from cardloop.errors import ArtifactUndecodable, CardloopError, PipelineInvalid
 from cardloop.examples import add_training_step, basic_training_loop
 from cardloop.pipeline.model import Pipeline
 from cardloop.store.artifacts import ArtifactStore
 from cardloop.store.outputs import RunOutputs
 from cardloop.store.records import RunRecords
+from tests.cards.test_registry import isolated_default_registry  # noqa: F401  (a fixture)
 from tests.oracle import assert_same_weights, hand_written_loop
+from tests.undecodable import offsets_past_the_end, swap_final_state
 
 EXECUTORS = ["local", "process"]
 SHAPE = {"batch_size": 16, "layers": [8]}
@@ -238,6 +241,68 @@ def test_the_process_executor_recomputes_a_damaged_artifact(regression_csv, stor
     changed = run(loop(regression_csv, gradient_clip=0.5), store, executor="process", persist="all")
     assert changed.executed == ["batch1", "fwd1", "loss1", "back1", "step1"]
     assert_same_weights(final_model(changed), expected_model(regression_csv, gradient_clip=0.5))
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_cached_rerun_whose_final_model_does_not_decode_recomputes_it_and_ends_with_a_loadable_model(
+        regression_csv, store, executor):
+    first = run(loop(regression_csv), store, executor=executor)
+    swap_final_state(store, first.run_id, "model.model", offsets_past_the_end)
+    with pytest.raises(ArtifactUndecodable, match="output 'model' of card 'step1' in run .* cannot be loaded"):
+        cardloop.load_output(first.run_id, "step1", "model", store=store)
+    again = run(loop(regression_csv), store, executor=executor)
+    assert again.status == "succeeded"
+    assert "step1" in again.executed
+    assert_same_weights(cardloop.load_output(again.run_id, "step1", "model", store=store),
+                        expected_model(regression_csv))
+
+
+# --- outputs that no codec can store are refused before the first card runs ---------------------------------
+
+
+NO_CODEC_CARDS = """
+import torch
+
+from cardloop import Port, card
+from cardloop.kinds import OPTIMIZER, SCHEDULER
+
+
+@card("step_lr", title="Step LR", category="test", inputs=[Port("optimizer", OPTIMIZER)],
+      outputs=[Port("scheduler", SCHEDULER)])
+def step_lr(config, optimizer):
+    return {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, step_size=10)}
+
+
+@card("histogram", title="Histogram", category="test", inputs=[Port("optimizer", OPTIMIZER)],
+      outputs=[Port("histogram", "histogram")])
+def histogram(config, optimizer):
+    return {"histogram": [1, 2, 3]}
+"""
+
+
+@pytest.fixture
+def no_codec_cards(tmp_path, monkeypatch, isolated_default_registry):
+    """A card file with a card that makes a scheduler and one that makes a value of a kind without a codec."""
+    monkeypatch.setitem(kinds._custom_kinds, "histogram", "a histogram, which no codec stores")
+    path = tmp_path / "no_codec_cards.py"
+    path.write_text(NO_CODEC_CARDS)
+    return path
+
+
+@pytest.mark.parametrize("type_id, port, why", [
+    ("step_lr", "scheduler", "training state is snapshotted"),
+    ("histogram", "histogram", "no card reads it, so it is a result"),
+])
+def test_an_output_that_no_codec_can_store_is_refused_before_any_card_runs(regression_csv, store, no_codec_cards,
+                                                                          type_id, port, why):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.add(type_id, "custom", optimizer=pipeline.card("step0")["optimizer"])
+    with pytest.raises(PipelineInvalid) as invalid:
+        run(pipeline, store, cards=[no_codec_cards])
+    assert invalid.value.problems[0].message == (
+        f"card 'custom' ({type_id}): output '{port}' is of kind '{port}', which no codec can store, and this run "
+        f"must store it ({why}); register a codec for '{port}' with cardloop.store.codecs.register_codec")
+    assert not (store / "runs.sqlite").exists() or RunRecords(store / "runs.sqlite").list_runs() == []
 
 
 # --- only, until, from --------------------------------------------------------------------------------------

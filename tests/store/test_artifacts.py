@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from cardloop.errors import StoreError
+from cardloop.errors import ArtifactCorrupt, ArtifactUndecodable, StoreError
 from cardloop.store.artifacts import ArtifactRef, ArtifactStore, default_store_root
-from cardloop.store.codecs import CodecContext
+from cardloop.store.codecs import CodecContext, codec_for_kind
+from tests.undecodable import offsets_past_the_end, renamed, reshaped, retyped, with_metadata
 
 
 @pytest.fixture
@@ -155,6 +156,97 @@ def test_a_model_and_its_optimizer_load_in_order_onto_the_device(store, make_mlp
     loaded_optimizer = store.load(optimizer_ref, CodecContext(model=loaded_model))
     assert loaded_optimizer.param_groups[0]["params"][0] is loaded_model[0].weight
     assert ArtifactRef(optimizer_ref.digest, "optimizer", optimizer_ref.codec, optimizer_ref.size) == optimizer_ref
+
+
+# --- artifacts that pass their hash check but do not decode ------------------------------------------------
+
+
+def stored_model_bytes(make_mlp) -> bytes:
+    model = make_mlp()
+    model(torch.randn(2, 4)).sum().backward()
+    return codec_for_kind("model").encode(model, CodecContext())
+
+
+def undecodable(store, kind: str, data: bytes):
+    """Load bytes put through the store (so their hash is right) as a value of `kind`; the error it raises."""
+    digest = store.put(data, "safetensors")
+    assert store.verify(digest)
+    with pytest.raises(ArtifactUndecodable) as raised:
+        store.load((digest, kind))
+    assert str(raised.value).startswith(f"artifact {digest} ({codec_for_kind(kind).name}) passes its hash check "
+                                        "but does not decode: ")
+    return raised.value
+
+
+def test_a_hash_failure_is_an_artifact_corrupt_error(store):
+    digest = store.put(b"hello", "bin")
+    next(store.artifacts_dir.rglob(f"{digest}.bin")).write_bytes(b"HELLO")
+    with pytest.raises(ArtifactCorrupt):
+        store.get(digest)
+
+
+def test_an_undecodable_artifact_is_a_kind_of_corrupt_artifact():
+    assert issubclass(ArtifactUndecodable, ArtifactCorrupt)
+
+
+def test_tensor_offsets_past_the_end_of_the_file_do_not_decode(store, make_mlp):
+    error = undecodable(store, "model", offsets_past_the_end(stored_model_bytes(make_mlp)))
+    assert "offset" in str(error)
+
+
+def test_a_weight_whose_dtype_is_not_a_float_does_not_decode(store, make_mlp):
+    undecodable(store, "model", retyped(stored_model_bytes(make_mlp), "state.0.weight", "I32"))
+
+
+def test_a_weight_of_another_shape_does_not_decode(store, make_mlp):
+    error = undecodable(store, "model", reshaped(stored_model_bytes(make_mlp), "state.0.weight", [4, 8]))
+    assert "'0.weight' has shape [4, 8] stored but [8, 4]" in str(error)
+
+
+def test_a_gradient_of_another_shape_does_not_decode(store, make_mlp):
+    undecodable(store, "model", reshaped(stored_model_bytes(make_mlp), "grad.0.weight", [4, 8]))
+
+
+def test_a_gradient_for_a_parameter_the_model_lacks_does_not_decode(store, make_mlp):
+    error = undecodable(store, "model", renamed(stored_model_bytes(make_mlp), "grad.0.weight", "grad.9.weight"))
+    assert "names a gradient '9.weight', which the rebuilt model does not have" in str(error)
+
+
+def test_a_weight_the_model_lacks_does_not_decode(store, make_mlp):
+    error = undecodable(store, "model", renamed(stored_model_bytes(make_mlp), "state.0.weight", "state.9.weight"))
+    assert "missing ['0.weight'], unexpected ['9.weight']" in str(error)
+
+
+def test_metadata_missing_an_entry_does_not_decode(store, make_mlp):
+    error = undecodable(store, "model", with_metadata(stored_model_bytes(make_mlp), lambda m: m.pop("frozen")))
+    assert "KeyError: 'frozen'" in str(error)
+
+
+def test_an_optimizer_whose_state_names_a_missing_tensor_does_not_decode(store, make_mlp, train_steps):
+    model = make_mlp()
+    optimizer = torch.optim.Adam(model.parameters())
+    train_steps(model, optimizer, 1)
+    data = codec_for_kind("optimizer").encode(optimizer, CodecContext(model=model))
+    digest = store.put(renamed(data, "state/0.weight/exp_avg", "elsewhere"), "safetensors")
+    with pytest.raises(ArtifactUndecodable, match="optimizer-safetensors"):
+        store.load((digest, "optimizer"), CodecContext(model=model))
+
+
+def test_a_tensor_claiming_a_shape_its_bytes_do_not_hold_does_not_decode(store):
+    data = codec_for_kind("tensor").encode(torch.arange(6.0), CodecContext())
+    undecodable(store, "tensor", reshaped(data, "tensor", [7]))
+
+
+def test_bytes_that_are_no_parquet_do_not_decode_as_a_table(store):
+    digest = store.put(b"PAR1 but not really", "parquet")
+    with pytest.raises(ArtifactUndecodable, match=f"artifact {digest} \\(dataframe-parquet\\)"):
+        store.load((digest, "dataframe"))
+
+
+def test_bytes_that_are_no_json_do_not_decode_as_an_info(store):
+    digest = store.put(b"{not json", "json")
+    with pytest.raises(ArtifactUndecodable, match="info-json"):
+        store.load((digest, "info"))
 
 
 def test_the_default_root_is_the_env_variable_or_dot_cardloop(monkeypatch, tmp_path):

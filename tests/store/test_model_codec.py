@@ -14,6 +14,7 @@ from cardloop.models import build_model, register_architecture, set_architecture
 from cardloop.store.codec import AS_STORED
 from cardloop.store.codecs import CodecContext, codec_for_kind
 from tests.devices import needs_cuda
+from tests.undecodable import with_metadata
 
 CODEC = codec_for_kind("model")
 CTX = CodecContext()
@@ -87,6 +88,44 @@ def test_a_recipe_that_is_not_registered_here_cannot_be_rebuilt():
     set_architecture(model, "nowhere_registered", {})
     with pytest.raises(StoreError, match="nowhere_registered"):
         CODEC.decode(CODEC.encode(model, CTX), CTX)
+
+
+def test_a_recipe_asking_for_160_gb_is_refused_before_anything_is_allocated(make_mlp):
+    huge = with_metadata(CODEC.encode(make_mlp(), CTX),
+                         lambda m: m["architecture"]["config"].update(input_dim=200_000, layers=[200_000, 200_000]))
+    with pytest.raises(StoreError, match=r"'0.weight' has shape \[8, 4\] stored but \[200000, 200000\]"):
+        CODEC.decode(huge, CTX)
+
+
+@register_architecture("test_scratch_net")
+def build_scratch_net(config):
+    """A Linear layer and a buffer kept out of the state dict, as large as the recipe says."""
+    net = torch.nn.Linear(4, 4)
+    net.register_buffer("scratch", torch.zeros(config["scratch"]), persistent=False)
+    return net
+
+
+def test_a_recipe_whose_unstored_buffers_outweigh_its_weights_is_refused_before_allocating():
+    net = build_model({"name": "test_scratch_net", "config": {"scratch": 1}})
+    huge = with_metadata(CODEC.encode(net, CTX), lambda m: m["architecture"]["config"].update(scratch=40 * 2**30))
+    with pytest.raises(StoreError, match="would build a model of 42,949,672,980 elements for 20 stored ones"):
+        CODEC.decode(huge, CTX)
+
+
+def test_a_recipe_with_unstored_buffers_no_larger_than_its_weights_is_rebuilt():
+    net = build_model({"name": "test_scratch_net", "config": {"scratch": 20}})
+    assert CODEC.decode(CODEC.encode(net, CTX), CTX).scratch.shape == (20,)
+
+
+def test_rebuilding_a_stored_model_twice_draws_the_same_numbers_as_rebuilding_it_once(make_mlp):
+    data = CODEC.encode(make_mlp(), CTX)
+    torch.manual_seed(5)
+    CODEC.decode(data, CTX)  # the first decode checks the recipe on the meta device, the second remembers it
+    after_first = torch.get_rng_state()
+    CODEC.decode(data, CTX)
+    torch.manual_seed(5)
+    build_model({"name": "mlp", "config": {"input_dim": 4, "layers": [8, 8], "activation": "tanh"}})
+    assert torch.equal(after_first, torch.get_rng_state())
 
 
 def test_the_stored_bytes_hold_cpu_tensors_and_the_recipe_as_json(make_mlp):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.util
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Iterator
 
@@ -81,9 +82,31 @@ def default_registry() -> Registry:
     return _default
 
 
+_pack_versions: dict[str, str] = {}  # top-level module of an installed card pack -> "distribution version"
+
+
+def pack_version(module: str) -> str | None:
+    """The distribution and version of the installed card pack that `module` belongs to (cardloop's own for
+    the built-in cards), or None for a card file."""
+    top = module.partition(".")[0]
+    if top == "cardloop":
+        return _cardloop_version()
+    return _pack_versions.get(top)
+
+
+@functools.lru_cache(maxsize=1)
+def _cardloop_version() -> str | None:
+    try:
+        return f"cardloop {version('cardloop')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return None
+
+
 def load_entry_points() -> None:
     """Import every card pack installed under the `cardloop.cards` entry-point group."""
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.dist is not None:
+            _pack_versions[ep.module.partition(".")[0]] = f"{ep.dist.name} {ep.dist.version}"
         try:
             loaded = ep.load()
             if callable(loaded) and not isinstance(loaded, CardType):

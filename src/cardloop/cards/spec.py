@@ -11,6 +11,7 @@ import functools
 import hashlib
 import inspect
 import marshal
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -113,7 +114,9 @@ class CardType:
 
     @property
     def code_hash(self) -> str:
-        """A digest of the run function's source, so a changed card is never served from cache."""
+        """A digest of the file that defines the run function and, for a card of an installed card pack (or
+        built in), of the pack's version: a changed card, or a changed helper it calls, is never served from
+        cache."""
         return _code_hash(self.run)
 
     def to_json(self) -> dict[str, Any]:
@@ -138,11 +141,37 @@ RESERVED_PARAMETERS = ("config", "ctx")
 
 @functools.lru_cache(maxsize=None)
 def _code_hash(run: Callable) -> str:
+    from cardloop.cards.registry import pack_version
+
+    digest = hashlib.sha256(_source_digest(run))
+    pack = pack_version(getattr(run, "__module__", None) or "")
+    if pack is not None:
+        digest.update(f"\0{pack}".encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def _source_digest(run: Callable) -> bytes:
+    """The sha256 of the whole file that defines `run`, so that editing a helper it calls changes its cache
+    key too; of the function's own source or compiled code where it has no file. Taken when the card is
+    declared: the code that runs is the code that was read then."""
+    try:
+        path = inspect.getsourcefile(run)
+    except TypeError:
+        path = None
+    if path is not None and os.path.isfile(path):
+        return _file_digest(path)
     try:
         source = inspect.getsource(run).encode()
     except (OSError, TypeError):  # defined without a source file: hash the compiled code instead
         source = marshal.dumps(run.__code__) if hasattr(run, "__code__") else repr(run).encode()
-    return hashlib.sha256(source).hexdigest()[:16]
+    return hashlib.sha256(source).digest()
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read()).digest()
 
 
 def _check_ports(type_id: str, run: Callable, inputs: tuple[Port, ...], outputs: tuple[Port, ...]) -> bool:
@@ -205,6 +234,7 @@ def card(
     def decorate(run: Callable[..., Mapping[str, Any]]) -> CardType:
         ins, outs = tuple(inputs), tuple(outputs)
         wants_context = _check_ports(id, run, ins, outs)
+        _source_digest(run)
         card_type = CardType(
             id=id, title=title, category=category, description=description or (run.__doc__ or "").strip(),
             inputs=ins, outputs=outs, config_model=config, run=run, deterministic=deterministic,

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from cardloop.engine.events import RunHooks, listens
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import Schedule
+from cardloop.engine.state_guard import UndeclaredStateChange, guarded
 from cardloop.errors import CardError, CardFailed
 
 
@@ -120,9 +121,10 @@ def _resume(plan: Plan, pc: PlannedCard, resume: tuple, loader: Any, slots: list
 
 def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None,
               checkpoint: Callable | None = None) -> tuple:
-    """What the loop needs of a card, looked up once per run: its run function; the arguments that do not
-    change (config, context, None for each optional input left unconnected); its (port, slot) pairs. The
-    context's `report` and `checkpoint` go to the hooks of those names, when one listens."""
+    """What the loop needs of a card, looked up once per run: its run function (with the checks of
+    `state_guard.guarded`, which most cards do not need); the arguments that do not change
+    (config, context, None for each optional input left unconnected); its (port, slot) pairs. The context's
+    `report` and `checkpoint` go to the hooks of those names, when one listens."""
     bound = {b.port for b in pc.bindings}
     fixed: dict[str, Any] = {p.name: None for p in pc.card_type.inputs if p.name not in bound}
     fixed["config"] = pc.config
@@ -134,12 +136,13 @@ def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None,
             ctx = dataclasses.replace(ctx, checkpoint=functools.partial(checkpoint, pc))
         fixed["ctx"] = ctx
     inputs = tuple((b.port, b.slot) for b in pc.bindings)
-    return pc, pc.card_type.run, fixed, inputs, tuple(pc.output_slots.items())
+    return pc, guarded(pc, pc.card_type.run), fixed, inputs, tuple(pc.output_slots.items())
 
 
 def _failed(hooks: RunHooks, pc: PlannedCard, exc: Exception, started: float) -> CardFailed:
     """Report a card's failure to the hooks and return it as the CardFailed to raise."""
-    failure = exc if isinstance(exc, CardFailed) else CardFailed(pc.id, pc.card.type, _describe(exc))
+    failure = exc if isinstance(exc, CardFailed) else \
+        CardFailed(pc.id, pc.card.type, _describe(exc), changed_state=isinstance(exc, UndeclaredStateChange))
     hooks.card_failed(pc, failure, started, time.perf_counter() - started)
     return failure
 

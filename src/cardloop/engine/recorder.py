@@ -171,7 +171,8 @@ class RunRecorder:
         A run whose records could not all be written is recorded as failed, with why if the store still takes
         that, and this raises StoreError saying so."""
         stopped_in = self.stopped_in
-        changed_since = stopped_in is not None and stopped_in.card_type.mutates_state
+        changed_since = stopped_in is not None and (stopped_in.card_type.mutates_state
+                                                    or getattr(error, "changed_state", False))
         if self.last_position is not None and not self.every_state_change and not changed_since:
             self.pending.append(("snapshots", self._snapshot(self.last_position)))
         self.stopping.set()

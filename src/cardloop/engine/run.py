@@ -23,7 +23,7 @@ from cardloop.engine.resolve import (
     schedule,
     unread_slots,
 )
-from cardloop.errors import CardFailed, CardloopError, InvalidOption
+from cardloop.errors import CardFailed, CardloopError, InvalidOption, PipelineInvalid, Problem
 from cardloop.kinds import STATE_KINDS
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
@@ -262,6 +262,32 @@ def _stands_in(pc: PlannedCard, available: Any, persist: PersistPolicy) -> bool:
                                for group, version in pc.states_made.items())
 
 
+def check_storable(plan: Plan, work: Schedule, options: RunOptions) -> None:
+    """Refuse, before any card runs, a run that would have to store an output of a kind no codec can store:
+    training state (it is snapshotted), and values the persist policy or the process executor writes (the
+    results; under `all` or the process executor, every value). Left to the end, the run would fail after all
+    its work, in the recorder. A value of kind `any` can only be checked by its type, when it is stored."""
+    from cardloop.store.codecs import has_codec
+
+    every = options.persist.name == "all" or options.executor == "process"
+    results = unread_slots(plan)
+    problems = [
+        Problem(f"card '{pc.id}' ({pc.card.type}): output '{port.name}' is of kind '{port.kind}', which no codec can "
+                f"store, and this run must store it ({_why_stored(port.kind, every)}); register a codec for "
+                f"'{port.kind}' with cardloop.store.codecs.register_codec", card=pc.id, field=port.name)
+        for pc in work.run for port in pc.card_type.outputs
+        if not has_codec(port.kind)
+        and (port.kind in STATE_KINDS or every or pc.output_slots[port.name] in results)]
+    if problems:
+        raise PipelineInvalid(problems)
+
+
+def _why_stored(kind: str, every: bool) -> str:
+    if kind in STATE_KINDS:
+        return "training state is snapshotted"
+    return "every output is stored" if every else "no card reads it, so it is a result"
+
+
 def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
                  progress: Callable[[CardEvent], None] | None = None, card_files: list[str] = ()) -> RunResult:
     import torch
@@ -278,6 +304,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
         available = StoreAvailability(plan, records, artifacts) if options.use_cache or options.only \
             else NothingStored()
         plan, work = plan_work(plan, options, available)
+        check_storable(plan, work, options)
         run_id = new_run_id()
         records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(),
                           executor=options.executor, persist=options.persist.name,
@@ -307,8 +334,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
         return RunResult(run_id, status, outputs, root, time.perf_counter() - started, error,
                          executed=[pc.id for pc in work.run], cached=cached)
 
-    resumes = _resumes(work, records, artifacts, available) if options.executor == "local" and options.use_cache \
-        else {}
+    resumes = _resumes(work, records, available) if options.executor == "local" and options.use_cache else {}
     try:
         _executor(options, root, card_files, resumes).run(plan, hooks, slots, work, StoreLoader(artifacts))
     except CardFailed as failure:
@@ -348,9 +374,10 @@ def _executor(options: RunOptions, root: Path, card_files: list[str], resumes: d
     return LocalExecutor(options.keep_outputs, resumes)
 
 
-def _resumes(work: Schedule, records: Any, artifacts: Any, available: Any) -> dict[int, tuple]:
+def _resumes(work: Schedule, records: Any, available: Any) -> dict[int, tuple]:
     """For the cards about to run that an earlier run stopped inside, after a checkpoint taken there (their
-    context's `checkpoint`), and never finished: {position: (step, {group: members}, extra)}, to go on from."""
+    context's `checkpoint`) that still decodes, and never finished: {position: (step, {group: members}, extra)},
+    to go on from."""
     import json
 
     keys = records.cache_keys_with_progress()
@@ -358,7 +385,7 @@ def _resumes(work: Schedule, records: Any, artifacts: Any, available: Any) -> di
     for pc in work.run if keys else ():
         if pc.cache_key in keys and available.prior(pc) is None:
             step, groups, extra = records.latest_card_progress(pc.cache_key)
-            if all(artifacts.verify(m["digest"]) for members in groups.values() for m in members.values()):
+            if all(available.decodes(members) for members in groups.values()):
                 found[pc.position] = (step, groups, json.loads(extra))
     return found
 

@@ -52,12 +52,25 @@ def encode_rng() -> bytes:
     return safetensors_format.pack(tensors, {"format": "cardloop-rng/1"})
 
 
-def restore_rng(data: bytes) -> None:
+def decode_rng(data: bytes) -> dict[str, Any]:
+    """The random states in `encode_rng`'s bytes, checked to be states torch can take (StoreError if not)."""
     import torch
 
+    from cardloop.errors import StoreError
     from cardloop.store import safetensors_format
 
     tensors, _ = safetensors_format.unpack(data, "cardloop-rng/1")
+    cpu = tensors.get("cpu")
+    expected = torch.get_rng_state()
+    if cpu is None or cpu.dtype != expected.dtype or cpu.shape != expected.shape:
+        raise StoreError("the stored random state is not a CPU generator state of this torch")
+    return tensors
+
+
+def set_rng(tensors: dict[str, Any]) -> None:
+    """Set torch's random states to those `decode_rng` gave."""
+    import torch
+
     torch.set_rng_state(tensors["cpu"])
     cuda = [tensors[f"cuda{i}"] for i in range(len(tensors) - 1)]
     if cuda and torch.cuda.is_available():

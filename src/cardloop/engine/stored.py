@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import StoredState, StoredValue
 from cardloop.kinds import INFO, MODEL, SCALAR
-from cardloop.store.artifacts import ArtifactStore
+from cardloop.store.artifacts import ArtifactStore, undecodable_as
 from cardloop.store.records import RunRecords
 
 SUMMARIZED_KINDS = (INFO, SCALAR)
 
 
 class StoreAvailability:
-    """Answers the scheduler from earlier runs' records; every artifact it offers passed its hash check.
+    """Answers the scheduler from earlier runs' records; every artifact it offers passed its hash check and
+    decodes (a snapshot as a whole: its optimizer into its model), so that a run never counts on a stored value
+    it cannot load, and a cached run never ends on a final state that cannot be loaded. One that does not is
+    a cache miss, recomputed, as a missing one is.
 
     One query reads, for every card of the plan (or of `cards`), the recorded outputs of the newest execution
     with its cache key; they are decoded when first asked for. A newer execution may have stored less than an
@@ -31,7 +34,7 @@ class StoreAvailability:
                                               if pc.card_type.deterministic)
         self._decoded: dict[str, dict[str, Any]] = {}
         self._older: dict[str, list[dict[str, Any]]] = {}
-        self._verified: dict[str, bool] = {}
+        self._verified: dict[Any, bool] = {}  # by digest, or by a snapshot's digests: whether it decodes
 
     def prior(self, pc: PlannedCard) -> dict[str, Any] | None:
         """The recorded outputs of the newest execution of the card's cache key, or None if there is none."""
@@ -59,15 +62,23 @@ class StoreAvailability:
         if not maker.card_type.deterministic:
             return None
         for snapshot in self.records.snapshots_for_key(maker.cache_key):
-            if snapshot.group == group and all(self._ok(m["digest"]) for m in snapshot.members.values()):
+            if snapshot.group == group and self.decodes(snapshot.members):
                 return StoredState(snapshot.members)
         return None
+
+    def decodes(self, members: dict[str, dict[str, str]]) -> bool:
+        """Whether every member of a snapshot is stored, passes its hash check and decodes."""
+        key = frozenset((name, m["digest"]) for name, m in members.items())
+        if key not in self._verified:
+            self._verified[key] = _loads(lambda: self._checker().check_state(StoredState(members)))
+        return self._verified[key]
 
     def _stored_value(self, output: dict[str, Any] | None) -> StoredValue | None:
         if not output:
             return None
         if output.get("digest"):
-            return StoredValue(output["kind"], output["digest"]) if self._ok(output["digest"]) else None
+            stored = StoredValue(output["kind"], output["digest"])
+            return stored if self._ok(stored) else None
         if output["kind"] in SUMMARIZED_KINDS and output.get("summary") is not None:
             return StoredValue(output["kind"], None, output["summary"])
         return None
@@ -77,10 +88,28 @@ class StoreAvailability:
             self._older[key] = [json.loads(text) for text in self.records.outputs_for_key(key)]
         return self._older[key]
 
-    def _ok(self, digest: str) -> bool:
-        if digest not in self._verified:
-            self._verified[digest] = self.artifacts.verify(digest)
-        return self._verified[digest]
+    def _ok(self, stored: StoredValue) -> bool:
+        if stored.digest not in self._verified:
+            self._verified[stored.digest] = _loads(lambda: self._checker().value(stored))
+        return self._verified[stored.digest]
+
+    def _checker(self) -> StoreLoader:
+        return StoreLoader(self.artifacts, device="cpu")
+
+
+def _loads(load: Callable[[], Any]) -> bool:
+    """Whether `load` decodes what it reads, leaving torch's random state as it was (rebuilding a model draws
+    its initial weights)."""
+    import torch
+
+    from cardloop.errors import StoreError
+
+    with torch.random.fork_rng(devices=[]):
+        try:
+            load()
+        except StoreError:  # missing, corrupt or undecodable
+            return False
+    return True
 
 
 class NothingStored:
@@ -113,7 +142,7 @@ class StoreLoader:
     def state(self, stored: StoredState, restore_random: bool = True) -> dict[str, Any]:
         """Every member of a snapshot as a live object (DESIGN 3 load order); `restore_random` also sets
         torch's RNG to the snapshot's, as a resumed run needs."""
-        from cardloop.engine.snapshot import RNG_MEMBER, restore_rng
+        from cardloop.engine.snapshot import RNG_MEMBER
         from cardloop.store.codecs import CodecContext
 
         live: dict[str, Any] = {}
@@ -124,11 +153,32 @@ class StoreLoader:
         for name, member in stored.members.items():
             if name == RNG_MEMBER:
                 if restore_random:
-                    restore_rng(self.artifacts.get(member["digest"]))
+                    self.restore_rng(member["digest"])
             elif member["kind"] != MODEL:
                 live[name] = self.artifacts.load((member["digest"], member["kind"]),
                                                  CodecContext(model=model, device=self._device()))
         return live
+
+    def check_state(self, stored: StoredState) -> None:
+        """Decode every member of a snapshot, its RNG state included, and keep none: raises StoreError
+        (ArtifactUndecodable for bytes that pass their hash check but do not decode) if one does not."""
+        from cardloop.engine.snapshot import RNG_MEMBER
+
+        self.state(stored, restore_random=False)
+        if RNG_MEMBER in stored.members:
+            self._rng(stored.members[RNG_MEMBER]["digest"])
+
+    def restore_rng(self, digest: str) -> None:
+        """Set torch's random state to the stored one."""
+        from cardloop.engine.snapshot import set_rng
+
+        set_rng(self._rng(digest))
+
+    def _rng(self, digest: str) -> dict[str, Any]:
+        from cardloop.engine.snapshot import decode_rng
+
+        data = self.artifacts.get(digest)
+        return undecodable_as(digest, "rng-safetensors", lambda: decode_rng(data))
 
     def _device(self) -> str:
         if self.device is None:

@@ -183,11 +183,11 @@ class CachingLoader:
         return self.values[stored.digest]
 
     def state(self, stored: StoredState, restore_random: bool = True) -> dict[str, Any]:
-        from cardloop.engine.snapshot import RNG_MEMBER, restore_rng
+        from cardloop.engine.snapshot import RNG_MEMBER
 
         if self.last_state is not None and self.last_state[0] == _digests(stored.members):
             if restore_random and RNG_MEMBER in stored.members:
-                restore_rng(self.loader.artifacts.get(stored.members[RNG_MEMBER]["digest"]))
+                self.loader.restore_rng(stored.members[RNG_MEMBER]["digest"])
             return dict(self.last_state[1])
         self.last_state = None
         return self.loader.state(stored, restore_random)

@@ -13,15 +13,15 @@ import secrets
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from cardloop.errors import StoreError
+from cardloop.errors import ArtifactCorrupt, ArtifactUndecodable, StoreError
 from cardloop.kinds import ANY
 from cardloop.store.codec import CodecContext
 from cardloop.store.codecs import codec_for_kind, codec_named
 from cardloop.store.root import default_store_root
 
-__all__ = ["ArtifactRef", "ArtifactStore", "default_store_root"]
+__all__ = ["ArtifactRef", "ArtifactStore", "default_store_root", "undecodable_as"]
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _EXTENSION = re.compile(r"[A-Za-z0-9]+(\.[A-Za-z0-9]+)*")
@@ -67,7 +67,7 @@ class ArtifactStore:
             raise StoreError(f"artifact {digest} is missing from the store at {self.root}")
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != digest:
-            raise StoreError(f"artifact {digest} is corrupt: its content does not match its hash ({path})")
+            raise ArtifactCorrupt(f"artifact {digest} is corrupt: its content does not match its hash ({path})")
         return data
 
     def has(self, digest: str) -> bool:
@@ -87,7 +87,8 @@ class ArtifactStore:
         return ArtifactRef(digest, codec.kind, codec.name, len(data), codec.summarize(value))
 
     def load(self, ref: ArtifactRef | tuple[str, str], ctx: CodecContext | None = None) -> Any:
-        """Decode a stored value from its ref, or from `(digest, kind)`."""
+        """Decode a stored value from its ref, or from `(digest, kind)`. Bytes that pass their hash check but
+        do not decode raise ArtifactUndecodable, whatever the codec raised."""
         if isinstance(ref, ArtifactRef):
             digest, codec = ref.digest, codec_named(ref.codec)
         else:
@@ -96,7 +97,8 @@ class ArtifactStore:
                 raise StoreError(f"artifact {digest} of kind 'any' must be loaded by its ArtifactRef, "
                                  "which names the codec that wrote it")
             codec = codec_for_kind(kind)
-        return codec.decode(self.get(digest), ctx or CodecContext())
+        data = self.get(digest)
+        return undecodable_as(digest, codec.name, lambda: codec.decode(data, ctx or CodecContext()))
 
     def _folder(self, digest: str) -> Path:
         return self.artifacts_dir / digest[:2]
@@ -108,6 +110,19 @@ class ArtifactStore:
         if not folder.is_dir():
             return None
         return next(iter(sorted(folder.glob(f"{digest}.*"))), None)
+
+
+def undecodable_as(digest: str, codec: str, decode: Callable[[], Any]) -> Any:
+    """What `decode` returns from the bytes of artifact `digest`; whatever it raises (a codec meeting bytes it
+    never wrote) becomes ArtifactUndecodable naming the artifact and the codec."""
+    try:
+        return decode()
+    except ArtifactCorrupt:
+        raise
+    except Exception as error:
+        reason = str(error) if isinstance(error, StoreError) else f"{type(error).__name__}: {error}"
+        raise ArtifactUndecodable(f"artifact {digest} ({codec}) passes its hash check but does not decode: "
+                                  f"{reason}") from error
 
 
 def _sha256_of(path: Path) -> str:

@@ -13,7 +13,8 @@ from cardloop.store.optimizer_codec import OptimizerCodec
 from cardloop.store.table_codec import DataFrameCodec
 from cardloop.store.tensor_codecs import BatchCodec, LossCodec, TensorCodec
 
-__all__ = ["Codec", "CodecContext", "codec_for_kind", "codec_for_value", "codec_named", "register_codec"]
+__all__ = ["Codec", "CodecContext", "codec_for_kind", "codec_for_value", "codec_named", "has_codec",
+           "register_codec"]
 
 _by_kind: dict[str, Codec] = {}
 
@@ -33,6 +34,11 @@ def codec_for_kind(kind: str, value: Any = None) -> Codec:
         raise StoreError(f"no codec is registered for kind '{kind}' "
                          "(register one with cardloop.store.codecs.register_codec)")
     return _by_kind[kind]
+
+
+def has_codec(kind: str) -> bool:
+    """Whether values of port kind `kind` can be stored (for `any`: it depends on each value's type)."""
+    return kind == kinds.ANY or kind in _by_kind
 
 
 def codec_for_value(value: Any) -> Codec:

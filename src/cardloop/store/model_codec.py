@@ -20,6 +20,9 @@ from cardloop.store.tensor_codecs import json_number
 
 STATE_PREFIX = "state."
 GRAD_PREFIX = "grad."
+FITTING_CACHE = 64
+
+_fitting: dict[tuple, None] = {}  # (recipe JSON, stored names and shapes) that were checked to fit
 
 
 class ModelCodec(Codec):
@@ -31,7 +34,7 @@ class ModelCodec(Codec):
     format = "cardloop.model/1"
 
     def encode(self, value: nn.Module, ctx: CodecContext) -> bytes:
-        architecture = _recipe(value)
+        architecture = recipe_of(value)
         tensors = {STATE_PREFIX + name: _state_tensor(name, t) for name, t in value.state_dict().items()}
         parameters = dict(value.named_parameters())
         tensors.update({GRAD_PREFIX + name: p.grad for name, p in parameters.items() if p.grad is not None})
@@ -46,11 +49,8 @@ class ModelCodec(Codec):
 
     def decode(self, data: bytes, ctx: CodecContext) -> nn.Module:
         tensors, metadata = safetensors_format.unpack(data, self.format)
-        try:
-            module = build_model(metadata["architecture"])
-        except (KeyError, RegistryError) as error:
-            raise StoreError(f"the stored model cannot be rebuilt: {error.args[0]}") from error
         state = _with_prefix(tensors, STATE_PREFIX)
+        module = _rebuilt(metadata.get("architecture"), state)
         _match_dtypes(module, state)
         try:
             module.load_state_dict(state)
@@ -58,13 +58,17 @@ class ModelCodec(Codec):
             raise StoreError(f"the stored weights do not fit the rebuilt model: {error}") from error
         parameters = dict(module.named_parameters())
         for name, grad in _with_prefix(tensors, GRAD_PREFIX).items():
+            _known(parameters, name, "a gradient")
             parameters[name].grad = grad
         for name in metadata["frozen"]:
+            _known(parameters, name, "a frozen parameter")
             parameters[name].requires_grad_(False)
         module.to(load_device(ctx.device, metadata.get("device")))
         module.train()
+        modules = dict(module.named_modules())
         for name in metadata["eval_modules"]:
-            module.get_submodule(name).training = False
+            _known(modules, name, "a module in eval mode")
+            modules[name].training = False
         return module
 
     def summarize(self, value: nn.Module) -> dict[str, Any]:
@@ -82,7 +86,51 @@ class ModelCodec(Codec):
         return isinstance(value, nn.Module)
 
 
-def _recipe(module: nn.Module) -> dict[str, Any]:
+def _rebuilt(architecture: Any, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The module the recipe builds, once the recipe is known to fit the stored weights: it is first built on
+    torch's meta device, which allocates nothing, so a recipe can never allocate more than its weights say."""
+    if not isinstance(architecture, dict):
+        raise StoreError("the stored model has no architecture recipe")
+    try:
+        fitted = (canonical_json(architecture), tuple(sorted((name, tuple(t.shape)) for name, t in state.items())))
+        if fitted not in _fitting:  # a meta build costs a few real ones: a recipe that fitted its weights once
+            with torch.device("meta"):  # fits them again (builders are deterministic)
+                _check_fits(build_model(architecture), state)
+            if len(_fitting) >= FITTING_CACHE:
+                _fitting.pop(next(iter(_fitting)))
+            _fitting[fitted] = None
+        return build_model(architecture)
+    except (KeyError, TypeError, ValueError, RegistryError) as error:
+        raise StoreError(f"the stored model cannot be rebuilt: {error.args[0] if error.args else error}") from error
+
+
+def _check_fits(probe: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """The recipe's tensors are the stored ones (names and shapes), and what it adds that is not stored
+    (buffers kept out of the state dict) is no larger than the stored weights."""
+    built = probe.state_dict()
+    if built.keys() != state.keys():
+        missing, unexpected = sorted(built.keys() - state.keys()), sorted(state.keys() - built.keys())
+        raise StoreError(f"the stored weights do not fit the model the recipe builds: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    for name, tensor in built.items():
+        if tensor.shape != state[name].shape:
+            raise StoreError(f"the stored weights do not fit the model the recipe builds: '{name}' has shape "
+                             f"{list(state[name].shape)} stored but {list(tensor.shape)} in the recipe's model")
+    stored = sum(t.numel() for t in state.values())
+    allocated = sum(t.numel() for t in (*probe.parameters(), *probe.buffers()))
+    if allocated > 2 * stored:
+        raise StoreError(f"the stored recipe would build a model of {allocated:,} elements for {stored:,} stored "
+                         f"ones (at most twice as many are allowed)")
+
+
+def _known(found: dict[str, Any], name: str, what: str) -> None:
+    if name not in found:
+        raise StoreError(f"the stored model names {what} '{name}', which the rebuilt model does not have")
+
+
+def recipe_of(module: nn.Module) -> dict[str, Any]:
+    """The module's architecture recipe, which storing it needs; StoreError saying how to give it one if it
+    has none, or one that is not JSON-able."""
     architecture = architecture_of(module)
     if architecture is None:
         raise StoreError(

@@ -36,9 +36,7 @@ class OptimizerCodec(Codec):
 
     def encode(self, value: torch.optim.Optimizer, ctx: CodecContext) -> bytes:
         model = _bound_model(ctx, "store")
-        if _optimizer_class(type(value).__name__) is not type(value):
-            raise StoreError(f"optimizer type {type(value).__qualname__} is not torch.optim's "
-                             f"{type(value).__name__}, so it cannot be rebuilt")
+        check_rebuildable(value)
         names = _parameter_names(value, model)
         state_dict = value.state_dict()
         tensors: dict[str, torch.Tensor] = {}
@@ -92,6 +90,13 @@ class OptimizerCodec(Codec):
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, torch.optim.Optimizer)
+
+
+def check_rebuildable(optimizer: torch.optim.Optimizer) -> None:
+    """StoreError unless the optimizer is one of torch.optim's, the only ones decoding can rebuild."""
+    if _optimizer_class(type(optimizer).__name__) is not type(optimizer):
+        raise StoreError(f"optimizer type {type(optimizer).__qualname__} is not torch.optim's "
+                         f"{type(optimizer).__name__}, so it cannot be rebuilt")
 
 
 def _bound_model(ctx: CodecContext, action: str) -> nn.Module:

@@ -7,7 +7,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from cardloop.errors import StoreError
+from cardloop.errors import ArtifactCorrupt, StoreError
 from cardloop.kinds import INFO, MODEL, SCALAR, STATE_KINDS
 from cardloop.store.records import existing_records
 from cardloop.store.record_types import StateSnapshot
@@ -37,7 +37,15 @@ class RunOutputs:
         return execution.outputs or {}
 
     def load(self, card_id: str, port: str, device: str = "cpu") -> Any:
-        """The value of output `port` of `card_id` as the run left it (a model on `device`)."""
+        """The value of output `port` of `card_id` as the run left it (a model on `device`). A stored artifact
+        that fails its hash check or does not decode is an ArtifactCorrupt naming the card and the port."""
+        try:
+            return self._load(card_id, port, device)
+        except ArtifactCorrupt as error:
+            raise type(error)(f"output '{port}' of card '{card_id}' in run {self.run.run_id} cannot be loaded: "
+                              f"{error}") from error
+
+    def _load(self, card_id: str, port: str, device: str) -> Any:
         from cardloop.store.artifacts import ArtifactStore
         from cardloop.store.codecs import CodecContext
 
