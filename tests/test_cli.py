@@ -111,3 +111,19 @@ def test_cards_lists_the_guides_cards(tmp_path):
     done = cli("cards", "--json")
     ids = {entry["id"] for entry in json.loads(done.stdout)}
     assert {"training_prepare_batch", "training_backward", "model_define"} <= ids
+
+
+def test_runs_cards_validate_and_show_run_import_no_torch(pipeline_file, store):
+    """Listing and checking answer at once: none of these commands pays for importing torch."""
+    assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+    run_id = latest_run(store).run_id
+    commands = [["runs", "--store", str(store)], ["cards"], ["cards", "--json"], ["validate", str(pipeline_file)],
+                ["show", run_id, "--store", str(store)]]
+    script = ("import sys\nfrom cardloop.cli import app\n"
+              f"for args in {commands!r}:\n"
+              "    app(args, standalone_mode=False)\n"
+              "    assert 'torch' not in sys.modules, f'cardloop {args[0]} imported torch'\n"
+              "print('no torch')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("no torch")

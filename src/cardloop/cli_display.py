@@ -91,8 +91,8 @@ def print_card_types(console: Console, registry: Any) -> None:
 
 
 def open_records(store: Path | None):
-    from cardloop.store.artifacts import default_store_root
     from cardloop.store.records import RunRecords
+    from cardloop.store.root import default_store_root
 
     root = Path(store) if store is not None else default_store_root()
     database = root / "runs.sqlite"
