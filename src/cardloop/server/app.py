@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -175,8 +176,8 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
         from cardloop.cli_display import shown_status
 
         executions = [{"card_id": e.card_id, "position": e.position, "card_type": e.card_type, "status": e.status,
-                       "seconds": e.seconds, "error": e.error, "cache_hit": e.cache_hit, "outputs": e.outputs}
-                      for e in records().card_executions(run.run_id)]
+                       "seconds": e.seconds, "error": e.error, "cache_hit": e.cache_hit,
+                       "outputs": json.loads(e.outputs)} for e in records().execution_rows(run.run_id)]
         active = runs.active.get(run.run_id)
         return {"run_id": run.run_id, "name": run.name, "status": shown_status(run), "error": run.error,
                 "executor": run.executor, "persist": run.persist, "pipeline": run.pipeline,
