@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +112,14 @@ def test_cards_lists_the_guides_cards(tmp_path):
     done = cli("cards", "--json")
     ids = {entry["id"] for entry in json.loads(done.stdout)}
     assert {"training_prepare_batch", "training_backward", "model_define"} <= ids
+
+
+def test_a_custom_card_file_reaches_the_process_executors_workers(store):
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    done = cli("run", examples / "custom_l1.yaml", "--cards", examples / "cards" / "l1_regularization.py",
+               "--executor", "process", "--store", store, "--quiet", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    assert "succeeded" in done.stdout and "loss over 45 steps" in done.stdout
 
 
 def test_runs_cards_validate_and_show_run_import_no_torch(pipeline_file, store):

@@ -68,6 +68,7 @@ def _origin(card_type: CardType) -> str:
 
 
 _default: Registry | None = None
+_card_files: dict[str, None] = {}  # every card file loaded in this process, in order (a dict: ordered, unique)
 
 
 def default_registry() -> Registry:
@@ -111,3 +112,10 @@ def load_card_file(path: str | Path) -> None:
     except Exception as exc:
         del sys.modules[module_name]
         raise RegistryError(f"card file '{path}' failed to load: {type(exc).__name__}: {exc}") from exc
+    _card_files[str(file)] = None
+
+
+def loaded_card_files() -> list[str]:
+    """The card files this process has loaded (resolved paths, in load order): the process executor's workers
+    load the same ones, however they were loaded here (`--cards`, `cards=`, or `load_card_file`)."""
+    return list(_card_files)
