@@ -163,6 +163,18 @@ def test_the_outputs_of_executions_are_found_by_cache_key_newest_first_and_only_
     assert [json.loads(text) for text in records.outputs_for_key("k")] == [summarized, stored]
 
 
+def test_keys_kept_whole_are_those_a_persist_all_run_executed_to_the_end(records):
+    kept = records.start_run(name="all", pipeline=PIPELINE, persist="all")
+    default = records.start_run(name="default", pipeline=PIPELINE, persist="checkpoint")
+    records.add_card_executions([
+        execution(kept, "loss0", cache_key="k-all"),
+        execution(kept, "loss1", cache_key="k-failed", status="failed"),
+        execution(kept, "loss2", cache_key="k-cached", status="cached", cache_hit=True),
+        execution(default, "loss3", cache_key="k-default"),
+    ])
+    assert records.keys_kept_whole(["k-all", "k-failed", "k-cached", "k-default", "k-none"]) == {"k-all"}
+
+
 def test_state_snapshots_are_kept_per_run_and_found_by_the_key_of_the_card_that_made_them(records):
     first, second = records.start_run(name="one", pipeline=PIPELINE), records.start_run(name="two", pipeline=PIPELINE)
     members = {"model.model": {"kind": "model", "digest": "aa" * 32},

@@ -236,8 +236,10 @@ def plan_work(plan: Plan, options: RunOptions, available: Any) -> tuple[Plan, Sc
                             f"keeping every output (--until {options.only} --persist all)")
         return plan, work
     start = _position(plan, options.from_card, "from") if options.from_card else len(plan.cards)
+    keep_all = options.persist.name == "all"  # what an earlier run under a policy that keeps less made, runs again
     must_run = {pc.position for pc in plan.cards
-                if not options.use_cache or pc.position >= start or available.prior(pc) is None}
+                if not options.use_cache or pc.position >= start or available.prior(pc) is None
+                or keep_all and not available.kept_whole(pc)}
     if len(must_run) == len(plan.cards):  # a fresh store, or no cache: everything runs, whatever the targets
         return plan, schedule(plan, available, must_run)
     return plan, schedule(plan, available, must_run, needed_slots=unread_slots(plan),

@@ -27,8 +27,9 @@ class StoreAvailability:
     def __init__(self, plan: Plan, records: RunRecords, artifacts: ArtifactStore,
                  cards: Iterable[PlannedCard] | None = None):
         self.records, self.artifacts = records, artifacts
-        self._newest = records.newest_outputs(pc.cache_key for pc in (plan.cards if cards is None else cards)
-                                              if pc.card_type.deterministic)
+        self._keys = [pc.cache_key for pc in (plan.cards if cards is None else cards) if pc.card_type.deterministic]
+        self._newest = records.newest_outputs(self._keys)
+        self._kept_whole: set[str] | None = None
         self._decoded: dict[str, dict[str, Any]] = {}
         self._older: dict[str, list[dict[str, Any]]] = {}
         self._verified: dict[str, bool] = {}
@@ -42,6 +43,13 @@ class StoreAvailability:
             if text is not None:
                 found = self._decoded[key] = json.loads(text)
         return found
+
+    def kept_whole(self, pc: PlannedCard) -> bool:
+        """Whether a run that kept every output (persist 'all') executed the card with this cache key: a run under
+        that policy serves only such cards from the store, and runs the others to store what they make."""
+        if self._kept_whole is None:
+            self._kept_whole = self.records.keys_kept_whole(self._keys)
+        return pc.cache_key in self._kept_whole
 
     def value(self, pc: PlannedCard, port: str) -> StoredValue | None:
         prior = self.prior(pc)

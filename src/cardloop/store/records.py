@@ -231,6 +231,19 @@ class RunRecords:
                                     tuple(chunk), plain=True))
         return found
 
+    def keys_kept_whole(self, cache_keys: Iterable[str]) -> set[str]:
+        """The cache keys among these that have an execution that ran to the end in a run keeping every output
+        (persist 'all'): what another such run may serve from the store and still keep every output."""
+        found: set[str] = set()
+        keys = list(dict.fromkeys(cache_keys))
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found.update(row[0] for row in self._read(
+                f"SELECT DISTINCT e.cache_key FROM card_executions e JOIN runs r ON r.run_id = e.run_id "
+                f"WHERE e.cache_key IN ({', '.join('?' * len(chunk))}) AND e.status = 'done' AND r.persist = 'all'",
+                tuple(chunk), plain=True))
+        return found
+
     def outputs_for_key(self, cache_key: str) -> list[str]:
         """The outputs column (JSON text) of every execution with this cache key that ran to the end, newest first."""
         rows = self._read("SELECT outputs FROM card_executions WHERE cache_key = ? AND status = 'done' "
