@@ -215,12 +215,8 @@ def print_card(console: Console, store: Path | None, run_id: str, card_id: str) 
     for port, output in ports.items():
         state = f" (state '{output['state']}')" if output.get("state") else ""
         console.print(f"[cyan]{port}[/cyan] [{output['kind']}]{state}")
-        stored = bool(output.get("digest")) or (state and outputs.snapshot_of(card_id, output["state"]))
-        if stored:
-            from cardloop.store.codecs import codec_for_kind
-
-            summary = codec_for_kind(output["kind"]).summarize(outputs.load(card_id, port))
-        else:
+        summary = outputs.summary(card_id, port)
+        if summary is None:
             summary = output.get("summary")
         if summary is None:
             console.print(f"  not stored under persist policy '{outputs.run.persist}'; run with --persist all "
