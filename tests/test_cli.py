@@ -141,8 +141,9 @@ def test_runs_cards_validate_and_show_run_import_no_torch(pipeline_file, store):
 def test_show_a_cards_stored_optimizer_summarizes_it_without_building_it(pipeline_file, store):
     """Building the first optimizer in a process imports torch._dynamo (seconds); its stored bytes say enough."""
     assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+    args = ["show", latest_run(store).run_id, "step6", "--store", str(store)]
     script = ("import sys\nfrom cardloop.cli import app\n"
-              f"app(['show', {latest_run(store).run_id!r}, 'step6', '--store', {str(store)!r}], standalone_mode=False)\n"
+              f"app({args!r}, standalone_mode=False)\n"
               "assert 'torch._dynamo' not in sys.modules, 'show built the optimizer'\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
