@@ -138,13 +138,15 @@ def test_runs_cards_validate_and_show_run_import_no_torch(pipeline_file, store):
     assert done.stdout.rstrip().endswith("no torch")
 
 
-def test_show_a_cards_stored_optimizer_summarizes_it_without_building_it(pipeline_file, store):
-    """Building the first optimizer in a process imports torch._dynamo (seconds); its stored bytes say enough."""
+def test_show_a_training_card_summarizes_its_stored_state_without_needless_imports(pipeline_file, store):
+    """Building the first optimizer in a process imports torch._dynamo (seconds), and the table codec pandas and
+    pyarrow (a second): a stored model and optimizer need neither."""
     assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
     args = ["show", latest_run(store).run_id, "step6", "--store", str(store)]
     script = ("import sys\nfrom cardloop.cli import app\n"
               f"app({args!r}, standalone_mode=False)\n"
-              "assert 'torch._dynamo' not in sys.modules, 'show built the optimizer'\n")
+              "assert 'torch._dynamo' not in sys.modules, 'show built the optimizer'\n"
+              "assert 'pyarrow' not in sys.modules, 'show imported the table codec'\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert '"type": "SGD"' in done.stdout and '"parameters_with_state": 0' in done.stdout
