@@ -119,7 +119,7 @@ def test_the_cli_reports_a_card_failing_in_the_worker_without_a_traceback(regres
     assert run.status == "failed" and f"run {run.run_id} failed" in stderr
 
 
-def test_workers_load_the_card_files_this_process_loaded(regression_csv, tmp_path):
+def test_workers_load_the_card_files_that_define_the_pipelines_cards(regression_csv, tmp_path):
     load_card_file(EXAMPLES / "cards" / "l1_regularization.py")  # as a notebook would, not through cards=
     pipeline = loop(regression_csv, l1_weight=0.01)
     local = cardloop.run(pipeline, store=tmp_path / "local", threads=1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cardloop.cards.registry import Registry, load_card_file, loaded_card_files
+from cardloop.cards.registry import Registry, card_files_of, load_card_file
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
 from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard, collector_paused, plan_pipeline
@@ -212,7 +212,8 @@ def run(
     plan = plan_pipeline(pipeline, registry, source)
     options = RunOptions(executor, PersistPolicy.named(persist, checkpoint_seconds), threads, keep_outputs, cache,
                          only, until, from_card, workers)
-    return execute_plan(plan, store=store, options=options, progress=progress, card_files=loaded_card_files())
+    return execute_plan(plan, store=store, options=options, progress=progress,
+                        card_files=card_files_of(pc.card_type for pc in plan.cards))
 
 
 def _position(plan: Plan, card_id: str, option: str) -> int:
