@@ -33,9 +33,9 @@ web: $(WEB_DEPS)
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_local.py
+	$(PY) benchmarks/bench_cli.py
 	$(PY) benchmarks/bench_parts.py
 	$(PY) benchmarks/bench_process.py
-	$(PY) benchmarks/bench_cli.py
 
 # Instructions per training step, counted by Valgrind (needs valgrind and a C compiler: not part of `bench`).
 bench-instructions: $(VENV)/.installed

@@ -71,7 +71,7 @@ def api_views(store: Path, run_id: str, cards: list[str], reps: int) -> dict[str
     from cardloop.server.app import create_app
 
     with tempfile.TemporaryDirectory() as pipelines:
-        client = TestClient(create_app(store.resolve(), Path(pipelines), store.parent))
+        client = TestClient(create_app(store.resolve(), Path(pipelines), store.parent), base_url="http://127.0.0.1")
         found = {}
         urls = {"run": f"/api/runs/{run_id}", "metrics": f"/api/runs/{run_id}/metrics",
                 **{f"outputs {card}": f"/api/runs/{run_id}/cards/{card}/outputs" for card in cards}}
