@@ -33,6 +33,7 @@ web: $(WEB_DEPS)
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_local.py
+	$(PY) benchmarks/bench_cli.py
 	$(PY) benchmarks/bench_parts.py
 	$(PY) benchmarks/bench_process.py
 	$(PY) benchmarks/bench_files.py

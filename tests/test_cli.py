@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -223,3 +224,41 @@ def test_a_full_disk_is_one_sentence_saying_to_free_space(pipeline_file, tmp_pat
         done = cli("run", pipeline_file, "--store", store, "--quiet", "--no-cache")
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert f"store '{store}' is out of disk space" in one_line(done.stderr) and "free some space" in done.stderr
+
+
+def test_a_custom_card_file_reaches_the_process_executors_workers(store):
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    done = cli("run", examples / "custom_l1.yaml", "--cards", examples / "cards" / "l1_regularization.py",
+               "--executor", "process", "--store", store, "--quiet", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    assert "succeeded" in done.stdout and "loss over 45 steps" in done.stdout
+
+
+def test_runs_cards_validate_and_show_run_import_no_torch(pipeline_file, store):
+    """Listing and checking answer at once: none of these commands pays for importing torch."""
+    assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+    run_id = latest_run(store).run_id
+    commands = [["runs", "--store", str(store)], ["cards"], ["cards", "--json"], ["validate", str(pipeline_file)],
+                ["show", run_id, "--store", str(store)]]
+    script = ("import sys\nfrom cardloop.cli import app\n"
+              f"for args in {commands!r}:\n"
+              "    app(args, standalone_mode=False)\n"
+              "    assert 'torch' not in sys.modules, f'cardloop {args[0]} imported torch'\n"
+              "print('no torch')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("no torch")
+
+
+def test_show_a_training_card_summarizes_its_stored_state_without_needless_imports(pipeline_file, store):
+    """Building the first optimizer in a process imports torch._dynamo (seconds), and the table codec pandas and
+    pyarrow (a second): a stored model and optimizer need neither."""
+    assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
+    args = ["show", latest_run(store).run_id, "step6", "--store", str(store)]
+    script = ("import sys\nfrom cardloop.cli import app\n"
+              f"app({args!r}, standalone_mode=False)\n"
+              "assert 'torch._dynamo' not in sys.modules, 'show built the optimizer'\n"
+              "assert 'pyarrow' not in sys.modules, 'show imported the table codec'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert '"type": "SGD"' in done.stdout and '"parameters_with_state": 0' in done.stdout

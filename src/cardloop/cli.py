@@ -93,11 +93,10 @@ def run(
     from cardloop.engine.run import run as run_pipeline
 
     with friendly_errors(debug, store):
-        _load_cards(cards)
         progress = RunProgress(console, enabled=not quiet)
         try:
             with progress:
-                result = run_pipeline(pipeline, executor=executor, store=store, persist=persist,
+                result = run_pipeline(pipeline, executor=executor, store=store, persist=persist, cards=cards,
                                       threads=threads, progress=progress.on_event, cache=not no_cache,
                                       only=only, until=until, from_card=from_card)
         except CardFailed as failure:

@@ -13,7 +13,7 @@ import pytest
 
 from cardloop.cards import registry as registry_module
 from cardloop.cards import spec as spec_module
-from cardloop.cards.registry import Registry, default_registry, load_card_file, load_entry_points
+from cardloop.cards.registry import Registry, card_files_of, default_registry, load_card_file, load_entry_points
 from cardloop.cards.spec import CardType, NoConfig
 from cardloop.errors import RegistryError
 
@@ -199,6 +199,14 @@ def test_loading_the_same_card_file_twice_is_harmless(user_card_file):
     load_card_file(user_card_file)
     load_card_file(user_card_file)
     assert "user_answer" in default_registry()
+
+
+def test_the_card_files_of_card_types_are_those_that_define_them(user_card_file):
+    load_card_file(user_card_file)
+    registry = default_registry()
+    assert card_files_of([registry.get("training_loss"), registry.get("user_answer")]) == \
+        [str(user_card_file.resolve())]
+    assert card_files_of([registry.get("training_loss")]) == []
 
 
 def test_a_missing_card_file_is_a_registry_error_naming_it(tmp_path):

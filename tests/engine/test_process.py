@@ -5,13 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import cardloop
 from cardloop import CardContext, CardError, CardFailed
-from cardloop.cards.registry import default_registry
+from cardloop.cards.registry import default_registry, load_card_file
 from cardloop.engine import process
 from cardloop.examples import basic_training_loop
 from cardloop.store.codecs import CodecContext, codec_for_kind
@@ -19,6 +20,7 @@ from cardloop.store.records import RunRecords
 from tests.oracle import assert_same_weights, build_mlp
 
 BATCHES = 3
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def loop(csv, batches=BATCHES, **options):
@@ -115,6 +117,16 @@ def test_the_cli_reports_a_card_failing_in_the_worker_without_a_traceback(regres
     assert "Traceback" not in done.stderr
     run = RunRecords(store / "runs.sqlite").list_runs(1)[0]
     assert run.status == "failed" and f"run {run.run_id} failed" in stderr
+
+
+def test_workers_load_the_card_files_that_define_the_pipelines_cards(regression_csv, tmp_path):
+    load_card_file(EXAMPLES / "cards" / "l1_regularization.py")  # as a notebook would, not through cards=
+    pipeline = loop(regression_csv, l1_weight=0.01)
+    local = cardloop.run(pipeline, store=tmp_path / "local", threads=1)
+    in_workers = cardloop.run(pipeline, store=tmp_path / "process", executor="process", threads=1)
+    assert in_workers.status == "succeeded"
+    assert_same_weights(cardloop.load_output(in_workers.run_id, f"step{BATCHES - 1}", "model",
+                                             store=tmp_path / "process"), local.outputs[f"step{BATCHES - 1}"]["model"])
 
 
 def test_a_worker_is_started_once_and_reused_by_later_runs(regression_csv, store):

@@ -336,6 +336,23 @@ def test_only_still_finds_what_a_persist_all_run_stored_after_a_newer_execution_
     assert alone.outputs["loss1"]["loss_value"] == first.outputs["loss1"]["loss_value"]
 
 
+def test_only_finds_what_a_persist_all_run_stored_after_a_default_policy_run_of_the_same_pipeline(
+        regression_csv, store):
+    first = run(loop(regression_csv), store, persist="all")
+    run(loop(regression_csv), store)
+    alone = run(loop(regression_csv), store, only="loss1")
+    assert alone.executed == ["loss1"]
+    assert alone.outputs["loss1"]["loss_value"] == first.outputs["loss1"]["loss_value"]
+
+
+def test_a_persist_all_run_after_a_default_policy_run_executes_again_to_keep_every_output(regression_csv, store):
+    run(loop(regression_csv), store)
+    kept = run(loop(regression_csv), store, persist="all")
+    assert kept.executed == card_ids() and kept.cached == []
+    assert run(loop(regression_csv), store, only="loss1").executed == ["loss1"]
+    assert run(loop(regression_csv), store, persist="all").executed == []  # now kept whole: served from the store
+
+
 def test_only_a_backward_card_runs_it_with_the_loss_and_forward_that_make_its_graph(regression_csv, store):
     first = run(loop(regression_csv), store, persist="all")
     alone = run(loop(regression_csv), store, only="back1")

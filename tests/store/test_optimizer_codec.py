@@ -154,6 +154,15 @@ def test_the_summary_has_the_type_and_each_groups_hyperparameters(make_mlp, trai
     assert summary["parameters_with_state"] == 4
 
 
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_the_summary_read_from_the_bytes_is_the_summary_of_the_decoded_optimizer(name, make_mlp, train_steps):
+    model = make_mlp()
+    optimizer = OPTIMIZERS[name](model)
+    train_steps(model, optimizer, 2)
+    data = CODEC.encode(optimizer, CodecContext(model=model))
+    assert CODEC.summarize_stored(data, CodecContext()) == CODEC.summarize(optimizer)
+
+
 def test_an_optimizer_that_only_shares_a_name_with_a_torch_optimizer_is_refused(make_mlp):
     class SGD(torch.optim.SGD):
         pass

@@ -94,6 +94,18 @@ def test_card_executions_come_back_in_pipeline_order_with_their_outputs(records)
     assert records.card_execution(run_id, "missing") is None
 
 
+def test_execution_rows_list_a_runs_cards_in_order_with_their_outputs_as_json_text(records):
+    run_id = records.start_run(name="basic", pipeline=PIPELINE)
+    outputs = {"loss": {"kind": "loss", "digest": None, "summary": 0.5}}
+    records.add_card_executions([execution(run_id, "loss0", 1, outputs=outputs, error="card 'loss0' failed"),
+                                 execution(run_id, "data", 0, status="cached", cache_hit=True, seconds=0.0)])
+    rows = records.execution_rows(run_id)
+    assert [(r.position, r.card_id, r.status, r.cache_hit) for r in rows] == [(0, "data", "cached", True),
+                                                                               (1, "loss0", "done", False)]
+    assert json.loads(rows[1].outputs) == outputs and rows[1].error == "card 'loss0' failed"
+    assert rows[1].card_type == "training_loss" and rows[1].seconds == 0.01
+
+
 def test_a_card_execution_status_must_be_known():
     with pytest.raises(ValueError, match="done, cached, failed, skipped"):
         execution("r", "c", status="running")

@@ -9,7 +9,7 @@ import importlib.util
 import sys
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from cardloop.cards.spec import CardType
 from cardloop.errors import RegistryError
@@ -69,6 +69,7 @@ def _origin(card_type: CardType) -> str:
 
 
 _default: Registry | None = None
+_card_files: dict[str, str] = {}  # module name -> path of every card file loaded in this process
 
 
 def default_registry() -> Registry:
@@ -134,3 +135,11 @@ def load_card_file(path: str | Path) -> None:
     except Exception as exc:
         del sys.modules[module_name]
         raise RegistryError(f"card file '{path}' failed to load: {type(exc).__name__}: {exc}") from exc
+    _card_files[module_name] = str(file)
+
+
+def card_files_of(card_types: Iterable[CardType]) -> list[str]:
+    """The card files (resolved paths) that this process loaded and that define these card types: what the
+    process executor's workers load, however they were loaded here (`--cards`, `cards=`, or `load_card_file`)."""
+    modules = dict.fromkeys(card_type.run.__module__ for card_type in card_types)
+    return [_card_files[module] for module in modules if module in _card_files]

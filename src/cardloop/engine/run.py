@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cardloop.cards.registry import Registry, load_card_file
+from cardloop.cards.registry import Registry, card_files_of, load_card_file
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
 from cardloop.engine.persist import DEFAULT_POLICY, SUMMARIZED_KINDS, PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard, collector_paused, plan_pipeline
@@ -213,7 +213,7 @@ def run(
     options = RunOptions(executor, PersistPolicy.named(persist, checkpoint_seconds), threads, keep_outputs, cache,
                          only, until, from_card, workers)
     return execute_plan(plan, store=store, options=options, progress=progress,
-                        card_files=[str(Path(p).resolve()) for p in cards or ()])
+                        card_files=card_files_of(pc.card_type for pc in plan.cards))
 
 
 def _position(plan: Plan, card_id: str, option: str) -> int:

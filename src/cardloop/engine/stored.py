@@ -30,8 +30,8 @@ class StoreAvailability:
     def __init__(self, plan: Plan, records: RunRecords, artifacts: ArtifactStore,
                  cards: Iterable[PlannedCard] | None = None):
         self.records, self.artifacts = records, artifacts
-        self._newest = records.newest_outputs(pc.cache_key for pc in (plan.cards if cards is None else cards)
-                                              if pc.card_type.deterministic)
+        self._keys = [pc.cache_key for pc in (plan.cards if cards is None else cards) if pc.card_type.deterministic]
+        self._newest = records.newest_outputs(self._keys)
         self._decoded: dict[str, dict[str, Any]] = {}
         self._older: dict[str, list[dict[str, Any]]] = {}
         self._verified: dict[Any, bool] = {}  # by digest, or by a snapshot's digests: whether it decodes

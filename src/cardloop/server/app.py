@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -215,8 +216,8 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
     def run_detail(run_id: str) -> dict:
         run = _run(records(), run_id)
         executions = [{"card_id": e.card_id, "position": e.position, "card_type": e.card_type, "status": e.status,
-                       "seconds": e.seconds, "error": e.error, "cache_hit": e.cache_hit, "outputs": e.outputs}
-                      for e in records().card_executions(run.run_id)]
+                       "seconds": e.seconds, "error": e.error, "cache_hit": e.cache_hit,
+                       "outputs": json.loads(e.outputs)} for e in records().execution_rows(run.run_id)]
         active = runs.active.get(run.run_id)
         return finite_json({"run_id": run.run_id, "name": run.name, "status": run.status, "error": run.error,
                             "executor": run.executor, "persist": run.persist, "pipeline": run.pipeline,

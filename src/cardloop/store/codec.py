@@ -58,6 +58,11 @@ class Codec(ABC):
     def summarize(self, value: Any) -> dict[str, Any]:
         """A small JSON-able description of the value, for `cardloop show` and the editor."""
 
+    def summarize_stored(self, data: bytes, ctx: CodecContext) -> dict[str, Any]:
+        """`summarize` of the value in `data`, for `cardloop show` and the editor's previews; a codec overrides it
+        where its bytes say enough without decoding."""
+        return self.summarize(self.decode(data, ctx))
+
     def accepts(self, value: Any) -> bool:
         """Whether a value sent through a port of kind `any` is one of this codec's."""
         return False

@@ -88,6 +88,14 @@ class OptimizerCodec(Codec):
                   for g in value.param_groups]
         return {"type": type(value).__name__, "groups": groups, "parameters_with_state": len(value.state)}
 
+    def summarize_stored(self, data: bytes, ctx: CodecContext) -> dict[str, Any]:
+        """`summarize` read from the bytes, without the bound model or building the optimizer (the first one built
+        in a process imports torch._dynamo: seconds)."""
+        tensors, metadata = safetensors_format.unpack(data, self.format)
+        groups = [{"parameters": len(g["params"]), **to_jsonable(_unpack(g["hyperparameters"], tensors), "group")}
+                  for g in metadata["groups"]]
+        return {"type": metadata["type"], "groups": groups, "parameters_with_state": len(metadata["state"])}
+
     def accepts(self, value: Any) -> bool:
         return isinstance(value, torch.optim.Optimizer)
 

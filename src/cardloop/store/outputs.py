@@ -62,6 +62,24 @@ class RunOutputs:
                              f"'{self.run.persist}'; run again with --persist all to keep every output")
         return ArtifactStore(self.root).load((output["digest"], output["kind"]), CodecContext(device=device))
 
+    def summary(self, card_id: str, port: str) -> dict[str, Any] | None:
+        """A summary of output `port` of `card_id` read from what the run stored (None when it stored nothing
+        for it): what `cardloop show RUN CARD` and the editor's previews show. An optimizer is summarized from its
+        bytes, without loading its model or building it."""
+        output = self.ports(card_id)[port]
+        if output["kind"] in STATE_KINDS and output.get("state"):
+            snapshot = self.snapshot_of(card_id, output["state"])
+            member = snapshot.members.get(output["state"]) if snapshot is not None else None
+            digest = member["digest"] if member else None
+        else:
+            digest = output.get("digest")
+        if not digest:
+            return None
+        from cardloop.store.artifacts import ArtifactStore
+        from cardloop.store.codecs import CodecContext, codec_for_kind
+
+        return codec_for_kind(output["kind"]).summarize_stored(ArtifactStore(self.root).get(digest), CodecContext())
+
     def snapshot_of(self, card_id: str, state: str) -> StateSnapshot | None:
         """The snapshot of the state version that `card_id` made, if the run kept one."""
         for snapshot in self.records.state_snapshots(self.run.run_id):

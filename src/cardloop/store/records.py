@@ -35,6 +35,7 @@ from cardloop.store.record_types import (
     RUN_STATUSES,
     ArtifactRecord,
     CardExecution,
+    ExecutionRow,
     Metric,
     RunRecord,
     StateSnapshot,
@@ -44,7 +45,7 @@ from cardloop.store.root import RECORDS_FILE, default_store_root, store_problem
 if TYPE_CHECKING:
     from typing import Self  # Python 3.11; annotations are not evaluated
 
-__all__ = ["ArtifactRecord", "CardExecution", "Metric", "RunRecord", "RunRecords", "StateSnapshot"]
+__all__ = ["ArtifactRecord", "CardExecution", "ExecutionRow", "Metric", "RunRecord", "RunRecords", "StateSnapshot"]
 
 BUSY_TIMEOUT_MS = 60_000
 LOCKS_DIR = "locks"
@@ -205,6 +206,13 @@ class RunRecords:
         """A run's card executions in pipeline order."""
         rows = self._read("SELECT * FROM card_executions WHERE run_id = ? ORDER BY position, card_id", (run_id,))
         return [_execution(row) for row in rows]
+
+    def execution_rows(self, run_id: str) -> list[ExecutionRow]:
+        """A run's card executions in pipeline order, as `cardloop show RUN` and the editor's run view list them:
+        the outputs column stays JSON text, and no CardExecution is built, so a long run reads quickly."""
+        rows = self._read("SELECT position, card_id, card_type, status, seconds, error, cache_hit, outputs "
+                          "FROM card_executions WHERE run_id = ? ORDER BY position, card_id", (run_id,), plain=True)
+        return [ExecutionRow(*row[:6], bool(row[6]), row[7]) for row in rows]
 
     def card_execution(self, run_id: str, card_id: str) -> CardExecution | None:
         rows = self._read("SELECT * FROM card_executions WHERE run_id = ? AND card_id = ?", (run_id, card_id))

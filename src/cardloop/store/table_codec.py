@@ -1,17 +1,21 @@
-"""The `dataframe` codec: a pandas DataFrame as Parquet, keeping column names, order and dtypes."""
+"""The `dataframe` codec: a pandas DataFrame as Parquet, keeping column names, order and dtypes.
+
+pandas and pyarrow are imported when a table is first encoded or decoded, not with the codec registry: reading a
+stored model (`cardloop show RUN CARD`) then does not pay for them.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import sys
+from typing import TYPE_CHECKING, Any
 
 from cardloop import kinds
 from cardloop.errors import StoreError
 from cardloop.store.codec import Codec, CodecContext
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HEAD_ROWS = 5
 
@@ -24,6 +28,9 @@ class DataFrameCodec(Codec):
     extension = "parquet"
 
     def encode(self, value: pd.DataFrame, ctx: CodecContext) -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         duplicated = value.columns[value.columns.duplicated()].tolist()
         if duplicated:
             raise StoreError(f"a table with duplicated column names cannot be stored: {duplicated}")
@@ -36,6 +43,9 @@ class DataFrameCodec(Codec):
         return sink.getvalue().to_pybytes()
 
     def decode(self, data: bytes, ctx: CodecContext) -> pd.DataFrame:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         return pq.read_table(pa.BufferReader(data)).to_pandas()
 
     def summarize(self, value: pd.DataFrame) -> dict[str, Any]:
@@ -48,4 +58,5 @@ class DataFrameCodec(Codec):
         }
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, pd.DataFrame)
+        pandas = sys.modules.get("pandas")  # a value cannot be a DataFrame before pandas is imported
+        return pandas is not None and isinstance(value, pandas.DataFrame)
