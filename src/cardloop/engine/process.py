@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cardloop.engine.events import RunHooks, listens
+from cardloop.engine.persist import SUMMARIZED_KINDS
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import Schedule, StoredState, StoredValue, schedule
-from cardloop.engine.stored import SUMMARIZED_KINDS
 from cardloop.errors import CardFailed, CardloopError
 
 

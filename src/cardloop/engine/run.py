@@ -13,7 +13,7 @@ from typing import Any
 
 from cardloop.cards.registry import Registry, card_files_of, load_card_file
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
-from cardloop.engine.persist import DEFAULT_POLICY, SUMMARIZED_KINDS, PersistPolicy
+from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard, collector_paused, plan_pipeline
 from cardloop.engine.record_rows import metric_series
 from cardloop.engine.resolve import (
@@ -247,19 +247,18 @@ def plan_work(plan: Plan, options: RunOptions, available: Any) -> tuple[Plan, Sc
 
 
 def _stands_in(pc: PlannedCard, available: Any, persist: PersistPolicy) -> bool:
-    """Whether the store's newest execution of the card can stand in for running it: there is one and, when
-    the run is to keep every output (persist 'all'), it kept them all (each value, and a snapshot of the state
-    the card made). An execution under 'checkpoint' kept few: a run asked to keep everything recomputes the
-    card instead of recording, as this run's, outputs that were never stored."""
+    """Whether the store's executions of the card can stand in for running it: there is one and, when the run
+    is to keep every output (persist 'all'), every output is kept by one of them (each value, and a snapshot of
+    the state the card made). An execution under 'checkpoint' kept few: a run asked to keep everything
+    recomputes the card instead of recording, as this run's, outputs that were never stored."""
     prior = available.prior(pc)
     if prior is None:
         return False
     if persist.name != "all":
         return True
-    values_kept = all(output.get("digest") or (output["kind"] in SUMMARIZED_KINDS and output.get("summary") is not None)
-                      for output in prior.values() if output["kind"] not in STATE_KINDS)
-    return values_kept and all(available.state(group, version, pc) is not None
-                               for group, version in pc.states_made.items())
+    return (all(available.value(pc, port) is not None for port, output in prior.items()
+                if output["kind"] not in STATE_KINDS)
+            and all(available.state(group, version, pc) is not None for group, version in pc.states_made.items()))
 
 
 def check_storable(plan: Plan, work: Schedule, options: RunOptions) -> None:

@@ -8,11 +8,10 @@ from typing import Any
 
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import StoredState, StoredValue
-from cardloop.kinds import INFO, MODEL, SCALAR
+from cardloop.engine.persist import SUMMARIZED_KINDS
+from cardloop.kinds import MODEL
 from cardloop.store.artifacts import ArtifactStore, undecodable_as
 from cardloop.store.records import RunRecords
-
-SUMMARIZED_KINDS = (INFO, SCALAR)
 
 
 class StoreAvailability:

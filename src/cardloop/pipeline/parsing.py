@@ -165,9 +165,9 @@ class _Builder:
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a pipeline's objects are made: they hold no cycles, and with
-    it on, the hundreds of thousands of new objects of a large file set off collection after collection, which
-    took three quarters of the time. Objects made and dropped inside leave no work for the collector after."""
+    """Python's cyclic garbage collector off (unless someone else paused it) while a burst of objects that live
+    on is made (a pipeline file's, a plan's): they hold no cycles, and with it on, hundreds of thousands of new
+    objects set off collection after collection, passing over them again and again and freeing nothing."""
     if not gc.isenabled():
         yield
         return
