@@ -490,6 +490,22 @@ def test_port_labels_are_whole_on_every_card_type(page):
     assert outside == []
 
 
+def test_the_config_form_hints_small_bounds_only_and_refuses_an_int64_batch_size_with_a_sentence(page):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size(SMALL)
+    expect(page.get_by_test_id("palette-item-training_prepare_batch")).to_be_visible(timeout=WAIT)
+    page.get_by_test_id("palette-item-training_prepare_batch").click()
+    card(page, "prepare_batch").locator(".card-title").click()
+    form = page.locator(".config-form")
+    expect(form.locator('[data-field="batch_size"] .field-type')).to_have_text("integer > 0")
+    expect(form.locator('[data-field="batch_index"] .field-type')).to_have_text("integer ≥ 0")
+    set_config(page, "prepare_batch", "batch_size", "9223372036854775807")
+    expect(page.get_by_test_id("config-error-batch_size")).to_have_text(
+        "the value must be at most 9007199254740991, the largest whole number the editor keeps exactly")
+    expect(page.get_by_test_id("inspector")).not_to_contain_text("9223372036854776000")
+
+
 def boxes_overlap(a, b) -> bool:
     return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and \
         a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]

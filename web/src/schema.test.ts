@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { configProblems, fieldsOf, formatValue, parseFieldText, placeholderOf, validateValue } from './schema';
+import { boundHints, configProblems, fieldsOf, formatValue, parseFieldText, placeholderOf, validateValue } from './schema';
 import type { JsonSchema } from './types';
 
 const schema: JsonSchema = {
@@ -59,5 +59,38 @@ describe('parse and validate', () => {
   it('lists a config\'s problems by field', () => {
     expect(configProblems(schema, { input_dim: 10 })).toEqual({});
     expect(Object.keys(configProblems(schema, { dropuot: 0.1 }))).toEqual(['input_dim', 'dropuot']);
+  });
+});
+
+describe('integer bounds at int64 scale (batch_size: gt=0, le=2**63-1)', () => {
+  // as the browser reads the server's schema: 9223372036854775807 arrives as the float 9223372036854775808
+  const int64Schema: JsonSchema = JSON.parse(
+    '{"type":"object","properties":{"batch_size":{"type":"integer","exclusiveMinimum":0,"maximum":9223372036854775807},' +
+      '"start":{"type":"integer","minimum":0,"maximum":9223372036854775807},' +
+      '"seed":{"type":"integer","minimum":-9223372036854775808,"maximum":18446744073709551615}}}',
+  );
+  const f = Object.fromEntries(fieldsOf(int64Schema).map((x) => [x.name, x]));
+
+  it('hints only the meaningful bound, not the int64 maximum', () => {
+    expect(boundHints(f.batch_size.schema)).toEqual(['> 0']);
+    expect(boundHints(f.start.schema)).toEqual(['≥ 0']);
+    expect(boundHints(f.seed.schema)).toEqual([]);
+  });
+
+  it('still hints small maxima', () => {
+    expect(boundHints({ minimum: 0, exclusiveMaximum: 1 })).toEqual(['≥ 0', '< 1']);
+  });
+
+  it('refuses a typed int64 maximum, which the browser cannot keep exactly, with a sentence', () => {
+    const typed = parseFieldText(f.batch_size, '9223372036854775807');
+    expect(validateValue(f.batch_size, 'value' in typed ? typed.value : undefined)).toBe(
+      'the value must be at most 9007199254740991, the largest whole number the editor keeps exactly',
+    );
+    expect(validateValue(f.seed, -(2 ** 63))).toMatch(/at least -9007199254740991/);
+  });
+
+  it('accepts the largest exact whole number and still names a small bound', () => {
+    expect(validateValue(f.batch_size, Number.MAX_SAFE_INTEGER)).toBeNull();
+    expect(validateValue(f.start, -1)).toBe('the value must be at least 0');
   });
 });

@@ -131,12 +131,39 @@ function describe(value: unknown): string {
   return typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
 }
 
+/** Bounds at or beyond this size are technical limits (int64, torch's seed range), not advice for a user. */
+const HINT_LIMIT = 2 ** 31;
+
+/** A field's meaningful bounds as short hints ('≥ 0', '< 1'); technical limits such as int64's are left out,
+ * and could not be shown exactly anyway: JSON numbers beyond 2**53 reach the editor rounded. */
+export function boundHints(s: JsonSchema): string[] {
+  const bounds: [string, number | undefined][] = [
+    ['≥', s.minimum],
+    ['>', s.exclusiveMinimum],
+    ['≤', s.maximum],
+    ['<', s.exclusiveMaximum],
+  ];
+  return bounds.filter(([, b]) => b !== undefined && Math.abs(b) < HINT_LIMIT).map(([op, b]) => `${op} ${b}`);
+}
+
 function checkNumber(value: number, s: JsonSchema, integer: boolean, what: string): string | null {
   if (integer && !Number.isInteger(value)) return `${what} must be a whole number`;
-  if (s.minimum !== undefined && value < s.minimum) return `${what} must be at least ${s.minimum}`;
-  if (s.maximum !== undefined && value > s.maximum) return `${what} must be at most ${s.maximum}`;
-  if (s.exclusiveMinimum !== undefined && value <= s.exclusiveMinimum) return `${what} must be greater than ${s.exclusiveMinimum}`;
-  if (s.exclusiveMaximum !== undefined && value >= s.exclusiveMaximum) return `${what} must be less than ${s.exclusiveMaximum}`;
+  // an integer bound beyond 2**53 arrived rounded and would be named wrongly: it is left to the check below that
+  // the value is exact (every exact whole number lies within the int64 and seed limits) and to the server's
+  const exact = (b: number | undefined) => (b !== undefined && (!integer || Number.isSafeInteger(b)) ? b : undefined);
+  const [min, max, exMin, exMax] = [s.minimum, s.maximum, s.exclusiveMinimum, s.exclusiveMaximum].map(exact);
+  if (min !== undefined && value < min) return `${what} must be at least ${min}`;
+  if (max !== undefined && value > max) return `${what} must be at most ${max}`;
+  if (exMin !== undefined && value <= exMin) return `${what} must be greater than ${exMin}`;
+  if (exMax !== undefined && value >= exMax) return `${what} must be less than ${exMax}`;
+  // a larger whole number is not what the user typed (9223372036854775807 becomes 9223372036854775808) and is
+  // sent to the server rounded again (as 9223372036854776000), so it is refused here rather than changed
+  if (integer && value > Number.MAX_SAFE_INTEGER) {
+    return `${what} must be at most ${Number.MAX_SAFE_INTEGER}, the largest whole number the editor keeps exactly`;
+  }
+  if (integer && value < -Number.MAX_SAFE_INTEGER) {
+    return `${what} must be at least ${-Number.MAX_SAFE_INTEGER}, the smallest whole number the editor keeps exactly`;
+  }
   return null;
 }
 

@@ -3,7 +3,9 @@ import { memo, useEffect, useMemo, useState } from 'react';
 import { annotations } from '../derive';
 import { editor } from '../editor';
 import { useStore } from '../store';
-import { fieldsOf, formatValue, parseFieldText, placeholderOf, validateValue, type FieldSpec } from '../schema';
+import {
+  boundHints, fieldsOf, formatValue, parseFieldText, placeholderOf, validateValue, type FieldSpec,
+} from '../schema';
 import type { CardType, Problem } from '../types';
 
 function same(a: unknown, b: unknown): boolean {
@@ -92,12 +94,7 @@ function FieldInput({ cardId, field, value, serverProblem }: { cardId: string; f
       />
     );
   }
-  const constraints = [
-    field.schema.minimum !== undefined && `≥ ${field.schema.minimum}`,
-    field.schema.exclusiveMinimum !== undefined && `> ${field.schema.exclusiveMinimum}`,
-    field.schema.maximum !== undefined && `≤ ${field.schema.maximum}`,
-    field.schema.exclusiveMaximum !== undefined && `< ${field.schema.exclusiveMaximum}`,
-  ].filter(Boolean);
+  const constraints = boundHints(field.schema);
   return (
     <div className={`field${problem ? ' has-problem' : ''}`} data-field={field.name}>
       <div className="field-head">
