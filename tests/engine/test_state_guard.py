@@ -21,7 +21,7 @@ CARDS = '''
 import torch
 
 from cardloop import Port, card
-from cardloop.kinds import INFO, MODEL, OPTIMIZER
+from cardloop.kinds import ANY, INFO, MODEL, OPTIMIZER
 
 
 class Halving(torch.optim.SGD):
@@ -55,6 +55,17 @@ def halve_declared(config, model):
 @card("bare_linear", title="Bare", category="test", outputs=[Port("model", MODEL)])
 def bare_linear(config):
     return {"model": torch.nn.Linear(4, 1)}
+
+
+@card("layer_names", title="Layer names", category="test", inputs=[Port("model", MODEL)],
+      outputs=[Port("names", ANY)])
+def layer_names(config, model):
+    return {"names": {name for name, _ in model.named_children()}}
+
+
+@card("count", title="Count", category="test", inputs=[Port("items", ANY)], outputs=[Port("info", INFO)])
+def count(config, items):
+    return {"info": {"count": len(items)}}
 
 
 @card("weight_norm", title="Norm", category="test", inputs=[Port("model", MODEL)], outputs=[Port("info", INFO)])
@@ -137,6 +148,40 @@ def test_an_optimizer_that_loading_cannot_rebuild_fails_the_card_that_made_it(re
                                         "optimizer type 'Halving' is not one of torch.optim's")
     ran = RunRecords(store / "runs.sqlite").card_executions(failed.value.result.run_id)
     assert [(e.card_id, e.status) for e in ran] == [("data", "done"), ("model", "done"), ("opt", "failed")]
+
+
+def with_names_read(csv):
+    pipeline = with_card(csv, "layer_names")
+    pipeline.add("count", "count", items=pipeline.card("custom")["names"])
+    return pipeline
+
+
+@pytest.mark.parametrize("read, executor, persist, why", [
+    (False, "local", "checkpoint", "no card reads it, so it is a result"),
+    (False, "process", "checkpoint", "every output is stored"),
+    (True, "local", "all", "every output is stored"),
+])
+def test_a_value_of_kind_any_that_no_codec_can_store_fails_the_card_that_made_it_when_the_run_stores_it(
+        regression_csv, store, card_file, read, executor, persist, why):
+    pipeline = with_names_read(regression_csv) if read else with_card(regression_csv, "layer_names")
+    with pytest.raises(CardFailed) as failed:
+        cardloop.run(pipeline, store=store, cards=[card_file], threads=1, executor=executor, persist=persist)
+    message = str(failed.value)
+    assert message.startswith(
+        f"card 'custom' (layer_names) failed: its output 'names' cannot be stored, and this run must store it "
+        f"({why}): no codec can store a set sent through a port of kind 'any' (one can store a table (pandas "
+        "DataFrame), ")
+    assert message.endswith(", a number or a JSON-able dict, or a type whose codec is registered with "
+                            "cardloop.store.codecs.register_codec)")
+    ran = RunRecords(store / "runs.sqlite").card_executions(failed.value.result.run_id)
+    assert [(e.card_id, e.status) for e in ran][-2:] == [("step0", "done"), ("custom", "failed")]
+    assert {e.status for e in ran[:-1]} == {"done"}
+
+
+def test_a_value_of_kind_any_that_no_codec_can_store_runs_when_the_run_does_not_store_it(
+        regression_csv, store, card_file):
+    result = cardloop.run(with_names_read(regression_csv), store=store, cards=[card_file], threads=1)
+    assert result.status == "succeeded" and result.outputs["count"]["info"] == {"count": 3}
 
 
 def test_built_in_cards_are_not_watched(regression_csv, card_file):

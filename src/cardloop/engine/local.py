@@ -29,11 +29,15 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, keep_outputs: bool = False, resumes: dict[int, Any] | None = None):
+    def __init__(self, keep_outputs: bool = False, resumes: dict[int, Any] | None = None,
+                 stored_by_type: dict[int, dict[str, str]] | None = None):
         """`resumes`: {position: (step, {group: snapshot members}, extra)} for the cards that go on from a
-        checkpoint taken inside them in an earlier run (their context's `resumed`)."""
+        checkpoint taken inside them in an earlier run (their context's `resumed`). `stored_by_type`:
+        {position: {port: why}} for the outputs of kind `any` that the run stores, whose values the card that
+        makes them checks (`state_guard.guarded`)."""
         self.keep_outputs = keep_outputs
         self.resumes = resumes or {}
+        self.stored_by_type = stored_by_type or {}
 
     def run(self, plan: Plan, hooks: RunHooks, slots: list[Any] | None = None, schedule: Schedule | None = None,
             loader: Any = None) -> list[Any]:
@@ -54,7 +58,8 @@ class LocalExecutor:
         loading = set() if schedule is None else _positions_with_loads(schedule)
         progress = hooks.card_progress if listens(hooks, "card_progress") else None
         checkpoint = hooks.card_checkpoint if listens(hooks, "card_checkpoint") else None
-        for pc, run, fixed, inputs, outputs_at in [_prepared(plan, pc, progress, checkpoint) for pc in running]:
+        prepared = [_prepared(plan, pc, progress, checkpoint, self.stored_by_type.get(pc.position)) for pc in running]
+        for pc, run, fixed, inputs, outputs_at in prepared:
             if pc.position in loading:
                 _load_inputs(plan, pc, schedule, loader, slots)
             kwargs = fixed.copy()
@@ -119,8 +124,8 @@ def _resume(plan: Plan, pc: PlannedCard, resume: tuple, loader: Any, slots: list
     return dataclasses.replace(ctx, resumed=(step, extra))
 
 
-def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None,
-              checkpoint: Callable | None = None) -> tuple:
+def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None, checkpoint: Callable | None = None,
+              stored_by_type: dict[str, str] | None = None) -> tuple:
     """What the loop needs of a card, looked up once per run: its run function (with the checks of
     `state_guard.guarded`, which most cards do not need); the arguments that do not change
     (config, context, None for each optional input left unconnected); its (port, slot) pairs. The context's
@@ -136,7 +141,7 @@ def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None,
             ctx = dataclasses.replace(ctx, checkpoint=functools.partial(checkpoint, pc))
         fixed["ctx"] = ctx
     inputs = tuple((b.port, b.slot) for b in pc.bindings)
-    return pc, guarded(pc, pc.card_type.run), fixed, inputs, tuple(pc.output_slots.items())
+    return pc, guarded(pc, pc.card_type.run, stored_by_type), fixed, inputs, tuple(pc.output_slots.items())
 
 
 def _failed(hooks: RunHooks, pc: PlannedCard, exc: Exception, started: float) -> CardFailed:

@@ -117,8 +117,12 @@ class RunOutputsView:
 class ProcessExecutor:
     name = "process"
 
-    def __init__(self, store_root: Path, options: Any, card_files: list[str]):
+    def __init__(self, store_root: Path, options: Any, card_files: list[str],
+                 stored_by_type: dict[int, dict[str, str]] | None = None):
+        """`stored_by_type`: {position: {port: why}} for the outputs of kind `any`, whose values the worker
+        checks right after the card that makes them (`state_guard.guarded`)."""
         self.store_root, self.options, self.card_files = store_root, options, card_files
+        self.stored_by_type = stored_by_type or {}
 
     def run(self, plan: Plan, hooks: RunHooks, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
         from cardloop.engine.stored import StoreAvailability
@@ -137,6 +141,7 @@ class ProcessExecutor:
             context = schedule(plan, view, {pc.position}, with_skipped=False)
             task = {"op": "run", "plan_key": plan_key, "target": pc.position,
                     "positions": [c.position for c in context.run], "keep_all": keep_all, "progress": reporting,
+                    "stored_by_type": self.stored_by_type.get(pc.position, {}),
                     "value_loads": {slot: [v.kind, v.digest, v.summary] for slot, v in context.value_loads.items()},
                     "state_loads": {p: [[g, v, s.members] for g, v, s in loads]
                                     for p, loads in context.state_loads.items()}}

@@ -24,7 +24,7 @@ from cardloop.engine.resolve import (
     unread_slots,
 )
 from cardloop.errors import CardFailed, CardloopError, InvalidOption, PipelineInvalid, Problem
-from cardloop.kinds import STATE_KINDS
+from cardloop.kinds import ANY, STATE_KINDS
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
 
@@ -261,24 +261,31 @@ def _stands_in(pc: PlannedCard, available: Any, persist: PersistPolicy) -> bool:
             and all(available.state(group, version, pc) is not None for group, version in pc.states_made.items()))
 
 
-def check_storable(plan: Plan, work: Schedule, options: RunOptions) -> None:
+def check_storable(plan: Plan, work: Schedule, options: RunOptions) -> dict[int, dict[str, str]]:
     """Refuse, before any card runs, a run that would have to store an output of a kind no codec can store:
     training state (it is snapshotted), and values the persist policy or the process executor writes (the
     results; under `all` or the process executor, every value). Left to the end, the run would fail after all
-    its work, in the recorder. A value of kind `any` can only be checked by its type, when it is stored."""
+    its work, in the recorder. A value of kind `any` can only be checked by its type: returns {position:
+    {port: why it is stored}} for those the run stores, which the card that makes them checks (state_guard)."""
     from cardloop.store.codecs import has_codec
 
     every = options.persist.name == "all" or options.executor == "process"
     results = unread_slots(plan)
-    problems = [
-        Problem(f"card '{pc.id}' ({pc.card.type}): output '{port.name}' is of kind '{port.kind}', which no codec can "
-                f"store, and this run must store it ({_why_stored(port.kind, every)}); register a codec for "
-                f"'{port.kind}' with cardloop.store.codecs.register_codec", card=pc.id, field=port.name)
-        for pc in work.run for port in pc.card_type.outputs
-        if not has_codec(port.kind)
-        and (port.kind in STATE_KINDS or every or pc.output_slots[port.name] in results)]
+    problems, by_type = [], {}
+    for pc in work.run:
+        for port in pc.card_type.outputs:
+            if port.kind not in STATE_KINDS and not every and pc.output_slots[port.name] not in results:
+                continue
+            if port.kind == ANY:
+                by_type.setdefault(pc.position, {})[port.name] = _why_stored(port.kind, every)
+            elif not has_codec(port.kind):
+                problems.append(Problem(
+                    f"card '{pc.id}' ({pc.card.type}): output '{port.name}' is of kind '{port.kind}', which no codec "
+                    f"can store, and this run must store it ({_why_stored(port.kind, every)}); register a codec for "
+                    f"'{port.kind}' with cardloop.store.codecs.register_codec", card=pc.id, field=port.name))
     if problems:
         raise PipelineInvalid(problems)
+    return by_type
 
 
 def _why_stored(kind: str, every: bool) -> str:
@@ -303,7 +310,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
         available = StoreAvailability(plan, records, artifacts) if options.use_cache or options.only \
             else NothingStored()
         plan, work = plan_work(plan, options, available)
-        check_storable(plan, work, options)
+        stored_by_type = check_storable(plan, work, options)
         run_id = new_run_id()
         records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(),
                           executor=options.executor, persist=options.persist.name,
@@ -335,7 +342,8 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
 
     resumes = _resumes(work, records, available) if options.executor == "local" and options.use_cache else {}
     try:
-        _executor(options, root, card_files, resumes).run(plan, hooks, slots, work, StoreLoader(artifacts))
+        executor = _executor(options, root, card_files, resumes, stored_by_type)
+        executor.run(plan, hooks, slots, work, StoreLoader(artifacts))
     except CardFailed as failure:
         hooks.run_finished("failed", failure)
         failure.result = result("failed", failure)
@@ -363,14 +371,15 @@ def _freeze_earlier_objects() -> bool:
     return True
 
 
-def _executor(options: RunOptions, root: Path, card_files: list[str], resumes: dict[int, tuple]) -> Any:
+def _executor(options: RunOptions, root: Path, card_files: list[str], resumes: dict[int, tuple],
+              stored_by_type: dict[int, dict[str, str]]) -> Any:
     if options.executor == "process":
         from cardloop.engine.process import ProcessExecutor
 
-        return ProcessExecutor(root, options, card_files)
+        return ProcessExecutor(root, options, card_files, stored_by_type)
     from cardloop.engine.local import LocalExecutor
 
-    return LocalExecutor(options.keep_outputs, resumes)
+    return LocalExecutor(options.keep_outputs, resumes, stored_by_type)
 
 
 def _resumes(work: Schedule, records: Any, available: Any) -> dict[int, tuple]:

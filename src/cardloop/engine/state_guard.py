@@ -2,7 +2,8 @@
 
 A model a card makes must have an architecture recipe, and an optimizer must be one of torch.optim's, or no
 snapshot can store them: found right after the card that made them, naming the port, instead of when the run
-ends and stores its final state.
+ends and stores its final state. Likewise a value on an output of kind `any` that the run stores, whose codec
+is chosen by the value's type: the plan says which outputs those are (`run.check_storable`).
 
 A card that changes the training state it receives must declare `mutates_state=True`.
 Such a card makes no new version of the state: its change is in no cache key, no snapshot holds it (the
@@ -14,6 +15,7 @@ built in are watched: the built-in cards declare what they do, and their steps p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from cardloop.cards.registry import BUILTIN_MODULES
@@ -26,29 +28,42 @@ class UndeclaredStateChange(CardError):
     """A card changed the training state it received, but its card type does not say it does."""
 
 
-def guarded(pc: PlannedCard, run: Callable[..., Any]) -> Callable[..., Any]:
-    """`run` with the checks this card needs: for most cards none, and `run` itself."""
+def guarded(pc: PlannedCard, run: Callable[..., Any], stored_by_type: Mapping[str, str] | None = None
+            ) -> Callable[..., Any]:
+    """`run` with the checks this card needs: for most cards none, and `run` itself. `stored_by_type`:
+    {port: why the run stores it} for its outputs of kind `any` that the run stores."""
     made = tuple(port.name for port in pc.card_type.outputs
                  if port.kind in (MODEL, OPTIMIZER) and port.state_of is None)
-    if made:
-        run = _checking_storable(run, made)
+    if made or stored_by_type:
+        run = _checking_storable(run, made, stored_by_type or {})
     if needs_watching(pc):
         run = watched(pc, run)
     return run
 
 
-def _checking_storable(run: Callable[..., Any], ports: tuple[str, ...]) -> Callable[..., Any]:
-    """`run`, checking that each model it makes on `ports` has the recipe that storing it needs, and that each
-    optimizer is one that loading can rebuild."""
+def _checking_storable(run: Callable[..., Any], ports: tuple[str, ...],
+                       stored_by_type: Mapping[str, str]) -> Callable[..., Any]:
+    """`run`, checking that each model it makes on `ports` has the recipe that storing it needs, that each
+    optimizer is one that loading can rebuild, and that a codec can store each value on `stored_by_type`."""
     import torch
 
+    from cardloop.store.codecs import codec_for_value
     from cardloop.store.model_codec import recipe_of
     from cardloop.store.optimizer_codec import check_rebuildable
 
     def run_checked(**kwargs: Any) -> Any:
         outputs = run(**kwargs)
+        if not isinstance(outputs, dict):  # the executor says what a run function must return
+            return outputs
+        for port, why in stored_by_type.items():
+            if outputs.get(port) is not None:
+                try:
+                    codec_for_value(outputs[port])
+                except StoreError as error:
+                    raise CardError(f"its output '{port}' cannot be stored, and this run must store it ({why}): "
+                                    f"{error}") from None
         for port in ports:
-            made = outputs.get(port) if isinstance(outputs, dict) else None
+            made = outputs.get(port)
             if made is not None:
                 try:
                     if isinstance(made, torch.nn.Module):

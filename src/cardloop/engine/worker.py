@@ -102,7 +102,8 @@ class Worker:
         slots: list[Any] = [None] * plan.slot_count
         started = time.perf_counter()
         listeners = [_ProgressRelay(self.connection, target)] if task.get("progress") and self.connection else []
-        LocalExecutor(keep_outputs=True).run(plan, RunHooks(listeners), slots, schedule, self.loader)
+        executor = LocalExecutor(keep_outputs=True, stored_by_type={target.position: task["stored_by_type"]})
+        executor.run(plan, RunHooks(listeners), slots, schedule, self.loader)
         seconds = time.perf_counter() - started
         return {"seconds": seconds, "outputs": self.write_outputs(target, slots, task["keep_all"]),
                 "snapshots": self.write_snapshots(plan, target, slots)}

@@ -46,7 +46,17 @@ def codec_for_value(value: Any) -> Codec:
     for codec in reversed(_by_kind.values()):
         if codec.accepts(value):
             return codec
-    raise StoreError(f"no codec can store a {type(value).__name__} sent through a port of kind 'any'")
+    raise StoreError(f"no codec can store a {type(value).__name__} sent through a port of kind 'any' (one can "
+                     f"store {_values_by_type()}, or a type whose codec is registered with "
+                     "cardloop.store.codecs.register_codec)")
+
+
+def _values_by_type() -> str:
+    """What the codecs that choose values by type accept, in words: the kinds' descriptions."""
+    described = kinds.known_kinds()
+    accepted = [described.get(codec.kind, f"a '{codec.kind}'") for codec in _by_kind.values()
+                if type(codec).accepts is not Codec.accepts]
+    return ", ".join(accepted[:-1]) + f" or {accepted[-1]}"
 
 
 def codec_named(name: str) -> Codec:
