@@ -4,6 +4,7 @@ state snapshot that holds the version the card made."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,13 @@ class RunOutputs:
     def load(self, card_id: str, port: str, device: str = "cpu") -> Any:
         """The value of output `port` of `card_id` as the run left it (a model on `device`). A stored artifact
         that fails its hash check or does not decode is an ArtifactCorrupt naming the card and the port."""
+        return self._named(card_id, port, lambda: self._load(card_id, port, device))
+
+    def _named(self, card_id: str, port: str, read: Callable[[], Any]) -> Any:
+        """What `read` returns; an artifact that fails its hash check or does not decode is an ArtifactCorrupt
+        (or ArtifactUndecodable) naming the run, the card and the port."""
         try:
-            return self._load(card_id, port, device)
+            return read()
         except ArtifactCorrupt as error:
             raise type(error)(f"output '{port}' of card '{card_id}' in run {self.run.run_id} cannot be loaded: "
                               f"{error}") from error
@@ -75,10 +81,12 @@ class RunOutputs:
             digest = output.get("digest")
         if not digest:
             return None
-        from cardloop.store.artifacts import ArtifactStore
+        from cardloop.store.artifacts import ArtifactStore, undecodable_as
         from cardloop.store.codecs import CodecContext, codec_for_kind
 
-        return codec_for_kind(output["kind"]).summarize_stored(ArtifactStore(self.root).get(digest), CodecContext())
+        codec = codec_for_kind(output["kind"])
+        return self._named(card_id, port, lambda: undecodable_as(
+            digest, codec.name, lambda: codec.summarize_stored(ArtifactStore(self.root).get(digest), CodecContext())))
 
     def snapshot_of(self, card_id: str, state: str) -> StateSnapshot | None:
         """The snapshot of the state version that `card_id` made, if the run kept one."""
