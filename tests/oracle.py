@@ -1,4 +1,4 @@
-"""The hand-written PyTorch loop that card pipelines must match bit for bit (DESIGN 2): the standard idiom,
+"""The hand-written PyTorch loop that card pipelines must match bit for bit (docs/design.md §2): the standard idiom,
 a DataLoader over a TensorDataset of the frame's rows in order, batch by batch."""
 
 from __future__ import annotations

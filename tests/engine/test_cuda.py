@@ -1,5 +1,5 @@
-"""The GPU paths (DESIGN 3 and 6, guide Tips 3): a model made on CUDA trains there, is stored from CPU and is
-moved back to CUDA when loaded; resumed and process-executor runs train exactly like one uninterrupted run.
+"""The GPU paths (docs/design.md §3 and §6, guide Tips 3): a model made on CUDA trains there, is stored from CPU
+and is moved back to CUDA when loaded; resumed and process-executor runs train exactly like one uninterrupted run.
 Skipped without a CUDA device."""
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def test_the_process_executor_trains_on_cuda_like_the_local_executor(csv, tmp_pa
 
 @pytest.mark.parametrize("executor", ["local", "process"])
 def test_a_cpu_pipeline_resumed_on_a_gpu_machine_stays_on_the_cpu(csv, tmp_path, executor):
-    """DESIGN 3: a stored model goes back to the card's device, not to whatever device the machine has."""
+    """docs/design.md §3: a stored model goes back to the card's device, not to whatever device the machine has."""
     pipeline = basic_training_loop(path=str(csv), input_dim=FEATURES, prepare=False, **SHAPE, **OPTIONS)
     pipeline.card("model").config["device"] = "cpu"
     whole = cardloop.run(pipeline, store=tmp_path / "whole", threads=1)

@@ -1,4 +1,4 @@
-"""The scheduler: what a run executes and what it takes from the store (DESIGN 4 and 5). No card runs here.
+"""The scheduler: what a run executes and what it takes from the store (docs/design.md §4 and §5). No card runs here.
 
 The plans are the guide's Basic Training Loop over two batches, without data preparation:
 

@@ -1,5 +1,5 @@
 """Running a pipeline against a real store: caching by lineage, partial runs (only, until, from), the command
-line, and the process executor's results (DESIGN 4 and 5, Executors).
+line, and the process executor's results (docs/design.md §4 and §5, Executors).
 
 The pipelines are the guide's Basic Training Loop over a few small batches of `regression_csv`. Runs that
 compare weights bit for bit use one torch thread (the worker processes are started with `threads=1`).

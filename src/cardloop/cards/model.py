@@ -12,7 +12,7 @@ from cardloop.kinds import MODEL
 
 
 def resolve_device(device: str) -> str:
-    """`auto` means CUDA when present, else CPU (DESIGN 6)."""
+    """`auto` means CUDA when present, else CPU (docs/design.md §6)."""
     import torch
 
     if device == "auto":

@@ -38,7 +38,7 @@ class Port:
     (the same object, possibly changed), rather than making a new state.
     `metric` marks a scalar output recorded as a metric (and shown by progress bars).
     `needs_graph` marks an input whose value must carry its autograd graph (a loss for Backward): when
-    that value was made in another process, its lineage is recomputed in this one first (DESIGN 4).
+    that value was made in another process, its lineage is recomputed in this one first (docs/design.md §4).
     """
 
     name: str

@@ -336,7 +336,7 @@ BOUND_ATTR = "_cardloop_bound_to"
 
 
 def check_bound(optimizer, model) -> None:
-    """The optimizer must hold only this model's parameters (DESIGN 2); a checked pair is remembered."""
+    """The optimizer must hold only this model's parameters (docs/design.md §2); a checked pair is remembered."""
     sizes = tuple(len(group["params"]) for group in optimizer.param_groups)
     if getattr(optimizer, BOUND_ATTR, None) == (id(model), sizes):
         return

@@ -1,4 +1,4 @@
-"""Run events. Progress bars, run records and persistence hang off these hooks (STYLE 6).
+"""Run events. Progress bars, run records and persistence hang off these hooks (docs/design.md, Executors).
 
 Executors call the `RunHooks` methods; listeners implement any subset of them. `EventForwarder` turns
 hook calls into `CardEvent` objects for user callbacks (the CLI's progress bar, the editor's WebSocket).

@@ -1,4 +1,4 @@
-"""The local executor: every card in this process, live objects passed along links (DESIGN, Executors)."""
+"""The local executor: every card in this process, live objects passed along links (docs/design.md, Executors)."""
 
 from __future__ import annotations
 

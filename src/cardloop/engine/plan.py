@@ -1,4 +1,4 @@
-"""Planning: script order, training-state versions and lineage cache keys (DESIGN 1, 2, 5). Torch-free.
+"""Planning: script order, training-state versions and lineage cache keys (docs/design.md §1, §2, §5). Torch-free.
 
 Training state (model, optimizer, scheduler) is tracked by identity. A state is named after the output that
 made it (`opt.optimizer`); an output with `state_of` continues the state it received. States bound together

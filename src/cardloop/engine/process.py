@@ -1,9 +1,9 @@
 """The process executor: every card in a warm worker process, taking its inputs from the artifact store
-and writing its outputs back, as the guide's cards ran in separate containers (DESIGN, Executors).
+and writing its outputs back, as the guide's cards ran in separate containers (docs/design.md, Executors).
 
 Workers are spawned (never forked: CUDA forbids it) once per store, thread count and card files, and reused
 by later runs in this process. For each card the executor works out, with the same scheduler as a whole
-run, what the worker must load and which cards it must recompute first (the lineage of a loss, DESIGN 4).
+run, what the worker must load and which cards it must recompute first (the lineage of a loss, docs/design.md §4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a run executes and what it takes from the store (DESIGN 4 and 5). Torch-free.
+"""What a run executes and what it takes from the store (docs/design.md §4 and §5). Torch-free.
 
 Given what the store already holds for the plan's cache keys, `schedule` picks the cards that must
 execute and, for each of them, where its inputs come from: a card running before it in the same process,

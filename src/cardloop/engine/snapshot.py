@@ -1,4 +1,4 @@
-"""Training-state snapshots: a state group's members encoded together, at one version (DESIGN 3).
+"""Training-state snapshots: a state group's members encoded together, at one version (docs/design.md §3).
 
 Encoding happens on the executor's thread, because the state goes on changing right after; writing the
 bytes can then happen anywhere.

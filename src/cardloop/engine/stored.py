@@ -139,7 +139,7 @@ class StoreLoader:
         return self.artifacts.load((stored.digest, stored.kind), CodecContext(device=self._device()))
 
     def state(self, stored: StoredState, restore_random: bool = True) -> dict[str, Any]:
-        """Every member of a snapshot as a live object (DESIGN 3 load order); `restore_random` also sets
+        """Every member of a snapshot as a live object (docs/design.md §3 load order); `restore_random` also sets
         torch's RNG to the snapshot's, as a resumed run needs."""
         from cardloop.engine.snapshot import RNG_MEMBER
         from cardloop.store.codecs import CodecContext

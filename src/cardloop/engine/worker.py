@@ -1,4 +1,4 @@
-"""A warm worker process of the process executor (DESIGN, Executors).
+"""A warm worker process of the process executor (docs/design.md, Executors).
 
 It imports torch (and torch.optim, whose first use costs a second) once, then runs one card at a time:
 it reads the card's inputs from the artifact store, runs it (after recomputing the lineage of any input

@@ -20,8 +20,8 @@ class CodecContext:
     device: Any = "cpu"
 
 
-#: A CodecContext device: back onto the kind of device the value was on when it was stored (DESIGN 3: models go
-#: back to the card's device), or onto the CPU where this machine has no such device.
+#: A CodecContext device: back onto the kind of device the value was on when it was stored (docs/design.md §3:
+#: models go back to the card's device), or onto the CPU where this machine has no such device.
 AS_STORED = "as-stored"
 
 
