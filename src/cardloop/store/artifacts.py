@@ -18,7 +18,6 @@ from typing import Any, Callable
 from cardloop.errors import ArtifactCorrupt, ArtifactUndecodable, StoreError
 from cardloop.kinds import ANY
 from cardloop.store.codec import CodecContext
-from cardloop.store.codecs import codec_for_kind, codec_named
 from cardloop.store.root import default_store_root
 
 __all__ = ["ArtifactRef", "ArtifactStore", "default_store_root", "undecodable_as"]
@@ -81,6 +80,8 @@ class ArtifactStore:
 
     def save(self, kind: str, value: Any, ctx: CodecContext | None = None) -> ArtifactRef:
         """Encode a port value with its kind's codec (for `any`, its type's codec) and store it."""
+        from cardloop.store.codecs import codec_for_kind
+
         codec = codec_for_kind(kind, value)
         data = codec.encode(value, ctx or CodecContext())
         digest = self.put(data, codec.extension)
@@ -89,6 +90,8 @@ class ArtifactStore:
     def load(self, ref: ArtifactRef | tuple[str, str], ctx: CodecContext | None = None) -> Any:
         """Decode a stored value from its ref, or from `(digest, kind)`. Bytes that pass their hash check but
         do not decode raise ArtifactUndecodable, whatever the codec raised."""
+        from cardloop.store.codecs import codec_for_kind, codec_named
+
         if isinstance(ref, ArtifactRef):
             digest, codec = ref.digest, codec_named(ref.codec)
         else:

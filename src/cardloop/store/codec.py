@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -71,3 +72,9 @@ class Codec(ABC):
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces, so that equal values give equal text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def json_number(value: Any) -> float | str:
+    """A float for JSON; NaN and infinities become the strings 'nan', 'inf', '-inf'."""
+    number = float(value)
+    return number if math.isfinite(number) else str(number)

@@ -15,11 +15,9 @@ from cardloop import kinds
 from cardloop.errors import RegistryError, StoreError
 from cardloop.models import architecture_of, build_model, model_device
 from cardloop.store import safetensors_format
-from cardloop.store.codec import Codec, CodecContext, canonical_json, load_device
-from cardloop.store.tensor_codecs import json_number
+from cardloop.store.codec import Codec, CodecContext, canonical_json, json_number, load_device
+from cardloop.store.stored_summaries import GRAD_PREFIX, MODEL_CODEC, STATE_PREFIX
 
-STATE_PREFIX = "state."
-GRAD_PREFIX = "grad."
 FITTING_CACHE = 64
 
 _fitting: dict[tuple, None] = {}  # (recipe JSON, stored names and shapes) that were checked to fit
@@ -28,7 +26,7 @@ _fitting: dict[tuple, None] = {}  # (recipe JSON, stored names and shapes) that 
 class ModelCodec(Codec):
     """A module's `state_dict()`, its parameters' gradients, its recipe, train/eval flags and frozen parameters."""
 
-    name = "model-safetensors"
+    name = MODEL_CODEC
     kind = kinds.MODEL
     extension = "safetensors"
     format = "cardloop.model/1"
@@ -43,6 +41,7 @@ class ModelCodec(Codec):
             "architecture": architecture,
             "eval_modules": [name for name, m in value.named_modules() if not m.training],
             "frozen": [name for name, p in parameters.items() if not p.requires_grad],
+            "parameters": list(parameters),  # which stored tensors are parameters: a summary reads them without torch
             "device": model_device(value).type,
         }
         return safetensors_format.pack(tensors, metadata)

@@ -19,17 +19,16 @@ from cardloop.errors import StoreError
 from cardloop.store import safetensors_format
 from cardloop.store.codec import Codec, CodecContext
 from cardloop.store.json_codecs import to_jsonable
+from cardloop.store.stored_summaries import OPTIMIZER_CODEC, TENSOR_TAG, TUPLE_TAG
 
 from cardloop.values import OPTIMIZER_STEPS_ATTR as STEPS_ATTR
 
-TENSOR_TAG = "__tensor__"
-TUPLE_TAG = "__tuple__"
 
 
 class OptimizerCodec(Codec):
     """A `torch.optim` optimizer bound to `ctx.model`; decoding builds a new one over `ctx.model`'s parameters."""
 
-    name = "optimizer-safetensors"
+    name = OPTIMIZER_CODEC
     kind = kinds.OPTIMIZER
     extension = "safetensors"
     format = "cardloop.optimizer/1"

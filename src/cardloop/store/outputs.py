@@ -71,7 +71,7 @@ class RunOutputs:
     def summary(self, card_id: str, port: str) -> dict[str, Any] | None:
         """A summary of output `port` of `card_id` read from what the run stored (None when it stored nothing
         for it): what `cardloop show RUN CARD` and the editor's previews show. An optimizer is summarized from its
-        bytes, without loading its model or building it."""
+        bytes, without loading its model or building it, and a model too, without torch where its bytes say enough."""
         output = self.ports(card_id)[port]
         if output["kind"] in STATE_KINDS and output.get("state"):
             snapshot = self.snapshot_of(card_id, output["state"])
@@ -82,11 +82,20 @@ class RunOutputs:
         if not digest:
             return None
         from cardloop.store.artifacts import ArtifactStore, undecodable_as
+
+        data = self._named(card_id, port, lambda: ArtifactStore(self.root).get(digest))
+        from cardloop.store.stored_summaries import BYTE_SUMMARIES
+
+        if output["kind"] in BYTE_SUMMARIES:  # training state, read from its bytes: no torch to import
+            codec_name, summarize = BYTE_SUMMARIES[output["kind"]]
+            found = self._named(card_id, port, lambda: undecodable_as(digest, codec_name, lambda: summarize(data)))
+            if found is not None:
+                return found
         from cardloop.store.codecs import CodecContext, codec_for_kind
 
         codec = codec_for_kind(output["kind"])
         return self._named(card_id, port, lambda: undecodable_as(
-            digest, codec.name, lambda: codec.summarize_stored(ArtifactStore(self.root).get(digest), CodecContext())))
+            digest, codec.name, lambda: codec.summarize_stored(data, CodecContext())))
 
     def snapshot_of(self, card_id: str, state: str) -> StateSnapshot | None:
         """The snapshot of the state version that `card_id` made, if the run kept one."""

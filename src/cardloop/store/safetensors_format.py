@@ -6,7 +6,6 @@ canonical JSON makes the bytes depend on the content only.
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any
 
@@ -16,8 +15,8 @@ from safetensors.torch import save as save_tensors
 
 from cardloop.errors import StoreError
 from cardloop.store.codec import canonical_json
+from cardloop.store.stored_summaries import METADATA_KEY, read_header
 
-METADATA_KEY = "cardloop"
 
 
 def cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
@@ -43,8 +42,6 @@ def unpack(data: bytes, expected_format: str) -> tuple[dict[str, torch.Tensor], 
 def read_metadata(data: bytes) -> dict[str, Any]:
     """The cardloop metadata of safetensors bytes, read from the header alone."""
     try:
-        (length,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + length])
-        return json.loads(header["__metadata__"][METADATA_KEY])
+        return read_header(data)[1]
     except (struct.error, ValueError, KeyError, TypeError) as error:
         raise StoreError(f"artifact is not a cardloop safetensors file ({error})") from error

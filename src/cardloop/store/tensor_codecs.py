@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from cardloop import kinds
 from cardloop.store import safetensors_format
-from cardloop.store.codec import Codec, CodecContext, load_device
+from cardloop.store.codec import Codec, CodecContext, json_number, load_device
 from cardloop.values import Batch
-
-
-def json_number(value: Any) -> float | str:
-    """A float for JSON; NaN and infinities become the strings 'nan', 'inf', '-inf'."""
-    number = float(value)
-    return number if math.isfinite(number) else str(number)
 
 
 def summarize_tensor(tensor: torch.Tensor) -> dict[str, Any]:
