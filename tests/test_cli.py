@@ -234,19 +234,24 @@ def test_a_custom_card_file_reaches_the_process_executors_workers(store):
     assert "succeeded" in done.stdout and "loss over 45 steps" in done.stdout
 
 
+def in_one_process(code):
+    """`code` run after importing the CLI's app in a fresh interpreter; it must succeed."""
+    done = subprocess.run([sys.executable, "-c", "import sys\nfrom cardloop.cli import app\n" + code],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_runs_cards_validate_and_show_run_import_no_torch(pipeline_file, store):
     """Listing and checking answer at once: none of these commands pays for importing torch."""
     assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
     run_id = latest_run(store).run_id
     commands = [["runs", "--store", str(store)], ["cards"], ["cards", "--json"], ["validate", str(pipeline_file)],
                 ["show", run_id, "--store", str(store)]]
-    script = ("import sys\nfrom cardloop.cli import app\n"
-              f"for args in {commands!r}:\n"
-              "    app(args, standalone_mode=False)\n"
-              "    assert 'torch' not in sys.modules, f'cardloop {args[0]} imported torch'\n"
-              "print('no torch')\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = in_one_process(f"for args in {commands!r}:\n"
+                          "    app(args, standalone_mode=False)\n"
+                          "    assert 'torch' not in sys.modules, f'cardloop {args[0]} imported torch'\n"
+                          "print('no torch')\n")
     assert done.stdout.rstrip().endswith("no torch")
 
 
@@ -255,11 +260,8 @@ def test_show_a_training_card_summarizes_its_stored_state_without_needless_impor
     more), and the table codec pandas and pyarrow (a second): a stored model and optimizer need none of them."""
     assert cli("run", pipeline_file, "--store", store, "--quiet").returncode == 0
     args = ["show", latest_run(store).run_id, "step6", "--store", str(store)]
-    script = ("import sys\nfrom cardloop.cli import app\n"
-              f"app({args!r}, standalone_mode=False)\n"
-              "assert 'torch' not in sys.modules, 'show imported torch to summarize a stored model'\n"
-              "assert 'torch._dynamo' not in sys.modules, 'show built the optimizer'\n"
-              "assert 'pyarrow' not in sys.modules, 'show imported the table codec'\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = in_one_process(f"app({args!r}, standalone_mode=False)\n"
+                          "assert 'torch' not in sys.modules, 'show imported torch to summarize a stored model'\n"
+                          "assert 'torch._dynamo' not in sys.modules, 'show built the optimizer'\n"
+                          "assert 'pyarrow' not in sys.modules, 'show imported the table codec'\n")
     assert '"type": "SGD"' in done.stdout and '"parameters_with_state": 0' in done.stdout

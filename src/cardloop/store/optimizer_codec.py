@@ -19,7 +19,7 @@ from cardloop.errors import StoreError
 from cardloop.store import safetensors_format
 from cardloop.store.codec import Codec, CodecContext
 from cardloop.store.json_codecs import to_jsonable
-from cardloop.store.stored_summaries import OPTIMIZER_CODEC, TENSOR_TAG, TUPLE_TAG
+from cardloop.store.stored_summaries import OPTIMIZER_CODEC, TENSOR_TAG, TUPLE_TAG, summarize_optimizer_bytes
 
 from cardloop.values import OPTIMIZER_STEPS_ATTR as STEPS_ATTR
 
@@ -90,10 +90,8 @@ class OptimizerCodec(Codec):
     def summarize_stored(self, data: bytes, ctx: CodecContext) -> dict[str, Any]:
         """`summarize` read from the bytes, without the bound model or building the optimizer (the first one built
         in a process imports torch._dynamo: seconds)."""
-        tensors, metadata = safetensors_format.unpack(data, self.format)
-        groups = [{"parameters": len(g["params"]), **to_jsonable(_unpack(g["hyperparameters"], tensors), "group")}
-                  for g in metadata["groups"]]
-        return {"type": metadata["type"], "groups": groups, "parameters_with_state": len(metadata["state"])}
+        tensors, _ = safetensors_format.unpack(data, self.format)
+        return summarize_optimizer_bytes(data, lambda name: to_jsonable(tensors[name], "group"))
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, torch.optim.Optimizer)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from cardloop.store.codec import json_number
@@ -56,12 +57,14 @@ def summarize_model_bytes(data: bytes) -> dict[str, Any] | None:
     }
 
 
-def summarize_optimizer_bytes(data: bytes) -> dict[str, Any] | None:
-    """The optimizer codec's summary of the optimizer stored in `data`, or None where a hyperparameter is a
-    tensor (then the optimizer's bytes are decoded with torch)."""
+def summarize_optimizer_bytes(data: bytes,
+                              tensor_value: Callable[[str], Any] | None = None) -> dict[str, Any] | None:
+    """The optimizer codec's summary of the optimizer stored in `data`. A hyperparameter held as a tensor of the
+    file is shown as `tensor_value(name)` gives it (the codec reads it with torch); without that, None."""
     _, metadata, _ = read_header(data)
     try:
-        groups = [{"parameters": len(g["params"]), **_plain(g["hyperparameters"])} for g in metadata["groups"]]
+        groups = [{"parameters": len(g["params"]), **_plain(g["hyperparameters"], tensor_value)}
+                  for g in metadata["groups"]]
     except _HoldsTensor:
         return None
     return {"type": metadata["type"], "groups": groups, "parameters_with_state": len(metadata["state"])}
@@ -89,16 +92,18 @@ class _HoldsTensor(Exception):
     """A stored value refers to a tensor of the file."""
 
 
-def _plain(value: Any) -> Any:
-    """A value the optimizer codec packed (tuples tagged), as its summary shows it: tuples as lists."""
+def _plain(value: Any, tensor_value: Callable[[str], Any] | None) -> Any:
+    """A value the optimizer codec packed (tuples and tensors tagged), as its summary shows it: tuples as lists."""
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [_plain(item, tensor_value) for item in value]
     if isinstance(value, dict):
         if set(value) == {TENSOR_TAG}:
-            raise _HoldsTensor
+            if tensor_value is None:
+                raise _HoldsTensor
+            return tensor_value(value[TENSOR_TAG])
         if set(value) == {TUPLE_TAG}:
-            return [_plain(item) for item in value[TUPLE_TAG]]
-        return {key: _plain(item) for key, item in value.items()}
+            return [_plain(item, tensor_value) for item in value[TUPLE_TAG]]
+        return {key: _plain(item, tensor_value) for key, item in value.items()}
     return value
 
 
