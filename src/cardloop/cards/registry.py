@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "cardloop.cards.training",
     "cardloop.cards.training_loop",
     "cardloop.cards.evaluate",
+    "cardloop.cards.blocks",
 )
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.record_rows import metric_series
 
-EventKind = Literal["run_started", "started", "progress", "done", "cached", "failed", "run_finished"]
+EventKind = Literal["run_started", "started", "progress", "done", "skipped", "cached", "failed", "run_finished"]
 
 
 @dataclass(slots=True)
@@ -33,13 +33,17 @@ class CardEvent:
     #: a `progress` event's step of how many (a long card's own steps, such as a training loop's)
     step: int | None = None
     steps: int | None = None
+    #: a block's `progress` event: each loop's iteration (from 0) of how many (None: not known yet), outermost
+    #: first, as [{"block": "epochs", "index": 3, "total": 10}, ...]
+    iterations: list[dict[str, Any]] | None = None
 
 
 class RunHooks:
     """Fan-out of run events to listeners; a listener implements only the methods it needs."""
 
     METHODS = ("run_started", "card_started", "card_progress", "card_checkpoint", "card_done", "card_stored",
-               "card_cached", "card_failed", "card_interrupted", "run_finished")
+               "card_cached", "card_failed", "card_interrupted", "run_finished", "body_card_started",
+               "body_card_finished", "block_progress", "block_stats")
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:
@@ -96,6 +100,28 @@ class RunHooks:
         for call in self._run_finished:
             call(status, error)
 
+    def body_card_started(self, path: str, pc: PlannedCard) -> None:
+        """A card of a block's body starts; `path` names its iteration (`epochs[3].batches[7].fwd`), `pc` is the
+        card as the body's plan has it. Executors call this (and the next) only when a listener implements it."""
+        for call in self._body_card_started:
+            call(path, pc)
+
+    def body_card_finished(self, path: str, pc: PlannedCard, status: str, seconds: float,
+                           outputs: dict[str, Any] | None) -> None:
+        """A body card is done (`status` "done") or skipped ("skipped", no outputs)."""
+        for call in self._body_card_finished:
+            call(path, pc, status, seconds, outputs)
+
+    def block_progress(self, pc: PlannedCard, progress: dict[str, Any]) -> None:
+        """A top-level block `pc` finished an iteration of one of its loops: {"iterations": [...], "metrics"}."""
+        for call in self._block_progress:
+            call(pc, progress)
+
+    def block_stats(self, pc: PlannedCard, stats: list[Any]) -> None:
+        """The top-level block `pc` ended (or stopped): what each of its body cards did (engine/blocks.py)."""
+        for call in self._block_stats:
+            call(pc, stats)
+
 
 def _ignore(*args: Any) -> None:
     pass
@@ -148,13 +174,28 @@ class EventForwarder:
 
     def _metrics(self, pc: PlannedCard, outputs: dict[str, Any]) -> dict[str, float]:
         """The card's outputs marked `metric`, as floats (a series by its last value)."""
-        names = self._metric_ports.get(pc.card.type)
+        names = self._metric_ports.get(pc.card_type.id)
         if names is None:
-            names = self._metric_ports[pc.card.type] = tuple(p.name for p in pc.card_type.outputs if p.metric)
+            names = self._metric_ports[pc.card_type.id] = tuple(p.name for p in pc.card_type.outputs if p.metric)
         return {name: series[-1] for name in names if (series := metric_series(outputs.get(name)))}
 
     def card_cached(self, pc: PlannedCard, recorded: dict[str, Any]) -> None:
         self._card_event("cached", pc, metrics=recorded_metrics(pc, recorded))
+
+    def body_card_started(self, path: str, pc: PlannedCard) -> None:
+        self.callback(CardEvent("started", self.run_id, self.total, path, pc.card.type))
+
+    def body_card_finished(self, path: str, pc: PlannedCard, status: str, seconds: float,
+                           outputs: dict[str, Any] | None) -> None:
+        kind = "done" if status == "done" else "skipped"
+        metrics = self._metrics(pc, outputs) if outputs is not None else {}
+        self.callback(CardEvent(kind, self.run_id, self.total, path, pc.card.type, seconds=seconds,
+                                metrics=metrics, status=status))
+
+    def block_progress(self, pc: PlannedCard, progress: dict[str, Any]) -> None:
+        outer = progress["iterations"][0]
+        self._card_event("progress", pc, metrics=progress["metrics"], step=outer["index"] + 1, steps=outer["total"],
+                         iterations=progress["iterations"])
 
     def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
                     seconds: float) -> None:

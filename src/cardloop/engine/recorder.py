@@ -88,7 +88,7 @@ class RunRecorder:
         types = {pc.card_type.id: pc.card_type for pc in running}
         messages: list[tuple] = [("type", type_id, [(p.name, p.kind, p.metric) for p in card_type.outputs])
                                  for type_id, card_type in types.items()]
-        messages.append(("cards", [(pc.position, pc.card.id, pc.card.type, pc.cache_key, pc.states_seen,
+        messages.append(("cards", [(pc.position, pc.card.id, pc.card_type.id, pc.cache_key, pc.states_seen,
                                     pc.states_made, pc.state_outputs) for pc in running]))
         return messages
 
@@ -118,7 +118,7 @@ class RunRecorder:
             self.pending.append(("snapshots", self._snapshot(position)))
             if not self.every_state_change:
                 self.next_checkpoint = started + seconds + self.policy.checkpoint_seconds
-        names, converters = self._summaries.get(pc.card.type) or self._summary_ports(pc)
+        names, converters = self._summaries.get(pc.card_type.id) or self._summary_ports(pc)
         summaries = [outputs.get(name) for name in names] if names else ()
         if converters:  # a table is recorded by its shape, a metric series by its values: neither is kept
             summaries = [convert(v) if convert and v is not None else v for convert, v in zip(converters, summaries)]
@@ -146,9 +146,16 @@ class RunRecorder:
         ports = [p for p in pc.card_type.outputs if summarized(p.kind, p.metric)]
         converters = tuple(_table_summary if p.kind == DATAFRAME else _series_summary if p.kind not in SUMMARY_KINDS
                            else None for p in ports)
-        found = self._summaries[pc.card.type] = (tuple(p.name for p in ports),
+        found = self._summaries[pc.card_type.id] = (tuple(p.name for p in ports),
                                                  converters if any(converters) else ())
         return found
+
+    def block_stats(self, pc: PlannedCard, stats: list[Any]) -> None:
+        """What the body cards of block `pc` did: one row per body card (engine/blocks.IterationStats)."""
+        self.pending.append(("iteration_cards", [
+            (self.run_id, s.path, s.card_type, s.depth, s.executions, s.executions - sum(s.status), sum(s.seconds),
+             bytes(s.status), s.seconds.tobytes(), s.indices.tobytes(), json.dumps(list(s.metric_ports)),
+             b"".join(values.tobytes() for values in s.metrics)) for s in stats]))
 
     def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
                     seconds: float) -> None:
@@ -237,6 +244,8 @@ class RunRecorder:
                 snapshot_rows += self._write_snapshots(item[1], artifacts)
             elif item[0] == "progress":
                 progress.append(self._write_progress(item, artifacts))
+            elif item[0] == "iteration_cards":
+                self.records.add_iteration_cards(item[1])
             elif item[0] == "stored":
                 _, pc, recorded, snapshots, started_at, seconds = item
                 snapshot_rows += self._stored_snapshots(pc, snapshots, artifacts)

@@ -341,6 +341,9 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
                          executed=[pc.id for pc in work.run], cached=cached)
 
     resumes = _resumes(work, records, available) if options.executor == "local" and options.use_cache else {}
+    from cardloop.engine.blocks import RunServices, reset, serving
+
+    token = serving(RunServices(hooks, plan))
     try:
         executor = _executor(options, root, card_files, resumes, stored_by_type)
         executor.run(plan, hooks, slots, work, StoreLoader(artifacts))
@@ -352,6 +355,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
         hooks.run_finished("cancelled", interrupt)
         raise
     finally:
+        reset(token)
         torch.set_num_threads(previous_threads)
         if frozen:
             gc.unfreeze()

@@ -9,10 +9,11 @@ from typing import Any
 import yaml
 
 from cardloop.errors import PipelineInvalid, Problem
-from cardloop.pipeline.model import FORMAT_VERSION, Card, Pipeline
+from cardloop.pipeline.model import FORMAT_VERSION, Body, Card, Pipeline
 from cardloop.pipeline.parsing import collector_paused, decode, parse_json, parse_yaml
 
-CARD_KEYS = {"id", "type", "config", "inputs", "ui"}
+CARD_KEYS = {"id", "type", "config", "inputs", "ui", "when", "body"}
+BODY_KEYS = {"cards", "outputs"}
 PIPELINE_KEYS = {"version", "name", "description", "cards"}
 
 
@@ -61,14 +62,14 @@ def pipeline_from_dict(data: Any, source: str | None = None) -> Pipeline:
                     version=version)
 
 
-def _card_from_dict(raw: Any, position: int, problems: list[Problem]) -> Card | None:
-    where = f"card #{position + 1}"
+def _card_from_dict(raw: Any, position: int, problems: list[Problem], scope: str = "") -> Card | None:
+    where = f"{scope}card #{position + 1}"
     if not isinstance(raw, dict):
         problems.append(Problem(f"{where} must be a mapping with 'id' and 'type'"))
         return None
     card_id = raw.get("id")
     if isinstance(card_id, str) and card_id:
-        where = f"card '{card_id}'"
+        where = f"{scope}card '{card_id}'"
     else:
         problems.append(Problem(f"{where} has no 'id'"))
         card_id = None
@@ -77,7 +78,7 @@ def _card_from_dict(raw: Any, position: int, problems: list[Problem]) -> Card | 
     for key in sorted(set(raw) - CARD_KEYS):
         problems.append(Problem(f"{where}: unknown field '{key}'; valid fields: {', '.join(sorted(CARD_KEYS))}",
                                 card=card_id, field=key))
-    for key, kind in (("config", dict), ("inputs", dict), ("ui", dict)):
+    for key, kind in (("config", dict), ("inputs", dict), ("ui", dict), ("when", dict)):
         if raw.get(key) is not None and not isinstance(raw[key], kind):
             problems.append(Problem(f"{where}: '{key}' must be a mapping", card=card_id, field=key))
     if card_id is None or not isinstance(raw.get("type"), str):
@@ -85,8 +86,33 @@ def _card_from_dict(raw: Any, position: int, problems: list[Problem]) -> Card | 
     inputs = raw.get("inputs") if isinstance(raw.get("inputs"), dict) else {}
     config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
     ui = raw.get("ui") if isinstance(raw.get("ui"), dict) else None
+    when = raw.get("when") if isinstance(raw.get("when"), dict) else None
+    body = _body_from_dict(raw["body"], f"{scope}{card_id}.", card_id, problems) if "body" in raw else None
     return Card(id=card_id, type=raw["type"], config=dict(config), inputs={str(k): v for k, v in inputs.items()},
-                ui=ui)
+                ui=ui, when=when, body=body)
+
+
+def _body_from_dict(raw: Any, scope: str, card_id: str, problems: list[Problem]) -> Body | None:
+    """A block's body: {cards: [...], outputs: {port: "<card>.<port>"}}; its cards' problems are named by the
+    block path (`epochs.batches.card 'fwd'`)."""
+    where = f"block '{scope[:-1]}'"
+    if not isinstance(raw, dict):
+        problems.append(Problem(f"{where}: 'body' must be a mapping with 'cards' and 'outputs'", card=card_id,
+                                field="body"))
+        return None
+    for key in sorted(set(raw) - BODY_KEYS):
+        problems.append(Problem(f"{where}: unknown body field '{key}'; valid fields: {', '.join(sorted(BODY_KEYS))}",
+                                card=card_id, field=f"body.{key}"))
+    raw_cards, outputs = raw.get("cards"), raw.get("outputs") or {}
+    if not isinstance(raw_cards, list):
+        problems.append(Problem(f"{where}: 'body.cards' must be a list of cards", card=card_id, field="body.cards"))
+        raw_cards = []
+    if not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values()):
+        problems.append(Problem(f"{where}: 'body.outputs' must map each output port to '<body card>.<port>'",
+                                card=card_id, field="body.outputs"))
+        outputs = {}
+    cards = [card for i, item in enumerate(raw_cards) if (card := _card_from_dict(item, i, problems, scope))]
+    return Body(cards, {str(k): v for k, v in outputs.items()})
 
 
 def dump_pipeline(pipeline: Pipeline, fmt: str = "yaml") -> str:

@@ -10,6 +10,8 @@ from typing import Any
 
 FORMAT_VERSION = 1
 CARD_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+#: the card type of a block (a card holding a body; docs/blocks.md)
+BLOCK_TYPE = "loop"
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,32 @@ def split_ref(text: Any) -> tuple[str, str] | None:
 
 
 @dataclass
+class Body:
+    """A block's sub-pipeline: its cards in script order, and the block's output ports, each mapped to
+    `"<body card>.<port>"` (docs/blocks.md)."""
+
+    cards: list[Card] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"cards": [card.to_dict() for card in self.cards]}
+        if self.outputs:
+            data["outputs"] = dict(self.outputs)
+        return data
+
+
+@dataclass
 class Card:
-    """One use of a card type: an id unique in the pipeline, its type, config and input links."""
+    """One use of a card type: an id unique in its scope, its type, config and input links; `when`, the
+    condition it runs under; `body`, for a block, the cards it runs (docs/blocks.md)."""
 
     id: str
     type: str
     config: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
     ui: dict[str, Any] | None = None
+    when: dict[str, Any] | None = None
+    body: Body | None = None
 
     def __getitem__(self, port: str) -> OutputRef:
         """`card["model"]` is a reference to this card's output port `model`, for wiring in code."""
@@ -57,6 +77,10 @@ class Card:
             data["inputs"] = dict(self.inputs)
         if self.config:
             data["config"] = dict(self.config)
+        if self.when is not None:
+            data["when"] = self.when
+        if self.body is not None:
+            data["body"] = self.body.to_dict()
         if self.ui:
             data["ui"] = dict(self.ui)
         return data

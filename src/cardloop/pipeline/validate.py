@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from cardloop.cards.registry import Registry, default_registry
 from cardloop.cards.spec import CardConfig, CardType, Port
 from cardloop.errors import PipelineInvalid, Problem
-from cardloop.kinds import compatible
+from cardloop.kinds import ANY, compatible
+from cardloop.pipeline.blocks import check_block, is_block, parse_condition
 from cardloop.pipeline.model import CARD_ID, Card, Pipeline, split_ref
 from cardloop.pipeline.parsing import collector_paused
 
@@ -47,7 +48,10 @@ def _check(pipeline: Pipeline, registry: Registry) -> tuple[list[Problem], list[
         return _check_cards(pipeline, registry)
 
 
-def _check_cards(pipeline: Pipeline, registry: Registry) -> tuple[list[Problem], list[CheckedCard]]:
+def _check_cards(pipeline: Pipeline, registry: Registry, extra_types: dict[str, CardType] | None = None,
+                 path: tuple[str, ...] = ()) -> tuple[list[Problem], list[CheckedCard]]:
+    """Check a pipeline, or (with `path`, the ids of the enclosing blocks) a block's body, whose first card is
+    the block's ports card, of a type in `extra_types`."""
     problems: list[Problem] = []
     if not pipeline.cards:
         problems.append(Problem("the pipeline has no cards; add at least one", field="cards"))
@@ -61,10 +65,19 @@ def _check_cards(pipeline: Pipeline, registry: Registry) -> tuple[list[Problem],
                                     f"{position + 1}); card ids must be unique", card=card.id, field="id"))
         else:
             positions[card.id] = position
-    types = _Types(registry)
+    types = _Types(registry, extra_types)
     configs = _Configs()
     checked: list[CheckedCard] = []
     for position, card in enumerate(pipeline.cards):
+        if is_block(card) and not (path and position == 0):
+            problems += _block_problems(card, position, pipeline, positions, types, path, registry, checked)
+            continue
+        if card.when is not None:
+            if not path:
+                problems.append(Problem(f"card '{card.id}': 'when' is for cards inside a loop block; put the card "
+                                        "in a block (docs/blocks.md)", card=card.id, field="when"))
+            else:
+                parse_condition(card.when, card.id, positions, position, checked, path, problems)
         found = types.get(card.type)
         if found is None:
             problems.append(Problem(f"card '{card.id}': {registry.unknown_message(card.type)}",
@@ -80,20 +93,75 @@ def _check_cards(pipeline: Pipeline, registry: Registry) -> tuple[list[Problem],
     return problems, checked
 
 
-class _Types:
-    """Card types by id, with their ports by name, looked up once per validation."""
+def _block_problems(card: Card, position: int, pipeline: Pipeline, positions: dict[str, int], types: _Types,
+                    path: tuple[str, ...], registry: Registry, checked: list[CheckedCard]) -> list[Problem]:
+    """Check a block: its input links (any kind, each taking its source's), then its body and settings. Appends
+    what planning needs to `checked`, and records the block's type for the cards below it."""
+    problems: list[Problem] = []
+    where = ".".join((*path, card.id))
+    if card.when is not None and not path:
+        problems.append(Problem(f"block '{card.id}': 'when' is for cards inside a loop block", card=card.id,
+                                field="when"))
+    loose = CardType(id="loop", title="", category="", description="", config_model=_NoCheck,
+                     inputs=tuple(Port(name, ANY) for name in card.inputs), outputs=(), run=_never)
+    sources: dict[str, tuple[int, str]] = {}
+    problems += _input_problems(card, (loose, {p.name: p for p in loose.inputs}, {}), position, pipeline,
+                                positions, types, sources)
+    ports = {port: types.get(pipeline.cards[src].type, pipeline.cards[src].id)[2][out]
+             for port, (src, out) in sources.items()}
 
-    def __init__(self, registry: Registry) -> None:
+    def check_body(body: Pipeline, extra: dict[str, CardType], body_path: tuple[str, ...]):
+        found, body_checked = _check_cards(body, registry, extra, body_path)
+        prefix = ".".join(body_path)
+        return [p if p.card and "." in p.card else
+                Problem(f"{prefix}.{p.card}: {p.message}" if p.card else f"{prefix}: {p.message}",
+                        card=f"{prefix}.{p.card}" if p.card else prefix, field=p.field)
+                for p in found], body_checked
+
+    if len(sources) == len(card.inputs):
+        made = check_block(card, ports, (*path, card.id), check_body, problems)
+        types.add(card.id, made and made[0])  # a broken block: the cards below are not told about its ports
+        if made is not None and not problems:
+            checked.append(CheckedCard(made[0], made[1], sources))
+    else:
+        types.add(card.id, None)
+    return problems
+
+
+class _NoCheck(CardConfig):
+    model_config = {"extra": "allow"}
+
+
+def _never(config: Any, **inputs: Any) -> dict:
+    raise RuntimeError("never runs")
+
+
+class _Types:
+    """Card types by id, with their ports by name, looked up once per validation; a block's type by its card."""
+
+    def __init__(self, registry: Registry, extra: dict[str, CardType] | None = None) -> None:
         self.registry = registry
         self._found: dict[str, tuple[CardType, dict[str, Port], dict[str, Port]] | None] = {}
+        self._blocks: dict[str, tuple[CardType, dict[str, Port], dict[str, Port]] | None] = {}
+        for card_type in (extra or {}).values():
+            self._found[card_type.id] = self._entry(card_type)
 
-    def get(self, type_id: str) -> tuple[CardType, dict[str, Port], dict[str, Port]] | None:
+    def add(self, card_id: str, block_type: CardType | None) -> None:
+        """The type of the block with this id (its ports are its own); None for a block too broken to have one."""
+        self._blocks[card_id] = block_type and self._entry(block_type)
+
+    def get(self, type_id: str, card_id: str | None = None) -> tuple[CardType, dict[str, Port], dict[str, Port]] | None:
         """(card type, input ports, output ports), or None for an unknown type."""
+        if card_id is not None and card_id in self._blocks:
+            return self._blocks[card_id]
         if type_id not in self._found:
             card_type = self.registry.get(type_id) if type_id in self.registry else None
-            self._found[type_id] = card_type and (card_type, {p.name: p for p in card_type.inputs},
-                                                  {p.name: p for p in card_type.outputs})
+            self._found[type_id] = card_type and self._entry(card_type)
         return self._found[type_id]
+
+    @staticmethod
+    def _entry(card_type: CardType) -> tuple[CardType, dict[str, Port], dict[str, Port]]:
+        return card_type, {p.name: p for p in card_type.inputs}, {p.name: p for p in card_type.outputs}
 
 
 class _Configs:
@@ -164,7 +232,8 @@ def _input_problems(card: Card, found: tuple[CardType, dict[str, Port], dict[str
         ref = split_ref(ref_text)
         source_position = positions.get(ref[0], position) if ref else position
         if port is not None and source_position < position:  # the common case: a link to a card above
-            source = types.get(pipeline.cards[source_position].type)
+            source_card = pipeline.cards[source_position]
+            source = types.get(source_card.type, source_card.id)
             output = source[2].get(ref[1]) if source else None
             if output is not None and compatible(output.kind, port.kind):
                 sources[port_name] = (source_position, ref[1])
@@ -197,7 +266,7 @@ def _link_problem(card: Card, card_type: CardType, port_name: str, port: Port | 
             f"{source_position + 1}, this card is at {position + 1})"
         return f"{where}: input '{port_name}' uses {what}; a card may only use outputs of cards above it"
     source = pipeline.cards[source_position]
-    found = types.get(source.type)
+    found = types.get(source.type, source.id)
     if found is None:
         return None
     output = found[2].get(ref[1])

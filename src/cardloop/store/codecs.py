@@ -7,7 +7,7 @@ from typing import Any
 from cardloop import kinds
 from cardloop.errors import StoreError
 from cardloop.store.codec import Codec, CodecContext
-from cardloop.store.json_codecs import InfoCodec, ScalarCodec
+from cardloop.store.json_codecs import JSON_ITEM_KINDS, InfoCodec, ListCodec, ScalarCodec
 from cardloop.store.model_codec import ModelCodec
 from cardloop.store.optimizer_codec import OptimizerCodec
 from cardloop.store.table_codec import DataFrameCodec
@@ -30,6 +30,8 @@ def codec_for_kind(kind: str, value: Any = None) -> Codec:
     """The codec of a port kind; for kind `any`, the codec of `value`'s type."""
     if kind == kinds.ANY:
         return codec_for_value(value)
+    if kind not in _by_kind and _json_list(kind):
+        return ListCodec(kind)
     if kind not in _by_kind:
         raise StoreError(f"no codec is registered for kind '{kind}' "
                          "(register one with cardloop.store.codecs.register_codec)")
@@ -38,7 +40,15 @@ def codec_for_kind(kind: str, value: Any = None) -> Codec:
 
 def has_codec(kind: str) -> bool:
     """Whether values of port kind `kind` can be stored (for `any`: it depends on each value's type)."""
-    return kind == kinds.ANY or kind in _by_kind
+    return kind == kinds.ANY or kind in _by_kind or _json_list(kind)
+
+
+def _json_list(kind: str) -> bool:
+    """Whether `kind` is a loop block's collected list (`list:...`) of numbers or infos, stored as JSON."""
+    item = kind
+    while item.startswith("list:"):
+        item = item[5:]
+    return item != kind and item in JSON_ITEM_KINDS
 
 
 def codec_for_value(value: Any) -> Codec:
@@ -64,6 +74,8 @@ def codec_named(name: str) -> Codec:
     for codec in _by_kind.values():
         if codec.name == name:
             return codec
+    if name == ListCodec.name:
+        return ListCodec()
     raise StoreError(f"no codec named '{name}' is registered")
 
 

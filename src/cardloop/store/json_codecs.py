@@ -96,3 +96,51 @@ class InfoCodec(Codec):
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, dict)
+
+
+#: the kinds whose collected lists (a loop block's `list:<kind>` outputs) are stored as JSON
+JSON_ITEM_KINDS = frozenset({kinds.SCALAR, kinds.INFO})
+
+
+class ListCodec(Codec):
+    """A loop block's collected output (kind `list:scalar`, `list:list:info`, ...) as JSON; an iteration in which
+    the card was skipped is null, a NaN or infinite number its name as a string ("NaN", "Infinity")."""
+
+    name = "list-json"
+    extension = "json"
+    format = "cardloop.list/1"
+
+    def __init__(self, kind: str = "list:scalar"):
+        self.kind = kind
+
+    def encode(self, value: list, ctx: CodecContext) -> bytes:
+        return _json_payload(self.format, self.summarize(value))
+
+    def decode(self, data: bytes, ctx: CodecContext) -> list:
+        return _numbers(_json_value(data, self.format))
+
+    def summarize(self, value: list) -> Any:
+        if not isinstance(value, list):
+            raise StoreError(f"a collected output must be a list, not a {type(value).__name__}")
+        return _named_numbers(to_jsonable(value, "list"))
+
+
+def _named_numbers(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list):
+        return [_named_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _named_numbers(v) for k, v in value.items()}
+    return value
+
+
+_NAMED = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _numbers(value: Any) -> Any:
+    if isinstance(value, str) and value in _NAMED:
+        return _NAMED[value]
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value

@@ -109,3 +109,38 @@ class StateSnapshot:
     cache_key: str
     members: dict[str, Any]
     created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class IterationCards:
+    """What one card of a block's body did in every iteration of a run, in arrays (a few bytes per execution):
+    `status` one byte each (1 done, 0 skipped), `times` float32 seconds, `indices` int64 iteration numbers
+    (`depth` per execution, outermost loop first), `metric_values` float64 values of each metric in
+    `metric_names` (JSON list), one array after the other; NaN where the card was skipped."""
+
+    run_id: str
+    path: str  # the static path, `epochs.batches.fwd`
+    card_type: str
+    depth: int
+    executions: int
+    skipped: int
+    seconds: float
+    status: bytes
+    times: bytes
+    indices: bytes
+    metric_names: str
+    metric_values: bytes
+
+    def arrays(self) -> tuple[bytes, Any, Any, dict[str, Any]]:
+        """(status, seconds, indices as rows of `depth`, {metric: values}) as Python arrays."""
+        import json
+        from array import array
+
+        times, indices, values = array("f"), array("q"), array("d")
+        times.frombytes(self.times)
+        indices.frombytes(self.indices)
+        values.frombytes(self.metric_values)
+        names = json.loads(self.metric_names)
+        n = self.executions
+        rows = [tuple(indices[i * self.depth:(i + 1) * self.depth]) for i in range(n)]
+        return self.status, times, rows, {name: values[k * n:(k + 1) * n] for k, name in enumerate(names)}

@@ -37,6 +37,7 @@ from cardloop.store.record_types import (
     CardExecution,
     ExecutionRow,
     Metric,
+    IterationCards,
     RunRecord,
     StateSnapshot,
 )
@@ -82,7 +83,12 @@ CREATE INDEX IF NOT EXISTS state_snapshots_by_key ON state_snapshots (cache_key,
 CREATE TABLE IF NOT EXISTS card_progress (
     run_id TEXT NOT NULL, card_id TEXT NOT NULL, cache_key TEXT NOT NULL, step INTEGER NOT NULL,
     members TEXT NOT NULL, extra TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS card_progress_by_key ON card_progress (cache_key, created_at)
+CREATE INDEX IF NOT EXISTS card_progress_by_key ON card_progress (cache_key, created_at);
+CREATE TABLE IF NOT EXISTS iteration_cards (
+    run_id TEXT NOT NULL, path TEXT NOT NULL, card_type TEXT NOT NULL, depth INTEGER NOT NULL,
+    executions INTEGER NOT NULL, skipped INTEGER NOT NULL, seconds REAL NOT NULL, status BLOB NOT NULL,
+    times BLOB NOT NULL, indices BLOB NOT NULL, metric_names TEXT NOT NULL, metric_values BLOB NOT NULL,
+    PRIMARY KEY (run_id, path))
 """
 
 #: Version 0 -> 1: the metrics table of a database made before, whose value column refused NULL (and so NaN),
@@ -246,6 +252,18 @@ class RunRecords:
         with self._write() as db:
             db.execute("INSERT INTO card_progress VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (run_id, card_id, cache_key, step, json.dumps(members), extra, time.time()))
+
+    def add_iteration_cards(self, rows: list[tuple]) -> None:
+        """Record what the cards of a block's body did, one row per body card (IterationCards' columns; a row
+        written again for the same run and path, after a resumed block, is replaced)."""
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO iteration_cards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def iteration_cards(self, run_id: str, path: str | None = None) -> list[IterationCards]:
+        """What each body card of the run's blocks did (or the one with this static path), in script order."""
+        query = "SELECT * FROM iteration_cards WHERE run_id = ?" + (" AND path = ?" if path else "")
+        rows = self._read(query + " ORDER BY rowid", (run_id, path) if path else (run_id,))
+        return [IterationCards(*row) for row in rows]
 
     def latest_card_progress(self, cache_key: str) -> tuple[int, dict[str, Any], str] | None:
         """The newest checkpoint inside a card with this cache key: (step, members, extra JSON text)."""

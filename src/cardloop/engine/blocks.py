@@ -1,0 +1,355 @@
+"""Running a block: its body, iteration after iteration, as the cards of a hand-written loop would (docs/blocks.md).
+
+A block is one card of the plan around it. When it runs, its body is planned once (`body_plan`) and prepared
+once, like the local executor prepares a plan; then every iteration fills the ports card's slots (the block's
+inputs, the iteration's number, the carried values, the iterator's item) and calls the body's cards in script
+order on one list of slots. A slot keeps its value until the next iteration writes it again, as a loop's
+variables do: last step's loss and its graph stay alive until this step's replace them (Plan.releases says why
+that matters for speed).
+
+Training state is threaded by identity, as in a flat script: the body's cards work on the live objects. A card
+whose `when` does not hold, or that needs a value a skipped card did not make, is skipped: its value outputs
+hold SKIPPED and its state outputs the state as it received it.
+
+What a body card did is kept per card of the body (`IterationStats`): its status, seconds, iteration and metric
+values, a few bytes per execution, written to the run records when the block ends. Events for body cards (their
+path is `epochs[3].batches[7].fwd`) are sent only when a listener asks for them (a progress bar, the editor).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+from cardloop.cards.spec import CardContext
+from cardloop.engine.events import RunHooks, listens
+from cardloop.engine.plan import Plan, PlannedCard, _plan
+from cardloop.errors import CardError, CardFailed
+from cardloop.kinds import GRAPH_KINDS, STATE_KINDS
+from cardloop.pipeline.blocks import ITERATION, OVER, SKIPPED, BlockSpec, BlockType, condition_holds
+
+# --- what a run offers its blocks ------------------------------------------------------------------------
+
+
+@dataclass
+class RunServices:
+    """What the blocks of one run share: the run's hooks and plan, each loop's iteration count over the run
+    (`every ... global`), the bodies prepared so far and what their cards did."""
+
+    hooks: RunHooks | None = None
+    plan: Plan | None = None
+    totals: dict[str, int] = field(default_factory=dict)  # by loop's static path
+    runners: dict[int, BlockRunner] = field(default_factory=dict)  # by id of the BlockSpec
+    stats: dict[str, IterationStats] = field(default_factory=dict)  # by body card's static path
+
+    def runner(self, spec: BlockSpec) -> BlockRunner:
+        found = self.runners.get(id(spec))
+        if found is None:
+            found = self.runners[id(spec)] = BlockRunner(spec, self)
+        return found
+
+    def take_stats(self, block: str) -> list[IterationStats]:
+        """The stats of the body cards of the top-level block `block`, taken out (written once)."""
+        taken = [s for path, s in self.stats.items() if path.split(".", 1)[0] == block]
+        for stats in taken:
+            del self.stats[stats.path]
+        return taken
+
+
+_current: contextvars.ContextVar[RunServices | None] = contextvars.ContextVar("cardloop_run", default=None)
+
+
+def serving(services: RunServices) -> contextvars.Token:
+    """Make `services` the current run's, for the blocks it runs; `_current.reset(token)` after."""
+    return _current.set(services)
+
+
+def reset(token: contextvars.Token) -> None:
+    _current.reset(token)
+
+
+def run_block(spec: BlockSpec, config: Any, ctx: CardContext, **inputs: Any) -> dict[str, Any]:
+    """A block's run function (its BlockType.run): run the body over its iterations; returns the block's outputs.
+    Outside a run (a block's function called by hand), with no hooks."""
+    services = _current.get() or RunServices()
+    block_pc = services.plan.card(ctx.card_id) if services.plan is not None else None
+    try:
+        return services.runner(spec).run(inputs, ctx, "", (), (), block_pc)
+    finally:
+        if block_pc is not None and services.hooks is not None:
+            services.hooks.block_stats(block_pc, services.take_stats(spec.card.id))
+
+
+# --- what body cards did ---------------------------------------------------------------------------------
+
+DONE, SKIPPED_STATUS = 1, 0
+
+
+class IterationStats:
+    """What one body card did in every iteration: status, seconds, iteration path and metric values, in
+    arrays (13 bytes and 8 per metric per execution)."""
+
+    __slots__ = ("path", "card_type", "depth", "status", "seconds", "indices", "metric_ports", "metrics")
+
+    def __init__(self, path: str, card_type: str, depth: int, metric_ports: tuple[str, ...]):
+        self.path, self.card_type, self.depth = path, card_type, depth
+        self.status = bytearray()
+        self.seconds = array("f")
+        self.indices = array("q")
+        self.metric_ports = metric_ports
+        self.metrics = tuple(array("d") for _ in metric_ports)
+
+    def add(self, status: int, seconds: float, indices: tuple[int, ...], outputs: Any) -> None:
+        self.status.append(status)
+        self.seconds.append(seconds)
+        self.indices.extend(indices)
+        for port, values in zip(self.metric_ports, self.metrics):
+            value = outputs.get(port) if outputs is not None else None
+            values.append(_number(value))
+
+    @property
+    def executions(self) -> int:
+        return len(self.status)
+
+
+def _number(value: Any) -> float:
+    if value is None or value is SKIPPED:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+# --- the body, prepared ----------------------------------------------------------------------------------
+
+
+def body_plan(spec: BlockSpec) -> Plan:
+    """The body planned as a pipeline whose first card is the block's ports card."""
+    return _plan(spec.checked, spec.body)
+
+
+class _Entry:
+    """One body card, prepared: what every iteration needs to call it."""
+
+    __slots__ = ("pc", "run", "fixed", "inputs", "outputs", "condition", "nested", "stats", "state_passes",
+                 "value_slots", "metric_ports")
+
+    def __init__(self, pc: PlannedCard, run: Any, fixed: dict, condition: Any, nested: BlockRunner | None,
+                 stats: IterationStats):
+        self.pc, self.run, self.fixed, self.condition, self.nested, self.stats = pc, run, fixed, condition, nested, stats
+        self.inputs = tuple((b.port, b.slot) for b in pc.bindings)
+        self.outputs = tuple(pc.output_slots.items())
+        by_port = {b.port: b.slot for b in pc.bindings}
+        # when skipped: a state output holds the state its card received, a value output SKIPPED
+        self.state_passes = tuple((pc.output_slots[p.name], by_port.get(p.state_of)) for p in pc.card_type.outputs
+                                  if p.kind in STATE_KINDS)
+        self.value_slots = tuple(pc.output_slots[p.name] for p in pc.card_type.outputs if p.kind not in STATE_KINDS)
+
+
+class BlockRunner:
+    """One block's body, prepared once per run; `run` runs its iterations."""
+
+    def __init__(self, spec: BlockSpec, services: RunServices):
+        from cardloop.engine.local import _prepared
+
+        self.spec, self.services = spec, services
+        self.plan = plan = body_plan(spec)
+        ports = plan.cards[0]
+        self.ports = ports.output_slots
+        self.id = spec.card.id
+        self.static_path = spec.static_path
+        self.entries: list[_Entry] = []
+        for pc in plan.cards[1:]:
+            path = f"{self.static_path}.{pc.id}"
+            nested = services.runner(pc.card_type.spec) if isinstance(pc.card_type, BlockType) else None
+            metric_ports = tuple(p.name for p in pc.card_type.outputs if p.metric)
+            stats = services.stats.get(path)
+            if stats is None:
+                stats = services.stats[path] = IterationStats(path, pc.card.type, len(spec.path), metric_ports)
+            if nested is not None:
+                fixed, run = {}, None
+            else:
+                _, run, fixed, _, _ = _prepared(plan, pc)
+            self.entries.append(_Entry(pc, run, fixed, spec.conditions.get(pc.position), nested, stats))
+        self.slot_of = lambda position, port: plan.cards[position].output_slots[port]
+        self.carry = tuple((name, init, self.ports[name], plan.cards[position].output_slots[port])
+                           for name, init, position, port in spec.carry)
+        self.until = plan.cards[spec.until[0]].output_slots[spec.until[1]] if spec.until else None
+        self.item_ports = tuple((name, self.ports[name]) for name in spec.item_ports)
+        # state outputs of the block, each with the ports-card slot of the input it continues
+        self.outputs = []
+        for output in spec.outputs:
+            slot = plan.cards[output.position].output_slots[output.port] if output.role != "carry" else None
+            origin = next((p.state_of for p in spec_outputs_ports(spec) if p.name == output.name), None)
+            self.outputs.append((output, slot, self.ports.get(origin) if origin else None))
+
+    def run(self, inputs: dict[str, Any], ctx: CardContext | None, prefix: str, counts: tuple[int, ...],
+            indices: tuple[int, ...], block_pc: PlannedCard | None) -> dict[str, Any]:
+        """Run the iterations. `prefix`: the path of the enclosing iteration (`epochs[3].`); `counts`: the
+        enclosing loops' 1-based iteration numbers; `indices`: their 0-based ones."""
+        spec, config = self.spec, self.spec.config
+        services, hooks = self.services, self.services.hooks
+        forward = hooks is not None and listens(hooks, "body_card_finished")
+        slots: list[Any] = [None] * self.plan.slot_count
+        for name, value in inputs.items():
+            if name != OVER and name in self.ports:
+                slots[self.ports[name]] = value
+        iterator = inputs.get(OVER)
+        if iterator is not None:
+            count = len(iterator)
+        elif config.times is not None:
+            count = config.times
+        else:
+            count = config.max if config.until is not None else 1
+        carried = {name: init for name, init, _, _ in self.carry}
+        collected: dict[str, list] = {o.name: [] for o, _, _ in self.outputs if o.role == "collect"}
+        start = 0
+        resumed = ctx.resumed if ctx is not None and not prefix else None
+        if resumed is not None:
+            step, extra = resumed
+            start = step + 1
+            carried.update(extra.get("carry", {}))
+            for name, values in extra.get("collected", {}).items():
+                collected[name] = list(values)
+        checkpoint = ctx.checkpoint if ctx is not None and not prefix else None
+        report = block_pc is not None and hooks is not None and listens(hooks, "block_progress")
+        total_key = self.static_path
+        iteration_slot = self.ports[ITERATION]
+        stop = False
+        for i in range(start, count):
+            slots[iteration_slot] = i
+            if iterator is not None:
+                item = iterator.item(i)
+                for name, slot in self.item_ports:
+                    slots[slot] = item[name]
+            for name, _, slot, _ in self.carry:
+                slots[slot] = carried[name]
+            services.totals[total_key] = services.totals.get(total_key, 0) + 1
+            where = f"{prefix}{self.id}[{i}]."
+            self._iteration(slots, where, (*counts, i + 1), (*indices, i), forward)
+            for name, _, _, next_slot in self.carry:
+                value = slots[next_slot]
+                if value is not SKIPPED:
+                    carried[name] = value
+            for output, slot, origin in self.outputs:
+                value = slots[slot] if slot is not None else None
+                if output.role == "collect":
+                    collected[output.name].append(None if value is SKIPPED else _detached(value))
+                elif output.role == "state" and origin is not None and value is not None and value is not SKIPPED:
+                    slots[origin] = value  # the next iteration sees the state as this one left it
+            if self.until is not None:
+                flag = slots[self.until]
+                stop = flag is not SKIPPED and flag is not None and bool(flag)
+            if checkpoint is not None:
+                checkpoint(i, {"carry": carried, "collected": collected})
+            if report:
+                hooks.block_progress(block_pc, self._progress(prefix, i, count, slots))
+            if stop:
+                break
+        outputs: dict[str, Any] = {}
+        for output, slot, origin in self.outputs:
+            if output.role == "collect":
+                outputs[output.name] = collected[output.name]
+            elif output.role == "carry":
+                outputs[output.name] = carried[output.name]
+            else:
+                value = slots[slot] if slot is not None else None
+                if value is None or value is SKIPPED:
+                    value = slots[origin] if origin is not None else inputs.get(_origin_input(spec, output.name))
+                outputs[output.name] = value
+        return outputs
+
+    def _iteration(self, slots: list[Any], prefix: str, counts: tuple[int, ...], indices: tuple[int, ...],
+                   forward: bool) -> None:
+        services = self.services
+        hooks = services.hooks
+        clock = time.perf_counter
+        for entry in self.entries:
+            condition = entry.condition
+            if condition is not None and not condition_holds(condition, self.slot_of, slots, counts,
+                                                             self._totals(counts)):
+                self._skip(entry, slots, prefix, indices, forward)
+                continue
+            kwargs = entry.fixed.copy()
+            skipped = False
+            for port, slot in entry.inputs:
+                value = slots[slot]
+                if value is SKIPPED:
+                    skipped = True
+                    break
+                kwargs[port] = value
+            if skipped:
+                self._skip(entry, slots, prefix, indices, forward)
+                continue
+            if forward:
+                hooks.body_card_started(prefix + entry.pc.id, entry.pc)
+            started = clock()
+            if entry.nested is not None:
+                outputs = entry.nested.run(kwargs, None, prefix, counts, indices, None)
+            else:
+                try:
+                    outputs = entry.run(**kwargs)
+                except CardFailed:
+                    raise
+                except Exception as exc:
+                    raise self._failed(entry, prefix, exc) from exc
+            seconds = clock() - started
+            try:
+                for name, slot in entry.outputs:
+                    slots[slot] = outputs[name]
+            except (KeyError, TypeError) as exc:
+                raise self._failed(entry, prefix, CardError(f"its run function returned no value for output(s) "
+                                                            f"{[n for n, _ in entry.outputs]}")) from exc
+            entry.stats.add(DONE, seconds, indices, outputs)
+            if forward:
+                hooks.body_card_finished(prefix + entry.pc.id, entry.pc, "done", seconds, outputs)
+
+    def _totals(self, counts: tuple[int, ...]) -> list[int]:
+        """Each enclosing loop's iteration count over the run (for `every ... global`)."""
+        paths = [".".join(self.spec.path[: depth + 1]) for depth in range(len(counts))]
+        return [self.services.totals.get(path, 0) for path in paths]
+
+    def _skip(self, entry: _Entry, slots: list[Any], prefix: str, indices: tuple[int, ...], forward: bool) -> None:
+        for slot in entry.value_slots:
+            slots[slot] = SKIPPED
+        for slot, source in entry.state_passes:
+            slots[slot] = slots[source] if source is not None else SKIPPED
+        entry.stats.add(SKIPPED_STATUS, 0.0, indices, None)
+        if forward:
+            self.services.hooks.body_card_finished(prefix + entry.pc.id, entry.pc, "skipped", 0.0, None)
+
+    def _failed(self, entry: _Entry, prefix: str, exc: Exception) -> CardFailed:
+        from cardloop.engine.local import _describe
+
+        return CardFailed(prefix + entry.pc.id, entry.pc.card.type, _describe(exc))
+
+    def _progress(self, prefix: str, i: int, count: int, slots: list[Any]) -> dict[str, Any]:
+        """The top-level block's progress: each loop's iteration of how many, and the latest metrics."""
+        metrics = {}
+        for entry in self.entries:
+            for port, values in zip(entry.stats.metric_ports, entry.stats.metrics):
+                if values and not math.isnan(values[-1]):
+                    metrics[port] = values[-1]
+        return {"iterations": [{"block": self.id, "index": i, "total": count}], "metrics": metrics}
+
+
+def spec_outputs_ports(spec: BlockSpec) -> tuple:
+    """The block type's output ports, as checking made them (role, kind, state_of)."""
+    from cardloop.pipeline.blocks import _output_port
+
+    return tuple(_output_port(o, spec.checked, spec.body, spec.ports_type) for o in spec.outputs)
+
+
+def _origin_input(spec: BlockSpec, name: str) -> str | None:
+    return next((p.state_of for p in spec_outputs_ports(spec) if p.name == name), None)
+
+
+def _detached(value: Any) -> Any:
+    """A collected value keeps no autograd graph alive (a list of every step's graphs would fill the memory)."""
+    detach = getattr(value, "detach", None)
+    return detach() if detach is not None and getattr(value, "requires_grad", False) else value
