@@ -323,7 +323,7 @@ def _outputs(card: Card, body: Pipeline, checked: list, positions: dict[str, int
              carry_kinds: dict[str, str], where: str, problems: list[Problem]) -> list[BlockOutput]:
     outputs = []
     for name, ref in card.body.outputs.items():
-        found = _body_ref(ref, positions, checked, where, f"output '{name}'", problems)
+        found = _body_ref(str(ref), positions, checked, where, f"output '{name}'", problems)
         if found is None:
             continue
         port = checked[found[0]].card_type.output(found[1])

@@ -39,8 +39,57 @@ def split_ref(text: Any) -> tuple[str, str] | None:
     return (card, port) if card and port and "." not in port else None
 
 
+class _Script:
+    """Cards in script order, added with `add` and `add_block` (a pipeline, or a block's body)."""
+
+    cards: list[Card]
+
+    def add(self, type_id: str, id: str | None = None, *, config: Mapping[str, Any] | None = None,
+            when: Mapping[str, Any] | None = None, **ports_and_config: Any) -> Card:
+        """Append a card. Keyword arguments that are `OutputRef`s (`other["port"]`) become input links;
+        the rest become config, merged with `config`. `when`: the condition it runs under (in a block)."""
+        inputs = {k: str(v) for k, v in ports_and_config.items() if isinstance(v, OutputRef)}
+        settings = {k: v for k, v in ports_and_config.items() if not isinstance(v, OutputRef)}
+        card = Card(id=id or self._fresh_id(type_id), type=type_id, config={**(config or {}), **settings},
+                    inputs=inputs, when=_plain_refs(when))
+        self.cards.append(card)
+        return card
+
+    def add_block(self, id: str, *, inputs: Mapping[str, OutputRef] | None = None, times: int | None = None,
+                  max: int | None = None, until: OutputRef | str | None = None,
+                  carry: Mapping[str, tuple[Any, OutputRef | str]] | None = None,
+                  when: Mapping[str, Any] | None = None) -> Card:
+        """Append a loop block (docs/blocks.md); add its cards with `block.body.add(...)`, name its outputs in
+        `block.body.outputs`, and use its ports inside as `block["port"]`. `carry`: {name: (init, next)}."""
+        config: dict[str, Any] = {key: value for key, value in (("times", times), ("max", max)) if value is not None}
+        if until is not None:
+            config["until"] = str(until)
+        if carry:
+            config["carry"] = {name: {"init": init, "next": str(ref)} for name, (init, ref) in carry.items()}
+        card = Card(id=id, type=BLOCK_TYPE, config=config, inputs={k: str(v) for k, v in (inputs or {}).items()},
+                    when=_plain_refs(when), body=Body())
+        self.cards.append(card)
+        return card
+
+    def _fresh_id(self, type_id: str) -> str:
+        stem = type_id.removeprefix("training_")
+        taken = {card.id for card in self.cards}
+        n = 0
+        while f"{stem}{n}" in taken:
+            n += 1
+        return f"{stem}{n}"
+
+
+def _plain_refs(when: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A `when` condition with OutputRefs written as text."""
+    if when is None:
+        return None
+    return {key: (str(value) if isinstance(value, OutputRef) else
+                  [_plain_refs(v) for v in value] if key == "all" else value) for key, value in when.items()}
+
+
 @dataclass
-class Body:
+class Body(_Script):
     """A block's sub-pipeline: its cards in script order, and the block's output ports, each mapped to
     `"<body card>.<port>"` (docs/blocks.md)."""
 
@@ -50,7 +99,7 @@ class Body:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"cards": [card.to_dict() for card in self.cards]}
         if self.outputs:
-            data["outputs"] = dict(self.outputs)
+            data["outputs"] = {name: str(ref) for name, ref in self.outputs.items()}
         return data
 
 
@@ -87,24 +136,13 @@ class Card:
 
 
 @dataclass
-class Pipeline:
+class Pipeline(_Script):
     """An ordered list of cards; build one in code with `add`, or load one with `load_pipeline`."""
 
     name: str = "pipeline"
     cards: list[Card] = field(default_factory=list)
     description: str = ""
     version: int = FORMAT_VERSION
-
-    def add(self, type_id: str, id: str | None = None, *, config: Mapping[str, Any] | None = None,
-            **ports_and_config: Any) -> Card:
-        """Append a card. Keyword arguments that are `OutputRef`s (`other["port"]`) become input links;
-        the rest become config, merged with `config`."""
-        inputs = {k: str(v) for k, v in ports_and_config.items() if isinstance(v, OutputRef)}
-        settings = {k: v for k, v in ports_and_config.items() if not isinstance(v, OutputRef)}
-        card = Card(id=id or self._fresh_id(type_id), type=type_id, config={**(config or {}), **settings},
-                    inputs=inputs)
-        self.cards.append(card)
-        return card
 
     def card(self, card_id: str) -> Card:
         for card in self.cards:
@@ -127,11 +165,3 @@ class Pipeline:
         from cardloop.pipeline.fileformat import save_pipeline
 
         return save_pipeline(self, path)
-
-    def _fresh_id(self, type_id: str) -> str:
-        stem = type_id.removeprefix("training_")
-        taken = {card.id for card in self.cards}
-        n = 0
-        while f"{stem}{n}" in taken:
-            n += 1
-        return f"{stem}{n}"
