@@ -19,6 +19,8 @@ path is `epochs[3].batches[7].fwd`) are sent only when a listener asks for them 
 from __future__ import annotations
 
 import contextvars
+import hashlib
+import json
 import math
 import time
 from array import array
@@ -30,7 +32,17 @@ from cardloop.engine.events import RunHooks, listens
 from cardloop.engine.plan import Plan, PlannedCard, _plan
 from cardloop.errors import CardError, CardFailed
 from cardloop.kinds import GRAPH_KINDS, STATE_KINDS
-from cardloop.pipeline.blocks import ITERATION, OVER, SKIPPED, BlockSpec, BlockType, condition_holds
+from cardloop.pipeline.blocks import (
+    ITERATION,
+    OVER,
+    SKIPPED,
+    AllOf,
+    BlockSpec,
+    BlockType,
+    Compare,
+    Every,
+    condition_holds,
+)
 
 # --- what a run offers its blocks ------------------------------------------------------------------------
 
@@ -42,6 +54,14 @@ class RunServices:
 
     hooks: RunHooks | None = None
     plan: Plan | None = None
+    slots: list[Any] | None = None  # the run's slots (the live training state)
+    records: Any = None  # the run records (iteration checkpoints), None outside a recorded run
+    available: Any = None  # what the store holds (StoreAvailability)
+    loader: Any = None  # StoreLoader
+    checkpoint_seconds: float = 60.0
+    every_iteration: bool = False  # persist `all`: a checkpoint after every top-level iteration
+    use_cache: bool = True
+    fresh_from: int = 1 << 62  # blocks at or after this position run every iteration (`--from`)
     totals: dict[str, int] = field(default_factory=dict)  # by loop's static path
     runners: dict[int, BlockRunner] = field(default_factory=dict)  # by id of the BlockSpec
     stats: dict[str, IterationStats] = field(default_factory=dict)  # by body card's static path
@@ -51,6 +71,14 @@ class RunServices:
         if found is None:
             found = self.runners[id(spec)] = BlockRunner(spec, self)
         return found
+
+    def stored_checkpoints(self) -> set[str]:
+        """The keys of every checkpoint the store holds (iteration boundaries among them), read once per run."""
+        if self._stored_keys is None:
+            self._stored_keys = self.records.cache_keys_with_progress() if self.records is not None else set()
+        return self._stored_keys
+
+    _stored_keys: set[str] | None = None
 
     def take_stats(self, block: str) -> list[IterationStats]:
         """The stats of the body cards of the top-level block `block`, taken out (written once)."""
@@ -77,8 +105,10 @@ def run_block(spec: BlockSpec, config: Any, ctx: CardContext, **inputs: Any) -> 
     Outside a run (a block's function called by hand), with no hooks."""
     services = _current.get() or RunServices()
     block_pc = services.plan.card(ctx.card_id) if services.plan is not None else None
+    runner = services.runner(spec)
+    boundaries = _Boundaries(runner, block_pc, services) if block_pc is not None else None
     try:
-        return services.runner(spec).run(inputs, ctx, "", (), (), block_pc)
+        return runner.run(inputs, ctx, "", (), (), block_pc, boundaries=boundaries)
     finally:
         if block_pc is not None and services.hooks is not None:
             services.hooks.block_stats(block_pc, services.take_stats(spec.card.id))
@@ -189,9 +219,11 @@ class BlockRunner:
             self.outputs.append((output, slot, self.ports.get(origin) if origin else None))
 
     def run(self, inputs: dict[str, Any], ctx: CardContext | None, prefix: str, counts: tuple[int, ...],
-            indices: tuple[int, ...], block_pc: PlannedCard | None) -> dict[str, Any]:
+            indices: tuple[int, ...], block_pc: PlannedCard | None, chain: tuple[dict, ...] = (),
+            boundaries: _Boundaries | None = None) -> dict[str, Any]:
         """Run the iterations. `prefix`: the path of the enclosing iteration (`epochs[3].`); `counts`: the
-        enclosing loops' 1-based iteration numbers; `indices`: their 0-based ones."""
+        enclosing loops' 1-based iteration numbers; `indices`: their 0-based ones; `block_pc`: the top-level
+        block (its progress events), `chain`: the enclosing loops' progress."""
         spec, config = self.spec, self.spec.config
         services, hooks = self.services, self.services.hooks
         forward = hooks is not None and listens(hooks, "body_card_finished")
@@ -208,20 +240,21 @@ class BlockRunner:
             count = config.max if config.until is not None else 1
         carried = {name: init for name, init, _, _ in self.carry}
         collected: dict[str, list] = {o.name: [] for o, _, _ in self.outputs if o.role == "collect"}
-        start = 0
-        resumed = ctx.resumed if ctx is not None and not prefix else None
-        if resumed is not None:
-            step, extra = resumed
-            start = step + 1
+        start, stop = 0, False
+        found = boundaries.resume_point(count, inputs) if boundaries is not None else None
+        if found is not None:
+            step, extra = found
+            start, stop = step + 1, extra.get("stopped", False)
             carried.update(extra.get("carry", {}))
             for name, values in extra.get("collected", {}).items():
                 collected[name] = list(values)
-        checkpoint = ctx.checkpoint if ctx is not None and not prefix else None
+            for output, slot, origin in self.outputs:
+                if output.role == "last" and slot is not None:
+                    slots[slot] = None
         report = block_pc is not None and hooks is not None and listens(hooks, "block_progress")
         total_key = self.static_path
         iteration_slot = self.ports[ITERATION]
-        stop = False
-        for i in range(start, count):
+        for i in range(start, count if not stop else start):
             slots[iteration_slot] = i
             if iterator is not None:
                 item = iterator.item(i)
@@ -231,7 +264,9 @@ class BlockRunner:
                 slots[slot] = carried[name]
             services.totals[total_key] = services.totals.get(total_key, 0) + 1
             where = f"{prefix}{self.id}[{i}]."
-            self._iteration(slots, where, (*counts, i + 1), (*indices, i), forward)
+            here = (*chain, {"block": self.id, "index": i, "total": count})
+            self._iteration(slots, where, (*counts, i + 1), (*indices, i), forward, block_pc if report else None,
+                            here)
             for name, _, _, next_slot in self.carry:
                 value = slots[next_slot]
                 if value is not SKIPPED:
@@ -245,10 +280,10 @@ class BlockRunner:
             if self.until is not None:
                 flag = slots[self.until]
                 stop = flag is not SKIPPED and flag is not None and bool(flag)
-            if checkpoint is not None:
-                checkpoint(i, {"carry": carried, "collected": collected})
+            if boundaries is not None:
+                boundaries.passed(i, {"carry": carried, "collected": collected, "stopped": stop})
             if report:
-                hooks.block_progress(block_pc, self._progress(prefix, i, count, slots))
+                hooks.block_progress(block_pc, {"iterations": list(here), "metrics": self._metrics()})
             if stop:
                 break
         outputs: dict[str, Any] = {}
@@ -265,7 +300,7 @@ class BlockRunner:
         return outputs
 
     def _iteration(self, slots: list[Any], prefix: str, counts: tuple[int, ...], indices: tuple[int, ...],
-                   forward: bool) -> None:
+                   forward: bool, block_pc: PlannedCard | None, chain: tuple[dict, ...]) -> None:
         services = self.services
         hooks = services.hooks
         clock = time.perf_counter
@@ -290,7 +325,7 @@ class BlockRunner:
                 hooks.body_card_started(prefix + entry.pc.id, entry.pc)
             started = clock()
             if entry.nested is not None:
-                outputs = entry.nested.run(kwargs, None, prefix, counts, indices, None)
+                outputs = entry.nested.run(kwargs, None, prefix, counts, indices, block_pc, chain)
             else:
                 try:
                     outputs = entry.run(**kwargs)
@@ -328,14 +363,138 @@ class BlockRunner:
 
         return CardFailed(prefix + entry.pc.id, entry.pc.card.type, _describe(exc))
 
-    def _progress(self, prefix: str, i: int, count: int, slots: list[Any]) -> dict[str, Any]:
-        """The top-level block's progress: each loop's iteration of how many, and the latest metrics."""
+    def _metrics(self) -> dict[str, float]:
+        """The latest value of each metric of the body's cards (a progress event's)."""
         metrics = {}
         for entry in self.entries:
             for port, values in zip(entry.stats.metric_ports, entry.stats.metrics):
                 if values and not math.isnan(values[-1]):
                     metrics[port] = values[-1]
-        return {"iterations": [{"block": self.id, "index": i, "total": count}], "metrics": metrics}
+        return metrics
+
+
+class _Boundaries:
+    """A top-level block's iteration boundaries: each has a key, and may have a checkpoint in the store (its
+    training state, carried values and collected outputs) from which a run goes on (docs/blocks.md, Resume).
+
+    The key of the boundary after iteration i chains the key before it with what iteration i computes as the
+    block plans it: J(-1) covers the block's inputs (the keys of the values and state versions it receives), its
+    `until` and carried values; J(i) = sha256(J(i-1), the body's cards that may run in iteration i). A card
+    whose `when` counts this loop's iterations, and does not hold in iteration i, is left out of J(i): changing
+    a card that runs from epoch 5 on keeps the keys of epochs 0-4, whose checkpoints a later run takes up.
+    `times` and `max` are in no key: a run of 20 epochs goes on from the 10 a run before it made.
+
+    Checkpoints are written after an iteration when the run's checkpoint interval has passed, after every
+    iteration of a block whose body holds a loop (an epoch), and after every iteration under persist `all`."""
+
+    def __init__(self, runner: BlockRunner, block_pc: PlannedCard, services: RunServices):
+        self.runner, self.pc, self.services = runner, block_pc, services
+        self.enabled = services.records is not None and _resumable(runner.spec)
+        self.every = services.every_iteration or any(e.nested is not None for e in runner.entries)
+        self.next_due = time.perf_counter() + services.checkpoint_seconds
+        self._keys: list[str] = []
+        if self.enabled:
+            self._first = self._start_key()
+            self._static = [(entry, _card_key(entry.pc, runner.spec)) for entry in runner.entries]
+
+    def key(self, i: int) -> str:
+        """J(i), the key of the boundary after iteration i."""
+        while len(self._keys) <= i:
+            n = len(self._keys)
+            previous = self._keys[-1] if self._keys else self._first
+            parts = [key for entry, key in self._static if _may_run(entry.condition, n)]
+            self._keys.append(hashlib.sha256("\n".join([previous, *parts]).encode()).hexdigest())
+        return self._keys[i]
+
+    def _start_key(self) -> str:
+        from cardloop.engine.resolve import _index
+
+        plan, pc = self.services.plan, self.pc
+        index = _index(plan)
+        parts = [json.dumps({"until": self.runner.spec.config.until,
+                             "carry": self.runner.spec.config.model_dump(mode="json")["carry"]}, sort_keys=True)]
+        parts += [f"{b.port}={plan.cards[b.source].cache_key}:{b.source_port}" for b in pc.bindings]
+        parts += [f"{group}@{plan.cards[index.maker[(group, version)]].cache_key}"
+                  for group, version in sorted(pc.states_seen.items())]
+        parts.append(self.runner.spec.static_path)
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def resume_point(self, count: int, inputs: dict[str, Any]) -> tuple[int, dict] | None:
+        """The last boundary before `count` whose checkpoint the store holds and decodes, restored into the live
+        training state: (iteration, extra), or None to start at iteration 0."""
+        services = self.services
+        if not self.enabled or not services.use_cache or self.pc.position >= services.fresh_from:
+            return None
+        stored = services.stored_checkpoints()
+        last = services.records.last_progress_step(self.pc.id) if stored else None
+        if last is None:
+            return None
+        found = None
+        for i in range(min(count, last + 1)):
+            if self.key(i) in stored:
+                found = i
+        while found is not None:
+            step, members, extra = services.records.latest_card_progress(self.key(found))
+            if all(services.available.decodes(m) for m in members.values()):
+                self._restore(members)
+                return step, json.loads(extra)
+            found = next((i for i in range(found - 1, -1, -1) if self.key(i) in stored), None)
+        return None
+
+    def _restore(self, groups: dict[str, dict]) -> None:
+        from cardloop.engine.resolve import StoredState
+        from cardloop.engine.snapshot import restore_into
+
+        plan, slots, loader = self.services.plan, self.services.slots, self.services.loader
+        for members in groups.values():
+            for name, loaded in loader.state(StoredState(members)).items():
+                restore_into(slots[plan.states[name].slot], loaded)
+
+    def passed(self, i: int, extra: dict[str, Any]) -> None:
+        """Iteration i is done: write its checkpoint when one is due."""
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not (self.every or extra["stopped"] or now >= self.next_due):
+            return
+        self.next_due = now + self.services.checkpoint_seconds
+        self.services.hooks.block_checkpoint(self.pc, self.key(i), i, extra)
+
+
+def _resumable(spec: BlockSpec) -> bool:
+    """Whether a checkpoint can hold what the block carries: carried values and collected outputs of kinds
+    JSON holds (a carried model is not, yet)."""
+    from cardloop.store.codecs import has_codec
+    from cardloop.store.json_codecs import JSON_ITEM_KINDS
+
+    for output in spec_outputs_ports(spec):
+        kind = output.kind.removeprefix("list:") if output.kind.startswith("list:") else None
+        if kind is not None and not has_codec(output.kind):
+            return False
+    return all(spec.ports_type.output(name).kind in JSON_ITEM_KINDS or spec.ports_type.output(name).kind == "any"
+               for name, *_ in spec.carry)
+
+
+def _card_key(pc: PlannedCard, spec: BlockSpec) -> str:
+    """What a body card computes, whatever the iteration: its type and code, config, links and condition."""
+    card = pc.card
+    nested = pc.card_type.spec.digest if isinstance(pc.card_type, BlockType) else ""
+    return json.dumps([card.id, pc.card_type.id, pc.card_type.code_hash, pc.card_type.version,
+                       pc.config.model_dump(mode="json"), card.inputs, card.when, nested], sort_keys=True, default=str)
+
+
+def _may_run(condition: Any, i: int) -> bool:
+    """Whether a card with this condition may run in iteration i of the top-level loop, as far as the
+    iteration's number tells: False only for a condition on that number that does not hold."""
+    if condition is None:
+        return True
+    if type(condition) is Every and condition.depth == 0:
+        return (i + 1) % condition.k == 0
+    if type(condition) is Compare and condition.position == 0 and condition.port == ITERATION:
+        return condition_holds(condition, lambda position, port: 0, [i], [i + 1], [i + 1]) is not False
+    if type(condition) is AllOf:
+        return all(_may_run(c, i) for c in condition.conditions)
+    return True
 
 
 def spec_outputs_ports(spec: BlockSpec) -> tuple:

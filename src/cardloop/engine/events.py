@@ -43,7 +43,7 @@ class RunHooks:
 
     METHODS = ("run_started", "card_started", "card_progress", "card_checkpoint", "card_done", "card_stored",
                "card_cached", "card_failed", "card_interrupted", "run_finished", "body_card_started",
-               "body_card_finished", "block_progress", "block_stats")
+               "body_card_finished", "block_progress", "block_stats", "block_checkpoint")
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:
@@ -116,6 +116,12 @@ class RunHooks:
         """A top-level block `pc` finished an iteration of one of its loops: {"iterations": [...], "metrics"}."""
         for call in self._block_progress:
             call(pc, progress)
+
+    def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any]) -> None:
+        """Store the training state top-level block `pc` works on, as it is after its iteration `step`, with
+        `extra`, under the boundary key `key` (engine/blocks.py)."""
+        for call in self._block_checkpoint:
+            call(pc, key, step, extra)
 
     def block_stats(self, pc: PlannedCard, stats: list[Any]) -> None:
         """The top-level block `pc` ended (or stopped): what each of its body cards did (engine/blocks.py)."""

@@ -150,6 +150,12 @@ class RunRecorder:
                                                  converters if any(converters) else ())
         return found
 
+    def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any]) -> None:
+        """An iteration boundary of block `pc`: encode the state it works on now, and its `extra`, under `key`."""
+        snapshots = tuple(snap for group, version in pc.states_seen.items()
+                          if (snap := snapshot_group(self.plan, self.slots, group, version, pc)) is not None)
+        self.pending.append(("progress", pc, step, snapshots, json.dumps(extra, default=plain), key))
+
     def block_stats(self, pc: PlannedCard, stats: list[Any]) -> None:
         """What the body cards of block `pc` did: one row per body card (engine/blocks.IterationStats)."""
         self.pending.append(("iteration_cards", [
@@ -305,9 +311,9 @@ class RunRecorder:
 
     def _write_progress(self, item: tuple, artifacts: list) -> tuple:
         """Store a checkpoint taken inside a card; the card_progress row to record once its artifacts are."""
-        _, pc, step, snapshots, extra = item
+        pc, step, snapshots, extra = item[1:5]
         members = {snap.group: self._store_members(snap, artifacts) for snap in snapshots}
-        return self.run_id, pc.id, pc.cache_key, step, members, extra
+        return self.run_id, pc.id, item[5] if len(item) > 5 else pc.cache_key, step, members, extra
 
     def _store_members(self, snap: Snapshot, artifacts: list) -> dict[str, dict]:
         """Write a snapshot's encoded members as artifacts; {name: {kind, digest}}."""

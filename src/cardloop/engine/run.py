@@ -343,7 +343,9 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
     resumes = _resumes(work, records, available) if options.executor == "local" and options.use_cache else {}
     from cardloop.engine.blocks import RunServices, reset, serving
 
-    token = serving(RunServices(hooks, plan))
+    token = serving(RunServices(hooks, plan, slots, records, available, StoreLoader(artifacts),
+                                options.persist.checkpoint_seconds, options.persist.name == "all",
+                                options.use_cache, _fresh_from(plan, options)))
     try:
         executor = _executor(options, root, card_files, resumes, stored_by_type)
         executor.run(plan, hooks, slots, work, StoreLoader(artifacts))
@@ -361,6 +363,11 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
             gc.unfreeze()
     hooks.run_finished("succeeded", None)
     return result("succeeded", None)
+
+
+def _fresh_from(plan: Plan, options: RunOptions) -> int:
+    """The position from which blocks run every iteration, whatever the store holds (`--from`)."""
+    return _position(plan, options.from_card, "from") if options.from_card else 1 << 62
 
 
 def _freeze_earlier_objects() -> bool:

@@ -271,6 +271,11 @@ class RunRecords:
                           "ORDER BY created_at DESC, rowid DESC LIMIT 1", (cache_key,))
         return (rows[0][0], json.loads(rows[0][1]), rows[0][2]) if rows else None
 
+    def last_progress_step(self, card_id: str) -> int | None:
+        """The highest step of any checkpoint inside a card with this id (a block's last stored iteration)."""
+        rows = self._read("SELECT max(step) FROM card_progress WHERE card_id = ?", (card_id,))
+        return rows[0][0] if rows else None
+
     def cache_keys_with_progress(self) -> set[str]:
         """The cache keys of the cards that left checkpoints inside themselves."""
         return {row[0] for row in self._read("SELECT DISTINCT cache_key FROM card_progress", ())}
