@@ -39,8 +39,8 @@ from cardloop.pipeline.blocks import (
     AllOf,
     BlockSpec,
     BlockType,
-    Compare,
     Every,
+    IterationIs,
     condition_holds,
 )
 
@@ -395,14 +395,14 @@ class _Boundaries:
         self._keys: list[str] = []
         if self.enabled:
             self._first = self._start_key()
-            self._static = [(entry, _card_key(entry.pc, runner.spec)) for entry in runner.entries]
+            self._static = _static_keys(runner)
 
     def key(self, i: int) -> str:
         """J(i), the key of the boundary after iteration i."""
         while len(self._keys) <= i:
             n = len(self._keys)
             previous = self._keys[-1] if self._keys else self._first
-            parts = [key for entry, key in self._static if _may_run(entry.condition, n)]
+            parts = _planned(self._static, n)
             self._keys.append(hashlib.sha256("\n".join([previous, *parts]).encode()).hexdigest())
         return self._keys[i]
 
@@ -475,12 +475,28 @@ def _resumable(spec: BlockSpec) -> bool:
                for name, *_ in spec.carry)
 
 
-def _card_key(pc: PlannedCard, spec: BlockSpec) -> str:
-    """What a body card computes, whatever the iteration: its type and code, config, links and condition."""
+def _card_key(pc: PlannedCard) -> str:
+    """What a body card computes, whatever the iteration: its type and code, config, links and condition (a
+    nested block: its own settings; its cards come after it)."""
     card = pc.card
-    nested = pc.card_type.spec.digest if isinstance(pc.card_type, BlockType) else ""
-    return json.dumps([card.id, pc.card_type.id, pc.card_type.code_hash, pc.card_type.version,
-                       pc.config.model_dump(mode="json"), card.inputs, card.when, nested], sort_keys=True, default=str)
+    return json.dumps([card.id, pc.card_type.id, "" if isinstance(pc.card_type, BlockType) else pc.card_type.code_hash,
+                       pc.card_type.version, pc.config.model_dump(mode="json"), card.inputs, card.when],
+                      sort_keys=True, default=str)
+
+
+def _static_keys(runner: BlockRunner) -> list[tuple[Any, Any]]:
+    """(condition, key) for each body card, with a nested block's list in place of its key."""
+    return [(entry.condition, [(None, _card_key(entry.pc)), *_static_keys(entry.nested)]
+             if entry.nested is not None else _card_key(entry.pc)) for entry in runner.entries]
+
+
+def _planned(static: list[tuple[Any, Any]], i: int) -> list[str]:
+    """The keys of the body cards that may run in top-level iteration i (nested bodies included)."""
+    keys = []
+    for condition, key in static:
+        if _may_run(condition, i):
+            keys += ["[", *_planned(key, i), "]"] if isinstance(key, list) else [key]
+    return keys
 
 
 def _may_run(condition: Any, i: int) -> bool:
@@ -490,8 +506,8 @@ def _may_run(condition: Any, i: int) -> bool:
         return True
     if type(condition) is Every and condition.depth == 0:
         return (i + 1) % condition.k == 0
-    if type(condition) is Compare and condition.position == 0 and condition.port == ITERATION:
-        return condition_holds(condition, lambda position, port: 0, [i], [i + 1], [i + 1]) is not False
+    if type(condition) is IterationIs and condition.depth == 0:
+        return condition_holds(condition, None, [], [i + 1], [i + 1])
     if type(condition) is AllOf:
         return all(_may_run(c, i) for c in condition.conditions)
     return True

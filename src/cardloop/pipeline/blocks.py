@@ -78,11 +78,19 @@ class Compare(NamedTuple):
     value: Any
 
 
+class IterationIs(NamedTuple):
+    """Holds when the 0-based iteration of the loop at `depth` compares to `value` with `op`."""
+
+    depth: int
+    op: str
+    value: Any
+
+
 class AllOf(NamedTuple):
     conditions: tuple
 
 
-Condition = Every | Finite | Compare | AllOf
+Condition = Every | Finite | Compare | IterationIs | AllOf
 
 
 def condition_holds(condition: Condition, slot_of: Any, slots: list[Any], counts: list[int],
@@ -93,6 +101,8 @@ def condition_holds(condition: Condition, slot_of: Any, slots: list[Any], counts
     if type(condition) is Every:
         count = (totals if condition.whole_run else counts)[condition.depth]
         return count % condition.k == 0
+    if type(condition) is IterationIs:
+        return _compare(counts[condition.depth] - 1, condition.op, condition.value)
     if type(condition) is AllOf:
         results = [condition_holds(c, slot_of, slots, counts, totals) for c in condition.conditions]
         return None if None in results else all(results)
@@ -409,6 +419,9 @@ def parse_condition(when: Any, where: str, positions: dict[str, int], position: 
         if extra or len(ops) != 1:
             bad(f"'value' takes exactly one comparison, one of {', '.join(COMPARISONS)}")
             return None
+        parts = split_ref(when["value"])
+        if parts is not None and parts[1] == ITERATION and parts[0] in loops:  # any enclosing loop's number
+            return IterationIs(loops.index(parts[0]), ops[0], when[ops[0]])
         found = _scope_ref(when["value"], positions, position, checked, bad)
         return Compare(*found, ops[0], when[ops[0]]) if found else None
     bad(f"unknown condition {sorted(when)}; use every/of, finite, value with a comparison, or all")

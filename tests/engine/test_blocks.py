@@ -1,0 +1,170 @@
+"""Running loop blocks (engine/blocks.py): iterations, nesting, carried and collected values, `when`, skipped
+cards, statistics, and iteration boundaries that a later run takes up (resume, more epochs, a changed epoch)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cardloop
+from cardloop.pipeline.model import Pipeline
+from cardloop.store.records import RunRecords
+from tests.oracle import assert_same_weights, build_mlp
+
+BATCH = 16
+
+
+def repeated_batch(csv, *, epochs: int = 3, steps: int = 2, clip_late: float | None = None,
+                   when_step: dict | None = None, evaluate_every: int | None = None) -> Pipeline:
+    """epochs x steps on the first batch of the file: the smallest nested loop."""
+    p = Pipeline("blocks")
+    data = p.add("data_load", "data", path=str(csv))
+    batch = p.add("training_prepare_batch", "batch", train_dataset=data["dataset"], batch_index=0, batch_size=BATCH)
+    model = p.add("model_define", "model", input_dim=4, layers=[8], seed=0)
+    opt = p.add("training_init_optimizer", "opt", model=model["model"], learning_rate=0.01)
+    outer = p.add_block("epochs", times=epochs, inputs={"model": model["model"], "optimizer": opt["optimizer"],
+                                                        "batch": batch["batch_data"], "data": data["dataset"]})
+    inner = outer.body.add_block("steps", times=steps, inputs={"model": outer["model"],
+                                                               "optimizer": outer["optimizer"],
+                                                               "batch": outer["batch"]})
+    body = inner.body
+    zero = body.add("training_zero_grad", "zero", optimizer=inner["optimizer"])
+    fwd = body.add("training_forward", "fwd", model=inner["model"], batch_data=inner["batch"])
+    loss = body.add("training_loss", "loss", predictions=fwd["predictions"], batch_data=inner["batch"])
+    back = body.add("training_backward", "back", loss=loss["loss"], model=fwd["model"])
+    if clip_late is None:
+        step = body.add("training_optimizer_step", "step", optimizer=zero["optimizer"], model=back["model"],
+                        when=when_step)
+    else:  # clipped from the second epoch on: a card that changes from epoch 1 on
+        body.add("training_optimizer_step", "early", optimizer=zero["optimizer"], model=back["model"],
+                 when={"value": outer["iteration"], "below": 1})
+        step = body.add("training_optimizer_step", "step", optimizer=zero["optimizer"], model=back["model"],
+                        gradient_clip=clip_late, when={"value": outer["iteration"], "at_least": 1})
+    body.outputs.update(model=str(step["model"]), optimizer=str(step["optimizer"]), loss=str(loss["loss_value"]))
+    outer.body.outputs.update(model=str(inner["model"]), optimizer=str(inner["optimizer"]), loss=str(inner["loss"]))
+    if evaluate_every:
+        ev = outer.body.add("evaluate", "eval", model=inner["model"], dataset=outer["data"],
+                            when={"every": evaluate_every, "of": "epochs"})
+        outer.body.outputs["mse"] = str(ev["mse"])
+    return p
+
+
+def hand_loop(csv, epochs: int, steps: int, clip_from: int | None = None, clip: float = 0.0,
+              step_when=lambda epoch, step: True):
+    import pandas as pd
+
+    frame = pd.read_csv(csv)
+    X = torch.tensor(frame.drop(columns="target").values[:BATCH], dtype=torch.float32)
+    y = torch.tensor(frame[["target"]].values[:BATCH], dtype=torch.float32)
+    model = build_mlp(4, [8])
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for epoch in range(epochs):
+        row = []
+        for s in range(steps):
+            opt.zero_grad()
+            loss = F.mse_loss(model(X), y)
+            loss.backward()
+            row.append(loss.item())
+            if clip_from is not None and epoch >= clip_from:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            if step_when(epoch, s):
+                opt.step()
+        losses.append(row)
+    return model, losses
+
+
+def test_a_nested_loop_trains_bit_for_bit_like_the_hand_written_loop(regression_csv, store):
+    result = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, keep_outputs=True)
+    model, losses = hand_loop(regression_csv, 3, 2)
+    assert result.status == "succeeded"
+    assert_same_weights(result.outputs["epochs"]["model"], model)
+    assert result.outputs["epochs"]["loss"] == losses  # collected: one list per epoch, one loss per step
+
+
+def test_the_process_executor_runs_blocks_with_the_same_result(regression_csv, store):
+    result = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, executor="process")
+    model, losses = hand_loop(regression_csv, 3, 2)
+    assert_same_weights(result.outputs["epochs"]["model"], model)
+    assert result.outputs["epochs"]["loss"] == losses
+
+
+def test_every_k_of_a_loop_counts_its_iterations_from_one_and_skips_the_others(regression_csv, store):
+    result = cardloop.run(repeated_batch(regression_csv, epochs=4, evaluate_every=2), store=store, threads=1)
+    mse = result.outputs["epochs"]["mse"]
+    assert [value is None for value in mse] == [True, False, True, False]
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(result.run_id)}
+    evaluated = stats["epochs.eval"]
+    status, _, indices, metrics = evaluated.arrays()
+    assert (evaluated.executions, evaluated.skipped) == (4, 2)
+    assert list(status) == [0, 1, 0, 1] and indices == [(0,), (1,), (2,), (3,)]
+    assert math.isnan(metrics["mse"][0]) and metrics["mse"][1] == mse[1]
+
+
+def test_a_skipped_optimizer_step_leaves_the_model_as_backward_left_it(regression_csv, store):
+    when = {"value": "steps.iteration", "below": 1}  # only the first step of each epoch updates the model
+    result = cardloop.run(repeated_batch(regression_csv, when_step=when), store=store, threads=1)
+    model, _ = hand_loop(regression_csv, 3, 2, step_when=lambda epoch, step: step < 1)
+    assert_same_weights(result.outputs["epochs"]["model"], model)
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(result.run_id)}
+    assert (stats["epochs.steps.step"].executions, stats["epochs.steps.step"].skipped) == (6, 3)
+
+
+def test_body_card_events_name_the_iteration_and_block_progress_names_every_loop(regression_csv, store):
+    events = []
+    cardloop.run(repeated_batch(regression_csv, epochs=2, steps=2), store=store, threads=1, progress=events.append)
+    done = [e.card_id for e in events if e.kind == "done" and e.card_id and "[" in e.card_id]
+    assert done[:5] == ["epochs[0].steps[0].zero", "epochs[0].steps[0].fwd", "epochs[0].steps[0].loss",
+                        "epochs[0].steps[0].back", "epochs[0].steps[0].step"]
+    assert "epochs[1].steps[1].step" in done and "epochs[0].steps" in done
+    progress = [e for e in events if e.kind == "progress" and e.card_id == "epochs"]
+    assert progress[0].iterations == [{"block": "epochs", "index": 0, "total": 2},
+                                      {"block": "steps", "index": 0, "total": 2}]
+    assert progress[-1].iterations == [{"block": "epochs", "index": 1, "total": 2}]
+    assert "loss_value" in progress[0].metrics
+
+
+def test_more_epochs_go_on_from_the_last_epoch_a_run_before_stored(regression_csv, store, tmp_path):
+    cardloop.run(repeated_batch(regression_csv, epochs=2), store=store, threads=1)
+    longer = cardloop.run(repeated_batch(regression_csv, epochs=4), store=store, threads=1)
+    fresh = cardloop.run(repeated_batch(regression_csv, epochs=4), store=tmp_path / "fresh", threads=1)
+    assert_same_weights(longer.outputs["epochs"]["model"], fresh.outputs["epochs"]["model"])
+    assert longer.outputs["epochs"]["loss"] == fresh.outputs["epochs"]["loss"]
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(longer.run_id)}
+    assert stats["epochs.steps.fwd"].executions == 4  # epochs 2 and 3 only: 0 and 1 came from the store
+
+
+def test_a_card_changed_from_epoch_one_on_takes_epoch_zero_from_the_store(regression_csv, store, tmp_path):
+    cardloop.run(repeated_batch(regression_csv, clip_late=0.5), store=store, threads=1)
+    changed = cardloop.run(repeated_batch(regression_csv, clip_late=0.05), store=store, threads=1)
+    model, _ = hand_loop(regression_csv, 3, 2, clip_from=1, clip=0.05)
+    assert_same_weights(changed.outputs["epochs"]["model"], model)
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(changed.run_id)}
+    assert stats["epochs.steps.fwd"].executions == 4  # epochs 1 and 2
+
+
+def test_from_a_block_runs_every_iteration_again(regression_csv, store):
+    cardloop.run(repeated_batch(regression_csv), store=store, threads=1)
+    again = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, from_card="epochs")
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(again.run_id)}
+    assert stats["epochs.steps.fwd"].executions == 6
+
+
+def test_an_unchanged_block_is_served_from_the_cache_as_one_card(regression_csv, store):
+    first = cardloop.run(repeated_batch(regression_csv), store=store, threads=1)
+    second = cardloop.run(repeated_batch(regression_csv), store=store, threads=1)
+    assert "epochs" in second.cached and "epochs" not in second.executed
+    assert_same_weights(second.outputs["epochs"]["model"], first.outputs["epochs"]["model"])
+    assert second.outputs["epochs"]["loss"] == first.outputs["epochs"]["loss"]
+
+
+def test_a_failing_body_card_names_its_iteration(regression_csv, store):
+    p = repeated_batch(regression_csv)
+    p.card("model").config["input_dim"] = 5  # the batch has 4 features
+    with pytest.raises(cardloop.CardFailed) as failed:
+        cardloop.run(p, store=store, threads=1)
+    assert failed.value.card_id == "epochs[0].steps[0].fwd"
+    assert failed.value.result.status == "failed"
