@@ -114,8 +114,8 @@ def _block_problems(card: Card, position: int, pipeline: Pipeline, positions: di
         found, body_checked = _check_cards(body, registry, extra, body_path)
         prefix = ".".join(body_path)
         return [p if p.card and "." in p.card else
-                Problem(f"{prefix}.{p.card}: {p.message}" if p.card else f"{prefix}: {p.message}",
-                        card=f"{prefix}.{p.card}" if p.card else prefix, field=p.field)
+                Problem(f"{prefix}.{p.card}: {p.message.removeprefix(f'{p.card}: ')}" if p.card
+                        else f"{prefix}: {p.message}", card=f"{prefix}.{p.card}" if p.card else prefix, field=p.field)
                 for p in found], body_checked
 
     if len(sources) == len(card.inputs):
