@@ -168,3 +168,62 @@ def test_a_failing_body_card_names_its_iteration(regression_csv, store):
         cardloop.run(p, store=store, threads=1)
     assert failed.value.card_id == "epochs[0].steps[0].fwd"
     assert failed.value.result.status == "failed"
+
+
+KILLER = '''
+import os, signal
+from pathlib import Path
+from cardloop.cards.spec import CardConfig, Port, card
+from cardloop.kinds import SCALAR
+
+
+class KillConfig(CardConfig):
+    at: int = 2
+    marker: str = ""
+    records: str = ""
+
+
+@card("test_kill_once", title="Kill once", category="test", inputs=[Port("iteration", SCALAR)],
+      outputs=[Port("iteration", SCALAR)], config=KillConfig)
+def kill_once(config, iteration):
+    """SIGKILL its own process at iteration `at`, the first time only (the marker file says it happened), once
+    the checkpoints of the iterations before it are in the run records (the recorder writes them a moment later)."""
+    if iteration == config.at and not Path(config.marker).exists():
+        import sqlite3, time
+        for _ in range(6000):
+            with sqlite3.connect(config.records) as db:
+                if db.execute("SELECT count(*) FROM card_progress").fetchone()[0] >= config.at:
+                    break
+            time.sleep(0.01)
+        Path(config.marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"iteration": iteration}
+'''
+
+
+def test_a_run_killed_in_an_epoch_goes_on_from_the_last_stored_epoch_bit_for_bit(regression_csv, store, tmp_path):
+    import subprocess
+    import sys
+
+    cards = tmp_path / "killer.py"
+    cards.write_text(KILLER)
+    pipeline = repeated_batch(regression_csv, epochs=4)
+    marker = tmp_path / "killed"
+    pipeline.card("epochs").body.cards.insert(0, pipeline.card("epochs").body.cards[0].__class__(
+        id="kill", type="test_kill_once", config={"at": 2, "marker": str(marker),
+                                                  "records": str(store / "runs.sqlite")},
+        inputs={"iteration": "epochs.iteration"}))
+    path = pipeline.save(tmp_path / "killed.yaml")
+    command = [sys.executable, "-m", "cardloop.cli", "run", str(path), "--store", str(store), "--threads", "1",
+               "--quiet", "--cards", str(cards)]
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9 and marker.exists()
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    records = RunRecords(store / "runs.sqlite")
+    last = records.list_runs(1)[0]
+    stats = {row.path: row for row in records.iteration_cards(last.run_id)}
+    assert stats["epochs.steps.fwd"].executions == 4  # epochs 2 and 3: 0 and 1 came from the killed run
+    model, losses = hand_loop(regression_csv, 4, 2)
+    assert_same_weights(cardloop.load_output(last.run_id, "epochs", "model", store=store), model)
+    assert cardloop.load_output(last.run_id, "epochs", "loss", store=store) == losses
