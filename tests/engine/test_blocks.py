@@ -227,3 +227,54 @@ def test_a_run_killed_in_an_epoch_goes_on_from_the_last_stored_epoch_bit_for_bit
     model, losses = hand_loop(regression_csv, 4, 2)
     assert_same_weights(cardloop.load_output(last.run_id, "epochs", "model", store=store), model)
     assert cardloop.load_output(last.run_id, "epochs", "loss", store=store) == losses
+
+
+def test_persist_all_keeps_every_iterations_outputs_under_its_path(regression_csv, store):
+    result = cardloop.run(repeated_batch(regression_csv, epochs=2), store=store, threads=1, persist="all")
+    records = RunRecords(store / "runs.sqlite")
+    row = records.card_execution(result.run_id, "epochs[1].steps[0].loss")
+    assert row is not None and row.status == "done"
+    model, losses = hand_loop(regression_csv, 2, 2)
+    assert cardloop.load_output(result.run_id, "epochs[1].steps[0].loss", "loss_value", store=store) == losses[1][0]
+    predictions = cardloop.load_output(result.run_id, "epochs[1].steps[1].fwd", "predictions", store=store)
+    assert predictions.shape == (BATCH, 1) and not predictions.requires_grad
+
+
+def test_until_an_iteration_stops_the_run_right_after_it_and_is_never_a_cache_hit(regression_csv, store):
+    stopped = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, until="epochs[1]")
+    records = RunRecords(store / "runs.sqlite")
+    assert stopped.status == "succeeded"
+    assert records.card_execution(stopped.run_id, "epochs").status == "stopped"
+    stats = {row.path: row for row in records.iteration_cards(stopped.run_id)}
+    assert stats["epochs.steps.fwd"].executions == 4
+    whole = cardloop.run(repeated_batch(regression_csv), store=store, threads=1)
+    assert "epochs" in whole.executed  # epochs 0-1 from the stopped run's checkpoints, epoch 2 run
+    stats = {row.path: row for row in records.iteration_cards(whole.run_id)}
+    assert stats["epochs.steps.fwd"].executions == 2
+    model, _ = hand_loop(regression_csv, 3, 2)
+    assert_same_weights(whole.outputs["epochs"]["model"], model)
+
+
+def test_until_a_body_card_stops_inside_the_iteration(regression_csv, store):
+    stopped = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, until="epochs[1].steps[0].loss")
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(stopped.run_id)}
+    assert stats["epochs.steps.loss"].executions == 3 and stats["epochs.steps.back"].executions == 2
+
+
+def test_from_an_iteration_reruns_it_and_the_ones_after_it(regression_csv, store):
+    cardloop.run(repeated_batch(regression_csv), store=store, threads=1)
+    again = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, from_card="epochs[1]")
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(again.run_id)}
+    assert stats["epochs.steps.fwd"].executions == 4
+    model, _ = hand_loop(regression_csv, 3, 2)
+    assert_same_weights(again.outputs["epochs"]["model"], model)
+
+
+def test_only_an_iteration_runs_that_iteration_from_the_store(regression_csv, store):
+    cardloop.run(repeated_batch(regression_csv), store=store, threads=1, persist="all")
+    alone = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, only="epochs[1]")
+    records = RunRecords(store / "runs.sqlite")
+    assert alone.executed == ["epochs"]
+    stats = {row.path: row for row in records.iteration_cards(alone.run_id)}
+    assert stats["epochs.steps.fwd"].executions == 2
+    assert stats["epochs.steps.fwd"].arrays()[2] == [(1, 0), (1, 1)]

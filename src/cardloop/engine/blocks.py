@@ -22,6 +22,7 @@ import contextvars
 import hashlib
 import json
 import math
+import re
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class RunServices:
     every_iteration: bool = False  # persist `all`: a checkpoint after every top-level iteration
     use_cache: bool = True
     fresh_from: int = 1 << 62  # blocks at or after this position run every iteration (`--from`)
+    start_at: tuple[str, int] | None = None  # (top-level block, iteration): `--from 'epochs[5]'` re-runs from 5
+    stop_at: str | None = None  # an iteration path: `--until 'epochs[3]'` stops the run right after it
     totals: dict[str, int] = field(default_factory=dict)  # by loop's static path
     runners: dict[int, BlockRunner] = field(default_factory=dict)  # by id of the BlockSpec
     stats: dict[str, IterationStats] = field(default_factory=dict)  # by body card's static path
@@ -88,6 +91,22 @@ class RunServices:
         return taken
 
 
+class _Stop(Exception):
+    """The run reached the iteration path it was told to stop after (`--until`, `--only`)."""
+
+
+ITERATION_PATH = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\[(\d+)\]((?:\.[A-Za-z_][A-Za-z0-9_-]*\[\d+\])*)(\.[A-Za-z_][A-Za-z0-9_-]*)?$")
+
+
+def iteration_target(text: str | None) -> tuple[str, int] | None:
+    """`epochs[3]...` -> ("epochs", 3): the top-level block and iteration an iteration path starts with; None for
+    the id of a card (no iteration)."""
+    if not text or "[" not in text:
+        return None
+    found = ITERATION_PATH.match(text)
+    return (found.group(1), int(found.group(2))) if found else None
+
+
 _current: contextvars.ContextVar[RunServices | None] = contextvars.ContextVar("cardloop_run", default=None)
 
 
@@ -108,7 +127,10 @@ def run_block(spec: BlockSpec, config: Any, ctx: CardContext, **inputs: Any) -> 
     runner = services.runner(spec)
     boundaries = _Boundaries(runner, block_pc, services) if block_pc is not None else None
     try:
-        return runner.run(inputs, ctx, "", (), (), block_pc, boundaries=boundaries)
+        outputs = runner.run(inputs, ctx, "", (), (), block_pc, boundaries=boundaries)
+        if runner.stopped and block_pc is not None and services.hooks is not None:
+            services.hooks.block_stopped(block_pc, services.stop_at)
+        return outputs
     finally:
         if block_pc is not None and services.hooks is not None:
             services.hooks.block_stats(block_pc, services.take_stats(spec.card.id))
@@ -188,6 +210,7 @@ class BlockRunner:
         from cardloop.engine.local import _prepared
 
         self.spec, self.services = spec, services
+        self.stopped = False
         self.plan = plan = body_plan(spec)
         ports = plan.cards[0]
         self.ports = ports.output_slots
@@ -252,9 +275,23 @@ class BlockRunner:
                 if output.role == "last" and slot is not None:
                     slots[slot] = None
         report = block_pc is not None and hooks is not None and listens(hooks, "block_progress")
-        total_key = self.static_path
-        iteration_slot = self.ports[ITERATION]
-        for i in range(start, count if not stop else start):
+        try:
+            self._loop(slots, iterator, start, count if not stop else start, count, prefix, counts, indices, chain,
+                       carried, collected, block_pc if report else None, boundaries, forward)
+        except _Stop:
+            if prefix:
+                raise
+            self.stopped = True
+        return self._outputs(slots, inputs, carried, collected)
+
+    def _loop(self, slots: list[Any], iterator: Any, start: int, end: int, count: int, prefix: str,
+              counts: tuple[int, ...], indices: tuple[int, ...], chain: tuple[dict, ...], carried: dict,
+              collected: dict, block_pc: PlannedCard | None, boundaries: _Boundaries | None, forward: bool) -> None:
+        """Iterations start..end-1 (of `count`); `block_pc`: the top-level block, when its progress is listened to."""
+        hooks, services = self.services.hooks, self.services
+        total_key, iteration_slot, stop_after = self.static_path, self.ports[ITERATION], services.stop_at
+        for i in range(start, end):
+            stop = False
             slots[iteration_slot] = i
             if iterator is not None:
                 item = iterator.item(i)
@@ -265,8 +302,7 @@ class BlockRunner:
             services.totals[total_key] = services.totals.get(total_key, 0) + 1
             where = f"{prefix}{self.id}[{i}]."
             here = (*chain, {"block": self.id, "index": i, "total": count})
-            self._iteration(slots, where, (*counts, i + 1), (*indices, i), forward, block_pc if report else None,
-                            here)
+            self._iteration(slots, where, (*counts, i + 1), (*indices, i), forward, block_pc, here)
             for name, _, _, next_slot in self.carry:
                 value = slots[next_slot]
                 if value is not SKIPPED:
@@ -282,10 +318,15 @@ class BlockRunner:
                 stop = flag is not SKIPPED and flag is not None and bool(flag)
             if boundaries is not None:
                 boundaries.passed(i, {"carry": carried, "collected": collected, "stopped": stop})
-            if report:
+            if block_pc is not None:
                 hooks.block_progress(block_pc, {"iterations": list(here), "metrics": self._metrics()})
+            if stop_after is not None and where[:-1] == stop_after:
+                raise _Stop
             if stop:
                 break
+
+    def _outputs(self, slots: list[Any], inputs: dict[str, Any], carried: dict, collected: dict) -> dict[str, Any]:
+        spec = self.spec
         outputs: dict[str, Any] = {}
         for output, slot, origin in self.outputs:
             if output.role == "collect":
@@ -302,7 +343,7 @@ class BlockRunner:
     def _iteration(self, slots: list[Any], prefix: str, counts: tuple[int, ...], indices: tuple[int, ...],
                    forward: bool, block_pc: PlannedCard | None, chain: tuple[dict, ...]) -> None:
         services = self.services
-        hooks = services.hooks
+        hooks, stop_after = services.hooks, services.stop_at
         clock = time.perf_counter
         for entry in self.entries:
             condition = entry.condition
@@ -343,6 +384,8 @@ class BlockRunner:
             entry.stats.add(DONE, seconds, indices, outputs)
             if forward:
                 hooks.body_card_finished(prefix + entry.pc.id, entry.pc, "done", seconds, outputs)
+            if stop_after is not None and prefix + entry.pc.id == stop_after:
+                raise _Stop
 
     def _totals(self, counts: tuple[int, ...]) -> list[int]:
         """Each enclosing loop's iteration count over the run (for `every ... global`)."""
@@ -429,6 +472,9 @@ class _Boundaries:
         last = services.records.last_progress_step(self.pc.id) if stored else None
         if last is None:
             return None
+        start_at = services.start_at
+        if start_at is not None and start_at[0] == self.pc.id:
+            last = min(last, start_at[1] - 1)
         found = None
         for i in range(min(count, last + 1)):
             if self.key(i) in stored:

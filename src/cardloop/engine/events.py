@@ -43,7 +43,7 @@ class RunHooks:
 
     METHODS = ("run_started", "card_started", "card_progress", "card_checkpoint", "card_done", "card_stored",
                "card_cached", "card_failed", "card_interrupted", "run_finished", "body_card_started",
-               "body_card_finished", "block_progress", "block_stats", "block_checkpoint")
+               "body_card_finished", "block_progress", "block_stats", "block_checkpoint", "block_stopped")
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:
@@ -122,6 +122,12 @@ class RunHooks:
         `extra`, under the boundary key `key` (engine/blocks.py)."""
         for call in self._block_checkpoint:
             call(pc, key, step, extra)
+
+    def block_stopped(self, pc: PlannedCard, path: str) -> None:
+        """Top-level block `pc` stopped where the run was told to stop (`--until`/`--only` an iteration path):
+        its outputs are those of a part of its iterations, never to be served from the cache as the block's."""
+        for call in self._block_stopped:
+            call(pc, path)
 
     def block_stats(self, pc: PlannedCard, stats: list[Any]) -> None:
         """The top-level block `pc` ended (or stopped): what each of its body cards did (engine/blocks.py)."""

@@ -13,6 +13,7 @@ trade the GIL in the middle of a training step.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -60,6 +61,7 @@ class RunRecorder:
         self._stored_ports = self._outputs_to_store(plan, policy)
         self.last_position: int | None = None
         self.stopped_in: PlannedCard | None = None  # the card that failed or was interrupted, if one was
+        self.stopped_at: dict[int, str] = {}  # top-level blocks stopped part-way (`--until` an iteration), by position
         # a checkpoint is due after a state-changing card that ends at or after this perf_counter reading (its
         # end, not its start: a long card, such as a training loop, that ends past it leaves a checkpoint)
         self.next_checkpoint = float("-inf") if self.every_state_change else \
@@ -78,6 +80,9 @@ class RunRecorder:
         else:
             self.sink = _InThread(records, run_id)
             self._first = self._static_messages(running)
+        if policy.name == "all":  # every body card's outputs too: listened to only then (hooks ask who listens)
+            self.body_card_finished = self._body_card_kept
+            self._body_ports: dict[str, tuple[str, ...]] = {}
         self.writer = threading.Thread(target=self._write_loop, name=f"cardloop-recorder-{run_id}", daemon=True)
         self.writer.start()
 
@@ -112,7 +117,15 @@ class RunRecorder:
 
     # --- hooks, on the executor's thread ---------------------------------------------------------------
 
+    def block_stopped(self, pc: PlannedCard, path: str) -> None:
+        self.stopped_at[pc.position] = path
+
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
+        if pc.position in self.stopped_at:  # a part of a block's iterations: recorded, never a cache hit
+            self.stopped_in = pc
+            self.pending.append(("failed", pc, f"stopped after {self.stopped_at[pc.position]}",
+                                 started + self.epoch_offset, seconds, "stopped"))
+            return
         position = self.last_position = pc.position
         if started + seconds >= self.next_checkpoint and pc.states_made:
             self.pending.append(("snapshots", self._snapshot(position)))
@@ -149,6 +162,27 @@ class RunRecorder:
         found = self._summaries[pc.card_type.id] = (tuple(p.name for p in ports),
                                                  converters if any(converters) else ())
         return found
+
+    def _body_card_kept(self, path: str, pc: PlannedCard, status: str, seconds: float,
+                        outputs: dict[str, Any] | None) -> None:
+        """Under persist `all`: a body card's execution as a row of its own, named by its iteration path, with
+        its value outputs written as artifacts (docs/blocks.md, Identity)."""
+        if outputs is None:
+            return
+        stored = self._body_ports.get(pc.card_type.id)
+        if stored is None:
+            stored = self._body_ports[pc.card_type.id] = tuple(
+                p.name for p in pc.card_type.outputs if self.policy.keeps_value(p.kind, True))
+        block = self.plan.card(path.split("[", 1)[0])
+        here = dataclasses.replace(pc, card=dataclasses.replace(pc.card, id=path), cache_key=None,
+                                   position=block.position if block is not None else pc.position)
+        names, converters = self._summaries.get(pc.card_type.id) or self._summary_ports(pc)
+        summaries = [outputs.get(name) for name in names]
+        if converters:
+            summaries = [convert(v) if convert and v is not None else v for convert, v in zip(converters, summaries)]
+        started = time.perf_counter() - seconds
+        self.pending.append(("stored_done", here, started + self.epoch_offset, seconds, summaries,
+                             {name: outputs.get(name) for name in stored}))
 
     def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any]) -> None:
         """An iteration boundary of block `pc`: encode the state it works on now, and its `extra`, under `key`."""
@@ -266,8 +300,9 @@ class RunRecorder:
                 messages.append(("row", self._execution_row(pc, "cached", started_at, 0.0, json.dumps(recorded)),
                                  recorded_metric_rows(pc, recorded)))
             else:
-                _, pc, message, started_at, seconds = item
-                messages.append(("row", self._execution_row(pc, "failed", started_at, seconds, "{}", message), []))
+                _, pc, message, started_at, seconds, *status = item
+                messages.append(("row", self._execution_row(pc, status[0] if status else "failed", started_at, seconds,
+                                                             "{}", message), []))
         if artifacts:
             self.records.add_artifacts(artifacts)
         if snapshot_rows:

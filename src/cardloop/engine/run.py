@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cardloop.cards.registry import Registry, card_files_of, load_card_file
+from cardloop.engine.blocks import iteration_target
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
 from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard, collector_paused, plan_pipeline
@@ -217,7 +218,9 @@ def run(
 
 
 def _position(plan: Plan, card_id: str, option: str) -> int:
-    found = plan.card(card_id)
+    """The position of a card, or of the top-level block an iteration path (`epochs[3].batches[7].fwd`) is in."""
+    target = iteration_target(card_id)
+    found = plan.card(target[0] if target else card_id)
     if found is not None:
         return found.position
     raise CardloopError(f"option '{option}' names card '{card_id}', which the pipeline does not have")
@@ -345,7 +348,9 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
 
     token = serving(RunServices(hooks, plan, slots, records, available, StoreLoader(artifacts),
                                 options.persist.checkpoint_seconds, options.persist.name == "all",
-                                options.use_cache, _fresh_from(plan, options)))
+                                options.use_cache, _fresh_from(plan, options), _start_at(options),
+                                options.until or options.only if iteration_target(options.until or options.only)
+                                else None))
     try:
         executor = _executor(options, root, card_files, resumes, stored_by_type)
         executor.run(plan, hooks, slots, work, StoreLoader(artifacts))
@@ -366,8 +371,15 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
 
 
 def _fresh_from(plan: Plan, options: RunOptions) -> int:
-    """The position from which blocks run every iteration, whatever the store holds (`--from`)."""
-    return _position(plan, options.from_card, "from") if options.from_card else 1 << 62
+    """The position from which blocks run every iteration, whatever the store holds (`--from` a card)."""
+    if not options.from_card or iteration_target(options.from_card):
+        return 1 << 62
+    return _position(plan, options.from_card, "from")
+
+
+def _start_at(options: RunOptions) -> tuple[str, int] | None:
+    """(block, iteration) that `--from` or `--only` an iteration path re-runs from."""
+    return iteration_target(options.from_card) or iteration_target(options.only)
 
 
 def _freeze_earlier_objects() -> bool:

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 #: How a run still marked `running` is shown when no process runs it any more (it was killed).
 INTERRUPTED = "interrupted"
-EXECUTION_STATUSES = ("done", "cached", "failed", "skipped")
+EXECUTION_STATUSES = ("done", "cached", "failed", "skipped", "stopped")  # stopped: a block run in part (--until)
 
 
 @dataclass(frozen=True)
