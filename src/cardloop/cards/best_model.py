@@ -3,7 +3,7 @@ when its metric improves (Early Stopping's `improved`), carried from one iterati
 
 from __future__ import annotations
 
-from cardloop.cards.early_stopping import scalar_input
+from cardloop.cards import early_stopping  # as a module: registering the built-in cards may import this one first
 from cardloop.cards.model import clone_model
 from cardloop.cards.spec import NoConfig, Port, card
 from cardloop.kinds import MODEL, SCALAR
@@ -24,6 +24,6 @@ from cardloop.kinds import MODEL, SCALAR
     config=NoConfig,
 )
 def best_model(config: NoConfig, model, improved, best_model) -> dict:
-    if best_model is None or scalar_input(improved, "improved"):
+    if best_model is None or early_stopping.scalar_input(improved, "improved"):
         return {"best_model": clone_model(model)}
     return {"best_model": best_model}

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from cardloop.cards.bounds import MAX_INT64
 from cardloop.cards.spec import CardConfig, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import INFO, SCALAR
@@ -18,7 +19,7 @@ STATE_KEYS = ("best", "best_step", "wait", "step")
 
 
 class EarlyStoppingConfig(CardConfig):
-    patience: int = Field(default=3, ge=1, le=2**63 - 1,
+    patience: int = Field(default=3, ge=1, le=MAX_INT64,
                           description="Stop after this many runs in a row without improvement.")
     min_delta: float = Field(default=0.0, ge=0, allow_inf_nan=False,
                              description="An improvement must beat the best value by more than this.")

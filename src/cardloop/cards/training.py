@@ -50,7 +50,8 @@ class FrameTensors(RowBatches):
     def shuffled(self, seed: int) -> RowBatches:
         """The rows in the order of the epoch whose generator is seeded with `seed` (batches.epoch_order)."""
         rows = self._shuffled.get(seed)
-        if rows is None or rows.changed():
+        if rows is None or rows.changed():  # not gathered yet, or a card changed a batch of it in place
+            self._shuffled.pop(seed, None)
             if len(self._shuffled) >= SHUFFLED_KEPT:
                 del self._shuffled[next(iter(self._shuffled))]
             rows = self._shuffled[seed] = self.gathered(epoch_order(self.rows, seed))
