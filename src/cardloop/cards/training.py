@@ -47,8 +47,11 @@ class FrameTensors(RowBatches):
         super().__init__(*(_float32_rows(frame, columns) for columns in (self.features, self.targets)))
         self._shuffled: dict[int, RowBatches] = {}  # by the epoch's generator seed
 
-    def shuffled(self, seed: int) -> RowBatches:
-        """The rows in the order of the epoch whose generator is seeded with `seed` (batches.epoch_order)."""
+    def epoch(self, seed: int | None) -> RowBatches:
+        """An epoch's rows: the frame's order (`seed` None), or the shuffled order of the epoch whose generator
+        is seeded with `seed` (batches.epoch_order)."""
+        if seed is None:
+            return self
         rows = self._shuffled.get(seed)
         if rows is None or rows.changed():  # not gathered yet, or a card changed a batch of it in place
             self._shuffled.pop(seed, None)
@@ -90,9 +93,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def epoch_rows(frame, override: list[str] | None, seed: int | None) -> RowBatches:
-    """An epoch's rows: the frame's order (`seed` None), or the shuffled order of the epoch seeded with `seed`."""
-    tensors = frame_tensors(frame, override)
-    return tensors if seed is None else tensors.shuffled(seed)
+    """An epoch's rows (FrameTensors.epoch) of a frame, found again each time: rebuilt if a batch was changed."""
+    return frame_tensors(frame, override).epoch(seed)
 
 
 def frame_tensors(frame, override: list[str] | None) -> FrameTensors:
@@ -124,8 +126,7 @@ def prepare_batch(config: PrepareBatchConfig, train_dataset) -> dict:
     num_batches = check_batch_index("batch_index", index, rows, size)
     info = batch_info(index, size, rows, num_batches, epoch=config.epoch, shuffled=config.shuffle,
                       features=tensors.features, targets=tensors.targets)
-    batches = tensors if seed is None else tensors.shuffled(seed)
-    return {"batch_data": batches.batch(index, size), "batch_info": info}
+    return {"batch_data": tensors.epoch(seed).batch(index, size), "batch_info": info}
 
 
 # --- training_init_optimizer ------------------------------------------------------------------------

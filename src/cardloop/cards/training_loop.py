@@ -94,7 +94,7 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     try:
         for seed, index in order:
             if seed != rows_seed:  # a new pass: its rows, gathered once when shuffled
-                rows, rows_seed = tensors.shuffled(seed), seed
+                rows, rows_seed = tensors.epoch(seed), seed
             batch = rows.batch(index, size)
             X, y = batch.X, batch.y
             if move:
