@@ -4,6 +4,7 @@ from __future__ import annotations
 
 DATAFRAME = "dataframe"
 BATCH = "batch"
+BATCHES = "batches"
 MODEL = "model"
 OPTIMIZER = "optimizer"
 SCHEDULER = "scheduler"
@@ -16,6 +17,7 @@ ANY = "any"
 BUILTIN_KINDS: dict[str, str] = {
     DATAFRAME: "a table (pandas DataFrame)",
     BATCH: "a batch of X and y tensors",
+    BATCHES: "an epoch's batches in order: a loop block runs once per batch",
     MODEL: "a torch.nn.Module (training state)",
     OPTIMIZER: "a torch.optim.Optimizer bound to a model (training state)",
     SCHEDULER: "a learning-rate scheduler bound to an optimizer (training state)",

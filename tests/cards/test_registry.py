@@ -32,7 +32,8 @@ pytestmark = pytest.mark.usefixtures("isolated_default_registry")
 
 BUILTIN_IDS = {"data_load", "data_split", "data_normalize", "model_define", "model_clone", "evaluate",
                "training_prepare_batch", "training_init_optimizer", "training_zero_grad", "training_forward",
-               "training_loss", "training_backward", "training_optimizer_step", "training_loop"}
+               "training_loss", "training_backward", "training_optimizer_step", "training_loop",
+               "training_batch_iterator", "training_early_stopping", "training_best_model"}
 
 #: /work/shared/seed/training-loop-components-guide.md: card type -> (inputs, outputs, config defaults).
 GUIDE = {

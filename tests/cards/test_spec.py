@@ -8,7 +8,7 @@ from pydantic import Field, ValidationError
 from cardloop import kinds
 from cardloop.cards.registry import Registry, default_registry
 from cardloop.cards.spec import CardConfig, CardContext, CardType, NoConfig, Port, card
-from cardloop.kinds import BATCH, INFO, MODEL, OPTIMIZER, SCALAR
+from cardloop.kinds import ANY, BATCH, BATCHES, INFO, MODEL, OPTIMIZER, SCALAR
 from tests.cards.test_registry import isolated_default_registry  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("isolated_default_registry")
@@ -161,6 +161,50 @@ def test_an_input_port_named_config_is_refused():
         declare(lambda config: {}, inputs=[Port("config", SCALAR)])
 
 
+ITEMS = (Port("batch_data", BATCH), Port("batch_info", INFO))
+
+
+def test_an_iterator_output_declares_its_item_ports():
+    declared = declare(lambda config: {}, outputs=[Port("batches", BATCHES, items=ITEMS)])
+    assert declared.output("batches").items == ITEMS
+
+
+@pytest.mark.parametrize("kind", [ANY, MODEL])
+def test_an_iterator_output_of_kind_any_or_training_state_is_refused(kind):
+    with pytest.raises(ValueError, match=rf"card type 'spec_probe': iterator output 'batches' needs a kind of its "
+                                         rf"own for its iterator, not '{kind}'"):
+        declare(lambda config: {}, outputs=[Port("batches", kind, items=ITEMS)])
+
+
+def test_an_item_port_whose_name_is_no_identifier_is_refused():
+    with pytest.raises(ValueError, match=r"output 'batches' has an item port named 'batch data'; item port names "
+                                         r"must be identifiers"):
+        declare(lambda config: {}, outputs=[Port("batches", BATCHES, items=(Port("batch data", BATCH),))])
+
+
+def test_an_item_port_of_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match=r"port 'x' has unknown kind 'picture'"):
+        declare(lambda config: {}, outputs=[Port("batches", BATCHES, items=(Port("x", "picture"),))])
+
+
+def test_an_item_port_declared_twice_is_refused():
+    with pytest.raises(ValueError, match=r"output 'batches' declares an item port twice: \['x', 'x'\]"):
+        declare(lambda config: {}, outputs=[Port("batches", BATCHES, items=(Port("x", BATCH), Port("x", INFO)))])
+
+
+def test_an_item_port_that_carries_training_state_is_refused():
+    with pytest.raises(ValueError, match=r"item port 'batches.m' must carry a plain value"):
+        declare(lambda config: {}, outputs=[Port("batches", BATCHES, items=(Port("m", MODEL),))])
+
+
+def test_an_input_with_items_is_refused():
+    def run(config, batches):
+        return {}
+
+    with pytest.raises(ValueError, match=r"input 'batches' declares items; only an output can be an iterator"):
+        declare(run, inputs=[Port("batches", BATCHES, items=ITEMS)])
+
+
 # --- context -------------------------------------------------------------------------------------------------
 
 
@@ -207,6 +251,15 @@ def test_to_json_marks_state_continuations_and_metrics():
     data = declare(two_inputs, inputs=[Port("model", MODEL), Port("batch_data", BATCH)], outputs=outputs).to_json()
     assert data["outputs"][0]["state_of"] == "model" and data["outputs"][1]["metric"] is True
     assert "metric" not in data["outputs"][0] and "state_of" not in data["outputs"][1]
+
+
+def test_to_json_lists_an_iterator_s_item_ports_and_nothing_for_other_ports():
+    data = declare(lambda config: {}, outputs=[Port("batches", BATCHES, items=ITEMS), Port("n", SCALAR)]).to_json()
+    assert data["outputs"][0]["items"] == [
+        {"name": "batch_data", "kind": "batch", "description": "", "required": True},
+        {"name": "batch_info", "kind": "info", "description": "", "required": True},
+    ]
+    assert "items" not in data["outputs"][1]
 
 
 def test_to_json_contains_the_config_json_schema_with_defaults():

@@ -138,7 +138,8 @@ def test_every_batch_is_rows_of_the_frame_contiguous_and_64_byte_aligned(size):
 
 
 def test_a_batch_alone_makes_the_views_of_its_chunk_only_and_a_second_pass_hands_out_the_same_ones():
-    from cardloop.cards.training import VIEW_CHUNK, frame_tensors
+    from cardloop.batches import VIEW_CHUNK
+    from cardloop.cards.training import frame_tensors
 
     # batches of 16 rows, whose X (4 features) and y start on 64-byte boundaries; the last batch is short
     batches = 3 * VIEW_CHUNK
@@ -171,6 +172,38 @@ def test_a_batch_a_card_made_require_grad_is_not_handed_out_again():
     frame = numeric_frame()
     prepare(frame, 1, 8)["batch_data"].X.requires_grad_(True)
     assert not prepare(frame, 1, 8)["batch_data"].X.requires_grad
+
+
+def prepare_shuffled(frame, index, size, seed, epoch):
+    from cardloop.cards.training import PrepareBatchConfig, prepare_batch
+
+    config = PrepareBatchConfig(batch_index=index, batch_size=size, shuffle=True, seed=seed, epoch=epoch)
+    return prepare_batch.run(config=config, train_dataset=frame)
+
+
+@pytest.mark.parametrize("epoch", [0, 2])
+def test_a_shuffled_batch_is_the_dataloader_s_batch_of_that_epoch(epoch):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    frame = numeric_frame(rows=37)
+    X, y = expected_rows(frame, 0, 37)
+    loader = DataLoader(TensorDataset(X, y), batch_size=8, shuffle=True,
+                        generator=torch.Generator().manual_seed(5 + epoch))
+    for index, (X_batch, y_batch) in enumerate(loader):
+        batch = prepare_shuffled(frame, index, 8, seed=5, epoch=epoch)["batch_data"]
+        assert torch.equal(batch.X, X_batch) and torch.equal(batch.y, y_batch)
+
+
+def test_the_batches_of_a_shuffled_epoch_share_one_gathering_of_its_rows():
+    frame = numeric_frame(rows=64)  # batches of 16 rows start on 64-byte boundaries: views of the gathered rows
+    first, second = (prepare_shuffled(frame, index, 16, seed=0, epoch=1)["batch_data"] for index in (0, 1))
+    assert second.X.data_ptr() == first.X.data_ptr() + 16 * 4 * 4
+
+
+def test_batch_info_says_the_epoch_and_whether_it_was_shuffled():
+    info = prepare_shuffled(numeric_frame(), 1, 8, seed=0, epoch=3)["batch_info"]
+    assert (info["epoch"], info["shuffled"], info["rows"], info["batch_index"]) == (3, True, [8, 16], 1)
+    assert prepare(numeric_frame(), 1, 8)["batch_info"]["shuffled"] is False
 
 
 def test_backward_reports_the_gradient_norm_and_the_parameters_with_a_gradient_when_asked():

@@ -66,6 +66,27 @@ def test_epochs_pass_over_the_batch_range_again_and_start_batch_picks_it(regress
     assert (info["first_loss"], info["last_loss"]) == (losses[0], losses[-1])
 
 
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_shuffled_it_trains_exactly_as_a_hand_written_loop_over_a_seeded_dataloader(regression_csv, store, drop_last):
+    options = dict(optimizer_type="adam", loss_type="mse", gradient_clip=0.5, learning_rate=0.01)
+    p = loop_pipeline(regression_csv, batches=None, epochs=3, **options)
+    p.card("loop").config.update(shuffle=True, seed=9, drop_last=drop_last)
+    result = cardloop.run(p, store=store)
+    expected = hand_written_loop(regression_csv, **{**SHAPE, "batches": 100}, **options, epochs=3, shuffle=True,
+                                 seed=9, drop_last=drop_last)
+    assert_same_weights(result.outputs["loop"]["model"], expected)
+    info = result.outputs["loop"]["loop_info"]
+    assert (info["steps"], info["num_batches"], info["shuffle"]) == ((18, 6, True) if drop_last else (21, 7, True))
+
+
+def test_drop_last_leaves_out_the_short_batch_and_names_it_in_a_range_past_the_end(regression_csv, store):
+    p = loop_pipeline(regression_csv, batches=None)
+    p.card("loop").config.update(drop_last=True, start_batch=6)
+    with pytest.raises(CardFailed, match=r"'start_batch' is 6, but 100 rows in batches of 16 make 6 batches, leaving "
+                                         r"out the short last one \(drop_last\) \(valid: 0 to 5\)"):
+        cardloop.run(p, store=store)
+
+
 def test_every_step_s_loss_is_a_metric_in_the_run_records_and_the_events(regression_csv, store):
     events: list[CardEvent] = []
     result = cardloop.run(loop_pipeline(regression_csv), store=store, progress=events.append)
@@ -207,6 +228,26 @@ def test_a_run_stopped_inside_the_loop_goes_on_from_its_last_checkpoint(regressi
         assert all(torch.equal(a[key], b[key]) for key in ("exp_avg", "exp_avg_sq", "step"))
     with RunRecords(store / "runs.sqlite") as records:
         assert [m.value for m in records.metrics(resumed.run_id, "loss_value")] == whole.metrics("loss_value")
+
+
+def test_a_shuffled_loop_stopped_inside_its_second_pass_goes_on_in_that_pass_s_order(regression_csv, store,
+                                                                                      monkeypatch):
+    from cardloop.cards import training_loop as module
+
+    monkeypatch.setattr(module, "REPORT_SECONDS", 0.0)
+
+    def pipeline():
+        p = loop_pipeline(regression_csv, epochs=2, learning_rate=0.01)
+        p.card("loop").config.update(shuffle=True, seed=4)
+        return p
+
+    whole = cardloop.run(pipeline(), store=store / "whole")
+    with pytest.raises(Stop):
+        cardloop.run(pipeline(), store=store, checkpoint_seconds=0, progress=stop_at(9, []))
+    resumed = cardloop.run(pipeline(), store=store)
+    assert "loop" in resumed.executed
+    assert_same_weights(resumed.outputs["loop"]["model"], whole.outputs["loop"]["model"])
+    assert resumed.metrics("loss_value") == whole.metrics("loss_value")
 
 
 def test_without_the_cache_a_stopped_loop_starts_again(regression_csv, store, monkeypatch):

@@ -12,7 +12,8 @@ from tests.server import TESTCLIENT_HOSTS
 
 BUILTIN_CARDS = {"data_load", "data_split", "data_normalize", "model_define", "model_clone", "evaluate",
                  "training_prepare_batch", "training_init_optimizer", "training_zero_grad", "training_forward",
-                 "training_loss", "training_backward", "training_optimizer_step", "training_loop"}
+                 "training_loss", "training_backward", "training_optimizer_step", "training_loop",
+                 "training_batch_iterator", "training_early_stopping", "training_best_model"}
 
 # Two semantic problems (a config value and a link), as in the README's `cardloop validate` example.
 INVALID = {"version": 1, "name": "bad",

@@ -12,6 +12,7 @@ import torch
 from cardloop.errors import StoreError
 from cardloop.store import codecs
 from cardloop.store.codecs import Codec, CodecContext, codec_for_kind, codec_named, register_codec
+from cardloop.batches import BatchList, RowBatches
 from cardloop.values import Batch
 
 CTX = CodecContext()
@@ -22,8 +23,14 @@ def round_trip(kind: str, value):
     return codec.decode(codec.encode(value, CTX), CTX)
 
 
+def batch_list(shuffled: bool, drop_last: bool = False) -> BatchList:
+    X, y = torch.randn(10, 3), torch.randn(10, 1)
+    rows = RowBatches(X, y).gathered(torch.randperm(10)) if shuffled else RowBatches(X, y)
+    return BatchList(lambda: rows, 4, drop_last=drop_last, epoch=2, features=["a", "b", "c"], targets=["t"])
+
+
 def test_every_builtin_kind_but_any_and_scheduler_has_a_codec():
-    for kind in ("dataframe", "batch", "model", "optimizer", "tensor", "loss", "scalar", "info"):
+    for kind in ("dataframe", "batch", "batches", "model", "optimizer", "tensor", "loss", "scalar", "info"):
         assert codec_for_kind(kind).kind == kind
 
 
@@ -62,7 +69,8 @@ def test_a_custom_codec_serves_its_kind_and_values_on_any_ports(monkeypatch):
 
 @pytest.mark.parametrize("value, kind", [
     (pd.DataFrame({"a": [1]}), "dataframe"), (Batch(torch.zeros(1, 2), torch.zeros(1, 1)), "batch"),
-    (torch.zeros(3), "tensor"), (1.5, "scalar"), (np.int64(3), "scalar"), (True, "scalar"), ({"a": 1}, "info"),
+    (batch_list(False), "batches"), (torch.zeros(3), "tensor"), (1.5, "scalar"), (np.int64(3), "scalar"),
+    (True, "scalar"), ({"a": 1}, "info"),
     (torch.nn.Linear(1, 1), "model"), (torch.optim.SGD(torch.nn.Linear(1, 1).parameters()), "optimizer"),
 ])
 def test_kind_any_picks_the_codec_of_the_values_type(value, kind):
@@ -106,6 +114,25 @@ def test_a_batch_comes_back_as_a_batch_with_equal_tensors():
     assert isinstance(restored, Batch)
     assert torch.equal(restored.X, batch.X) and torch.equal(restored.y, batch.y)
     assert codec_for_kind("batch").summarize(batch)["rows"] == 5
+
+
+@pytest.mark.parametrize("shuffled, drop_last", [(False, False), (True, False), (True, True)])
+def test_a_batch_list_comes_back_equal_with_equal_items(shuffled, drop_last):
+    batches = batch_list(shuffled, drop_last)
+    restored = round_trip("batches", batches)
+    assert isinstance(restored, BatchList) and restored == batches and len(restored) == len(batches)
+    for index in range(len(batches)):
+        mine, theirs = restored.item(index), batches.item(index)
+        assert torch.equal(mine["batch_data"].X, theirs["batch_data"].X)
+        assert mine["batch_info"] == theirs["batch_info"]
+
+
+def test_a_batch_list_summary_says_batches_size_rows_and_order():
+    summary = codec_for_kind("batches").summarize(batch_list(True, True))
+    assert {key: summary[key] for key in ("batches", "batch_size", "rows", "drop_last", "epoch", "shuffled")} == \
+        {"batches": 2, "batch_size": 4, "rows": 10, "drop_last": True, "epoch": 2, "shuffled": True}
+    assert summary["X"]["shape"] == [10, 3]
+    json.dumps(summary, allow_nan=False)
 
 
 @pytest.mark.parametrize("tensor", [torch.randn(3, 4), torch.arange(6).reshape(2, 3).T, torch.tensor(2.0),

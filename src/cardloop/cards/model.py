@@ -71,9 +71,14 @@ def model_define(config: ModelDefineConfig) -> dict:
     config=NoConfig,
 )
 def model_clone(config: NoConfig, model) -> dict:
+    return {"model": clone_model(model)}
+
+
+def clone_model(model):
+    """An independent copy of `model`: weights, gradients, buffers, train/eval flags and its recipe."""
     import copy
 
     clone = copy.deepcopy(model)  # deepcopy of a Parameter leaves its .grad behind
     for original, copied in zip(model.parameters(), clone.parameters()):
         copied.grad = None if original.grad is None else original.grad.detach().clone()
-    return {"model": clone}
+    return clone

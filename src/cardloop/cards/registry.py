@@ -20,6 +20,9 @@ BUILTIN_MODULES = (
     "cardloop.cards.model",
     "cardloop.cards.training",
     "cardloop.cards.training_loop",
+    "cardloop.cards.batch_iterator",
+    "cardloop.cards.early_stopping",
+    "cardloop.cards.best_model",
     "cardloop.cards.evaluate",
     "cardloop.cards.blocks",
 )

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-from cardloop.kinds import STATE_KINDS, known_kinds
+from cardloop.kinds import ANY, STATE_KINDS, known_kinds
 
 
 class CardConfig(BaseModel):
@@ -39,6 +39,8 @@ class Port:
     `metric` marks a scalar output recorded as a metric (and shown by progress bars).
     `needs_graph` marks an input whose value must carry its autograd graph (a loss for Backward): when
     that value was made in another process, its lineage is recomputed in this one first (docs/design.md §4).
+    `items` marks an iterator output: its value has `len()` and `item(i)`, a dict with one value per item port;
+    a loop block `over` it runs once per item, with the item ports inside its body (docs/blocks.md).
     """
 
     name: str
@@ -48,6 +50,7 @@ class Port:
     state_of: str | None = None
     metric: bool = False
     needs_graph: bool = False
+    items: tuple[Port, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = {"name": self.name, "kind": self.kind, "description": self.description,
@@ -58,6 +61,8 @@ class Port:
             data["metric"] = True
         if self.needs_graph:
             data["needs_graph"] = True
+        if self.items:
+            data["items"] = [item.to_json() for item in self.items]
         return data
 
 
@@ -177,10 +182,17 @@ def _file_digest(path: str) -> bytes:
 def _check_ports(type_id: str, run: Callable, inputs: tuple[Port, ...], outputs: tuple[Port, ...]) -> bool:
     """Check that the run function's signature matches the declared input ports; return wants_context."""
     kinds = known_kinds()
-    for port in (*inputs, *outputs):
+    for port in (*inputs, *outputs, *(item for port in outputs for item in port.items)):
         if port.kind not in kinds:
             raise ValueError(f"card type '{type_id}': port '{port.name}' has unknown kind '{port.kind}'; "
                              f"known kinds: {', '.join(sorted(kinds))}")
+    for port in inputs:
+        if port.items:
+            raise ValueError(f"card type '{type_id}': input '{port.name}' declares items; only an output can be "
+                             "an iterator")
+    for port in outputs:
+        if port.items:
+            _check_items(type_id, port)
     for port in inputs:
         if port.name in RESERVED_PARAMETERS:
             raise ValueError(f"card type '{type_id}': an input port may not be named '{port.name}' "
@@ -205,6 +217,24 @@ def _check_ports(type_id: str, run: Callable, inputs: tuple[Port, ...], outputs:
         raise ValueError(f"card type '{type_id}': run function parameters {sorted(params)} must be "
                          f"'config', optionally 'ctx', and the input ports {[p.name for p in inputs]}")
     return wants_context
+
+
+def _check_items(type_id: str, port: Port) -> None:
+    """An iterator output has a kind of its own (not `any`, not training state), and its item ports have
+    distinct identifier names and plain value kinds."""
+    if port.kind == ANY or port.kind in STATE_KINDS:
+        raise ValueError(f"card type '{type_id}': iterator output '{port.name}' needs a kind of its own for its "
+                         f"iterator, not '{port.kind}'")
+    names = [item.name for item in port.items]
+    for item in port.items:
+        if not item.name.isidentifier():
+            raise ValueError(f"card type '{type_id}': output '{port.name}' has an item port named {item.name!r}; "
+                             "item port names must be identifiers")
+        if item.kind in STATE_KINDS or item.state_of or item.items:
+            raise ValueError(f"card type '{type_id}': item port '{port.name}.{item.name}' must carry a plain "
+                             f"value, not training state or another iterator")
+    if len(set(names)) != len(names):
+        raise ValueError(f"card type '{type_id}': output '{port.name}' declares an item port twice: {names}")
 
 
 def card(

@@ -8,14 +8,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from cardloop.cards.bounds import MAX_INT64
+from cardloop.batches import SHUFFLE_RULE, RowBatches, batch_info, count_batches, epoch_order
+from cardloop.cards.bounds import MAX_INT64, MAX_SEED, MIN_SEED
 from cardloop.cards.data import check_numeric, split_columns
 from cardloop.models import model_device
 from cardloop.cards.spec import CardConfig, CardContext, NoConfig, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import BATCH, DATAFRAME, INFO, LOSS, MODEL, OPTIMIZER, SCALAR, TENSOR
 from cardloop.values import OPTIMIZER_STEPS_ATTR as STEPS_ATTR
-from cardloop.values import Batch
 
 # --- training_prepare_batch -------------------------------------------------------------------------
 
@@ -25,67 +25,40 @@ class PrepareBatchConfig(CardConfig):
     batch_size: int = Field(default=32, gt=0, le=MAX_INT64, description="Size of each batch.")
     target_columns: list[str] | None = Field(
         default=None, description="Override the target columns recorded by the data card.")
+    shuffle: bool = Field(default=False, description="Take the batch from the epoch's shuffled order, "
+                                                     "DataLoader's with generator seed seed + epoch.")
+    seed: int = Field(default=0, ge=MIN_SEED, le=MAX_SEED, description="Shuffle seed; epoch e uses seed + e.")
+    epoch: int = Field(default=0, ge=0, le=MAX_INT64, description="Which epoch's order to take the batch from.")
 
 
 # Frames are immutable values, so their tensor form, and its batches for each batch size, are worked out once
 # per frame and target choice.
 _frame_tensors: dict[tuple[int, tuple[str, ...] | None], FrameTensors] = {}
-ALIGNMENT = 64  # bytes: torch's CPU allocator aligns every tensor so
-VIEW_CHUNK = 64  # batches whose views are made together: torch.split makes ~0.5 µs a view, slicing one ~1.1 µs
+SHUFFLED_KEPT = 2  # epochs' shuffled rows kept per frame: an epoch's cards, or two loops with their own seeds
 
 
-class FrameTensors:
-    """A frame's features X and targets y as row-major float32 tensors from torch's allocator, and their
-    batches. A batch is a view into X and y when it starts on an ALIGNMENT boundary, as a fresh tensor does
-    (the bits of a CPU matmul can depend on its input's address), and a copy otherwise. Views are made, a
-    VIEW_CHUNK of batches at a time, when a batch among them is first asked for, and kept for the next pass:
-    a card run alone for one batch of a large frame does not make two tensors for every batch of it. A card
-    that changes a batch in place changes X: the version counter torch keeps for in-place changes tells, and
-    the tensors are rebuilt from the frame, so that a batch never differs from the frame's rows."""
+class FrameTensors(RowBatches):
+    """A frame's features X and targets y as row-major float32 tensors (the frame's order), and their batches;
+    and the rows in the shuffled order of an epoch, gathered once for all the batches of that epoch."""
 
     def __init__(self, frame, override: list[str] | None):
         self.features, self.targets = split_columns(frame, override)
         check_numeric(frame, self.features + self.targets, "the dataset")
-        self.X, self.y = (_float32_rows(frame, columns) for columns in (self.features, self.targets))
-        self.rows = self.X.shape[0]
-        self.versions = (self.X._version, self.y._version)
-        #: by batch size: the views made so far (None for a batch not asked for yet), and whether they align
-        self._batches: dict[int, tuple[list[tuple | None], bool]] = {}
+        super().__init__(*(_float32_rows(frame, columns) for columns in (self.features, self.targets)))
+        self._shuffled: dict[int, RowBatches] = {}  # by the epoch's generator seed
 
-    def changed(self) -> bool:
-        return (self.X._version, self.y._version) != self.versions
-
-    def batch(self, index: int, size: int) -> Batch:
-        split = self._batches.get(size)
-        if split is None:
-            aligned = all(size * t.shape[1] * t.element_size() % ALIGNMENT == 0 for t in (self.X, self.y))
-            split = self._batches[size] = ([None] * -(-self.rows // size) if aligned else [], aligned)
-        views, aligned = split
-        start = index * size
-        if aligned:
-            view = views[index] or self._make_views(views, index, size)
-            X, y, x_address, y_address = view
-            if not (X.requires_grad or y.requires_grad) and X.data_ptr() == x_address and y.data_ptr() == y_address:
-                return Batch(X, y)
-        # a copy when unaligned, or when a card made the shared view require grad or swapped its data
-        return Batch(self.X[start:start + size].clone(), self.y[start:start + size].clone())
-
-    def _make_views(self, views: list[tuple | None], index: int, size: int) -> tuple:
-        """Make the views of the VIEW_CHUNK batches around `index` that have none yet; return index's."""
-        import torch
-
-        first = index - index % VIEW_CHUNK
-        start, stop = first * size, min((first + VIEW_CHUNK) * size, self.rows)
-        made = zip(torch.split(self.X[start:stop], size), torch.split(self.y[start:stop], size))
-        for position, (X, y) in enumerate(made, first):
-            if views[position] is None:
-                views[position] = (X, y, X.data_ptr(), y.data_ptr())
-        return views[index]
-
-    def views_made(self, size: int) -> int:
-        """How many batches of `size` have a view kept for the next pass."""
-        views = self._batches.get(size, ([], False))[0]
-        return sum(view is not None for view in views)
+    def epoch(self, seed: int | None) -> RowBatches:
+        """An epoch's rows: the frame's order (`seed` None), or the shuffled order of the epoch whose generator
+        is seeded with `seed` (batches.epoch_order)."""
+        if seed is None:
+            return self
+        rows = self._shuffled.get(seed)
+        if rows is None or rows.changed():  # not gathered yet, or a card changed a batch of it in place
+            self._shuffled.pop(seed, None)
+            if len(self._shuffled) >= SHUFFLED_KEPT:
+                del self._shuffled[next(iter(self._shuffled))]
+            rows = self._shuffled[seed] = self.gathered(epoch_order(self.rows, seed))
+        return rows
 
 
 def _float32_rows(frame, columns: list[str]):
@@ -98,14 +71,30 @@ def _float32_rows(frame, columns: list[str]):
     return tensor
 
 
-def check_batch_index(field: str, index: int, rows: int, size: int) -> int:
-    """The number of batches of `size` in `rows` rows; a batch index (config `field`) past them is the
-    user's mistake, named with what would be valid."""
-    num_batches = -(-rows // size)
+def check_batch_index(field: str, index: int, rows: int, size: int, drop_last: bool = False) -> int:
+    """The number of batches of `size` in `rows` rows (without a short last one under `drop_last`); a batch
+    index (config `field`) past them is the user's mistake, named with what would be valid."""
+    num_batches = count_batches(rows, size, drop_last)
     if index >= num_batches:
+        dropped = ", leaving out the short last one (drop_last)" if drop_last and rows % size else ""
+        valid = f"0 to {num_batches - 1}" if num_batches else f"none; choose a batch_size of at most {rows}"
         raise CardError(f"config field '{field}' is {index}, but {rows} rows in batches of "
-                        f"{size} make {num_batches} batches (valid: 0 to {num_batches - 1})")
+                        f"{size} make {num_batches} batches{dropped} (valid: {valid})")
     return num_batches
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch `epoch`'s generator, seed + epoch; past torch.manual_seed's range it is the user's
+    mistake, named."""
+    if seed + epoch > MAX_SEED:
+        raise CardError(f"config field 'seed' is {seed}, and seed + epoch ({seed + epoch}) is past the largest seed "
+                        f"torch.manual_seed takes ({MAX_SEED}); choose a smaller seed")
+    return seed + epoch
+
+
+def epoch_rows(frame, override: list[str] | None, seed: int | None) -> RowBatches:
+    """An epoch's rows (FrameTensors.epoch) of a frame, found again each time: rebuilt if a batch was changed."""
+    return frame_tensors(frame, override).epoch(seed)
 
 
 def frame_tensors(frame, override: list[str] | None) -> FrameTensors:
@@ -124,20 +113,20 @@ def frame_tensors(frame, override: list[str] | None) -> FrameTensors:
     "training_prepare_batch",
     title="Prepare Batch",
     category="training",
-    description="Rows [i*batch_size, (i+1)*batch_size) of the frame, in its order, as float32 X and y tensors.",
+    description="Rows [i*batch_size, (i+1)*batch_size) of the frame, in its order, as float32 X and y tensors; "
+                "with shuffle, of the epoch's shuffled order. " + SHUFFLE_RULE,
     inputs=[Port("train_dataset", DATAFRAME, "Training dataset (DataFrame).")],
     outputs=[Port("batch_data", BATCH, "Batch tensors X and y."), Port("batch_info", INFO, "Batch metadata.")],
     config=PrepareBatchConfig,
 )
 def prepare_batch(config: PrepareBatchConfig, train_dataset) -> dict:
+    seed = epoch_seed(config.seed, config.epoch) if config.shuffle else None
     tensors = frame_tensors(train_dataset, config.target_columns)
     index, size, rows = config.batch_index, config.batch_size, tensors.rows
     num_batches = check_batch_index("batch_index", index, rows, size)
-    start = index * size
-    stop = min(start + size, rows)
-    info = {"batch_index": index, "batch_size": size, "rows": [start, stop], "size": stop - start,
-            "num_batches": num_batches, "features": tensors.features, "targets": tensors.targets}
-    return {"batch_data": tensors.batch(index, size), "batch_info": info}
+    info = batch_info(index, size, rows, num_batches, epoch=config.epoch, shuffled=config.shuffle,
+                      features=tensors.features, targets=tensors.targets)
+    return {"batch_data": tensors.epoch(seed).batch(index, size), "batch_info": info}
 
 
 # --- training_init_optimizer ------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from cardloop.batches import SHUFFLE_RULE
 from cardloop.cards import training  # as a module: registering the built-in cards may import this one first
-from cardloop.cards.bounds import MAX_EPOCHS, MAX_INT64
+from cardloop.cards.bounds import MAX_EPOCHS, MAX_INT64, MAX_SEED, MIN_SEED
 from cardloop.cards.spec import CardConfig, CardContext, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import DATAFRAME, INFO, MODEL, OPTIMIZER, TENSOR
@@ -42,6 +43,9 @@ class TrainingLoopConfig(CardConfig):
     zero_grad: bool = Field(
         default=True, description="Clear the gradients before each step; off, they accumulate across steps, "
                                   "as in a pipeline without Zero Gradients cards.")
+    shuffle: bool = Field(default=False, description="Shuffle the rows each pass, as DataLoader(shuffle=True).")
+    seed: int = Field(default=0, ge=MIN_SEED, le=MAX_SEED, description="Shuffle seed; pass e uses seed + e.")
+    drop_last: bool = Field(default=False, description="Leave out the last batch of a pass when it is short.")
 
 
 @card(
@@ -49,7 +53,8 @@ class TrainingLoopConfig(CardConfig):
     title="Training Loop",
     category="training",
     description="Prepare Batch, Zero Gradients, Forward Pass, Calculate Loss, Backward Pass and Optimizer Step "
-                "for every batch of the range, epochs times, in one card (the guide's loop wrapper).",
+                "for every batch of the range, epochs times, in one card (the guide's loop wrapper). "
+                + SHUFFLE_RULE.replace("epoch e", "pass e"),
     inputs=[Port("train_dataset", DATAFRAME, "Training dataset (DataFrame)."),
             Port("model", MODEL, "Model to train."),
             Port("optimizer", OPTIMIZER, "Optimizer bound to the model (from Initialize Optimizer).")],
@@ -75,7 +80,8 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     run_model, check_targets = training.run_model, training.check_targets
     clip, zero_grad, size = config.gradient_clip, config.zero_grad, config.batch_size
     parameters = list(model.parameters()) if clip > 0 else []
-    order = [index for _ in range(config.epochs) for index in batches]  # the batch of every step
+    seeds = [training.epoch_seed(config.seed, epoch) if config.shuffle else None for epoch in range(config.epochs)]
+    order = [(seed, index) for seed in seeds for index in batches]  # the pass (its seed) and batch of every step
     losses: list[float] = []
     clipped, largest_norm = 0, 0.0
     if ctx.resumed is not None:  # the engine restored model and optimizer to this checkpoint of an earlier run
@@ -84,9 +90,12 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
         order = order[step:]
     report, checkpoint, steps, clock = ctx.report, ctx.checkpoint, len(losses) + len(order), time.perf_counter
     next_report = clock() if report is not None else float("inf")  # the first step reports, then every REPORT_SECONDS
+    rows, rows_seed = tensors, None
     try:
-        for index in order:
-            batch = tensors.batch(index, size)
+        for seed, index in order:
+            if seed != rows_seed:  # a new pass: its rows, gathered once when shuffled
+                rows, rows_seed = tensors.epoch(seed), seed
+            batch = rows.batch(index, size)
             X, y = batch.X, batch.y
             if move:
                 X, y = X.to(device), y.to(device)
@@ -111,7 +120,7 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
         # holds the count from before the loop, so a resumed loop adds every step's too)
         setattr(optimizer, STEPS_ATTR, getattr(optimizer, STEPS_ATTR, 0) + len(losses))
     info = {"steps": len(losses), "epochs": config.epochs, "batches": [batches.start, batches.stop - 1],
-            "batch_size": size, "num_batches": num_batches, "rows": tensors.rows,
+            "batch_size": size, "num_batches": num_batches, "rows": tensors.rows, "shuffle": config.shuffle,
             "first_loss": losses[0], "last_loss": losses[-1],
             "optimizer_steps": getattr(optimizer, STEPS_ATTR), "learning_rate": optimizer.param_groups[0]["lr"],
             "gradient_clip": clip, "clipped_steps": clipped}
@@ -122,9 +131,9 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
 
 
 def _batch_range(config: TrainingLoopConfig, rows: int) -> tuple[range, int]:
-    """The batch indices of one pass, and how many batches the frame has; a range past the frame's end is the
-    user's mistake, named."""
-    total = training.check_batch_index("start_batch", config.start_batch, rows, config.batch_size)
+    """The batch indices of one pass, and how many batches the frame has (without a short last one under
+    drop_last); a range past the frame's end is the user's mistake, named."""
+    total = training.check_batch_index("start_batch", config.start_batch, rows, config.batch_size, config.drop_last)
     stop = total if config.num_batches is None else config.start_batch + config.num_batches
     if stop > total:
         raise CardError(f"config field 'num_batches' is {config.num_batches}, but from batch {config.start_batch} "

@@ -11,7 +11,7 @@ from cardloop.store.json_codecs import JSON_ITEM_KINDS, InfoCodec, ListCodec, Sc
 from cardloop.store.model_codec import ModelCodec
 from cardloop.store.optimizer_codec import OptimizerCodec
 from cardloop.store.table_codec import DataFrameCodec
-from cardloop.store.tensor_codecs import BatchCodec, LossCodec, TensorCodec
+from cardloop.store.tensor_codecs import BatchCodec, BatchesCodec, LossCodec, TensorCodec
 
 __all__ = ["Codec", "CodecContext", "codec_for_kind", "codec_for_value", "codec_named", "has_codec",
            "register_codec"]
@@ -79,6 +79,6 @@ def codec_named(name: str) -> Codec:
     raise StoreError(f"no codec named '{name}' is registered")
 
 
-for _codec in (DataFrameCodec(), BatchCodec(), TensorCodec(), LossCodec(), ModelCodec(), OptimizerCodec(),
-               ScalarCodec(), InfoCodec()):
+for _codec in (DataFrameCodec(), BatchCodec(), BatchesCodec(), TensorCodec(), LossCodec(), ModelCodec(),
+               OptimizerCodec(), ScalarCodec(), InfoCodec()):
     register_codec(_codec)

@@ -1,4 +1,5 @@
-"""Codecs for tensor values: `tensor` (e.g. predictions), `batch` (X and y) and `loss` (value only, no graph)."""
+"""Codecs for tensor values: `tensor` (e.g. predictions), `batch` (X and y), `batches` (an epoch's batch list) and
+`loss` (value only, no graph)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 import torch
 
 from cardloop import kinds
+from cardloop.errors import StoreError
 from cardloop.store import safetensors_format
 from cardloop.store.codec import Codec, CodecContext, json_number, load_device
+from cardloop.batches import BatchList, RowBatches
 from cardloop.values import Batch
 
 
@@ -74,6 +77,41 @@ class BatchCodec(Codec):
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, Batch)
+
+
+class BatchesCodec(Codec):
+    """A `BatchList` as safetensors: the epoch's X and y in its order, the order itself when shuffled, and the
+    batch size, drop_last, epoch and column names as metadata. It decodes to an equal list."""
+
+    name = "batches-safetensors"
+    kind = kinds.BATCHES
+    extension = "safetensors"
+    format = "cardloop.batches/1"
+
+    def encode(self, value: BatchList, ctx: CodecContext) -> bytes:
+        rows = value.rows()
+        tensors = {"X": rows.X, "y": rows.y} | ({} if rows.order is None else {"order": rows.order})
+        return safetensors_format.pack(tensors, {
+            "format": self.format, "batch_size": value.batch_size, "drop_last": value.drop_last,
+            "epoch": value.epoch, "features": value.features, "targets": value.targets})
+
+    def decode(self, data: bytes, ctx: CodecContext) -> BatchList:
+        tensors, metadata = safetensors_format.unpack(data, self.format)
+        rows = RowBatches(tensors["X"], tensors["y"], tensors.get("order"))
+        try:
+            return BatchList(lambda: rows, metadata["batch_size"], drop_last=metadata["drop_last"],
+                             epoch=metadata["epoch"], features=metadata["features"], targets=metadata["targets"])
+        except KeyError as missing:
+            raise StoreError(f"artifact holds a batch list without its {missing}") from None
+
+    def summarize(self, value: BatchList) -> dict[str, Any]:
+        rows = value.rows()
+        return {"batches": len(value), "batch_size": value.batch_size, "rows": value.num_rows,
+                "drop_last": value.drop_last, "epoch": value.epoch, "shuffled": value.shuffled,
+                "X": summarize_tensor(rows.X), "y": summarize_tensor(rows.y)}
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, BatchList)
 
 
 class LossCodec(Codec):
