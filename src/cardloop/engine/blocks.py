@@ -163,6 +163,21 @@ class IterationStats:
             value = outputs.get(port) if outputs is not None else None
             values.append(_number(value))
 
+    def done_recorder(self) -> Any:
+        """`record(seconds, indices, outputs)` for an execution that ran: `add` with its look-ups done once."""
+        status, seconds, extend = self.status.append, self.seconds.append, self.indices.extend
+        metrics = tuple((port, values.append) for port, values in zip(self.metric_ports, self.metrics))
+
+        def record(took: float, indices: tuple[int, ...], outputs: Any) -> None:
+            status(DONE)
+            seconds(took)
+            extend(indices)
+            for port, append in metrics:
+                value = outputs.get(port)
+                append(value if type(value) is float else _number(value))
+
+        return record
+
     @property
     def executions(self) -> int:
         return len(self.status)
@@ -189,7 +204,7 @@ class _Entry:
     """One body card, prepared: what every iteration needs to call it."""
 
     __slots__ = ("pc", "run", "fixed", "inputs", "outputs", "condition", "nested", "stats", "state_passes",
-                 "value_slots", "metric_ports")
+                 "value_slots", "done")
 
     def __init__(self, pc: PlannedCard, run: Any, fixed: dict, condition: Any, nested: BlockRunner | None,
                  stats: IterationStats):
@@ -201,6 +216,7 @@ class _Entry:
         self.state_passes = tuple((pc.output_slots[p.name], by_port.get(p.state_of)) for p in pc.card_type.outputs
                                   if p.kind in STATE_KINDS)
         self.value_slots = tuple(pc.output_slots[p.name] for p in pc.card_type.outputs if p.kind not in STATE_KINDS)
+        self.done = stats.done_recorder()
 
 
 class BlockRunner:
@@ -381,7 +397,7 @@ class BlockRunner:
             except (KeyError, TypeError) as exc:
                 raise self._failed(entry, prefix, CardError(f"its run function returned no value for output(s) "
                                                             f"{[n for n, _ in entry.outputs]}")) from exc
-            entry.stats.add(DONE, seconds, indices, outputs)
+            entry.done(seconds, indices, outputs)
             if forward:
                 hooks.body_card_finished(prefix + entry.pc.id, entry.pc, "done", seconds, outputs)
             if stop_after is not None and prefix + entry.pc.id == stop_after:

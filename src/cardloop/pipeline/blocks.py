@@ -446,7 +446,7 @@ def _scope_ref(ref: Any, positions: dict[str, int], position: int, checked: list
 def _digest(card: Card, checked: list) -> str:
     """A digest of what the body computes: each card's type, the type's code, its config, links, condition and
     (for a nested block) its own digest, and the block's outputs."""
-    parts = [json.dumps(card.body.outputs, sort_keys=True)]
+    parts = [json.dumps({name: str(ref) for name, ref in card.body.outputs.items()}, sort_keys=True)]
     for body_card, found in zip(card.body.cards, checked[1:]):
         parts.append(json.dumps([body_card.id, found.card_type.id, found.card_type.code_hash,
                                  found.card_type.version, body_card.config, body_card.inputs, body_card.when],
