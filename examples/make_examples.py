@@ -1,7 +1,9 @@
 """Generate the example pipeline files from the Python API (cardloop.examples):
 
-- basic_training_loop.yaml: the guide's Basic Training Loop over one epoch of the diabetes data
-  (354 training rows after the 20 % test split, batches of 8), then evaluation on the held-out rows;
+- basic_training_loop.yaml: the guide's Basic Training Loop as loop blocks: up to 10 epochs over the diabetes
+  data (354 training rows after the 20 % test split, shuffled batches of 8), validation on the held-out rows
+  after every epoch, early stopping, then evaluation;
+- unrolled_training_loop.yaml: the guide's picture, unrolled: six cards for every batch of one epoch;
 - custom_l1.yaml: the same loop with the guide's "Custom loss with regularization": an
   `l1_regularization` card (examples/cards/l1_regularization.py) between Calculate Loss and Backward Pass;
 - training_loop.yaml: the same loop in one `training_loop` card (the guide's loop wrapper), for 3 epochs.
@@ -15,11 +17,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cardloop.examples import basic_training_loop, training_loop
+from cardloop.examples import basic_training_loop, loop_blocks, training_loop
 
 TRAIN_ROWS = 354
 BATCH_SIZE = 8
 LOOP_EPOCHS = 3
+BLOCK_EPOCHS = 10
 HERE = Path(__file__).parent
 
 if __name__ == "__main__":
@@ -29,9 +32,13 @@ if __name__ == "__main__":
     l1 = basic_training_loop(batches=batches, batch_size=BATCH_SIZE, learning_rate=0.01, l1_weight=1e-4,
                              name="custom-l1")
     l1.description = "The Basic Training Loop with an L1 penalty added between Calculate Loss and Backward Pass."
-    for pipeline, file in ((basic, "basic_training_loop.yaml"), (l1, "custom_l1.yaml")):
+    basic.name = "unrolled-training-loop"
+    for pipeline, file in ((basic, "unrolled_training_loop.yaml"), (l1, "custom_l1.yaml")):
         path = pipeline.save(out / file)
         print(f"wrote {path}: {len(pipeline.cards)} cards, {batches} batches")
     looped = training_loop(epochs=LOOP_EPOCHS, batch_size=BATCH_SIZE, learning_rate=0.01)
     path = looped.save(out / "training_loop.yaml")
     print(f"wrote {path}: {len(looped.cards)} cards, {LOOP_EPOCHS} epochs of {batches} batches in one card")
+    blocks = loop_blocks(epochs=BLOCK_EPOCHS, batch_size=BATCH_SIZE, learning_rate=0.01)
+    path = blocks.save(out / "basic_training_loop.yaml")
+    print(f"wrote {path}: {len(blocks.cards)} top-level cards, up to {BLOCK_EPOCHS} epochs of {batches} batches")

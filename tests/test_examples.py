@@ -22,14 +22,31 @@ def test_the_committed_example_files_are_what_the_generator_writes(tmp_path):
     subprocess.run([sys.executable, str(EXAMPLES / "make_examples.py"), str(tmp_path)], check=True,
                    capture_output=True)
     generated = sorted(path.name for path in tmp_path.glob("*.yaml"))
-    assert generated == ["basic_training_loop.yaml", "custom_l1.yaml", "training_loop.yaml"]
+    assert generated == ["basic_training_loop.yaml", "custom_l1.yaml", "training_loop.yaml",
+                         "unrolled_training_loop.yaml"]
     for name in generated:
         assert (tmp_path / name).read_text() == (EXAMPLES / name).read_text(), \
             f"examples/{name} is out of date: run python examples/make_examples.py"
 
 
-def test_the_basic_example_covers_one_epoch_and_evaluates(store):
+def test_the_basic_example_is_the_guides_loop_as_blocks_in_at_most_60_lines(store):
+    text = (EXAMPLES / "basic_training_loop.yaml").read_text()
+    assert len(text.splitlines()) <= 60
     pipeline = load_pipeline(EXAMPLES / "basic_training_loop.yaml")
+    assert [c.type for c in pipeline.cards] == ["data_load", "data_split", "data_normalize", "model_define",
+                                                "training_init_optimizer", "loop", "evaluate"]
+    result = cardloop.run(pipeline, store=store)
+    epochs = result.outputs["epochs"]
+    assert 1 <= len(epochs["loss"]) <= 10 and all(len(losses) == 45 for losses in epochs["loss"])
+    assert len(epochs["val_mse"]) == len(epochs["loss"])  # validated after every epoch
+    early = epochs["early"]
+    stopped = len(epochs["loss"]) < 10
+    assert early["step"] == len(epochs["loss"]) - 1 and (early["wait"] >= 3) == stopped
+    assert result.outputs["evaluate"]["metrics"]["r2"] > 0.2
+
+
+def test_the_unrolled_example_covers_one_epoch_and_evaluates(store):
+    pipeline = load_pipeline(EXAMPLES / "unrolled_training_loop.yaml")
     batches = [c for c in pipeline.cards if c.type == "training_prepare_batch"]
     assert len(batches) == 45 and batches[-1].config["batch_index"] == 44  # 354 rows in batches of 8
     result = cardloop.run(pipeline, store=store)

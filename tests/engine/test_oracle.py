@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cardloop
-from cardloop.examples import basic_training_loop, training_loop
+from cardloop.examples import basic_training_loop, loop_blocks, training_loop
 from tests.oracle import assert_same_weights, hand_written_loop
 
 SHAPE = dict(batches=7, batch_size=16, layers=[16, 16])
@@ -42,3 +42,30 @@ def test_the_stored_final_model_reloads_bit_identical(regression_csv, store, per
     assert_same_weights(stored, hand_written_loop(regression_csv, **SHAPE, **options))
     for mine, theirs in zip(stored.parameters(), result.outputs["step6"]["model"].parameters()):
         assert torch.equal(mine.grad, theirs.grad)
+
+
+EPOCHS = 3
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in order", "shuffled"])
+@pytest.mark.parametrize("optimizer_type, loss_type, gradient_clip", COMBINATIONS)
+def test_loop_blocks_train_bit_for_bit_like_the_hand_written_loop_and_the_unrolled_pipeline(
+        regression_csv, store, optimizer_type, loss_type, gradient_clip, shuffle, executor):
+    """Three epochs of a `batches` block over the Batch Iterator, in an `epochs` block."""
+    options = dict(optimizer_type=optimizer_type, loss_type=loss_type, gradient_clip=gradient_clip,
+                   learning_rate=0.01, weight_decay=0.001)
+    blocks = loop_blocks(path=str(regression_csv), input_dim=4, layers=SHAPE["layers"], prepare=False,
+                         epochs=EPOCHS, batch_size=SHAPE["batch_size"], shuffle=shuffle, seed=3, **options)
+    result = cardloop.run(blocks, store=store, threads=1, executor=executor)
+    expected = hand_written_loop(regression_csv, **SHAPE, epochs=EPOCHS, shuffle=shuffle, seed=3, **options)
+    assert result.status == "succeeded"
+    assert_same_weights(result.outputs["epochs"]["model"], expected)
+    if executor == "local":  # the unrolled pipeline and the training_loop card, the same way (in one store)
+        unrolled = cardloop.run(card_pipeline(regression_csv, epochs=EPOCHS, shuffle=shuffle, seed=3, **options),
+                                store=store, threads=1)
+        assert_same_weights(unrolled.outputs[f"step{EPOCHS * SHAPE['batches'] - 1}"]["model"], expected)
+        assert [loss for epoch in result.outputs["epochs"]["loss"] for loss in epoch] == unrolled.metrics()
+        looped = cardloop.run(card_pipeline(regression_csv, "loop card", epochs=EPOCHS, shuffle=shuffle, seed=3,
+                                            **options), store=store, threads=1)
+        assert_same_weights(looped.outputs["loop"]["model"], expected)

@@ -119,7 +119,36 @@ def dump_pipeline(pipeline: Pipeline, fmt: str = "yaml") -> str:
     data = pipeline.to_dict()
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+    data["cards"] = _compact(data["cards"])
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=120)
+
+
+class _OneLine(dict):
+    """A card written on one line (`- {id: fwd, type: training_forward, inputs: {...}}`)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_OneLine, lambda dumper, data: dumper.represent_mapping(
+    "tag:yaml.org,2002:map", data.items(), flow_style=True))
+
+ONE_LINE = 110  # a card this long or shorter as flow YAML is written on one line
+
+
+def _compact(cards: list[dict]) -> list[dict]:
+    """Cards that fit on a line as one line each, a block's body likewise: a loop reads like the script it is."""
+    out = []
+    for card in cards:
+        if "body" in card:
+            body = dict(card["body"], cards=_compact(card["body"]["cards"]))
+            out.append({**card, "body": body})
+        elif len(yaml.safe_dump(card, default_flow_style=True, width=10_000, sort_keys=False)) <= ONE_LINE:
+            out.append(_OneLine(card))
+        else:
+            out.append(card)
+    return out
 
 
 def save_pipeline(pipeline: Pipeline, path: str | Path) -> Path:
