@@ -496,10 +496,13 @@ class _Boundaries:
             if self.key(i) in stored:
                 found = i
         while found is not None:
-            step, members, extra = services.records.latest_card_progress(self.key(found))
-            if all(services.available.decodes(m) for m in members.values()):
+            step, members, text = services.records.latest_card_progress(self.key(found))
+            extra = json.loads(text)
+            collected = self._collected(extra)
+            if collected is not None and all(services.available.decodes(m) for m in members.values()):
                 self._restore(members)
-                return step, json.loads(extra)
+                self.last_stored = (self.key(found), {name: len(values) for name, values in collected.items()})
+                return step, {**extra, "collected": collected}
             found = next((i for i in range(found - 1, -1, -1) if self.key(i) in stored), None)
         return None
 
@@ -513,14 +516,40 @@ class _Boundaries:
                 restore_into(slots[plan.states[name].slot], loaded)
 
     def passed(self, i: int, extra: dict[str, Any]) -> None:
-        """Iteration i is done: write its checkpoint when one is due."""
+        """Iteration i is done: write its checkpoint when one is due. A checkpoint holds the values collected since
+        the checkpoint before it, and that checkpoint's key: a run's records grow with its iterations, not with
+        their square."""
         if not self.enabled:
             return
         now = time.perf_counter()
         if not (self.every or extra["stopped"] or now >= self.next_due):
             return
         self.next_due = now + self.services.checkpoint_seconds
-        self.services.hooks.block_checkpoint(self.pc, self.key(i), i, extra)
+        previous, lengths = self.last_stored
+        collected = extra["collected"]
+        since = {name: values[lengths.get(name, 0):] for name, values in collected.items()}
+        key = self.key(i)
+        self.services.hooks.block_checkpoint(self.pc, key, i, {**extra, "collected": since, "previous": previous})
+        self.last_stored = (key, {name: len(values) for name, values in collected.items()})
+
+    last_stored: tuple[str | None, dict[str, int]] = (None, {})
+
+    def _collected(self, extra: dict[str, Any]) -> dict[str, list] | None:
+        """The values collected up to a checkpoint: its own, after those of the checkpoints before it (None when
+        one of them is no longer in the store)."""
+        parts, previous = [extra.get("collected", {})], extra.get("previous")
+        while previous is not None:
+            found = self.services.records.latest_card_progress(previous)
+            if found is None:
+                return None
+            earlier = json.loads(found[2])
+            parts.append(earlier.get("collected", {}))
+            previous = earlier.get("previous")
+        collected: dict[str, list] = {}
+        for part in reversed(parts):
+            for name, values in part.items():
+                collected.setdefault(name, []).extend(values)
+        return collected
 
 
 def _resumable(spec: BlockSpec) -> bool:
