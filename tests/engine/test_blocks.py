@@ -181,6 +181,7 @@ class KillConfig(CardConfig):
     at: int = 2
     marker: str = ""
     records: str = ""
+    signal: str = "SIGKILL"
 
 
 @card("test_kill_once", title="Kill once", category="test", inputs=[Port("iteration", SCALAR)],
@@ -196,12 +197,14 @@ def kill_once(config, iteration):
                     break
             time.sleep(0.01)
         Path(config.marker).touch()
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, config.signal))
     return {"iteration": iteration}
 '''
 
 
-def test_a_run_killed_in_an_epoch_goes_on_from_the_last_stored_epoch_bit_for_bit(regression_csv, store, tmp_path):
+@pytest.mark.parametrize("signal_name, returncode", [("SIGKILL", -9), ("SIGINT", 130)])
+def test_a_run_killed_in_an_epoch_goes_on_from_the_last_stored_epoch_bit_for_bit(regression_csv, store, tmp_path,
+                                                                                 signal_name, returncode):
     import subprocess
     import sys
 
@@ -210,14 +213,14 @@ def test_a_run_killed_in_an_epoch_goes_on_from_the_last_stored_epoch_bit_for_bit
     pipeline = repeated_batch(regression_csv, epochs=4)
     marker = tmp_path / "killed"
     pipeline.card("epochs").body.cards.insert(0, pipeline.card("epochs").body.cards[0].__class__(
-        id="kill", type="test_kill_once", config={"at": 2, "marker": str(marker),
+        id="kill", type="test_kill_once", config={"at": 2, "marker": str(marker), "signal": signal_name,
                                                   "records": str(store / "runs.sqlite")},
         inputs={"iteration": "epochs.iteration"}))
     path = pipeline.save(tmp_path / "killed.yaml")
     command = [sys.executable, "-m", "cardloop.cli", "run", str(path), "--store", str(store), "--threads", "1",
                "--quiet", "--cards", str(cards)]
     killed = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert killed.returncode == -9 and marker.exists()
+    assert killed.returncode == returncode and marker.exists()
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     records = RunRecords(store / "runs.sqlite")
