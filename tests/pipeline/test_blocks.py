@@ -53,13 +53,16 @@ def test_a_body_card_cannot_use_a_card_outside_the_block_directly():
     body = [dict(c) for c in STEP]
     body[1] = {**body[1], "inputs": {"model": "model.model", "batch_data": "steps.batch"}}
     found = problems(block(body))
-    assert found and found[0].startswith("steps.fwd: ") and "no card 'model'" in found[0]
+    assert found == ["steps.fwd: card 'fwd' (training_forward): input 'model' uses 'model.model', but 'model' is "
+                     "outside block 'steps': bring its output in through an input of the block ('inputs: {name: "
+                     "model.<port>}' on 'steps') and use 'steps.name'"]
 
 
 def test_a_card_outside_cannot_use_a_body_card():
     found = problems(block(), {"id": "ev", "type": "evaluate", "inputs": {"model": "step.model",
                                                                           "dataset": "data.dataset"}})
-    assert found and "no card 'step'" in found[0]
+    assert found == ["card 'ev' (evaluate): input 'model' uses 'step.model', but 'step' is inside block 'steps': "
+                     "use an output of the block ('steps.<port>', each named in its body's outputs)"]
 
 
 def test_until_needs_a_bound():

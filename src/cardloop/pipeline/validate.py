@@ -49,9 +49,9 @@ def _check(pipeline: Pipeline, registry: Registry) -> tuple[list[Problem], list[
 
 
 def _check_cards(pipeline: Pipeline, registry: Registry, extra_types: dict[str, CardType] | None = None,
-                 path: tuple[str, ...] = ()) -> tuple[list[Problem], list[CheckedCard]]:
+                 path: tuple[str, ...] = (), outside: frozenset[str] = frozenset()) -> tuple[list[Problem], list[CheckedCard]]:
     """Check a pipeline, or (with `path`, the ids of the enclosing blocks) a block's body, whose first card is
-    the block's ports card, of a type in `extra_types`."""
+    the block's ports card, of a type in `extra_types`; `outside`: the ids of the cards of the enclosing scopes."""
     problems: list[Problem] = []
     if not pipeline.cards:
         problems.append(Problem("the pipeline has no cards; add at least one", field="cards"))
@@ -66,11 +66,13 @@ def _check_cards(pipeline: Pipeline, registry: Registry, extra_types: dict[str, 
         else:
             positions[card.id] = position
     types = _Types(registry, extra_types)
+    types.elsewhere = _elsewhere(pipeline, path, outside)
     configs = _Configs()
     checked: list[CheckedCard] = []
     for position, card in enumerate(pipeline.cards):
         if is_block(card) and not (path and position == 0):
-            problems += _block_problems(card, position, pipeline, positions, types, path, registry, checked)
+            problems += _block_problems(card, position, pipeline, positions, types, path, registry, checked,
+                                        outside | set(positions))
             continue
         if card.when is not None:
             if not path:
@@ -93,8 +95,33 @@ def _check_cards(pipeline: Pipeline, registry: Registry, extra_types: dict[str, 
     return problems, checked
 
 
+def _elsewhere(pipeline: Pipeline, path: tuple[str, ...], outside: frozenset[str]) -> dict[str, str]:
+    """For the ids of cards a card of this scope cannot link to (inside its blocks, outside its block): why not,
+    and what to write instead."""
+    hints = {}
+    if path:
+        block = path[-1]
+        for card_id in outside:
+            hints[card_id] = (f"'{card_id}' is outside block '{block}': bring its output in through an input of the "
+                              f"block ('inputs: {{name: {card_id}.<port>}}' on '{block}') and use '{block}.name'")
+    for card in pipeline.cards:
+        if card.body is not None and not (path and card is pipeline.cards[0]):
+            for inner in _body_ids(card):
+                hints[inner] = (f"'{inner}' is inside block '{card.id}': use an output of the block "
+                                f"('{card.id}.<port>', each named in its body's outputs)")
+    return hints
+
+
+def _body_ids(card: Card) -> list[str]:
+    ids = []
+    for inner in card.body.cards if card.body else ():
+        ids += [inner.id, *_body_ids(inner)]
+    return ids
+
+
 def _block_problems(card: Card, position: int, pipeline: Pipeline, positions: dict[str, int], types: _Types,
-                    path: tuple[str, ...], registry: Registry, checked: list[CheckedCard]) -> list[Problem]:
+                    path: tuple[str, ...], registry: Registry, checked: list[CheckedCard],
+                    outside: frozenset[str]) -> list[Problem]:
     """Check a block: its input links (any kind, each taking its source's), then its body and settings. Appends
     what planning needs to `checked`, and records the block's type for the cards below it."""
     problems: list[Problem] = []
@@ -111,7 +138,7 @@ def _block_problems(card: Card, position: int, pipeline: Pipeline, positions: di
              for port, (src, out) in sources.items()}
 
     def check_body(body: Pipeline, extra: dict[str, CardType], body_path: tuple[str, ...]):
-        found, body_checked = _check_cards(body, registry, extra, body_path)
+        found, body_checked = _check_cards(body, registry, extra, body_path, frozenset(outside))
         prefix = ".".join(body_path)
         return [p if p.card and "." in p.card else
                 Problem(f"{prefix}.{p.card}: {p.message.removeprefix(f'{p.card}: ')}" if p.card
@@ -143,6 +170,7 @@ class _Types:
         self.registry = registry
         self._found: dict[str, tuple[CardType, dict[str, Port], dict[str, Port]] | None] = {}
         self._blocks: dict[str, tuple[CardType, dict[str, Port], dict[str, Port]] | None] = {}
+        self.elsewhere: dict[str, str] = {}  # card ids of other scopes: why a link to them is not allowed
         for card_type in (extra or {}).values():
             self._found[card_type.id] = self._entry(card_type)
 
@@ -259,6 +287,9 @@ def _link_problem(card: Card, card_type: CardType, port_name: str, port: Port | 
     if ref is None:
         return f"{where}: input '{port_name}' is {ref_text!r}; write it as '<card id>.<output port>'"
     if ref[0] not in positions:
+        hint = types.elsewhere.get(ref[0])
+        if hint is not None:
+            return f"{where}: input '{port_name}' uses '{ref_text}', but {hint}"
         return f"{where}: input '{port_name}' uses '{ref_text}', but there is no card '{ref[0]}'"
     source_position = positions[ref[0]]
     if source_position >= position:
