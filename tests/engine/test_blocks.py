@@ -281,3 +281,9 @@ def test_only_an_iteration_runs_that_iteration_from_the_store(regression_csv, st
     stats = {row.path: row for row in records.iteration_cards(alone.run_id)}
     assert stats["epochs.steps.fwd"].executions == 2
     assert stats["epochs.steps.fwd"].arrays()[2] == [(1, 0), (1, 1)]
+
+
+def test_until_a_static_path_stops_after_the_cards_first_execution(regression_csv, store):
+    stopped = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, until="epochs.steps.loss")
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(stopped.run_id)}
+    assert stats["epochs.steps.loss"].executions == 1 and stats["epochs.steps.back"].executions == 0

@@ -107,6 +107,18 @@ def iteration_target(text: str | None) -> tuple[str, int] | None:
     return (found.group(1), int(found.group(2))) if found else None
 
 
+def first_iteration(plan: Plan, text: str | None) -> str | None:
+    """A body card's static path (`epochs.batches.fwd`) as the path of its first execution
+    (`epochs[0].batches[0].fwd`); any other text as it is."""
+    if not text or "[" in text or "." not in text:
+        return text
+    names = text.split(".")
+    block = plan.card(names[0])
+    if block is None or not isinstance(block.card_type, BlockType):
+        return text
+    return ".".join(f"{name}[0]" for name in names[:-1]) + "." + names[-1]
+
+
 _current: contextvars.ContextVar[RunServices | None] = contextvars.ContextVar("cardloop_run", default=None)
 
 

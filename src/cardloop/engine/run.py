@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cardloop.cards.registry import Registry, card_files_of, load_card_file
-from cardloop.engine.blocks import iteration_target
+from cardloop.engine.blocks import first_iteration, iteration_target
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
 from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
 from cardloop.engine.plan import Plan, PlannedCard, collector_paused, plan_pipeline
@@ -211,6 +211,7 @@ def run(
         raise InvalidOption(f"unknown executor '{executor}'; valid executors: {', '.join(EXECUTORS)}")
     pipeline, source = resolve_pipeline(pipeline_or_path)
     plan = plan_pipeline(pipeline, registry, source)
+    only, until, from_card = (first_iteration(plan, name) for name in (only, until, from_card))
     options = RunOptions(executor, PersistPolicy.named(persist, checkpoint_seconds), threads, keep_outputs, cache,
                          only, until, from_card, workers)
     return execute_plan(plan, store=store, options=options, progress=progress,
