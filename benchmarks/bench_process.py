@@ -560,24 +560,24 @@ def breakdown(case: Case, pipeline, store: Path, threads: int, reps: int, root: 
     ]
     per_type: dict[str, dict] = {}
     for (task, answer, seconds), timed in zip(run["messages"], tasks):
-        assert timed["target"] == task["target"]
-        entry = per_type.setdefault(run["types"][task["target"]], defaultdict(float))
+        assert timed["target"] == task.target
+        entry = per_type.setdefault(run["types"][task.target], defaultdict(float))
         entry["n"] += 1
         entry["round_trip"] += seconds
         entry["handle"] += timed.get("handle", 0.0)
         entry["snapshot"] += timed.get("encode_state", 0.0) + timed.get("put@snapshots", 0.0)
-        entry["snapshots"] += len(answer.get("snapshots", []))
-        entry["ran"] += len(task["positions"])
-    sizes = [(len(json.dumps(t)), len(json.dumps(a))) for t, a, _ in run["messages"]]
+        entry["snapshots"] += len(answer.snapshots)
+        entry["ran"] += len(task.positions)
+    sizes = [(len(json.dumps(t.to_json())), len(json.dumps(a.to_json()))) for t, a, _ in run["messages"]]
     task_bytes, answer_bytes = (sum(s) / len(sizes) for s in zip(*sizes))
     return {"model": case.label, "threads": threads, "cards": cards, "rows": rows,
             "bytes_outputs": w["bytes@outputs"], "bytes_snapshots": w["bytes@snapshots"],
             "per_type": {k: dict(v) for k, v in per_type.items()},
             "overhead_ms": ms(run["wall"] - local["wall"]),
-            "lineage_cards": sum(len(t["positions"]) - 1 for t, _, _ in run["messages"]),
+            "lineage_cards": sum(len(t.positions) - 1 for t, _, _ in run["messages"]),
             "ipc_echo_ms": ipc_round_trip(int((task_bytes + answer_bytes) / 2)) * 1e3,
             "task_bytes": task_bytes, "answer_bytes": answer_bytes,
-            "snapshot_count": sum(len(a.get("snapshots", [])) for _, a, _ in run["messages"]),
+            "snapshot_count": sum(len(a.snapshots) for _, a, _ in run["messages"]),
             "history": history_scan(pipeline, store, threads), "put": put_calibration(root)}
 
 
