@@ -128,6 +128,15 @@ class RunOutputsView:
             self.states[(snap["group"], snap["version"])] = StoredState(snap["members"])
 
 
+def card_task(plan: Plan, available: Any, pc: PlannedCard, plan_key: str, stored_by_type: dict[str, str],
+              keep_all: bool, report_progress: bool, pipeline: dict | None) -> CardTask:
+    """The task that runs `pc` where only the store is shared: what to load from the store as `available` says,
+    and which cards to recompute before it, from the same scheduler as a whole run."""
+    context = schedule(plan, available, {pc.position}, with_skipped=False)
+    return CardTask(plan_key, pc.position, [c.position for c in context.run], context.value_loads,
+                    context.state_loads, stored_by_type, keep_all, report_progress, pipeline)
+
+
 class ProcessExecutor:
     """Runs each scheduled card as a CardTask in a warm worker process (engine/messages.py)."""
 
@@ -153,10 +162,8 @@ class ProcessExecutor:
         reporting = listens(hooks, "card_progress")
         sent_plan = False
         for pc in work.run:
-            context = schedule(plan, view, {pc.position}, with_skipped=False)
-            task = CardTask(plan_key, pc.position, [c.position for c in context.run], context.value_loads,
-                            context.state_loads, self.stored_by_type.get(pc.position, {}), keep_all, reporting,
-                            None if sent_plan else pipeline)
+            task = card_task(plan, view, pc, plan_key, self.stored_by_type.get(pc.position, {}), keep_all,
+                             reporting, None if sent_plan else pipeline)
             sent_plan = True
             hooks.card_started(pc)
             started = time.perf_counter()
