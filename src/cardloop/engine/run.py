@@ -14,7 +14,7 @@ from typing import Any
 
 from cardloop.cards.registry import Registry, card_files_of, load_card_file
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
-from cardloop.engine.executors import ExecutorSetup, executor_entry
+from cardloop.engine.executors import ExecutorSetup, executor_entry, make_executor
 from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
 from cardloop.engine.plan import Plan, collector_paused, plan_pipeline
 from cardloop.engine.result import ResultOutputs, RunResult
@@ -141,7 +141,8 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
     resumes = checkpoint_resumes(work, records, available) if chosen.resumes_checkpoints and options.use_cache \
         else {}
     try:
-        executor = chosen.factory(ExecutorSetup(root, options, list(card_files), stored_by_type, resumes))
+        executor = make_executor(options.executor, ExecutorSetup(root, options, list(card_files), stored_by_type,
+                                                                 resumes))
         executor.run(plan, hooks, slots, work, StoreLoader(artifacts))
     except CardFailed as failure:
         hooks.run_finished("failed", failure)

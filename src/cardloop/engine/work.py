@@ -63,7 +63,7 @@ def _stands_in(pc: PlannedCard, available: Any, persist: PersistPolicy) -> bool:
 
 
 def check_storable(plan: Plan, work: Schedule, persist: PersistPolicy,
-                   stores_every_output: bool = False) -> dict[int, dict[str, str]]:
+                   stores_every_output: bool) -> dict[int, dict[str, str]]:
     """Refuse, before any card runs, a run that would have to store an output of a kind no codec can store:
     training state (it is snapshotted), and values the persist policy or the executor writes (the results;
     under `all`, or with an executor that stores every output such as `process`, every value). Left to the end,
