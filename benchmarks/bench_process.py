@@ -403,25 +403,28 @@ class TimedJson:
 
 def process_profile(pipeline, store: Path, threads: int, reps: int, root: Path) -> dict:
     """Warm process-executor runs with the orchestrator's steps timed here and the worker's steps timed in the
-    worker (WORKER_HOOK, passed as a card file, so this is a worker of its own: warmed up first); the best run."""
+    worker (WORKER_HOOK, loaded as a card file by a worker of its own, warmed up first); the best run. A run
+    sends its workers only the card files that define its pipeline's cards, so the hook is added where the
+    executor asks for its worker (`worker_for`)."""
     hook = root / "bench_worker_hook.py"
     hook.write_text(WORKER_HOOK)
     timings = root / "worker_timings.json"
     os.environ[TIMINGS_ENV] = str(timings)
     process_module.stop_workers()
-    cards = [str(hook)]
+    worker_for = process_module.worker_for
+    process_module.worker_for = lambda root, threads, card_files: worker_for(root, threads, [*card_files, str(hook)])
     try:
-        timed_run(pipeline, "process", store, threads, cards=cards)  # start and warm the hooked worker
+        timed_run(pipeline, "process", store, threads)  # start and warm the hooked worker
         profiled = []
         for _ in range(reps):
             clock, proxy, messages = Clock(), TimedJson(), []
             original_call = process_module.WorkerProcess.call
 
-            def call(self, task, original=original_call, proxy=proxy, messages=messages):
+            def call(self, task, progress=None, original=original_call, proxy=proxy, messages=messages):
                 proxy.in_call = True
                 started = time.perf_counter()
                 try:
-                    answer = original(self, task)
+                    answer = original(self, task, progress)
                 finally:
                     proxy.in_call = False
                 messages.append((task, answer, time.perf_counter() - started))
@@ -432,7 +435,7 @@ def process_profile(pipeline, store: Path, threads: int, reps: int, root: Path) 
             process_module.WorkerProcess.call = call
             process_module.json = proxy
             try:
-                wall, result = timed_run(pipeline, "process", store, threads, cards=cards)
+                wall, result = timed_run(pipeline, "process", store, threads)
             finally:
                 process_module.WorkerProcess.call = original_call
                 process_module.json = json
@@ -444,6 +447,7 @@ def process_profile(pipeline, store: Path, threads: int, reps: int, root: Path) 
         worker_runs = json.loads(timings.read_text())
     finally:
         os.environ.pop(TIMINGS_ENV, None)
+        process_module.worker_for = worker_for
         process_module.stop_workers()
     for run, tasks in zip(profiled, worker_runs[1:]):  # worker_runs[0]: the warm-up run
         run["worker"] = tasks
