@@ -403,25 +403,28 @@ class TimedJson:
 
 def process_profile(pipeline, store: Path, threads: int, reps: int, root: Path) -> dict:
     """Warm process-executor runs with the orchestrator's steps timed here and the worker's steps timed in the
-    worker (WORKER_HOOK, passed as a card file, so this is a worker of its own: warmed up first); the best run."""
+    worker (WORKER_HOOK, loaded as a card file by a worker of its own, warmed up first); the best run. A run
+    sends its workers only the card files that define its pipeline's cards, so the hook is added where the
+    executor asks for its worker (`worker_for`)."""
     hook = root / "bench_worker_hook.py"
     hook.write_text(WORKER_HOOK)
     timings = root / "worker_timings.json"
     os.environ[TIMINGS_ENV] = str(timings)
     process_module.stop_workers()
-    cards = [str(hook)]
+    worker_for = process_module.worker_for
+    process_module.worker_for = lambda root, threads, card_files: worker_for(root, threads, [*card_files, str(hook)])
     try:
-        timed_run(pipeline, "process", store, threads, cards=cards)  # start and warm the hooked worker
+        timed_run(pipeline, "process", store, threads)  # start and warm the hooked worker
         profiled = []
         for _ in range(reps):
             clock, proxy, messages = Clock(), TimedJson(), []
             original_call = process_module.WorkerProcess.call
 
-            def call(self, task, original=original_call, proxy=proxy, messages=messages):
+            def call(self, task, progress=None, original=original_call, proxy=proxy, messages=messages):
                 proxy.in_call = True
                 started = time.perf_counter()
                 try:
-                    answer = original(self, task)
+                    answer = original(self, task, progress)
                 finally:
                     proxy.in_call = False
                 messages.append((task, answer, time.perf_counter() - started))
@@ -432,7 +435,7 @@ def process_profile(pipeline, store: Path, threads: int, reps: int, root: Path) 
             process_module.WorkerProcess.call = call
             process_module.json = proxy
             try:
-                wall, result = timed_run(pipeline, "process", store, threads, cards=cards)
+                wall, result = timed_run(pipeline, "process", store, threads)
             finally:
                 process_module.WorkerProcess.call = original_call
                 process_module.json = json
@@ -444,6 +447,7 @@ def process_profile(pipeline, store: Path, threads: int, reps: int, root: Path) 
         worker_runs = json.loads(timings.read_text())
     finally:
         os.environ.pop(TIMINGS_ENV, None)
+        process_module.worker_for = worker_for
         process_module.stop_workers()
     for run, tasks in zip(profiled, worker_runs[1:]):  # worker_runs[0]: the warm-up run
         run["worker"] = tasks
@@ -560,24 +564,24 @@ def breakdown(case: Case, pipeline, store: Path, threads: int, reps: int, root: 
     ]
     per_type: dict[str, dict] = {}
     for (task, answer, seconds), timed in zip(run["messages"], tasks):
-        assert timed["target"] == task["target"]
-        entry = per_type.setdefault(run["types"][task["target"]], defaultdict(float))
+        assert timed["target"] == task.target
+        entry = per_type.setdefault(run["types"][task.target], defaultdict(float))
         entry["n"] += 1
         entry["round_trip"] += seconds
         entry["handle"] += timed.get("handle", 0.0)
         entry["snapshot"] += timed.get("encode_state", 0.0) + timed.get("put@snapshots", 0.0)
-        entry["snapshots"] += len(answer.get("snapshots", []))
-        entry["ran"] += len(task["positions"])
-    sizes = [(len(json.dumps(t)), len(json.dumps(a))) for t, a, _ in run["messages"]]
+        entry["snapshots"] += len(answer.snapshots)
+        entry["ran"] += len(task.positions)
+    sizes = [(len(json.dumps(t.to_json())), len(json.dumps(a.to_json()))) for t, a, _ in run["messages"]]
     task_bytes, answer_bytes = (sum(s) / len(sizes) for s in zip(*sizes))
     return {"model": case.label, "threads": threads, "cards": cards, "rows": rows,
             "bytes_outputs": w["bytes@outputs"], "bytes_snapshots": w["bytes@snapshots"],
             "per_type": {k: dict(v) for k, v in per_type.items()},
             "overhead_ms": ms(run["wall"] - local["wall"]),
-            "lineage_cards": sum(len(t["positions"]) - 1 for t, _, _ in run["messages"]),
+            "lineage_cards": sum(len(t.positions) - 1 for t, _, _ in run["messages"]),
             "ipc_echo_ms": ipc_round_trip(int((task_bytes + answer_bytes) / 2)) * 1e3,
             "task_bytes": task_bytes, "answer_bytes": answer_bytes,
-            "snapshot_count": sum(len(a.get("snapshots", [])) for _, a, _ in run["messages"]),
+            "snapshot_count": sum(len(a.snapshots) for _, a, _ in run["messages"]),
             "history": history_scan(pipeline, store, threads), "put": put_calibration(root)}
 
 

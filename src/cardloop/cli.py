@@ -12,6 +12,7 @@ from typing import Iterator, List, Optional
 import typer
 from rich.console import Console
 
+from cardloop.engine.executors import executors_help
 from cardloop.errors import CardFailed, CardloopError, PipelineInvalid
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -74,8 +75,7 @@ def _load_cards(cards: Optional[List[Path]]) -> None:
 def run(
     pipeline: Path = typer.Argument(..., help="Pipeline file (YAML or JSON)."),
     store: Optional[Path] = StoreOption,
-    executor: str = typer.Option("local", help="Where cards run: local (this process) or process (a warm "
-                                              "worker process per card, state through the store)."),
+    executor: str = typer.Option("local", help=f"Where cards run: {executors_help()}."),
     persist: str = typer.Option("checkpoint", help="What to keep: checkpoint (default) or all."),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: torch's)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every card, even those the store already has."),

@@ -210,6 +210,17 @@ def test_unknown_executor_names_the_valid_ones(client, regression_csv):
     assert detail[0]["loc"][-1] == "executor" and "'local' or 'process'" in detail[0]["msg"]
 
 
+def test_an_executor_registered_after_the_server_started_runs_by_name(client, regression_csv, monkeypatch):
+    from cardloop.engine import executors
+
+    monkeypatch.setattr(executors, "_executors", dict(executors._executors))
+    executors.register_executor("also_local", executors.executor_entry("local").factory)
+    detail = client.post("/api/runs", json={"pipeline": loop(regression_csv), "executor": "gpu"}).json()["detail"]
+    assert "'local', 'process' or 'also_local'" in detail[0]["msg"]
+    run_id = finished_run(client, regression_csv, executor="also_local")
+    assert client.get(f"/api/runs/{run_id}").json()["executor"] == "also_local"
+
+
 def test_until_only_and_from_are_accepted(client, regression_csv):
     finished_run(client, regression_csv, persist="all")
 

@@ -3,7 +3,8 @@ and writing its outputs back, as the guide's cards ran in separate containers (d
 
 Workers are spawned (never forked: CUDA forbids it) once per store, thread count and card files, and reused
 by later runs in this process. For each card the executor works out, with the same scheduler as a whole
-run, what the worker must load and which cards it must recompute first (the lineage of a loss, docs/design.md §4).
+run, what the worker must load and which cards it must recompute first (the lineage of a loss, docs/design.md §4),
+and sends it as a CardTask (engine/messages.py), the message any executor's worker takes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cardloop.engine.events import RunHooks, listens
+from cardloop.engine.executors import ExecutorSetup
+from cardloop.engine.messages import CardOutcome, CardProgress, CardTask
 from cardloop.engine.persist import SUMMARIZED_KINDS
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import Schedule, StoredState, StoredValue, schedule
@@ -40,20 +43,21 @@ class WorkerProcess:
         self.connection = Connection(parent.detach())
         self.ready = False
 
-    def call(self, task: dict, progress: Callable[[int, int, dict], None] | None = None) -> dict:
-        """Send a task and wait for its answer; `progress(step, steps, metrics)` gets the card's progress
-        reports that come before it (asked for with the task's "progress")."""
+    def call(self, task: CardTask, progress: Callable[[int, int, dict], None] | None = None) -> CardOutcome:
+        """Send a task and wait for its outcome; `progress(step, steps, metrics)` gets the card's progress
+        reports that come before it (asked for with the task's `report_progress`)."""
         if not self.ready:
             self._receive()
             self.ready = True
         try:
-            self.connection.send_bytes(json.dumps(task).encode())
+            self.connection.send_bytes(json.dumps(task.to_json()).encode())
             answer = self._receive()
             while "progress" in answer:
                 if progress is not None:
-                    progress(*answer["progress"])
+                    report = CardProgress.from_json(answer)
+                    progress(report.step, report.steps, report.metrics)
                 answer = self._receive()
-            return answer
+            return CardOutcome.from_json(answer)
         except BaseException:  # interrupted mid-card: its answer would reach the next caller, so end this worker
             self.process.kill()
             self.process.wait()
@@ -113,16 +117,36 @@ class RunOutputsView:
     def state(self, group: str, version: int, maker: PlannedCard) -> StoredState | None:
         return self.states.get((group, version)) or self.earlier.state(group, version, maker)
 
+    def add(self, pc: PlannedCard, outcome: CardOutcome) -> None:
+        """What a card's task stored: later cards load it from there."""
+        for port, output in outcome.outputs.items():
+            if output.get("digest"):
+                self.values[(pc.position, port)] = StoredValue(output["kind"], output["digest"])
+            elif output["kind"] in SUMMARIZED_KINDS and output.get("summary") is not None:
+                self.values[(pc.position, port)] = StoredValue(output["kind"], None, output["summary"])
+        for snap in outcome.snapshots:
+            self.states[(snap["group"], snap["version"])] = StoredState(snap["members"])
+
+
+def card_task(plan: Plan, available: Any, pc: PlannedCard, plan_key: str, stored_by_type: dict[str, str],
+              keep_all: bool, report_progress: bool, pipeline: dict | None) -> CardTask:
+    """The task that runs `pc` where only the store is shared: what to load from the store as `available` says,
+    and which cards to recompute before it, from the same scheduler as a whole run."""
+    context = schedule(plan, available, {pc.position}, with_skipped=False)
+    return CardTask(plan_key, pc.position, [c.position for c in context.run], context.value_loads,
+                    context.state_loads, stored_by_type, keep_all, report_progress, pipeline)
+
 
 class ProcessExecutor:
+    """Runs each scheduled card as a CardTask in a warm worker process (engine/messages.py)."""
+
     name = "process"
 
-    def __init__(self, store_root: Path, options: Any, card_files: list[str],
-                 stored_by_type: dict[int, dict[str, str]] | None = None):
-        """`stored_by_type`: {position: {port: why}} for the outputs of kind `any`, whose values the worker
+    def __init__(self, setup: ExecutorSetup):
+        """`setup.stored_by_type`: {position: {port: why}} for the outputs of kind `any`, whose values the worker
         checks right after the card that makes them (`state_guard.guarded`)."""
-        self.store_root, self.options, self.card_files = store_root, options, card_files
-        self.stored_by_type = stored_by_type or {}
+        self.store_root, self.options, self.card_files = setup.store_root, setup.options, setup.card_files
+        self.stored_by_type = setup.stored_by_type
 
     def run(self, plan: Plan, hooks: RunHooks, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
         from cardloop.engine.stored import StoreAvailability
@@ -138,29 +162,18 @@ class ProcessExecutor:
         reporting = listens(hooks, "card_progress")
         sent_plan = False
         for pc in work.run:
-            context = schedule(plan, view, {pc.position}, with_skipped=False)
-            task = {"op": "run", "plan_key": plan_key, "target": pc.position,
-                    "positions": [c.position for c in context.run], "keep_all": keep_all, "progress": reporting,
-                    "stored_by_type": self.stored_by_type.get(pc.position, {}),
-                    "value_loads": {slot: [v.kind, v.digest, v.summary] for slot, v in context.value_loads.items()},
-                    "state_loads": {p: [[g, v, s.members] for g, v, s in loads]
-                                    for p, loads in context.state_loads.items()}}
-            if not sent_plan:
-                task["pipeline"], sent_plan = pipeline, True
+            task = card_task(plan, view, pc, plan_key, self.stored_by_type.get(pc.position, {}), keep_all,
+                             reporting, None if sent_plan else pipeline)
+            sent_plan = True
             hooks.card_started(pc)
             started = time.perf_counter()
-            answer = worker.call(task, functools.partial(hooks.card_progress, pc) if reporting else None)
+            outcome = worker.call(task, functools.partial(hooks.card_progress, pc) if reporting else None)
             seconds = time.perf_counter() - started
-            if "error" in answer:
-                failure = CardFailed(answer.get("card", pc.id), answer.get("type", pc.card.type), answer["error"])
+            if outcome.failure is not None:
+                failed = outcome.failure
+                failure = CardFailed(failed.card_id or pc.id, failed.card_type or pc.card.type, failed.reason)
                 hooks.card_failed(pc, failure, started, seconds)
                 raise failure
-            for port, output in answer["outputs"].items():
-                if output.get("digest"):
-                    view.values[(pc.position, port)] = StoredValue(output["kind"], output["digest"])
-                elif output["kind"] in SUMMARIZED_KINDS and output.get("summary") is not None:
-                    view.values[(pc.position, port)] = StoredValue(output["kind"], None, output["summary"])
-            for snap in answer["snapshots"]:
-                view.states[(snap["group"], snap["version"])] = StoredState(snap["members"])
-            hooks.card_stored(pc, answer["outputs"], answer["snapshots"], started, seconds)
+            view.add(pc, outcome)
+            hooks.card_stored(pc, outcome.outputs, outcome.snapshots, started, seconds)
         return slots

@@ -3,7 +3,7 @@
 A model a card makes must have an architecture recipe, and an optimizer must be one of torch.optim's, or no
 snapshot can store them: found right after the card that made them, naming the port, instead of when the run
 ends and stores its final state. Likewise a value on an output of kind `any` that the run stores, whose codec
-is chosen by the value's type: the plan says which outputs those are (`run.check_storable`).
+is chosen by the value's type: the plan says which outputs those are (`work.check_storable`).
 
 A card that changes the training state it receives must declare `mutates_state=True`.
 Such a card makes no new version of the state: its change is in no cache key, no snapshot holds it (the

@@ -4,7 +4,8 @@ It imports torch (and torch.optim, whose first use costs a second) once, then ru
 it reads the card's inputs from the artifact store, runs it (after recomputing the lineage of any input
 that needs an autograd graph), writes the outputs and the new training-state snapshot back, and answers
 with what it wrote. It keeps nothing between cards that the store does not hold: its caches hold decoded
-artifacts by content hash, which are immutable. Messages are JSON over a pipe: nothing is unpickled.
+artifacts by content hash, which are immutable. The messages are those of `engine/messages.py` (a CardTask in,
+CardProgress reports and a CardOutcome out), as JSON over a pipe: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
+from cardloop.engine.messages import CardOutcome, CardProgress, CardTask, TaskFailure
 from cardloop.engine.record_rows import stored_summary
-from cardloop.engine.resolve import Schedule, StoredState, StoredValue
+from cardloop.engine.resolve import StoredState, StoredValue
 from cardloop.kinds import DATAFRAME, INFO, SCALAR, STATE_KINDS
 
 SUMMARIZED = (INFO, SCALAR)
@@ -23,7 +25,7 @@ IMMUTABLE_CACHE = 64
 
 
 def main(connection: Any, store_root: str, threads: int | None, card_files: list[str]) -> None:
-    """The worker's loop: one JSON task in, one JSON answer out, until the pipe closes."""
+    """The worker's loop: one task in, one outcome out (as JSON), until the pipe closes."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; the worker ends with its pipe
@@ -37,7 +39,7 @@ def main(connection: Any, store_root: str, threads: int | None, card_files: list
     default_registry()
     for path in card_files:
         load_card_file(path)
-    worker = Worker(store_root, connection)
+    worker = Worker(store_root, lambda progress: connection.send_bytes(json.dumps(progress.to_json()).encode()))
     connection.send_bytes(b'{"ready": true}')
     while True:
         try:
@@ -47,7 +49,7 @@ def main(connection: Any, store_root: str, threads: int | None, card_files: list
         task = json.loads(message)
         if task.get("op") == "stop":
             return
-        connection.send_bytes(json.dumps(worker.handle(task)).encode())
+        connection.send_bytes(json.dumps(worker.handle(CardTask.from_json(task)).to_json()).encode())
 
 
 def run_from_command_line(argv: list[str]) -> None:
@@ -58,55 +60,53 @@ def run_from_command_line(argv: list[str]) -> None:
 
 
 class Worker:
-    def __init__(self, store_root: str, connection: Any = None):
-        """`connection`: where a running card's progress reports go, as `{"progress": ...}` messages before
-        the answer (when the task asks for them)."""
+    """Runs card tasks against one store; any executor's worker, whatever carries its messages."""
+
+    def __init__(self, store_root: str, send_progress: Callable[[CardProgress], None] | None = None):
+        """`send_progress`: where the target's progress reports go while it runs (when its task asks for them)."""
         from cardloop.engine.stored import StoreLoader
         from cardloop.store.artifacts import ArtifactStore
 
         self.artifacts = ArtifactStore(store_root, durable=False)
         self.loader = CachingLoader(StoreLoader(self.artifacts))
         self.plans: dict[str, Any] = {}
-        self.connection = connection
+        self.send_progress = send_progress
 
-    def handle(self, task: dict) -> dict:
+    def handle(self, task: CardTask) -> CardOutcome:
+        """The task's outcome; a failure is an outcome too, never an exception."""
         from cardloop.errors import CardFailed
 
         try:
             return self.run(task)
         except CardFailed as failure:
-            return {"error": failure.reason, "card": failure.card_id, "type": failure.card_type}
+            return CardOutcome(failure=TaskFailure(failure.reason, failure.card_id, failure.card_type))
         except Exception as exc:  # a bug, not a card's failure: keep the traceback for --debug
-            return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            return CardOutcome(failure=TaskFailure(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()))
 
-    def plan(self, task: dict) -> Any:
-        key = task["plan_key"]
+    def plan(self, task: CardTask) -> Any:
+        key = task.plan_key
         if key not in self.plans:
             from cardloop.engine.plan import plan_pipeline
             from cardloop.pipeline.fileformat import pipeline_from_dict
 
-            self.plans = {key: plan_pipeline(pipeline_from_dict(task["pipeline"]))}
+            self.plans = {key: plan_pipeline(pipeline_from_dict(task.pipeline))}
         return self.plans[key]
 
-    def run(self, task: dict) -> dict:
+    def run(self, task: CardTask) -> CardOutcome:
         from cardloop.engine.events import RunHooks
         from cardloop.engine.local import LocalExecutor
 
         plan = self.plan(task)
-        target = plan.cards[task["target"]]
-        schedule = Schedule(
-            run=[plan.cards[p] for p in task["positions"]], skipped=[],
-            value_loads={int(slot): StoredValue(*value) for slot, value in task["value_loads"].items()},
-            state_loads={int(p): [(g, v, StoredState(m)) for g, v, m in loads]
-                         for p, loads in task["state_loads"].items()})
+        target = plan.cards[task.target]
         slots: list[Any] = [None] * plan.slot_count
         started = time.perf_counter()
-        listeners = [_ProgressRelay(self.connection, target)] if task.get("progress") and self.connection else []
-        executor = LocalExecutor(keep_outputs=True, stored_by_type={target.position: task["stored_by_type"]})
-        executor.run(plan, RunHooks(listeners), slots, schedule, self.loader)
+        relay = task.report_progress and self.send_progress is not None
+        listeners = [_ProgressRelay(self.send_progress, target)] if relay else []
+        executor = LocalExecutor(keep_outputs=True, stored_by_type={target.position: task.stored_by_type})
+        executor.run(plan, RunHooks(listeners), slots, task.schedule(plan), self.loader)
         seconds = time.perf_counter() - started
-        return {"seconds": seconds, "outputs": self.write_outputs(target, slots, task["keep_all"]),
-                "snapshots": self.write_snapshots(plan, target, slots)}
+        return CardOutcome(seconds, self.write_outputs(target, slots, task.keep_all),
+                           self.write_snapshots(plan, target, slots))
 
     def write_outputs(self, pc: Any, slots: list[Any], keep_all: bool) -> dict:
         from cardloop.store.codecs import CodecContext
@@ -151,12 +151,12 @@ class Worker:
 class _ProgressRelay:
     """Sends the target card's progress reports to the run's process while the card runs."""
 
-    def __init__(self, connection: Any, target: Any):
-        self.connection, self.target = connection, target
+    def __init__(self, send: Callable[[CardProgress], None], target: Any):
+        self.send, self.target = send, target
 
     def card_progress(self, pc: Any, step: int, steps: int, metrics: dict[str, float]) -> None:
         if pc is self.target:
-            self.connection.send_bytes(json.dumps({"progress": [step, steps, metrics]}).encode())
+            self.send(CardProgress(step, steps, metrics))
 
 
 class CachingLoader:

@@ -6,15 +6,17 @@ import asyncio
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic_core import PydanticCustomError
 
+from cardloop.engine.executors import executor_names
 from cardloop.errors import CardloopError, PipelineInvalid, Problem, StoreError
 from cardloop.server.jsonsafe import finite_json
 from cardloop.server.runs import RunManager, next_batch
@@ -26,12 +28,23 @@ DOCS_ASSETS_DIR = Path(__file__).resolve().parent / "docs_assets"  # Swagger UI:
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
 
 
+def _registered_executor(name: str) -> str:
+    """An executor's name is valid when it is registered (cardloop.engine.executors), when the request comes."""
+    names = executor_names()
+    if name not in names:
+        quoted = [f"'{n}'" for n in names]
+        expected = " or ".join(filter(None, (", ".join(quoted[:-1]), quoted[-1])))
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    return name
+
+
 class RunRequest(BaseModel):
     """Start a run of a pipeline given whole, or of a saved pipeline by name."""
 
     pipeline: dict[str, Any] | None = None
     name: str | None = None
-    executor: Literal["local", "process"] = "local"
+    executor: Annotated[str, AfterValidator(_registered_executor),
+                        Field(json_schema_extra=lambda schema: schema.update(enum=executor_names()))] = "local"
     persist: Literal["checkpoint", "all"] = "checkpoint"
     cache: bool = True
     only: str | None = None

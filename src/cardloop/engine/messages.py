@@ -1,0 +1,136 @@
+"""The messages between an executor that runs cards elsewhere and the worker that runs them (docs/design.md,
+Executors): a card task out, progress reports and the task's outcome back.
+
+They hold plain data only (str, int, float, bool, None, lists, dicts, and the store's StoredValue and
+StoredState, which hold the same), never a live object: they cross a process or machine boundary. The process
+executor sends them as JSON over a pipe (`to_json` / `from_json`: nothing is unpickled); an executor whose
+transport pickles (Ray) can send the objects as they are. Torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cardloop.engine.plan import Plan
+from cardloop.engine.resolve import Schedule, StoredState, StoredValue
+
+#: A state snapshot to load before a card: (state group, version, where the store holds it), as in Schedule.
+StateLoad = tuple[str, int, StoredState]
+
+
+@dataclass(frozen=True)
+class CardTask:
+    """Run one card of a plan where the store is at hand, and store what it makes.
+
+    The worker rebuilds the plan from the pipeline, loads what the task says from the store, executes
+    `positions` (the target last), writes the target's outputs and the training state it made back to the store,
+    and answers with a CardOutcome.
+    """
+
+    #: the pipeline's content hash: the worker keeps the plan it made for it across the tasks of a run
+    plan_key: str
+    #: the card to run: its position in the plan
+    target: int
+    #: the cards to execute, in script order, ending with the target: before it, those that remake an input it
+    #: needs with its autograd graph (the lineage of a loss, docs/design.md §4)
+    positions: list[int]
+    #: slot -> the stored value to put there before the first card that reads it
+    value_loads: dict[int, StoredValue] = field(default_factory=dict)
+    #: position -> the training-state snapshots to load before that card
+    state_loads: dict[int, list[StateLoad]] = field(default_factory=dict)
+    #: the target's outputs of kind `any` that the run stores -> why (checked by type as the card returns them,
+    #: `state_guard.guarded`)
+    stored_by_type: dict[str, str] = field(default_factory=dict)
+    #: persist 'all': infos and scalars are stored as artifacts too, not only summarized in the answer
+    keep_all: bool = False
+    #: send the target's progress reports (CardProgress) while it runs, before the outcome
+    report_progress: bool = False
+    #: the pipeline file's dict, when the worker may not hold the plan for `plan_key` (a run's first task)
+    pipeline: dict[str, Any] | None = None
+
+    def schedule(self, plan: Plan) -> Schedule:
+        """What the worker executes and loads, as a Schedule of the plan made from the pipeline."""
+        return Schedule(run=[plan.cards[p] for p in self.positions], skipped=[],
+                        value_loads=dict(self.value_loads), state_loads=dict(self.state_loads))
+
+    def to_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "op": "run", "plan_key": self.plan_key, "target": self.target, "positions": self.positions,
+            "value_loads": {slot: [v.kind, v.digest, v.summary] for slot, v in self.value_loads.items()},
+            "state_loads": {p: [[g, v, s.members] for g, v, s in loads] for p, loads in self.state_loads.items()},
+            "stored_by_type": self.stored_by_type, "keep_all": self.keep_all, "progress": self.report_progress}
+        if self.pipeline is not None:
+            found["pipeline"] = self.pipeline
+        return found
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CardTask:
+        return cls(plan_key=data["plan_key"], target=data["target"], positions=list(data["positions"]),
+                   value_loads={int(slot): StoredValue(*value) for slot, value in data["value_loads"].items()},
+                   state_loads={int(p): [(g, v, StoredState(m)) for g, v, m in loads]
+                                for p, loads in data["state_loads"].items()},
+                   stored_by_type=dict(data["stored_by_type"]), keep_all=data["keep_all"],
+                   report_progress=data["progress"], pipeline=data.get("pipeline"))
+
+
+@dataclass(frozen=True)
+class CardProgress:
+    """A progress report of the running target (its context's `report`): sent before the outcome."""
+
+    step: int
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"progress": [self.step, self.steps, self.metrics]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CardProgress:
+        return cls(*data["progress"])
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """Why a task failed: a card's failure (the target's, or that of a card recomputed for it), or the worker's."""
+
+    #: the sentence to show: a card's error, or the exception's type and message
+    reason: str
+    #: the card that failed and its type; None when the worker itself failed (the executor names the target)
+    card_id: str | None = None
+    card_type: str | None = None
+    #: the traceback of an exception that is no card's failure (a bug), for debugging
+    traceback: str | None = None
+
+
+@dataclass(frozen=True)
+class CardOutcome:
+    """What a CardTask did: what it stored, or why it failed.
+
+    `outputs` and `snapshots` are in the form the recorder records (`RunHooks.card_stored`).
+    """
+
+    #: the worker's seconds for the task: loads, the cards, writing outputs and snapshots
+    seconds: float = 0.0
+    #: each output port of the target -> {"kind", "digest" (None: not stored as an artifact), "summary", and for
+    #: a stored artifact "codec" and "size"}; for a training-state port {"kind", "digest": None, "state": name}
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: each state version the target made, as stored: {"group", "version", "members": {name: {"kind", "digest",
+    #: "codec", "size"}}}
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    #: None when the task succeeded
+    failure: TaskFailure | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.failure is not None:
+            failed = self.failure
+            found = {"error": failed.reason, "card": failed.card_id, "type": failed.card_type,
+                     "traceback": failed.traceback}
+            return {key: value for key, value in found.items() if value is not None}
+        return {"seconds": self.seconds, "outputs": self.outputs, "snapshots": self.snapshots}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CardOutcome:
+        if "error" in data:
+            return cls(failure=TaskFailure(data["error"], data.get("card"), data.get("type"), data.get("traceback")))
+        return cls(data["seconds"], data["outputs"], data["snapshots"])
