@@ -104,3 +104,12 @@ def test_a_skipped_body_card_is_never_the_last_card_done():
         bar.on_event(body("done", "steps[2].back", "training_backward"))
         bar.on_event(body("skipped", "steps[2].step", "training_optimizer_step"))
         assert bar.last_done == "card 'steps[2].back'"
+
+
+def test_a_cli_run_of_a_block_counts_the_top_level_cards_only(tmp_path, regression_csv, store):
+    from tests.blocks import steps_pipeline
+    from tests.test_cli import cli
+
+    done = cli("run", steps_pipeline(regression_csv).save(tmp_path / "steps.yaml"), "--store", store, "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    assert " 5/5 " in done.stdout and "/5 " not in done.stdout.replace(" 5/5 ", "")

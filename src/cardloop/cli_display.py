@@ -12,6 +12,8 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
 from rich.text import Text
+
+from cardloop.pipeline.model import BLOCK_TYPE
 from rich.table import Table
 
 
@@ -210,6 +212,8 @@ def _brief(summary: Any) -> str:
         return ""
     if isinstance(summary, (int, float)):
         return f"{summary:.6g}"
+    if isinstance(summary, list):
+        return _list_brief(summary)
     if isinstance(summary, dict):
         if "rows" in summary and isinstance(summary.get("columns"), list):
             return f"table {summary['rows']} rows x {len(summary['columns'])} columns"
@@ -223,6 +227,18 @@ def _brief(summary: Any) -> str:
     return str(summary)
 
 
+LIST_SHOWN = 5  # a collected list of at most this many numbers is shown whole
+
+
+def _list_brief(values: list) -> str:
+    """A loop block's collected output: a few numbers whole, else how many and the first and last."""
+    if len(values) <= LIST_SHOWN and all(v is None or isinstance(v, (int, float, str)) for v in values):
+        return "[" + ", ".join("null" if v is None else _brief(v) for v in values) + "]"
+    if not values:
+        return "[]"
+    return f"list of {len(values):,}: first {_brief(values[0]) or 'null'}, last {_brief(values[-1]) or 'null'}"
+
+
 def print_run(console: Console, store: Path | None, run_id: str) -> None:
     records = open_records(store)
     run = records.get_run(run_id)
@@ -230,8 +246,10 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
                   f"({run.executor}, persist {run.persist}, started {_when(run.started_at)})")
     if run.error:
         console.print(f"[red]{run.error}[/red]", highlight=False)
-    rows = []
+    rows, blocks = [], []
     for execution in records.execution_rows(run.run_id):
+        if execution.card_type == BLOCK_TYPE:
+            blocks.append(execution.card_id)
         outputs = "; ".join(f"{port}: {_brief(o.get('summary'))}" if o.get("summary") is not None
                             else f"{port}: {o['kind']}" + (" (stored)" if o.get("digest") else "")
                             for port, o in json.loads(execution.outputs).items())
@@ -239,6 +257,10 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
                      f"{execution.seconds * 1000:.2f} ms" if execution.seconds is not None else "",
                      execution.error or outputs))
     print_columns(console, ("#", "card", "type", "status", "time", "outputs"), rows)
+    if blocks:
+        from cardloop.cli_iterations import print_blocks
+
+        print_blocks(console, records, run.run_id, blocks)
     losses = records.metrics(run.run_id, "loss_value")
     if losses:
         values = [m.value for m in losses]
@@ -274,19 +296,35 @@ def print_columns(console: Console, headers: tuple[str, ...], rows: list[tuple[s
 
 def print_card(console: Console, store: Path | None, run_id: str, card_id: str) -> None:
     """Every output of one card: a summary of what the run stored (torch is imported only to read that), or of
-    what it recorded."""
+    what it recorded. A body card's path (`epochs.batches.fwd`, `epochs[3].batches[7].fwd`): see cli_iterations."""
+    from cardloop.pipeline.paths import parse_path
     from cardloop.store.outputs import RunOutputs
 
+    path = parse_path(card_id)
+    if "." in path.static:
+        from cardloop.cli_iterations import print_body_card
+
+        print_body_card(console, store, run_id, path)
+        return
     outputs = RunOutputs(run_id, store)
-    ports = outputs.ports(card_id)
+    outputs.ports(card_id)  # a card the run lacks: a sentence naming the closest ids
     execution = outputs.records.card_execution(outputs.run.run_id, card_id)
     console.print(f"[bold]{card_id}[/bold] ({execution.card_type}) in run {outputs.run.run_id}: "
                   f"{execution.status}, {(execution.seconds or 0) * 1000:.2f} ms")
     if execution.error:
         console.print(f"[red]{execution.error}[/red]", highlight=False)
-    for port, output in ports.items():
+    print_outputs(console, outputs, card_id)
+    if execution.card_type == BLOCK_TYPE:
+        from cardloop.cli_iterations import print_blocks
+
+        print_blocks(console, outputs.records, outputs.run.run_id, [card_id])
+
+
+def print_outputs(console: Console, outputs: Any, card_id: str) -> None:
+    """Each output port of a card (RunOutputs) with the summary of what the run stored or recorded of it."""
+    for port, output in outputs.ports(card_id).items():
         state = f" (state '{output['state']}')" if output.get("state") else ""
-        console.print(f"[cyan]{port}[/cyan] [{output['kind']}]{state}")
+        console.print(f"[cyan]{port}[/cyan] \\[{output['kind']}]{state}")
         summary = outputs.summary(card_id, port)
         if summary is None:
             summary = output.get("summary")
