@@ -15,24 +15,26 @@ def _model_and_batch(p: Pipeline, csv_path: Any) -> tuple[Card, Card, Card]:
     return model, opt, batch
 
 
-def _steps_body(steps: Card, when: dict | None = None) -> None:
-    """The guide's step on the block's batch; `when`: the optimizer step's condition."""
+def _steps_body(steps: Card, when: dict | None = None, loss_when: dict | None = None) -> None:
+    """The guide's step on the block's batch; `when`: the optimizer step's condition, `loss_when` the loss's."""
     body = steps.body
     zero = body.add("training_zero_grad", "zero", optimizer=steps["optimizer"])
     fwd = body.add("training_forward", "fwd", model=steps["model"], batch_data=steps["batch"])
-    loss = body.add("training_loss", "loss", predictions=fwd["predictions"], batch_data=steps["batch"])
+    loss = body.add("training_loss", "loss", predictions=fwd["predictions"], batch_data=steps["batch"],
+                    when=loss_when)
     back = body.add("training_backward", "back", loss=loss["loss"], model=fwd["model"])
     step = body.add("training_optimizer_step", "step", optimizer=zero["optimizer"], model=back["model"], when=when)
     body.outputs = {"model": str(step["model"]), "optimizer": str(step["optimizer"]), "loss": str(loss["loss_value"])}
 
 
-def steps_pipeline(csv_path: Any, times: int = 5, when: dict | None = None) -> Pipeline:
+def steps_pipeline(csv_path: Any, times: int = 5, when: dict | None = None,
+                   loss_when: dict | None = None) -> Pipeline:
     """data, model, optimizer, one batch, then a block `steps` that trains on that batch `times` times."""
     p = Pipeline(name="steps")
     model, opt, batch = _model_and_batch(p, csv_path)
     steps = p.add_block("steps", inputs={"model": model["model"], "optimizer": opt["optimizer"],
                                          "batch": batch["batch_data"]}, times=times)
-    _steps_body(steps, when)
+    _steps_body(steps, when, loss_when)
     return p
 
 
