@@ -7,10 +7,11 @@ from typing import Any
 from cardloop.pipeline.model import Card, Pipeline
 
 
-def _model_and_batch(p: Pipeline, csv_path: Any) -> tuple[Card, Card, Card]:
+def _model_and_batch(p: Pipeline, csv_path: Any, learning_rate: float = 0.05) -> tuple[Card, Card, Card]:
     data = p.add("data_load", "data", path=str(csv_path))
     model = p.add("model_define", "model", input_dim=4, layers=[8], seed=0)
-    opt = p.add("training_init_optimizer", "opt", model=model["model"], optimizer_type="sgd", learning_rate=0.05)
+    opt = p.add("training_init_optimizer", "opt", model=model["model"], optimizer_type="sgd",
+                learning_rate=learning_rate)
     batch = p.add("training_prepare_batch", "batch", train_dataset=data["dataset"], batch_index=0, batch_size=16)
     return model, opt, batch
 
@@ -27,11 +28,11 @@ def _steps_body(steps: Card, when: dict | None = None, loss_when: dict | None = 
     body.outputs = {"model": str(step["model"]), "optimizer": str(step["optimizer"]), "loss": str(loss["loss_value"])}
 
 
-def steps_pipeline(csv_path: Any, times: int = 5, when: dict | None = None,
-                   loss_when: dict | None = None) -> Pipeline:
+def steps_pipeline(csv_path: Any, times: int = 5, when: dict | None = None, loss_when: dict | None = None,
+                   learning_rate: float = 0.05) -> Pipeline:
     """data, model, optimizer, one batch, then a block `steps` that trains on that batch `times` times."""
     p = Pipeline(name="steps")
-    model, opt, batch = _model_and_batch(p, csv_path)
+    model, opt, batch = _model_and_batch(p, csv_path, learning_rate)
     steps = p.add_block("steps", inputs={"model": model["model"], "optimizer": opt["optimizer"],
                                          "batch": batch["batch_data"]}, times=times)
     _steps_body(steps, when, loss_when)
