@@ -77,3 +77,17 @@ def hand_written_losses(csv_path: Any, steps: int) -> list[float]:
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def around_pipeline(csv_path: Any, times: int = 3) -> Pipeline:
+    """steps_pipeline with a top-level loss before the block (of the untrained model) and one after it (of the
+    trained model): a metric made in three places."""
+    p = steps_pipeline(csv_path, times=times)
+    steps = p.cards.pop()
+    batch = p.card("batch")
+    before = p.add("training_forward", "fwd_before", model=p.card("model")["model"], batch_data=batch["batch_data"])
+    p.add("training_loss", "loss_before", predictions=before["predictions"], batch_data=batch["batch_data"])
+    p.cards.append(steps)
+    after = p.add("training_forward", "fwd_after", model=steps["model"], batch_data=batch["batch_data"])
+    p.add("training_loss", "loss_after", predictions=after["predictions"], batch_data=batch["batch_data"])
+    return p

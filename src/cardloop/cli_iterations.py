@@ -14,7 +14,7 @@ from cardloop.cli_display import print_columns
 from cardloop.pipeline.paths import CardPath
 
 #: the most rows of per-iteration means a block's summary prints; more iterations are shown in equal ranges
-MAX_ITERATION_ROWS = 40
+MAX_ITERATION_ROWS = 100
 
 
 def print_blocks(console: Console, records: Any, run_id: str, blocks: list[str]) -> None:

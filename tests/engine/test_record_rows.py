@@ -123,3 +123,12 @@ def test_run_result_metrics_of_a_block_served_from_the_store_are_those_of_the_ru
     first = cardloop.run(steps_pipeline(regression_csv, times=5), store=store, threads=1)
     again = cardloop.run(steps_pipeline(regression_csv, times=5), store=store, threads=1)
     assert "steps" in again.cached and again.metrics() == first.metrics() and len(first.metrics()) == 5
+
+
+def test_run_result_metrics_put_a_blocks_values_between_the_cards_before_and_after_it(regression_csv, store):
+    import cardloop
+    from tests.blocks import around_pipeline, hand_written_losses
+
+    result = cardloop.run(around_pipeline(regression_csv, times=3), store=store, threads=1)
+    hand = hand_written_losses(regression_csv, 4)
+    assert result.metrics("loss_value") == [hand[0], *hand[:3], hand[3]]

@@ -98,3 +98,14 @@ def test_metrics_of_a_diverging_block_are_sent_as_json_a_browser_parses(client, 
     one = strict(get_card(client, run_id, "steps[3].loss"))
     assert one["metrics"]["loss_value"] in ("NaN", "Infinity")
     assert strict(get_card(client, run_id, "steps.loss"))["metrics"]["loss_value"]["min"] is not None
+
+
+def test_metrics_points_put_a_blocks_values_between_the_cards_before_and_after_it(client, regression_csv):
+    from tests.blocks import around_pipeline
+
+    run_id = finished(client, around_pipeline(regression_csv, times=3))
+    points = client.get(f"/api/runs/{run_id}/metrics").json()["points"]
+    assert [p["card_id"] for p in points] == ["loss_before", "steps[0].loss", "steps[1].loss", "steps[2].loss",
+                                              "loss_after"]
+    hand = hand_written_losses(regression_csv, 4)
+    assert [p["value"] for p in points] == [hand[0], *hand[:3], hand[3]]

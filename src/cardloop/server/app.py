@@ -232,11 +232,11 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
 
     @app.get("/api/runs/{run_id}/metrics", summary="A metric series, e.g. the loss per step, with the values of "
                                                    "loop blocks' body cards in every iteration")
-    def metrics(run_id: str, name: str = "loss_value") -> dict:
+    def metrics(run_id: str, name: str = "loss_value") -> JSONResponse:
         from cardloop.server.iterations import metric_points
 
         run = _run(records(), run_id)
-        return metric_points(records(), run, name)
+        return JSONResponse(metric_points(records(), run, name))  # json.dumps: a block's 100,000 points in 0.1 s
 
     @app.get("/api/runs/{run_id}/cards/{path}", summary="A card of a run by its path: a card id, a body card over "
                                                         "every iteration (epochs.batches.fwd) or one iteration "
