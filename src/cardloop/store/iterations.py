@@ -60,7 +60,7 @@ class BodyCard:
     def done(self) -> np.ndarray:
         return self.status == DONE
 
-    def paths(self, rows: np.ndarray | None = None) -> list[str]:
+    def paths(self, rows: np.ndarray | slice | None = None) -> list[str]:
         """The iteration path of each execution (of `rows`, if given)."""
         template = format_path(self.path, ["{}"] * self.indices.shape[1])
         indices = self.indices if rows is None else self.indices[rows]
