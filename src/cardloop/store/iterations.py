@@ -273,7 +273,7 @@ def iteration_rows(card: BodyCard) -> Iterator[list[Any]]:
     statuses = np.where(card.done, "done", "skipped").tolist()
     columns = [card.indices[:, d].tolist() for d in range(card.indices.shape[1])]
     metrics = [np.where(card.done, values, np.nan).tolist() for values in card.metrics.values()]
-    seconds = card.seconds.astype(np.float64).tolist()
+    seconds = np.round(card.seconds.astype(np.float64), 9).tolist()  # float32's digits, not float64's noise
     for i, path in enumerate(card.paths()):
         yield [path, *(column[i] for column in columns), statuses[i], seconds[i],
                *("" if statuses[i] != "done" else m[i] for m in metrics)]
