@@ -7,6 +7,7 @@ so a run of 600,000 body executions reads in a few milliseconds. Torch-free."""
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +39,6 @@ class BodyCard:
     def of(cls, row: IterationCards) -> BodyCard:
         n = row.executions
         values = np.frombuffer(row.metric_values, dtype=np.float64)
-        import json
-
         names = json.loads(row.metric_names)
         return cls(row.path, row.card_type, np.frombuffer(row.status, dtype=np.uint8),
                    np.frombuffer(row.times, dtype=np.float32),
