@@ -145,3 +145,50 @@ def test_an_output_the_policy_did_not_keep_is_an_error_saying_how_to_keep_it(reg
     assert ("output 'train_dataset' of card 'normalize' was not stored under persist policy 'checkpoint'; "
             "run again with --persist all") in one_line(done.stderr)
     assert not target.exists()
+
+
+# --- the per-iteration records of loop blocks --------------------------------------------------------------
+
+
+@pytest.fixture
+def nested_run(regression_csv, store):
+    from tests.blocks import nested_pipeline
+
+    return cardloop.run(nested_pipeline(regression_csv, when={"every": 2, "of": "batches"}), store=store, threads=1)
+
+
+def test_a_body_cards_iterations_are_written_as_csv_one_row_per_execution(nested_run, store, tmp_path):
+    file = tmp_path / "loss.csv"
+    done = cli("export", nested_run.run_id, "epochs.batches.loss", file, "--store", store)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(file)
+    assert list(table.columns) == ["path", "epochs", "batches", "status", "seconds", "loss_value"]
+    assert table["path"].tolist()[:2] == ["epochs[0].batches[0].loss", "epochs[0].batches[1].loss"]
+    assert table["epochs"].tolist() == [0, 0, 0, 1, 1, 1] and table["batches"].tolist() == [0, 1, 2] * 2
+    losses = nested_run.metrics("loss_value")
+    assert table["loss_value"].tolist() == [*losses[0:3], *losses[4:7]]
+
+
+def test_a_blocks_iterations_are_written_as_one_csv_per_body_card_with_skipped_ones_marked(nested_run, store,
+                                                                                         tmp_path):
+    done = cli("export", nested_run.run_id, "epochs", tmp_path / "epochs", "--store", store)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "epochs").iterdir()) == sorted(
+        f"{path}.csv" for path in ("epochs.batches.zero", "epochs.batches.fwd", "epochs.batches.loss",
+                                   "epochs.batches.back", "epochs.batches.step", "epochs.batches", "epochs.check",
+                                   "epochs.score"))
+    step = pd.read_csv(tmp_path / "epochs" / "epochs.batches.step.csv")
+    assert step["status"].tolist() == ["skipped", "done", "skipped"] * 2
+    assert (step["seconds"][step["status"] == "skipped"] == 0).all()
+
+
+@pytest.mark.parametrize(("path", "target", "said"), [
+    ("epochs", "epochs.csv", "block 'epochs' has 8 body cards, each written as its own CSV: give a folder"),
+    ("epochs.batches.loss", "loss.json", "are written as .csv, not '.json'"),
+    ("epochs[0].batches[1].loss", "loss.csv", "is one iteration; export the records of a block ('epochs')"),
+    ("opt", "out", "has no loop block 'opt' with recorded iterations; its blocks: epochs (to export an output"),
+])
+def test_exporting_iterations_wrongly_is_one_sentence(nested_run, store, tmp_path, path, target, said):
+    done = cli("export", nested_run.run_id, path, tmp_path / target, "--store", store)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert said in one_line(done.stderr)

@@ -181,19 +181,26 @@ def show(
 @app.command()
 def export(
     run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
-    card: str = typer.Argument(..., help="Card id."),
-    port: str = typer.Argument(..., help="Output port."),
-    file: Path = typer.Argument(..., help="Where to write: .safetensors for a model or tensor, "
-                                          ".parquet or .csv for a table, .json for an info or scalar."),
+    card: str = typer.Argument(..., help="Card id; or a loop block (epochs) or body card (epochs.batches.fwd) "
+                                         "whose per-iteration records to write."),
+    port: str = typer.Argument(..., metavar="PORT | FILE", help="Output port; for a block or body card, where to "
+                                                                "write (a folder for a block, a .csv for a body "
+                                                                "card)."),
+    file: Optional[Path] = typer.Argument(None, help="Where to write an output: .safetensors for a model or tensor, "
+                                                     ".parquet or .csv for a table, .json for an info or scalar."),
     store: Optional[Path] = StoreOption,
     debug: bool = DebugOption,
 ) -> None:
-    """Write a stored output to a file: a model as safetensors, a table as Parquet or CSV."""
-    from cardloop.export import export_output
+    """Write a stored output to a file (a model as safetensors, a table as Parquet or CSV); or what a loop block's
+    body cards did in every iteration, as CSV."""
+    from cardloop.export import export_iterations, export_output
 
     with friendly_errors(debug, store):
-        written = export_output(run_id, card, port, file, store=store)
-        console.print(f"wrote {written}")
+        if file is None:
+            written = export_iterations(run_id, card, Path(port), store=store)
+            console.print(f"wrote {', '.join(map(str, written))}", highlight=False)
+        else:
+            console.print(f"wrote {export_output(run_id, card, port, file, store=store)}")
 
 
 @app.command()

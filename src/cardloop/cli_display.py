@@ -7,24 +7,40 @@ import json
 import math
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
+from rich.text import Text
+
+from cardloop.pipeline.model import BLOCK_TYPE
 from rich.table import Table
 
 
 class RunProgress:
-    """A Rich progress bar driven by run events: cards done of total, the current card, the latest loss."""
+    """A Rich progress bar driven by run events: top-level cards done of total, the current card (in a loop block,
+    each loop's iteration: `epochs 3/10 · batches 17/45 · loss 0.41`), the latest loss.
+
+    Events of a block's body cards (their card id is an iteration path, `epochs[3].batches[7].fwd`) never advance
+    the count of cards: they only note the latest iteration, loss and skipped count, which the bar reads when it
+    redraws (a few times a second), so that thousands of body events a second cost the run next to nothing."""
 
     def __init__(self, console: Console, enabled: bool = True):
         self.enabled = enabled
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=console,
-                                 disable=not enabled, transient=False)
+        self.progress = Progress(_Said(self.describe), BarColumn(), MofNCompleteColumn(), _Said(self.loss_text),
+                                 TimeElapsedColumn(), console=console, disable=not enabled, transient=False)
         self.task = None
         self.loss = ""
-        self.last_done: str | None = None
+        self._last: str | None = None  # the id or iteration path of the last card that ran to the end
+        self._block: str | None = None  # the top-level block running now
+        self._iterations: list[dict[str, Any]] = []  # its latest `progress` event's loops
+        self._body_path: str | None = None  # the latest body card event's iteration path
+        self._skipped = 0  # body cards skipped in the block running now
+
+    @property
+    def last_done(self) -> str | None:
+        """The card (or one iteration's body card) that last ran to the end, as a sentence names it."""
+        return f"card '{self._last}'" if self._last else None
 
     def __enter__(self) -> "RunProgress":
         self.progress.__enter__()
@@ -34,25 +50,86 @@ class RunProgress:
         self.progress.__exit__(*exc)
 
     def on_event(self, event: Any) -> None:
-        if event.kind == "run_started":
+        kind = event.kind
+        if event.position is None and event.card_id is not None and "[" in event.card_id:
+            self._body_event(kind, event)
+        elif kind == "run_started":
             self.task = self.progress.add_task(f"run {event.run_id}", total=event.total, loss="")
-        elif event.kind == "started":
+        elif kind == "started":
+            self._end_block()
             self.progress.update(self.task, description=f"{event.card_id} ({event.card_type})")
-        elif event.kind == "progress":
+        elif kind == "progress" and event.iterations:
+            self._note_loss(event.metrics)
+            self._block, self._iterations, self._body_path = event.card_id, event.iterations, None
+            self.progress.update(self.task, loss=self.loss)
+        elif kind == "progress":
             self._note_loss(event.metrics)
             self.progress.update(self.task, loss=self.loss, description=f"{event.card_id} ({event.card_type}) "
                                                                         f"step {event.step}/{event.steps}")
-        elif event.kind in ("done", "cached"):
-            self.last_done = f"card '{event.card_id}'"
+        elif kind in ("done", "cached"):
+            self._last = event.card_id
+            self._end_block()
             self._note_loss(event.metrics)
             self.progress.update(self.task, advance=1, loss=self.loss)
-        elif event.kind == "run_finished":
+        elif kind == "run_finished":
+            self._end_block()
             self.progress.update(self.task, description=f"run {event.run_id}: {event.status}")
+
+    def _end_block(self) -> None:
+        self._block, self._iterations, self._body_path, self._skipped = None, [], None, 0
+
+    def _body_event(self, kind: str, event: Any) -> None:
+        self._body_path = event.card_id
+        if kind == "done":
+            self._last = event.card_id
+            if event.metrics:
+                self._note_loss(event.metrics)
+        elif kind == "skipped":
+            self._skipped += 1
+
+    @property
+    def in_block(self) -> bool:
+        return self._block is not None or self._body_path is not None
+
+    def describe(self, task: Any) -> str:
+        """What the bar says: the task's description, or while a block runs, each loop's iteration (1-based) of
+        how many, the latest loss and how many body cards were skipped."""
+        if not self.in_block:
+            return task.description
+        totals = {loop["block"]: loop.get("total") for loop in self._iterations}
+        if self._body_path is not None:
+            from cardloop.pipeline.paths import parse_path
+
+            path = parse_path(self._body_path)
+            loops = list(zip(path.parts, path.indices))
+        else:
+            loops = [(loop["block"], loop["index"]) for loop in self._iterations]
+        parts = [f"{name} {index + 1}/{totals.get(name) or '?'}" for name, index in loops]
+        if self.loss:
+            parts.append(self.loss)
+        if self._skipped:
+            parts.append(f"{self._skipped} skipped")
+        return " · ".join(parts)
+
+    def loss_text(self, task: Any) -> str:
+        """The latest loss beside the count (while a block runs, the description says it)."""
+        return "" if self.in_block else task.fields.get("loss", "")
 
     def _note_loss(self, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
             if "loss" in name:
                 self.loss = f"loss {value:.4g}"
+
+
+class _Said(ProgressColumn):
+    """A column of the bar whose text `say(task)` gives when the bar redraws."""
+
+    def __init__(self, say: Callable[[Any], str]):
+        super().__init__()
+        self.say = say
+
+    def render(self, task: Any) -> Text:
+        return Text(self.say(task))
 
 
 def print_run_summary(console: Console, result: Any) -> None:
@@ -135,6 +212,8 @@ def _brief(summary: Any) -> str:
         return ""
     if isinstance(summary, (int, float)):
         return f"{summary:.6g}"
+    if isinstance(summary, list):
+        return _list_brief(summary)
     if isinstance(summary, dict):
         if "rows" in summary and isinstance(summary.get("columns"), list):
             return f"table {summary['rows']} rows x {len(summary['columns'])} columns"
@@ -148,6 +227,18 @@ def _brief(summary: Any) -> str:
     return str(summary)
 
 
+LIST_SHOWN = 5  # a collected list of at most this many numbers is shown whole
+
+
+def _list_brief(values: list) -> str:
+    """A loop block's collected output: a few numbers whole, else how many and the first and last."""
+    if len(values) <= LIST_SHOWN and all(v is None or isinstance(v, (int, float, str)) for v in values):
+        return "[" + ", ".join("null" if v is None else _brief(v) for v in values) + "]"
+    if not values:
+        return "[]"
+    return f"list of {len(values):,}: first {_brief(values[0]) or 'null'}, last {_brief(values[-1]) or 'null'}"
+
+
 def print_run(console: Console, store: Path | None, run_id: str) -> None:
     records = open_records(store)
     run = records.get_run(run_id)
@@ -155,8 +246,10 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
                   f"({run.executor}, persist {run.persist}, started {_when(run.started_at)})")
     if run.error:
         console.print(f"[red]{run.error}[/red]", highlight=False)
-    rows = []
+    rows, blocks = [], []
     for execution in records.execution_rows(run.run_id):
+        if execution.card_type == BLOCK_TYPE:
+            blocks.append(execution.card_id)
         outputs = "; ".join(f"{port}: {_brief(o.get('summary'))}" if o.get("summary") is not None
                             else f"{port}: {o['kind']}" + (" (stored)" if o.get("digest") else "")
                             for port, o in json.loads(execution.outputs).items())
@@ -164,6 +257,10 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
                      f"{execution.seconds * 1000:.2f} ms" if execution.seconds is not None else "",
                      execution.error or outputs))
     print_columns(console, ("#", "card", "type", "status", "time", "outputs"), rows)
+    if blocks:
+        from cardloop.cli_iterations import print_blocks
+
+        print_blocks(console, records, run.run_id, blocks)
     losses = records.metrics(run.run_id, "loss_value")
     if losses:
         values = [m.value for m in losses]
@@ -199,19 +296,35 @@ def print_columns(console: Console, headers: tuple[str, ...], rows: list[tuple[s
 
 def print_card(console: Console, store: Path | None, run_id: str, card_id: str) -> None:
     """Every output of one card: a summary of what the run stored (torch is imported only to read that), or of
-    what it recorded."""
+    what it recorded. A body card's path (`epochs.batches.fwd`, `epochs[3].batches[7].fwd`): see cli_iterations."""
+    from cardloop.pipeline.paths import parse_path
     from cardloop.store.outputs import RunOutputs
 
+    path = parse_path(card_id)
+    if "." in path.static:
+        from cardloop.cli_iterations import print_body_card
+
+        print_body_card(console, store, run_id, path)
+        return
     outputs = RunOutputs(run_id, store)
-    ports = outputs.ports(card_id)
+    outputs.ports(card_id)  # a card the run lacks: a sentence naming the closest ids
     execution = outputs.records.card_execution(outputs.run.run_id, card_id)
     console.print(f"[bold]{card_id}[/bold] ({execution.card_type}) in run {outputs.run.run_id}: "
                   f"{execution.status}, {(execution.seconds or 0) * 1000:.2f} ms")
     if execution.error:
         console.print(f"[red]{execution.error}[/red]", highlight=False)
-    for port, output in ports.items():
+    print_outputs(console, outputs, card_id)
+    if execution.card_type == BLOCK_TYPE:
+        from cardloop.cli_iterations import print_blocks
+
+        print_blocks(console, outputs.records, outputs.run.run_id, [card_id])
+
+
+def print_outputs(console: Console, outputs: Any, card_id: str) -> None:
+    """Each output port of a card (RunOutputs) with the summary of what the run stored or recorded of it."""
+    for port, output in outputs.ports(card_id).items():
         state = f" (state '{output['state']}')" if output.get("state") else ""
-        console.print(f"[cyan]{port}[/cyan] [{output['kind']}]{state}")
+        console.print(f"[cyan]{port}[/cyan] \\[{output['kind']}]{state}")
         summary = outputs.summary(card_id, port)
         if summary is None:
             summary = output.get("summary")

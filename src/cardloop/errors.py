@@ -73,3 +73,11 @@ class ArtifactUndecodable(ArtifactCorrupt):
 
 class InvalidOption(CardloopError, ValueError):
     """A run option with a value that is not one of the valid ones."""
+
+
+class PathInvalid(CardloopError, ValueError):
+    """Text that is not a card path (`fwd`, `epochs.batches.fwd`, `epochs[3].batches[7].fwd`)."""
+
+
+class PathNotFound(CardloopError):
+    """A card path that names no card, or no iteration, of a run: says which loop ran how many iterations."""

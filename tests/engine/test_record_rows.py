@@ -88,3 +88,47 @@ def test_what_a_done_message_summarizes():
 def test_versions_json():
     assert versions_json({}) == "{}"
     assert versions_json({"model.model": 3, "opt.optimizer": 1}) == '{"model.model": 3, "opt.optimizer": 1}'
+
+
+def test_run_result_metrics_of_a_block_of_5_steps_are_the_5_losses_of_the_hand_written_loop(regression_csv, store):
+    import cardloop
+    from tests.blocks import hand_written_losses, steps_pipeline
+
+    result = cardloop.run(steps_pipeline(regression_csv, times=5), store=store, threads=1)
+    assert result.metrics("loss_value") == hand_written_losses(regression_csv, 5)
+
+
+def test_run_result_metrics_leave_out_skipped_iterations(regression_csv, store):
+    import cardloop
+    from tests.blocks import hand_written_losses, steps_pipeline
+
+    every_second = {"every": 2, "of": "steps"}  # the loss (and the step after it) in iterations 2 and 4 only
+    result = cardloop.run(steps_pipeline(regression_csv, times=5, loss_when=every_second), store=store, threads=1)
+    assert result.metrics("loss_value") == hand_written_losses(regression_csv, 2)
+
+
+def test_run_result_metrics_of_nested_blocks_follow_the_order_the_cards_ran_in(regression_csv, store):
+    import cardloop
+    from tests.blocks import hand_written_losses, nested_pipeline
+
+    result = cardloop.run(nested_pipeline(regression_csv, epochs=2, steps=3), store=store, threads=1)
+    hand = hand_written_losses(regression_csv, 7)  # the score after epoch e is the loss before step 3(e + 1) + 1
+    assert result.metrics("loss_value") == [*hand[0:3], hand[3], *hand[3:6], hand[6]]
+
+
+def test_run_result_metrics_of_a_block_served_from_the_store_are_those_of_the_run_that_ran_it(regression_csv, store):
+    import cardloop
+    from tests.blocks import steps_pipeline
+
+    first = cardloop.run(steps_pipeline(regression_csv, times=5), store=store, threads=1)
+    again = cardloop.run(steps_pipeline(regression_csv, times=5), store=store, threads=1)
+    assert "steps" in again.cached and again.metrics() == first.metrics() and len(first.metrics()) == 5
+
+
+def test_run_result_metrics_put_a_blocks_values_between_the_cards_before_and_after_it(regression_csv, store):
+    import cardloop
+    from tests.blocks import around_pipeline, hand_written_losses
+
+    result = cardloop.run(around_pipeline(regression_csv, times=3), store=store, threads=1)
+    hand = hand_written_losses(regression_csv, 4)
+    assert result.metrics("loss_value") == [hand[0], *hand[:3], hand[3]]

@@ -296,7 +296,7 @@ def test_metrics_give_the_loss_per_step(client, regression_csv):
     named = client.get(f"/api/runs/{run_id}/metrics", params={"name": "loss_value"}).json()
     assert named == body
     assert client.get(f"/api/runs/{run_id}/metrics", params={"name": "nothing"}).json() == {
-        "name": "nothing", "points": []}
+        "name": "nothing", "points": [], "iterations": []}
     assert client.get("/api/runs/nothing/metrics").status_code == 404
 
 

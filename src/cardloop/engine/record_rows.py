@@ -19,10 +19,13 @@ Messages, in order:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cardloop.kinds import DATAFRAME, INFO, SCALAR, STATE_KINDS
+from cardloop.pipeline.model import BLOCK_TYPE
 from cardloop.store.records import RunRecords
 
 #: Output kinds recorded whole in the outputs column (a table by its shape): what `done` messages carry.
@@ -51,6 +54,44 @@ def metric_series(value: Any) -> list[float]:
         return [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
     except (TypeError, ValueError):
         return []
+
+
+def result_metrics(outputs: Mapping[str, Any], name: str, store_root: Path | None, run_id: str) -> list[float]:
+    """RunResult.metrics: the metric `name` of every card that made one, in script order: a card's number, each
+    step of its series (the losses of a training_loop card), and for a loop block the values its body cards made,
+    in the order they ran, skipped executions left out (read from the run records: the block's own outputs are
+    collected lists, not metrics)."""
+    by_block = _block_metrics(store_root, run_id, name)
+    values: list[float] = []
+    for card_id, ports in outputs.items():
+        if card_id in by_block:
+            values.extend(by_block[card_id])
+            continue
+        if name not in getattr(ports, "ports", ports):
+            continue
+        try:
+            value = ports[name]
+        except KeyError:
+            continue
+        if isinstance(value, (int, float)):
+            values.append(value)
+        elif getattr(value, "ndim", None) == 1:
+            values.extend(metric_series(value))
+    return values
+
+
+def _block_metrics(store_root: Path | None, run_id: str, name: str) -> dict[str, list[float]]:
+    """{block id: the values of metric `name` its body cards made} for the run's top-level blocks."""
+    if store_root is None:
+        return {}
+    from cardloop.store.iterations import metric_values_by_block
+    from cardloop.store.root import RECORDS_FILE
+
+    with RunRecords(store_root / RECORDS_FILE) as records:
+        if not records.iteration_cards(run_id) and not any(row.card_type == BLOCK_TYPE and row.status == "cached"
+                                                           for row in records.execution_rows(run_id)):
+            return {}
+        return metric_values_by_block(records, run_id, name, records.get_run(run_id).pipeline)
 
 
 def stored_summary(kind: str, metric: bool, value: Any, summary: Any) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cardloop.engine.plan import Plan, PlannedCard
-from cardloop.engine.record_rows import metric_series
+from cardloop.engine.record_rows import result_metrics
 from cardloop.errors import CardFailed
 
 
@@ -32,21 +32,8 @@ class RunResult:
     cached: list[str] = field(default_factory=list)
 
     def metrics(self, name: str = "loss_value") -> list[float]:
-        """The metric `name` of every card that made one, in script order: a card's number, or each step
-        of its series (the losses of a training_loop card)."""
-        values = []
-        for ports in self.outputs.values():
-            if name not in getattr(ports, "ports", ports):
-                continue
-            try:
-                value = ports[name]
-            except KeyError:
-                continue
-            if isinstance(value, (int, float)):
-                values.append(value)
-            elif getattr(value, "ndim", None) == 1:
-                values.extend(metric_series(value))
-        return values
+        """The metric `name` of every card that made one, in script order (a block's: each iteration's)."""
+        return result_metrics(self.outputs, name, self.store_root, self.run_id)
 
 
 class PortValues(dict):

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
 from cardloop.engine.executors import executor_names
-from cardloop.errors import CardloopError, PipelineInvalid, Problem, StoreError
+from cardloop.errors import CardloopError, PathInvalid, PathNotFound, PipelineInvalid, Problem, StoreError
 from cardloop.server.jsonsafe import finite_json
 from cardloop.server.runs import RunManager, next_batch
 from cardloop.server.security import LOCAL_HOSTNAMES, BodyLimit, Guard, HostCheck, confined, origin_ok, token_ok
@@ -243,12 +243,27 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
             raise HTTPException(409, f"run {run_id} is not running in this server")
         return {"run_id": run_id, "cancelling": True}
 
-    @app.get("/api/runs/{run_id}/metrics", summary="A metric series, e.g. the loss per step")
-    def metrics(run_id: str, name: str = "loss_value") -> dict:
+    @app.get("/api/runs/{run_id}/metrics", summary="A metric series, e.g. the loss per step, with the values of "
+                                                   "loop blocks' body cards in every iteration")
+    def metrics(run_id: str, name: str = "loss_value") -> JSONResponse:
+        from cardloop.server.iterations import metric_points
+
         run = _run(records(), run_id)
-        series = records().metrics(run.run_id, name)
-        return {"name": name, "points": [{"step": m.step, "value": finite_json(m.value), "card_id": m.card_id}
-                                         for m in series]}
+        return JSONResponse(metric_points(records(), run, name))  # json.dumps: a block's 100,000 points in 0.1 s
+
+    @app.get("/api/runs/{run_id}/cards/{path}", summary="A card of a run by its path: a card id, a body card over "
+                                                        "every iteration (epochs.batches.fwd) or one iteration "
+                                                        "(epochs[3].batches[7].fwd, URL-encoded)")
+    def card(run_id: str, path: str) -> dict:
+        from cardloop.server.iterations import card_view
+
+        run = _run(records(), run_id)
+        try:
+            return card_view(store, records(), run, path)
+        except PathInvalid as exc:
+            raise HTTPException(400, str(exc)) from None
+        except PathNotFound as exc:
+            raise HTTPException(404, str(exc)) from None
 
     @app.get("/api/runs/{run_id}/cards/{card_id}/outputs", summary="Previews of a card's outputs in a run")
     def outputs(run_id: str, card_id: str) -> dict:

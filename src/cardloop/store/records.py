@@ -265,6 +265,14 @@ class RunRecords:
         rows = self._read(query + " ORDER BY rowid", (run_id, path) if path else (run_id,))
         return [IterationCards(*row) for row in rows]
 
+    def run_that_made(self, run_id: str, card_id: str) -> str | None:
+        """For a card that run `run_id` served from the store, the newest run that executed it (the same cache key,
+        done); None when the run executed the card, or has no such card."""
+        rows = self._read("SELECT e.run_id FROM card_executions c JOIN card_executions e ON e.cache_key = c.cache_key"
+                          " WHERE c.run_id = ? AND c.card_id = ? AND c.status = 'cached' AND e.status = 'done'"
+                          " ORDER BY e.started_at DESC, e.rowid DESC LIMIT 1", (run_id, card_id), plain=True)
+        return rows[0][0] if rows else None
+
     def latest_card_progress(self, cache_key: str) -> tuple[int, dict[str, Any], str] | None:
         """The newest checkpoint inside a card with this cache key: (step, members, extra JSON text)."""
         rows = self._read("SELECT step, members, extra FROM card_progress WHERE cache_key = ? "
