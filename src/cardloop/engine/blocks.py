@@ -32,7 +32,7 @@ from cardloop.cards.spec import CardContext
 from cardloop.engine.events import RunHooks, listens
 from cardloop.engine.plan import Plan, PlannedCard, _plan
 from cardloop.errors import CardError, CardFailed
-from cardloop.kinds import GRAPH_KINDS, STATE_KINDS
+from cardloop.kinds import STATE_KINDS
 from cardloop.pipeline.blocks import (
     ITERATION,
     OVER,
@@ -44,6 +44,7 @@ from cardloop.pipeline.blocks import (
     IterationIs,
     condition_holds,
 )
+from cardloop.pipeline.paths import format_path
 
 # --- what a run offers its blocks ------------------------------------------------------------------------
 
@@ -112,11 +113,10 @@ def first_iteration(plan: Plan, text: str | None) -> str | None:
     (`epochs[0].batches[0].fwd`); any other text as it is."""
     if not text or "[" in text or "." not in text:
         return text
-    names = text.split(".")
-    block = plan.card(names[0])
+    block = plan.card(text.split(".", 1)[0])
     if block is None or not isinstance(block.card_type, BlockType):
         return text
-    return ".".join(f"{name}[0]" for name in names[:-1]) + "." + names[-1]
+    return format_path(text, (0,) * text.count("."))
 
 
 _current: contextvars.ContextVar[RunServices | None] = contextvars.ContextVar("cardloop_run", default=None)
@@ -275,8 +275,7 @@ class BlockRunner:
         """Run the iterations. `prefix`: the path of the enclosing iteration (`epochs[3].`); `counts`: the
         enclosing loops' 1-based iteration numbers; `indices`: their 0-based ones; `block_pc`: the top-level
         block (its progress events), `chain`: the enclosing loops' progress."""
-        spec, config = self.spec, self.spec.config
-        services, hooks = self.services, self.services.hooks
+        config, hooks = self.spec.config, self.services.hooks
         forward = hooks is not None and listens(hooks, "body_card_finished")
         slots: list[Any] = [None] * self.plan.slot_count
         for name, value in inputs.items():

@@ -125,7 +125,6 @@ def _block_problems(card: Card, position: int, pipeline: Pipeline, positions: di
     """Check a block: its input links (any kind, each taking its source's), then its body and settings. Appends
     what planning needs to `checked`, and records the block's type for the cards below it."""
     problems: list[Problem] = []
-    where = ".".join((*path, card.id))
     if card.when is not None and not path:
         problems.append(Problem(f"block '{card.id}': 'when' is for cards inside a loop block", card=card.id,
                                 field="when"))
