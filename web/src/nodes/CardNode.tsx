@@ -22,6 +22,7 @@ export const LIGHT_TEXT: Record<CardLight, string> = {
   done: 'done',
   failed: 'failed',
   'not-run': 'not run',
+  skipped: 'skipped (its when did not hold)',
 };
 
 /** Each light's colour (as the status lights in styles.css draw them): what the minimap fills a card with. */
@@ -34,6 +35,7 @@ export const LIGHT_COLOUR: Record<CardLight, string> = {
   done: '#2e9e44',
   failed: '#c62828',
   'not-run': '#e4e6ea',
+  skipped: '#f3d9a4',
 };
 
 export interface CardView {
