@@ -91,7 +91,7 @@ export function guardUnload(): () => void {
 
 function resetRunView(): void {
   if (isActive(runs.get().status)) return;
-  runs.set({ cards: {}, sigs: null, loss: [], runId: null, status: 'idle', error: null, total: 0, finished: 0, problems: [] });
+  runs.set({ cards: {}, sigs: null, loss: [], runId: null, status: 'idle', error: null, total: 0, finished: 0, problems: [], loops: {} });
 }
 
 /** Put a pipeline file on the canvas (one undoable step) and remember it as the saved state. */

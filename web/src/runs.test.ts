@@ -122,3 +122,64 @@ describe('a diverged loss', () => {
     expect(lossShape(points)).toEqual({ min: 0.3, max: 0.5, lines: [[0, 1], [4]], notFinite: [2, 3] });
   });
 });
+
+describe('reduceEvents with loop blocks (recorded events of the block contract)', () => {
+  const looping: RunState = { ...runs.get(), runId: 'r2', status: 'running', cards: { epochs: { status: 'queued' }, evaluate: { status: 'queued' } } };
+  const events: RunEvent[] = [
+    { kind: 'run_started', run_id: 'r2', total: 2 },
+    { kind: 'started', card_id: 'epochs' },
+    { kind: 'started', card_id: 'epochs[2].it' },
+    { kind: 'done', card_id: 'epochs[2].it', seconds: 0.001 },
+    { kind: 'started', card_id: 'epochs[2].batches[16].fwd' },
+    { kind: 'done', card_id: 'epochs[2].batches[16].fwd', seconds: 0.001 },
+    { kind: 'done', card_id: 'epochs[2].batches[16].loss', seconds: 0.001, metrics: { loss_value: 0.41 } },
+    { kind: 'skipped', card_id: 'epochs[2].batches[16].step' },
+    {
+      kind: 'progress',
+      card_id: 'epochs',
+      step: 2,
+      steps: 10,
+      metrics: { loss_value: 0.4123 },
+      iterations: [
+        { block: 'epochs', index: 2, total: 10 },
+        { block: 'batches', index: 16, total: 45 },
+      ],
+    },
+  ];
+
+  it('shows on the running block where each loop stands, counted from 1, and its latest metrics', () => {
+    const s = reduceEvents(looping, events);
+    expect(s.cards.epochs).toEqual({ status: 'running', progress: 'epoch 3/10 · batch 17/45 · loss 0.412' });
+    expect(s.loops).toEqual({ epochs: { reached: 3, total: 10 }, batches: { reached: 17, total: 45 } });
+  });
+
+  it('lights body cards by their static path and counts only top-level cards as finished', () => {
+    const s = reduceEvents(looping, events);
+    expect(s.cards.it.status).toBe('done');
+    expect(s.cards.fwd.status).toBe('done');
+    expect(s.cards.loss.status).toBe('done');
+    expect(s.cards['epochs[2].it']).toBeUndefined();
+    expect(s.finished).toBe(0);
+    expect(s.loss).toEqual([{ step: 0, value: 0.41, card: 'epochs[2].batches[16].loss' }]);
+    const end = reduceEvents(s, [{ kind: 'done', card_id: 'epochs', seconds: 1 }]);
+    expect(end.finished).toBe(1);
+  });
+
+  it('shows a skipped card as skipped, never as a success, from events and from a snapshot', () => {
+    const s = reduceEvents(looping, events);
+    expect(s.cards.step.status).toBe('skipped');
+    expect(s.log.at(-1)?.text).toBe('epochs[2].batches[16].step skipped');
+    const snap = reduceEvents(looping, [
+      { kind: 'snapshot', run: { run_id: 'r2', name: 'p', status: 'running', cards: [{ card_id: 'epochs[0].eval', status: 'skipped' }] } },
+    ]);
+    expect(snap.cards.eval.status).toBe('skipped');
+  });
+
+  it('keeps a loop whose number of iterations is unknown as "?"', () => {
+    const s = reduceEvents(looping, [
+      { kind: 'progress', card_id: 'epochs', iterations: [{ block: 'epochs', index: 0, total: null }] },
+    ]);
+    expect(s.cards.epochs.progress).toBe('epoch 1/?');
+    expect(s.loops.epochs).toEqual({ reached: 1, total: null });
+  });
+});
