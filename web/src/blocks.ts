@@ -192,6 +192,28 @@ export function whenSummary(when: WhenCondition): string {
   return '?';
 }
 
+/** A card's data with every reference to card `from` in its loop config and `when` renamed to `to`. */
+export function renamedRefs<T extends CardData>(data: T, from: string, to: string): T {
+  const ref = (v: unknown) => (typeof v === 'string' && parseRef(v)?.card === from ? `${to}.${parseRef(v)!.port}` : v);
+  const cond = (c: unknown): unknown => {
+    if (!isMapping(c)) return c;
+    const next: Record<string, unknown> = { ...c };
+    if ('finite' in c) next.finite = ref(c.finite);
+    if ('value' in c) next.value = ref(c.value);
+    if (c.of === from) next.of = to;
+    if (Array.isArray(c.all)) next.all = c.all.map(cond);
+    return next;
+  };
+  const config = { ...data.config };
+  if ('until' in config) config.until = ref(config.until);
+  if (isMapping(config.carry)) {
+    config.carry = Object.fromEntries(Object.entries(config.carry).map(([k, v]) => [k, isMapping(v) ? { ...v, next: ref(v.next) } : v]));
+  }
+  const next = { ...data, config };
+  if (data.when !== undefined) next.when = cond(data.when) as WhenCondition;
+  return JSON.stringify(next) === JSON.stringify(data) ? data : next;
+}
+
 // ------------------------------------------------------------------ paths and progress
 
 /** `epochs[3].batches[7].fwd` -> `epochs.batches.fwd`: the card in every iteration. */

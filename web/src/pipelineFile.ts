@@ -14,7 +14,7 @@
  * offers `iteration`, its carried values and, for a block `over` an iterator, the item's ports (docs/blocks.md).
  * A block is drawn collapsed (one card) unless its `ui.expanded` is true; the frame's size is kept either way.
  */
-import { BLOCK_TYPE, ITEM_PORTS, carryNames, isExpanded } from './blocks';
+import { BLOCK_TYPE, ITEM_PORTS, blockOutputsOf, carryNames, isExpanded } from './blocks';
 import type { CatalogueIndex } from './catalogue';
 import type {
   AnyNode,
@@ -121,6 +121,7 @@ export function withBlockViews(nodes: readonly AnyNode[]): AnyNode[] {
 
 /** The ports of a card type, or of a block from its own declaration. */
 export function portsOf(data: CardData | GroupData, catalogue?: CatalogueIndex): { inputs: PortSpec[]; outputs: PortSpec[] } {
+  if ('bodyOrder' in data) return { inputs: data.ports?.inputs ?? [], outputs: blockOutputsOf(data) };
   const known = catalogue?.get(data.cardType);
   if (known) return { inputs: known.inputs, outputs: known.outputs };
   return data.ports ?? { inputs: [], outputs: [] };
