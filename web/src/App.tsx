@@ -16,6 +16,7 @@ import { useCallback, useEffect, useRef, useState, type DragEvent, type MouseEve
 import {
   announceRuns,
   fitSoon,
+  groupSelection,
   guardUnload,
   markSaved,
   openExample,
@@ -25,12 +26,14 @@ import {
   run,
   save,
   trackUnsaved,
+  ungroupSelection,
 } from './actions';
 import { api } from './api';
 import { benchPipeline, measureDrag, measureIdle, type BenchResult } from './bench';
 import { CatalogueIndex, compatible } from './catalogue';
 import { CardSearch } from './components/CardSearch';
 import { ConnectionLine } from './components/ConnectionLine';
+import { ContextMenu } from './components/ContextMenu';
 import { Inspector } from './components/Inspector';
 import { OpenPanel } from './components/OpenPanel';
 import { DRAG_TYPE, Legend, Palette } from './components/Palette';
@@ -187,6 +190,16 @@ function Canvas() {
     [rf],
   );
 
+  const onNodeContextMenu = useCallback((event: ReactMouseEvent, node: AnyNode) => {
+    event.preventDefault();
+    if (!node.selected) editor.selectOnly([node.id]);
+    ui.set({ menu: { x: event.clientX, y: event.clientY } });
+  }, []);
+  const onSelectionContextMenu = useCallback((event: ReactMouseEvent) => {
+    event.preventDefault();
+    ui.set({ menu: { x: event.clientX, y: event.clientY } });
+  }, []);
+
   const onNodeDragStart = useCallback(() => editor.beginGesture(), []);
   const onNodeDragStop = useCallback(() => editor.endGesture(), []);
 
@@ -208,6 +221,8 @@ function Canvas() {
         onSelectionDragStart={onNodeDragStart}
         onSelectionDragStop={onNodeDragStop}
         onDoubleClick={onDoubleClick}
+        onNodeContextMenu={onNodeContextMenu}
+        onSelectionContextMenu={onSelectionContextMenu}
         deleteKeyCode={null}
         selectionKeyCode="Shift"
         multiSelectionKeyCode={MULTI_SELECT_KEYS}
@@ -277,6 +292,10 @@ function useShortcuts() {
       } else if (mod && key === 'd') {
         e.preventDefault();
         editor.duplicate();
+      } else if (mod && key === 'g') {
+        e.preventDefault();
+        if (e.shiftKey) ungroupSelection();
+        else groupSelection();
       } else if (mod && key === 'a') {
         e.preventDefault();
         editor.selectAll();
@@ -326,17 +345,17 @@ function groupDemo(): PipelineFile {
   return {
     version: 1,
     name: 'block-demo',
-    description: 'A block holding a sub-pipeline (no card type uses blocks yet: this shows how one is drawn).',
+    description: 'A loop block holding a sub-pipeline, expanded: its body inside the frame.',
     cards: [
       { id: 'data', type: 'data_load', config: { path: 'cardloop:diabetes.csv' }, ui: { position: { x: 0, y: 0 } } },
       { id: 'model', type: 'model_define', config: { input_dim: 10 }, ui: { position: { x: 0, y: 160 } } },
       { id: 'opt', type: 'training_init_optimizer', inputs: { model: 'model.model' }, ui: { position: { x: 0, y: 300 } } },
       {
         id: 'epoch',
-        type: 'loop_block',
+        type: 'loop',
         inputs: { train_dataset: 'data.dataset', model: 'model.model', optimizer: 'opt.optimizer' },
         config: { times: 3 },
-        ui: { position: { x: 340, y: -20 }, size: { width: 1180, height: 420 } },
+        ui: { position: { x: 340, y: -20 }, size: { width: 1180, height: 420 }, expanded: true },
         body: {
           cards: [
             { id: 'b_batch', type: 'training_prepare_batch', inputs: { train_dataset: 'epoch.train_dataset' }, ui: { position: { x: 170, y: 60 } } },
@@ -483,6 +502,7 @@ function Editor() {
       <CardSearch />
       <ShortcutHelp />
       <Toasts />
+      <ContextMenu />
       <BenchBox result={bench} />
     </div>
   );

@@ -230,6 +230,7 @@ export function run(options: { until?: string; only?: string; persist?: 'checkpo
     until: options.until,
     only: options.only,
     queued: [...withBodies],
+    total: queued.length,
     sigs: cardSignatures(state.nodes, state.edges),
   }).catch((error) => {
     const only = options.only;
@@ -271,7 +272,10 @@ export function relayout(): void {
   const positions = autoLayout(
     file.cards.map((c) => {
       const node = editor.doc.get().nodes.find((n) => n.id === c.id);
-      const size = node?.type === 'group' ? { width: Number(node.style?.width ?? 400), height: Number(node.style?.height ?? 200) } : undefined;
+      const size =
+        node?.type === 'group'
+          ? { width: Number(node.measured?.width ?? node.style?.width ?? 400), height: Number(node.measured?.height ?? node.style?.height ?? 200) }
+          : undefined;
       return { id: c.id, type: c.type, config: c.config, inputs: c.inputs, size };
     }),
     editor.catalogue,
@@ -281,6 +285,25 @@ export function relayout(): void {
     { structural: false },
   );
   fitSoon();
+}
+
+// ------------------------------------------------------------------ blocks
+
+/** Wrap the selected cards in a loop block (Ctrl+G), or say why not. */
+export function groupSelection(): void {
+  const problem = editor.groupSelection();
+  if (problem) toast(problem, 'error');
+}
+
+/** Put the selected block's body back in its place (Ctrl+Shift+G), or say why not. */
+export function ungroupSelection(): void {
+  const blocks = editor.doc.get().nodes.filter((n) => n.selected && n.type === 'group');
+  if (blocks.length !== 1) {
+    toast('select one loop block to ungroup', 'info');
+    return;
+  }
+  const problem = editor.ungroupBlock(blocks[0].id);
+  if (problem) toast(problem, 'error');
 }
 
 export function errorText(error: unknown): string {

@@ -280,8 +280,10 @@ export interface StartOptions {
   cache: boolean;
   until?: string;
   only?: string;
-  /** The cards to mark queued. */
+  /** The cards to mark queued (body cards included). */
   queued: string[];
+  /** How many top-level cards the run will run (what its progress counts). */
+  total: number;
   sigs: Record<string, string>;
 }
 
@@ -302,7 +304,7 @@ export async function startRun(options: StartOptions): Promise<string | null> {
     status: 'starting',
     error: null,
     mode,
-    total: options.queued.length,
+    total: options.total,
     finished: 0,
     current: null,
     cards,

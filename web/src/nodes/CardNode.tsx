@@ -11,7 +11,8 @@ import { editor } from '../editor';
 import { portsOf } from '../pipelineFile';
 import { runs, type CardRun } from '../runs';
 import { shallowEqual, useStore } from '../store';
-import type { CardLight, CardNode as CardNodeType, PortSpec } from '../types';
+import { whenSummary } from '../blocks';
+import type { CardLight, CardNode as CardNodeType, PortSpec, WhenCondition } from '../types';
 
 export const LIGHT_TEXT: Record<CardLight, string> = {
   unconfigured: 'not configured',
@@ -121,7 +122,7 @@ function configSummary(config: Record<string, unknown>): string[] {
 }
 
 /** The port rows: re-rendered when the card's document or its problem ports change, not for a run's status. */
-const CardPorts = memo(function CardPorts({ data, problemFields }: { data: CardNodeType['data']; problemFields: string }) {
+export const CardPorts = memo(function CardPorts({ data, problemFields }: { data: CardNodeType['data']; problemFields: string }) {
   const { inputs, outputs } = portsOf(data, editor.catalogue);
   const rows = Math.max(inputs.length, outputs.length);
   const badFields = problemFields ? new Set(problemFields.split(' ')) : null;
@@ -199,6 +200,16 @@ function CardNodeComponent({ id, data, selected }: NodeProps<CardNodeType>) {
       </div>
       <CardPorts data={data} problemFields={view.problemFields} />
       <CardConfig config={data.config} />
+      {data.when && <WhenLine id={id} when={data.when} />}
+    </div>
+  );
+}
+
+/** A conditional card's `when`, in a few words. */
+export function WhenLine({ id, when }: { id: string; when: WhenCondition }) {
+  return (
+    <div className="when-line" data-testid={`when-${id}`} title="the card runs only when this holds; otherwise it is skipped">
+      when {whenSummary(when)}
     </div>
   );
 }
