@@ -122,9 +122,13 @@ export const api = {
       'GET',
       `/api/runs/${enc(runId)}/metrics?name=${enc(name)}`,
     ),
-  outputs: (runId: string, cardId: string) =>
-    request<CardOutputs>('GET', `/api/runs/${enc(runId)}/cards/${enc(cardId)}/outputs`),
+  outputs: (runId: string, path: string) => request<CardOutputs>('GET', outputsPath(runId, path)),
 };
+
+/** Where a card's output previews are: a body card's by its full iteration path (`epochs[3].batches[7].fwd`). */
+export function outputsPath(runId: string, path: string): string {
+  return `/api/runs/${enc(runId)}/cards/${enc(path)}/outputs`;
+}
 
 export function eventsUrl(runId: string): string {
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';

@@ -4,6 +4,7 @@
  * server's validation gives), and the iteration paths that run events and previews use
  * (`epochs[3].batches[7].fwd`, static path `epochs.batches.fwd`).
  */
+import { ApiError } from './api';
 import { parseRef } from './pipelineFile';
 import type { AnyNode, CardData, GroupData, PortSpec, WhenCondition } from './types';
 
@@ -265,4 +266,12 @@ export function iterationsText(levels: readonly IterationLevel[], metrics: Recor
   const parts = levels.map((l) => `${loopWord(l.block)} ${l.index + 1}/${l.total ?? '?'}`);
   for (const [name, value] of Object.entries(metrics)) parts.push(metricText(name, value));
   return parts.join(' · ');
+}
+
+/** What the side panel says when a card's previews cannot be had: a body card's iteration not kept is no error. */
+export function previewProblem(error: unknown, iterationPath: string | null): string {
+  if (iterationPath && error instanceof ApiError && error.status === 404) {
+    return `${iterationPath}: not stored for this iteration under the persist policy (run with persist "all" to keep every iteration's outputs)`;
+  }
+  return error instanceof Error ? error.message : String(error);
 }

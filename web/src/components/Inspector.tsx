@@ -9,7 +9,10 @@ import { portsOf } from '../pipelineFile';
 import { isActive, runs } from '../runs';
 import { shallowEqual, useStore } from '../store';
 import { toast } from '../toasts';
-import type { PortSpec } from '../types';
+import { iterationPath } from '../blocks';
+import type { GroupData, PortSpec } from '../types';
+import { ui } from '../ui';
+import { BlockConfig, IterationPicker, WhenForm } from './BlockForm';
 import { ConfigForm } from './ConfigForm';
 import { OutputPreviews } from './OutputPreview';
 
@@ -58,6 +61,9 @@ function PortDoc({ port, link, problem }: { port: PortSpec; link?: string; probl
 
 function CardPanel({ id }: { id: string }) {
   const data = useStore(editor.doc, (s) => s.nodes.find((n) => n.id === id)?.data);
+  const isBlock = useStore(editor.doc, (s) => s.nodes.find((n) => n.id === id)?.type === 'group');
+  const chosen = useStore(ui, (s) => s.iterations);
+  const path = useStore(editor.doc, (s) => iterationPath(id, s.nodes, chosen));
   const inputLinks = useStore(
     editor.doc,
     (s) => {
@@ -144,12 +150,17 @@ function CardPanel({ id }: { id: string }) {
         </div>
       )}
 
-      <h3>Config</h3>
-      {type ? (
+      <h3>{isBlock ? 'Loop' : 'Config'}</h3>
+      {isBlock ? (
+        <BlockConfig key={id} id={id} data={data as GroupData} />
+      ) : type ? (
         <ConfigForm key={id} cardId={id} type={type} config={data.config} problems={problems} />
       ) : (
         <p className="error small">Unknown card type '{data.cardType}': the server has no such card.</p>
       )}
+
+      <h3>When</h3>
+      <WhenForm key={`when-${id}`} id={id} when={data.when} />
 
       <h3>About</h3>
       {type?.description && <p className="description">{type.description}</p>}
@@ -171,7 +182,8 @@ function CardPanel({ id }: { id: string }) {
       </ul>
 
       <h3>Outputs of the last run</h3>
-      <OutputPreviews cardId={id} />
+      <IterationPicker id={id} includeSelf={isBlock} />
+      <OutputPreviews cardId={id} path={path} />
     </div>
   );
 }

@@ -2,6 +2,7 @@
 import { useEffect, useState } from 'react';
 import { api, type CardOutputs, type OutputPreview as Preview } from '../api';
 import { kindColour } from '../catalogue';
+import { previewProblem } from '../blocks';
 import { isActive, runs } from '../runs';
 import { useStore } from '../store';
 
@@ -167,7 +168,8 @@ export function PreviewBody({ output }: { output: Preview }) {
   return <KeyValues value={p} />;
 }
 
-export function OutputPreviews({ cardId }: { cardId: string }) {
+/** A card's previews; a body card's for one iteration, named by its full path (`epochs[3].batches[7].fwd`). */
+export function OutputPreviews({ cardId, path = cardId }: { cardId: string; path?: string }) {
   const runId = useStore(runs, (s) => s.runId);
   const active = useStore(runs, (s) => isActive(s.status));
   const cardStatus = useStore(runs, (s) => s.cards[cardId]?.status);
@@ -183,23 +185,29 @@ export function OutputPreviews({ cardId }: { cardId: string }) {
     let timer = 0;
     const load = (tries: number) =>
       api
-        .outputs(runId, cardId)
+        .outputs(runId, path)
         .then((d) => live && setData(d))
         .catch((e) => {
           if (!live) return;
           // a running run records its cards a little after their events: ask again shortly
           if (active && tries < 5) timer = window.setTimeout(() => void load(tries + 1), 1000);
-          else setError(e instanceof Error ? e.message : String(e));
+          else setError(previewProblem(e, path === cardId ? null : path));
         });
     void load(0);
     return () => {
       live = false;
       window.clearTimeout(timer);
     };
-  }, [runId, cardId, ready, reload, active]);
+  }, [runId, cardId, path, ready, reload, active]);
   if (!runId) return <p className="muted small">Run the pipeline to see this card's outputs.</p>;
   if (!ready) return <p className="muted small">{cardStatus === 'failed' ? 'The card failed: it has no outputs.' : 'This card has not run in the last run.'}</p>;
-  if (error) return <p className="error small">{error}</p>;
+  if (error) {
+    return (
+      <p className={`${path === cardId ? 'error' : 'muted'} small`} data-testid="preview-problem">
+        {error}
+      </p>
+    );
+  }
   if (!data) return <p className="muted small">loading…</p>;
   return (
     <div className="outputs" data-testid="output-previews">
