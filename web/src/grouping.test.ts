@@ -164,6 +164,33 @@ describe('expanding a block beside other cards', () => {
   });
 });
 
+describe('expanding a block inside an expanded block', () => {
+  it('grows the outer frame to hold every card of its body, none covering another', () => {
+    editor.load(parse(fixtureText) as PipelineFile);
+    editor.setExpanded('epochs', true);
+    editor.setExpanded('batches', true);
+    const nodes = editor.doc.get().nodes;
+    const epochs = nodes.find((n) => n.id === 'epochs')!;
+    const frame = (epochs.data as GroupData).frame!;
+    expect(epochs.style).toEqual({ width: frame.width, height: frame.height });
+    const body = nodes.filter((n) => n.parentId === 'epochs');
+    const box = (n: (typeof nodes)[number]) => {
+      const f = n.type === 'group' ? (n.data as GroupData).frame! : { width: 240, height: 100 };
+      return { x: n.position.x, y: n.position.y, r: n.position.x + f.width, b: n.position.y + f.height };
+    };
+    for (const n of body) {
+      expect(box(n).r).toBeLessThanOrEqual(frame.width);
+      expect(box(n).b).toBeLessThanOrEqual(frame.height);
+    }
+    const batches = box(nodes.find((n) => n.id === 'batches')!);
+    for (const id of ['it', 'eval', 'stop']) {
+      const other = box(nodes.find((n) => n.id === id)!);
+      const apart = other.x >= batches.r || other.r <= batches.x || other.y >= batches.b || other.b <= batches.y;
+      expect(apart, id).toBe(true);
+    }
+  });
+});
+
 describe('renaming a body card', () => {
   it('renames the loop config and when references to it', () => {
     editor.load(parse(fixtureText) as PipelineFile);

@@ -199,6 +199,45 @@ function overlaps(a: { x: number; y: number } & Size, b: { x: number; y: number 
   return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
 }
 
+/** The size a node takes on the canvas: an expanded block its frame, a collapsed one a card's width. */
+function drawnSize(node: AnyNode): Size {
+  if (node.type === 'group' && isExpanded(node.data)) return (node.data as GroupData).frame ?? sizeOf(node);
+  return node.type === 'group' ? { width: CARD_WIDTH, height: sizeOf(node).height } : sizeOf(node);
+}
+
+/**
+ * Room for node `id` grown to `size`: the cards of its script that it would cover move right, clear of it,
+ * with the rest of their band; then the block around it grows to hold all its cards, and makes room in turn.
+ */
+function makeRoom(nodes: AnyNode[], id: string, size: Size): AnyNode[] {
+  const node = nodes.find((n) => n.id === id)!;
+  const rect = { ...node.position, ...size };
+  const siblings = nodes.filter((n) => n.id !== id && (n.parentId ?? null) === (node.parentId ?? null) && !n.hidden);
+  const hit = siblings.filter((n) => overlaps(rect, { ...n.position, ...drawnSize(n) }));
+  if (hit.length) {
+    const fromX = Math.min(...hit.map((n) => n.position.x));
+    const dx = rect.x + rect.width + COLUMN_GAP - fromX;
+    const band = new Set(
+      siblings.filter((n) => n.position.x >= fromX && n.position.y < rect.y + rect.height && n.position.y + drawnSize(n).height > rect.y).map((n) => n.id),
+    );
+    nodes = nodes.map((n) => (band.has(n.id) ? { ...n, position: { x: n.position.x + dx, y: n.position.y } } : n));
+  }
+  const parent = node.parentId ? nodes.find((n) => n.id === node.parentId) : undefined;
+  if (!parent || parent.type !== 'group') return nodes;
+  const pData = parent.data as GroupData;
+  const pFrame = pData.frame ?? sizeOf(parent);
+  const children = nodes.filter((n) => n.parentId === parent.id);
+  const needed = {
+    width: Math.max(pFrame.width, ...children.map((n) => n.position.x + (n.id === id ? size.width : drawnSize(n).width) + GROUP_PAD.right)),
+    height: Math.max(pFrame.height, ...children.map((n) => n.position.y + (n.id === id ? size.height : drawnSize(n).height) + GROUP_PAD.bottom)),
+  };
+  if (needed.width === pFrame.width && needed.height === pFrame.height) return nodes;
+  const { width: _w, height: _h, ...rest } = parent;
+  const grown = { ...rest, data: { ...pData, frame: needed }, style: { width: needed.width, height: needed.height } } as AnyNode;
+  nodes = nodes.map((n) => (n === parent ? grown : n));
+  return isExpanded(pData) ? makeRoom(nodes, parent.id, needed) : nodes;
+}
+
 /**
  * A block expanded (its frame, the body inside; the cards beside it in its script moved right, clear of the
  * frame, and the blocks around it grown to hold it) or collapsed (one card; the frame's size kept).
@@ -215,38 +254,7 @@ export function setExpanded(doc: GraphDoc, id: string, expanded: boolean): Parti
   let nodes = doc.nodes.map((n) =>
     n === block ? ({ ...n, data: { ...data, ui: Object.keys(ui).length ? ui : undefined, frame } } as AnyNode) : n,
   );
-  if (expanded) {
-    const rect = { ...block.position, ...frame };
-    const siblings = nodes.filter((n) => n.id !== id && (n.parentId ?? null) === (block.parentId ?? null) && !n.hidden);
-    const hit = siblings.filter((n) => overlaps(rect, { ...n.position, ...sizeOf(n) }));
-    if (hit.length) {
-      const fromX = Math.min(...hit.map((n) => n.position.x));
-      const dx = rect.x + rect.width + COLUMN_GAP - fromX;
-      const band = new Set(
-        siblings.filter((n) => n.position.x >= fromX && n.position.y < rect.y + rect.height && n.position.y + sizeOf(n).height > rect.y).map((n) => n.id),
-      );
-      nodes = nodes.map((n) => (band.has(n.id) ? { ...n, position: { x: n.position.x + dx, y: n.position.y } } : n));
-    }
-    // the blocks around it grow to hold it
-    let child: AnyNode | undefined = nodes.find((n) => n.id === id);
-    let childSize: Size = frame;
-    while (child?.parentId) {
-      const parent = nodes.find((n) => n.id === child!.parentId);
-      if (!parent || parent.type !== 'group') break;
-      const pData = parent.data as GroupData;
-      const pFrame = pData.frame ?? sizeOf(parent);
-      const grown = {
-        width: Math.max(pFrame.width, child.position.x + childSize.width + GROUP_PAD.right),
-        height: Math.max(pFrame.height, child.position.y + childSize.height + GROUP_PAD.bottom),
-      };
-      if (grown.width === pFrame.width && grown.height === pFrame.height) break;
-      const { width: _w, height: _h, ...rest } = parent;
-      const next = { ...rest, data: { ...pData, frame: grown }, style: { width: grown.width, height: grown.height } } as AnyNode;
-      nodes = nodes.map((n) => (n === parent ? next : n));
-      child = next;
-      childSize = grown;
-    }
-  }
+  if (expanded) nodes = makeRoom(nodes, id, frame);
   return { nodes: withBlockViews(nodes) };
 }
 

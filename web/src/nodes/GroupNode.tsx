@@ -62,7 +62,7 @@ function GroupNodeComponent({ id, data, selected }: NodeProps<GroupNodeType>) {
         >
           {expanded ? '▾' : '▸'}
         </button>
-        <span className="card-title">{type?.title ?? (data.cardType === 'loop' ? 'Loop' : data.cardType)}</span>
+        <span className="card-title">{type?.title ?? (data.cardType === 'loop' ? 'Loop block' : data.cardType)}</span>
         <span className="card-id inline">{id}</span>
         <StatusLight id={id} light={view.light} reason={view.reason} />
       </div>
