@@ -318,6 +318,19 @@ describe('loop blocks and when (docs/blocks.md)', () => {
     expect(toPipelineFile(doc.nodes, doc.edges, doc.order, { name: 'x' })).toEqual(expanded);
   });
 
+  it('refuses, naming both places, a card id used in two scopes', () => {
+    const twice: PipelineFile = {
+      version: 1,
+      cards: [
+        { id: 'fwd', type: 'training_forward' },
+        { id: 'epochs', type: 'loop', body: { cards: [{ id: 'fwd', type: 'training_forward' }] } },
+      ],
+    };
+    expect(() => fromPipelineFile(twice, catalogue)).toThrow(
+      "card id 'fwd' is used in the pipeline and in block 'epochs': the editor needs every card id to be unique",
+    );
+  });
+
   it('reads a loop card without a body as an empty block', () => {
     const doc = fromPipelineFile({ version: 1, cards: [{ id: 'l', type: 'loop', config: { times: 2 } }] }, catalogue);
     expect(doc.nodes[0].type).toBe('group');

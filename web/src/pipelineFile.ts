@@ -258,6 +258,14 @@ export function fromPipelineFile(file: PipelineFile, catalogue?: CatalogueIndex)
   const nodes: AnyNode[] = [];
   const edges: LinkEdge[] = [];
   const built = buildScope(cards, null, catalogue, nodes, edges, []);
+  const seen = new Map<string, string | undefined>();
+  for (const node of nodes) {
+    if (seen.has(node.id)) {
+      const where = (scope: string | undefined) => (scope ? `block '${scope}'` : 'the pipeline');
+      throw new Error(`card id '${node.id}' is used in ${where(seen.get(node.id))} and in ${where(node.parentId)}: the editor needs every card id to be unique`);
+    }
+    seen.set(node.id, node.parentId);
+  }
   return {
     nodes: withBlockViews(nodes),
     edges,
