@@ -68,12 +68,15 @@ function CardPanel({ id }: { id: string }) {
     editor.doc,
     (s) => {
       const links: Record<string, string> = {};
-      for (const e of s.edges) if (e.target === id && e.targetHandle) links[e.targetHandle] = `${e.source}.${e.sourceHandle}`;
+      for (const e of s.edges) if (e.target === id && e.targetHandle) links[e.targetHandle] = `${e.source}.${e.sourceHandle?.replace(/^in:/, '')}`;
       return links;
     },
     shallowEqual,
   );
-  const total = useStore(editor.doc, (s) => s.order.length);
+  const total = useStore(editor.doc, (s) => {
+    const parent = s.nodes.find((n) => n.id === s.nodes.find((m) => m.id === id)?.parentId);
+    return parent ? (parent.data as GroupData).bodyOrder.length : s.order.length;
+  });
   const view = useCardView(id);
   const reasons = useStore(annotations, (s) => s.unconfigured[id] ?? EMPTY);
   const problems = useStore(annotations, (s) => s.problems[id] ?? EMPTY);
