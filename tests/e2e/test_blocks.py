@@ -96,3 +96,20 @@ def test_the_largest_example_still_opens(page, server):  # noqa: F811
     expect(page.get_by_test_id(f"example-{largest}")).to_be_visible(timeout=WAIT)
     page.get_by_test_id(f"example-{largest}").click()
     expect(page.get_by_test_id("inspector-pipeline")).to_contain_text(f"{sizes[largest]} cards", timeout=WAIT)
+
+
+def test_a_body_card_runs_every_k_iterations_of_a_loop_around_it_set_in_the_side_panel(page):  # noqa: F811
+    from playwright.sync_api import expect
+
+    open_fixture(page)
+    page.get_by_test_id("toggle-epochs").click()
+    card(page, "eval").locator(".card-title").click()
+    expect(page.get_by_test_id("inspector")).to_have_attribute("data-card", "eval")
+    page.get_by_test_id("when-mode").select_option("every")
+    page.get_by_test_id("when-every").fill("0")
+    expect(page.get_by_test_id("when-error")).to_have_text("when 'every' is 0: it must be a whole number of at least 1")
+    page.get_by_test_id("when-every").fill("2")
+    page.get_by_test_id("when-global").check()
+    expect(page.get_by_test_id("when-error")).to_have_count(0)
+    expect(page.get_by_test_id("when-eval")).to_have_text("when every 2 of epochs (global)")
+    assert page.get_by_test_id("when-of").locator("option").all_inner_texts() == ["epochs"]
