@@ -6,9 +6,9 @@
 import { applyEdgeChanges, applyNodeChanges, type Connection, type EdgeChange, type NodeChange } from '@xyflow/react';
 import { CatalogueIndex, EMPTY_CATALOGUE, compatible, freshId, idBase, CARD_ID } from './catalogue';
 import { moveInOrder, stableTopoOrder, wouldCycle, type Link } from './order';
-import { innerPortsOf, renamedRefs } from './blocks';
+import { BLOCK_TYPE, innerPortsOf, renamedRefs } from './blocks';
 import { groupIntoLoop, setExpanded, ungroup } from './grouping';
-import { fromPipelineFile, makeEdge, parseRef, portsOf, toPipelineFile, type GraphDoc } from './pipelineFile';
+import { CARD_WIDTH, fromPipelineFile, makeEdge, parseRef, portsOf, toPipelineFile, type GraphDoc } from './pipelineFile';
 import { createStore } from './store';
 import type { AnyNode, CardNode, GroupData, LinkEdge, PipelineCardFile, PipelineFile, PortSpec, WhenCondition } from './types';
 
@@ -293,9 +293,17 @@ export class Editor {
 
   /** Add a card of a type at a flow position; wired to `link` when it comes from a dropped link. */
   addCard(type: string, position: { x: number; y: number }, link?: PendingLink): string | null {
+    const d = this.doc.get();
+    if (type === BLOCK_TYPE) {
+      // an empty loop block: link into it to give it inputs, or group cards into a loop instead
+      const id = freshId('loop', this.takenIds(d.nodes));
+      const data: GroupData = { cardType: BLOCK_TYPE, config: {}, bodyOrder: [], ports: { inputs: [], outputs: [] } };
+      const block: AnyNode = { id, type: 'group', position, data, selected: true, style: { width: CARD_WIDTH } };
+      this.commit(() => ({ nodes: d.nodes.map((n) => (n.selected ? { ...n, selected: false } : n)).concat(block), order: [...d.order, id] }));
+      return id;
+    }
     const cardType = this.catalogue.get(type);
     if (!cardType) return null;
-    const d = this.doc.get();
     const id = freshId(idBase(type), this.takenIds(d.nodes));
     const node: CardNode = { id, type: 'card', position, data: { cardType: type, config: {} }, selected: true };
     const nodes = d.nodes.map((n) => (n.selected ? { ...n, selected: false } : n)).concat(node);

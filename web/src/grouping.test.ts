@@ -199,3 +199,15 @@ describe('renaming a body card', () => {
     expect(epochs.config).toEqual({ times: 10, until: 'early.stop', carry: { es: { init: null, next: 'early.state' } } });
   });
 });
+
+describe('a loop block added from the palette', () => {
+  it('is an empty collapsed block at the end of the script', () => {
+    editor.load(flat);
+    const id = editor.addCard('loop', { x: 0, y: 0 });
+    expect(id).toBe('loop');
+    expect(file().cards.at(-1)).toEqual({ id: 'loop', type: 'loop', body: { cards: [] } });
+    expect(editor.addBlockInput('loop', 'train')).toBeNull();
+    expect(editor.addBlockInput('loop', 'train')).toBe("block 'loop' already has a port 'train'");
+    expect(editor.addBlockInput('loop', 'iteration')).toBe("block 'loop' already has a port 'iteration'");
+  });
+});

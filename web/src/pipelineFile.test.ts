@@ -331,6 +331,17 @@ describe('loop blocks and when (docs/blocks.md)', () => {
     );
   });
 
+  it('takes a loop block\'s ports from the file even when the catalogue declares a loop type', () => {
+    const withLoop = new CatalogueIndex({
+      ...catalogue.catalogue,
+      cards: [...catalogue.catalogue.cards, { id: 'loop', title: 'Loop', category: 'control', description: '', inputs: [port('over', 'any', false)], outputs: [], config_schema: {} }],
+    });
+    const doc = fromPipelineFile(fixture, withLoop);
+    const epochs = doc.nodes.find((n) => n.id === 'epochs')!.data as GroupData;
+    expect(epochs.ports?.inputs.map((p) => p.name)).toEqual(['over', 'train', 'val', 'model', 'optimizer']);
+    expect(roundTrip(fixture)).toEqual(fixture);
+  });
+
   it('reads a loop card without a body as an empty block', () => {
     const doc = fromPipelineFile({ version: 1, cards: [{ id: 'l', type: 'loop', config: { times: 2 } }] }, catalogue);
     expect(doc.nodes[0].type).toBe('group');

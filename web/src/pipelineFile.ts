@@ -342,7 +342,8 @@ function buildScope(
       if (source) bodyEdges.push(makeEdge(r.card, r.port, card.id, `out:${port}`, kind));
     }
     const ports = {
-      inputs: declared?.inputs ?? [...inputPorts].map(([name, kind]) => ({ name, kind, required: true })),
+      // a loop block's ports come from its declaration in the file, whatever the catalogue says of `loop`
+      inputs: (card.type !== BLOCK_TYPE && declared?.inputs) || [...inputPorts].map(([name, kind]) => ({ name, kind, required: declared?.inputs.find((p) => p.name === name)?.required ?? true })),
       outputs: outputList,
     };
     const ui = splitUi(card.ui);
