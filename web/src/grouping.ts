@@ -8,7 +8,7 @@
  */
 import { BLOCK_TYPE, enclosingBlocks, isExpanded } from './blocks';
 import { freshId } from './catalogue';
-import { CARD_WIDTH, COLUMN_GAP, GROUP_PAD, makeEdge, withBlockViews, type GraphDoc } from './pipelineFile';
+import { CARD_WIDTH, COLUMN_GAP, GROUP_PAD, frameMinHeight, makeEdge, withBlockViews, type GraphDoc } from './pipelineFile';
 import type { AnyNode, GroupData, GroupNode, LinkEdge, PortSpec } from './types';
 
 type Size = { width: number; height: number };
@@ -131,7 +131,10 @@ export function groupIntoLoop(doc: GraphDoc, ids: readonly string[]): { doc: Par
   const origin = { x: minX - GROUP_PAD.left, y: minY - GROUP_PAD.top };
   const frame = {
     width: Math.max(...picked.map((n) => n.position.x + sizeOf(n).width)) - origin.x + GROUP_PAD.right,
-    height: Math.max(...picked.map((n) => n.position.y + sizeOf(n).height)) - origin.y + GROUP_PAD.bottom,
+    height: Math.max(
+      Math.max(...picked.map((n) => n.position.y + sizeOf(n).height)) - origin.y + GROUP_PAD.bottom,
+      frameMinHeight(Math.max(inputs.length + 1, outputs.length)),
+    ),
   };
   const data: GroupData = { cardType: BLOCK_TYPE, config: {}, ui: { expanded: true }, bodyOrder, ports: { inputs, outputs }, frame };
   const node: GroupNode = { id: block, type: 'group', position: origin, data, selected: true };

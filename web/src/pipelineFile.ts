@@ -37,7 +37,13 @@ export const TARGET_ASPECT = 1.8;
 export const MIN_COLUMNS_PER_BAND = 4;
 export const MAX_COLUMNS_PER_BAND = 24;
 const BAND_GAP = ROW_GAP * 3;
-export const GROUP_PAD = { left: 40, top: 56, right: 40, bottom: 30 };
+/** Room inside an expanded block's frame around its body: its header, and its port columns on either side. */
+export const GROUP_PAD = { left: 130, top: 70, right: 130, bottom: 30 };
+
+/** The least height of an expanded block's frame: its header and the longer of its two port columns. */
+export function frameMinHeight(rows: number): number {
+  return 62 + rows * 26 + 14;
+}
 
 export interface GraphDoc {
   nodes: AnyNode[];
@@ -91,8 +97,8 @@ export function estimateHeight(type: CardType | undefined, config?: Record<strin
 }
 
 /** The height of a collapsed block: its header, loop summary and a row per port. */
-export function collapsedHeight(ports: { inputs: PortSpec[]; outputs: PortSpec[] }): number {
-  return 76 + Math.max(ports.inputs.length, ports.outputs.length, 1) * 22;
+export function collapsedHeight(rows: number): number {
+  return 76 + rows * 22;
 }
 
 /**
@@ -347,12 +353,13 @@ function buildScope(
       outputs: outputList,
     };
     const ui = splitUi(card.ui);
+    const carried = carryNames(config).filter((n) => !outputList.some((p) => p.name === n)).length;
     const frame = ui.size ?? {
       width: Math.max(inner.width + GROUP_PAD.left + GROUP_PAD.right, CARD_WIDTH + 80),
-      height: Math.max(inner.height + GROUP_PAD.top + GROUP_PAD.bottom, 160),
+      height: Math.max(inner.height + GROUP_PAD.top + GROUP_PAD.bottom, frameMinHeight(Math.max(innerPorts.size, outputList.length + carried))),
     };
-    const collapsedPorts = { inputs: ports.inputs, outputs: [...outputList, ...carryNames(config).filter((n) => !outputList.some((p) => p.name === n)).map((name) => ({ name, kind: 'any', required: true }))] };
-    blockSizes.set(card.id, ui.rest?.expanded === true ? frame : { width: CARD_WIDTH, height: collapsedHeight(collapsedPorts) });
+    const rows = Math.max(ports.inputs.length, outputList.length + carried, 1);
+    blockSizes.set(card.id, ui.rest?.expanded === true ? frame : { width: CARD_WIDTH, height: collapsedHeight(rows) });
     bodies.set(card.id, { nodes: bodyNodes, edges: bodyEdges, order: inner.order, ports, frame, innerExtra });
   }
 
