@@ -1,5 +1,6 @@
 /** What the toolbar, the keyboard and the panels do: open, save, import, export, run, lay out. */
 import { api, ApiError } from './api';
+import { nodeIdOfPath } from './blocks';
 import { cardSignatures, setProblems } from './derive';
 import { readDraft, writeDraft } from './draft';
 import { editor } from './editor';
@@ -209,10 +210,12 @@ export function run(options: { until?: string; only?: string; persist?: 'checkpo
     return;
   }
   let queued: string[] = state.order;
-  if (options.only) queued = [options.only];
+  if (options.only) queued = [nodeIdOfPath(options.only)];
   else if (options.until) {
-    const at = state.order.indexOf(options.until);
-    queued = at >= 0 ? state.order.slice(0, at + 1) : [options.until];
+    // a body card (`epochs.batches.fwd`) runs with the cards up to the top-level block that holds it
+    const top = options.until.split('.')[0];
+    const at = state.order.indexOf(top);
+    queued = at >= 0 ? state.order.slice(0, at + 1) : [top];
   }
   // cards in a block's body run with their block
   const withBodies = new Set(queued);

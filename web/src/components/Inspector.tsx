@@ -9,7 +9,7 @@ import { portsOf } from '../pipelineFile';
 import { isActive, runs } from '../runs';
 import { shallowEqual, useStore } from '../store';
 import { toast } from '../toasts';
-import { iterationPath } from '../blocks';
+import { enclosingBlocks, iterationPath } from '../blocks';
 import type { GroupData, PortSpec } from '../types';
 import { ui } from '../ui';
 import { BlockConfig, IterationPicker, WhenForm } from './BlockForm';
@@ -64,6 +64,8 @@ function CardPanel({ id }: { id: string }) {
   const isBlock = useStore(editor.doc, (s) => s.nodes.find((n) => n.id === id)?.type === 'group');
   const chosen = useStore(ui, (s) => s.iterations);
   const path = useStore(editor.doc, (s) => iterationPath(id, s.nodes, chosen));
+  // what --until / --only name: a body card by its static path (`epochs.batches.fwd`)
+  const cardPath = useStore(editor.doc, (s) => [...enclosingBlocks(id, s.nodes), id].join('.'));
   const inputLinks = useStore(
     editor.doc,
     (s) => {
@@ -112,14 +114,14 @@ function CardPanel({ id }: { id: string }) {
         </button>
       </div>
       <div className="row actions">
-        <button onClick={() => run({ until: id })} disabled={running} data-testid="run-until-button" title="run every card up to and including this one">
+        <button onClick={() => run({ until: cardPath })} disabled={running} data-testid="run-until-button" title="run every card up to and including this one">
           ▶ Run up to here
         </button>
-        <button onClick={() => run({ only: id })} disabled={running} data-testid="run-only-button" title="run just this card, from what the cards above it stored">
+        <button onClick={() => run({ only: cardPath })} disabled={running} data-testid="run-only-button" title="run just this card, from what the cards above it stored">
           ▶ Run only this
         </button>
         <button
-          onClick={() => run({ until: id, persist: 'all' })}
+          onClick={() => run({ until: cardPath, persist: 'all' })}
           disabled={running}
           data-testid="run-until-keep-button"
           title="run every card up to and including this one, keeping every output (persist all): then each can be previewed, and this card can run alone"
