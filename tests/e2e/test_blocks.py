@@ -35,7 +35,8 @@ def test_a_pipeline_with_blocks_opens_at_fit_as_its_top_level_cards_each_readabl
     assert sorted(shown) == sorted(TOP_LEVEL)
     page.wait_for_function("() => document.querySelector('.react-flow__viewport').style.transform.includes('scale')")
     scale = zoom(page)
-    title_px = float(card(page, "epochs").locator(".card-title").evaluate("(el) => parseFloat(getComputedStyle(el).fontSize)"))
+    title = card(page, "epochs").locator(".card-title")
+    title_px = float(title.evaluate("(el) => parseFloat(getComputedStyle(el).fontSize)"))
     assert title_px * scale >= READABLE_PX, (scale, title_px)
     # every top-level card lies inside the canvas
     canvas = page.locator(".react-flow").bounding_box()
@@ -59,14 +60,15 @@ def test_a_block_expands_to_show_its_body_and_collapses_again(page):  # noqa: F8
     expect(page.locator(".react-flow__node")).to_have_count(len(TOP_LEVEL))
 
 
-def test_selected_cards_are_grouped_into_a_loop_and_a_selection_that_would_break_the_order_is_refused(page):  # noqa: F811
+def test_selected_cards_are_grouped_into_a_loop_and_a_selection_breaking_the_order_is_refused(page):  # noqa: F811
     from playwright.sync_api import expect
 
     open_fixture(page)
     card(page, "data").locator(".card-title").click()
     card(page, "normalize").locator(".card-title").click(modifiers=["Shift"])
     page.keyboard.press("Control+g")
-    expect(page.get_by_test_id("toast").last).to_contain_text("'normalize' uses 'split', which stands between the selected cards")
+    expect(page.get_by_test_id("toast").last).to_contain_text(
+        "'normalize' uses 'split', which stands between the selected cards")
 
     card(page, "split").locator(".card-title").click()
     card(page, "normalize").locator(".card-title").click(modifiers=["Shift"])
@@ -76,7 +78,8 @@ def test_selected_cards_are_grouped_into_a_loop_and_a_selection_that_would_break
     expect(page.get_by_test_id("inspector")).to_have_attribute("data-card", "loop")
     expect(page.get_by_test_id("block-form")).to_be_visible()
     page.get_by_test_id("block-times").fill("0")
-    expect(page.get_by_test_id("inspector")).to_contain_text("config 'times' is 0: it must be a whole number of at least 1")
+    expect(page.get_by_test_id("inspector")).to_contain_text(
+        "config 'times' is 0: it must be a whole number of at least 1")
     page.get_by_test_id("ungroup-button").click()
     expect(card(page, "loop")).to_have_count(0)
     expect(card(page, "split")).to_be_visible()

@@ -130,7 +130,12 @@ function Canvas() {
         const over = editor.doc.get().nodes.find((n) => n.id === overId);
         if (!over) return;
         const ports = editor.portsOfNode(over);
-        const taken = new Set(editor.doc.get().edges.filter((e) => e.target === overId).map((e) => e.targetHandle));
+        const taken = new Set(
+          editor.doc
+            .get()
+            .edges.filter((e) => e.target === overId)
+            .map((e) => e.targetHandle),
+        );
         const candidates =
           from.type === 'source'
             ? ports.inputs.filter((p) => compatible(kind, p.kind)).sort((a, b) => Number(taken.has(a.name)) - Number(taken.has(b.name)))
@@ -240,8 +245,8 @@ function Canvas() {
       {nodes.length === 0 && (
         <div className="empty-hint">
           <p>
-            <b>An empty pipeline.</b> Open an example on the left, drag a card type from the palette, or double-click here
-            to search for one.
+            <b>An empty pipeline.</b> Open an example on the left, drag a card type from the palette, or double-click here to search for
+            one.
           </p>
         </div>
       )}
@@ -358,17 +363,47 @@ function groupDemo(): PipelineFile {
         ui: { position: { x: 340, y: -20 }, size: { width: 1180, height: 420 }, expanded: true },
         body: {
           cards: [
-            { id: 'b_batch', type: 'training_prepare_batch', inputs: { train_dataset: 'epoch.train_dataset' }, ui: { position: { x: 170, y: 60 } } },
+            {
+              id: 'b_batch',
+              type: 'training_prepare_batch',
+              inputs: { train_dataset: 'epoch.train_dataset' },
+              ui: { position: { x: 170, y: 60 } },
+            },
             { id: 'b_zero', type: 'training_zero_grad', inputs: { optimizer: 'epoch.optimizer' }, ui: { position: { x: 170, y: 250 } } },
-            { id: 'b_fwd', type: 'training_forward', inputs: { model: 'epoch.model', batch_data: 'b_batch.batch_data' }, ui: { position: { x: 450, y: 60 } } },
-            { id: 'b_loss', type: 'training_loss', inputs: { predictions: 'b_fwd.predictions', batch_data: 'b_batch.batch_data' }, ui: { position: { x: 450, y: 220 } } },
-            { id: 'b_back', type: 'training_backward', inputs: { loss: 'b_loss.loss', model: 'b_fwd.model' }, ui: { position: { x: 720, y: 220 } } },
-            { id: 'b_step', type: 'training_optimizer_step', inputs: { optimizer: 'b_zero.optimizer', model: 'b_back.model' }, ui: { position: { x: 720, y: 40 } } },
+            {
+              id: 'b_fwd',
+              type: 'training_forward',
+              inputs: { model: 'epoch.model', batch_data: 'b_batch.batch_data' },
+              ui: { position: { x: 450, y: 60 } },
+            },
+            {
+              id: 'b_loss',
+              type: 'training_loss',
+              inputs: { predictions: 'b_fwd.predictions', batch_data: 'b_batch.batch_data' },
+              ui: { position: { x: 450, y: 220 } },
+            },
+            {
+              id: 'b_back',
+              type: 'training_backward',
+              inputs: { loss: 'b_loss.loss', model: 'b_fwd.model' },
+              ui: { position: { x: 720, y: 220 } },
+            },
+            {
+              id: 'b_step',
+              type: 'training_optimizer_step',
+              inputs: { optimizer: 'b_zero.optimizer', model: 'b_back.model' },
+              ui: { position: { x: 720, y: 40 } },
+            },
           ],
           outputs: { model: 'b_step.model', optimizer: 'b_step.optimizer' },
         },
       },
-      { id: 'evaluate', type: 'evaluate', inputs: { model: 'epoch.model', dataset: 'data.dataset' }, ui: { position: { x: 1600, y: 100 } } },
+      {
+        id: 'evaluate',
+        type: 'evaluate',
+        inputs: { model: 'epoch.model', dataset: 'data.dataset' },
+        ui: { position: { x: 1600, y: 100 } },
+      },
     ],
   };
 }
@@ -414,7 +449,9 @@ function useBench(ready: boolean): BenchResult | null {
       void (async () => {
         await new Promise((r) => setTimeout(r, 500));
         const idle = await measureIdle(60);
-        const card = document.querySelector<HTMLElement>('.react-flow__node[data-id="fwd3"]') ?? document.querySelector<HTMLElement>('.react-flow__node');
+        const card =
+          document.querySelector<HTMLElement>('.react-flow__node[data-id="fwd3"]') ??
+          document.querySelector<HTMLElement>('.react-flow__node');
         const dragOne = card ? await measureDrag(card, 120) : undefined;
         const ids = editor.doc.get().order.slice(5, 55);
         editor.selectOnly(ids);
@@ -470,9 +507,14 @@ function Editor() {
       const el = document.querySelector('.canvas');
       const box = el?.getBoundingClientRect();
       const nodes = editor.doc.get().nodes;
-      const centre = rf.screenToFlowPosition({ x: (box?.left ?? 0) + (box?.width ?? 800) / 2, y: (box?.top ?? 0) + (box?.height ?? 600) / 2 });
+      const centre = rf.screenToFlowPosition({
+        x: (box?.left ?? 0) + (box?.width ?? 800) / 2,
+        y: (box?.top ?? 0) + (box?.height ?? 600) / 2,
+      });
       const size = { width: CARD_WIDTH, height: estimateHeight(editor.catalogue.get(type)) };
-      const taken = nodes.filter((n) => !n.parentId).map((n) => ({ ...n.position, width: n.measured?.width ?? CARD_WIDTH, height: n.measured?.height ?? size.height }));
+      const taken = nodes
+        .filter((n) => !n.parentId)
+        .map((n) => ({ ...n.position, width: n.measured?.width ?? CARD_WIDTH, height: n.measured?.height ?? size.height }));
       editor.addCard(type, freeSpot({ x: centre.x - size.width / 2, y: centre.y - size.height / 2 }, size, taken));
     },
     [rf],
@@ -482,7 +524,9 @@ function Editor() {
       <div className="fatal">
         <h1>cardloop</h1>
         <p>The editor cannot reach the cardloop server: {failure}</p>
-        <p>Start it with <code>cardloop serve</code> and reload this page.</p>
+        <p>
+          Start it with <code>cardloop serve</code> and reload this page.
+        </p>
       </div>
     );
   }

@@ -245,7 +245,10 @@ export function run(options: { until?: string; only?: string; persist?: 'checkpo
       });
     } else if (error instanceof ApiError && error.problems.length) {
       setProblems(error.problems);
-      toast(`the pipeline cannot run: ${error.problems[0].message}${error.problems.length > 1 ? ` (and ${error.problems.length - 1} more)` : ''}`, 'error');
+      toast(
+        `the pipeline cannot run: ${error.problems[0].message}${error.problems.length > 1 ? ` (and ${error.problems.length - 1} more)` : ''}`,
+        'error',
+      );
     } else {
       toast(`the run did not start: ${errorText(error)}`, 'error');
     }
@@ -277,7 +280,10 @@ export function relayout(): void {
       const node = editor.doc.get().nodes.find((n) => n.id === c.id);
       const size =
         node?.type === 'group'
-          ? { width: Number(node.measured?.width ?? node.style?.width ?? 400), height: Number(node.measured?.height ?? node.style?.height ?? 200) }
+          ? {
+              width: Number(node.measured?.width ?? node.style?.width ?? 400),
+              height: Number(node.measured?.height ?? node.style?.height ?? 200),
+            }
           : undefined;
       return { id: c.id, type: c.type, config: c.config, inputs: c.inputs, size };
     }),

@@ -111,8 +111,7 @@ export const api = {
   example: (name: string) => request<PipelineFile>('GET', `/api/examples/${enc(name)}`),
   pipelines: () => request<SavedInfo[]>('GET', '/api/pipelines'),
   pipeline: (name: string) => request<PipelineFile>('GET', `/api/pipelines/${enc(name)}`),
-  save: (name: string, file: PipelineFile) =>
-    request<{ name: string; problems: Problem[] }>('PUT', `/api/pipelines/${enc(name)}`, file),
+  save: (name: string, file: PipelineFile) => request<{ name: string; problems: Problem[] }>('PUT', `/api/pipelines/${enc(name)}`, file),
   validate: (file: PipelineFile) => request<{ problems: Problem[] }>('POST', '/api/validate', file),
   startRun: (body: RunRequest) => request<{ run_id: string; status: string }>('POST', '/api/runs', body),
   cancelRun: (runId: string) => request<{ cancelling: boolean }>('POST', `/api/runs/${enc(runId)}/cancel`),

@@ -15,7 +15,10 @@ import {
 } from './blocks';
 import type { AnyNode } from './types';
 
-const scope: BlockScope = { inputs: ['train', 'model'], bodyOutput: (ref) => ['stop.stop', 'stop.state', 'eval.mse'].includes(ref) };
+const scope: BlockScope = {
+  inputs: ['train', 'model'],
+  bodyOutput: (ref) => ['stop.stop', 'stop.state', 'eval.mse'].includes(ref),
+};
 
 describe('loopSummary', () => {
   it('says how many times the body runs in a few words', () => {
@@ -29,11 +32,24 @@ describe('loopSummary', () => {
 
 describe('blockProblems', () => {
   it('accepts the example block', () => {
-    expect(blockProblems({ times: 10, until: 'stop.stop', carry: { es: { init: null, next: 'stop.state' } } }, scope)).toEqual([]);
+    expect(
+      blockProblems({ times: 10, until: 'stop.stop', carry: { es: { init: null, next: 'stop.state' } } }, scope),
+    ).toEqual([]);
   });
 
   it('names each field that is wrong and says what would be valid', () => {
-    expect(blockProblems({ times: 0, max: 'x', until: 'nowhere.stop', carry: { model: { init: null, next: 'eval.mse' }, es: { init: 1 } }, epochs: 3 }, scope)).toEqual([
+    expect(
+      blockProblems(
+        {
+          times: 0,
+          max: 'x',
+          until: 'nowhere.stop',
+          carry: { model: { init: null, next: 'eval.mse' }, es: { init: 1 } },
+          epochs: 3,
+        },
+        scope,
+      ),
+    ).toEqual([
       "config 'epochs': a loop block has no such setting; its settings are times, max, until, carry",
       "config 'times' is 0: it must be a whole number of at least 1",
       'config \'max\' is "x": it must be a whole number of at least 1',
@@ -44,7 +60,9 @@ describe('blockProblems', () => {
   });
 
   it('wants a bound for until, and not both times and over', () => {
-    expect(blockProblems({ until: 'stop.stop' }, scope)).toEqual(["config 'until' needs a bound: set 'times' or 'max', or give the block an input 'over'"]);
+    expect(blockProblems({ until: 'stop.stop' }, scope)).toEqual([
+      "config 'until' needs a bound: set 'times' or 'max', or give the block an input 'over'",
+    ]);
     expect(blockProblems({ until: 'stop.stop' }, { ...scope, inputs: ['over'] })).toEqual([]);
     expect(blockProblems({ times: 2 }, { ...scope, inputs: ['over'] })).toEqual([
       "config 'times': a block runs 'times' times or once per item of its input 'over', not both",
@@ -59,7 +77,9 @@ describe('whenProblems', () => {
     expect(whenProblems({ every: 5, of: 'epochs', global: true }, ['epochs', 'batches'], exists)).toEqual([]);
     expect(whenProblems({ finite: 'loss.loss_value' }, [], exists)).toEqual([]);
     expect(whenProblems({ value: 'eval.mse', below: 0.5 }, [], exists)).toEqual([]);
-    expect(whenProblems({ all: [{ finite: 'loss.loss_value' }, { every: 2, of: 'epochs' }] }, ['epochs'], exists)).toEqual([]);
+    expect(
+      whenProblems({ all: [{ finite: 'loss.loss_value' }, { every: 2, of: 'epochs' }] }, ['epochs'], exists),
+    ).toEqual([]);
   });
 
   it('names a loop that does not enclose the card, and lists those that do', () => {
@@ -71,12 +91,18 @@ describe('whenProblems', () => {
   });
 
   it('checks the references and the comparison', () => {
-    expect(whenProblems({ finite: 'ghost.x' }, [], exists)).toEqual(["when 'finite' uses 'ghost.x', but there is no card 'ghost'"]);
-    expect(whenProblems({ value: 'eval.mse', above: 'high' }, [], exists)).toEqual(['when \'above\' is "high": it must be a number']);
+    expect(whenProblems({ finite: 'ghost.x' }, [], exists)).toEqual([
+      "when 'finite' uses 'ghost.x', but there is no card 'ghost'",
+    ]);
+    expect(whenProblems({ value: 'eval.mse', above: 'high' }, [], exists)).toEqual([
+      'when \'above\' is "high": it must be a number',
+    ]);
     expect(whenProblems({ value: 'eval.mse' }, [], exists)).toEqual([
       "when with 'value' needs exactly one of equals, not_equals, above, below, at_least, at_most",
     ]);
-    expect(whenProblems({ sometimes: true }, [], exists)).toEqual(['when must have one of: every (with of), finite, value, all']);
+    expect(whenProblems({ sometimes: true }, [], exists)).toEqual([
+      'when must have one of: every (with of), finite, value, all',
+    ]);
   });
 
   it('reads in a few words on the card', () => {
@@ -87,9 +113,26 @@ describe('whenProblems', () => {
 
 describe('paths and progress', () => {
   const nodes = [
-    { id: 'epochs', type: 'group', position: { x: 0, y: 0 }, data: { cardType: 'loop', config: {}, bodyOrder: ['batches'] } },
-    { id: 'batches', parentId: 'epochs', type: 'group', position: { x: 0, y: 0 }, data: { cardType: 'loop', config: {}, bodyOrder: ['fwd'] } },
-    { id: 'fwd', parentId: 'batches', type: 'card', position: { x: 0, y: 0 }, data: { cardType: 'training_forward', config: {} } },
+    {
+      id: 'epochs',
+      type: 'group',
+      position: { x: 0, y: 0 },
+      data: { cardType: 'loop', config: {}, bodyOrder: ['batches'] },
+    },
+    {
+      id: 'batches',
+      parentId: 'epochs',
+      type: 'group',
+      position: { x: 0, y: 0 },
+      data: { cardType: 'loop', config: {}, bodyOrder: ['fwd'] },
+    },
+    {
+      id: 'fwd',
+      parentId: 'batches',
+      type: 'card',
+      position: { x: 0, y: 0 },
+      data: { cardType: 'training_forward', config: {} },
+    },
   ] as AnyNode[];
 
   it('strips the iterations to the static path and finds the node', () => {
@@ -98,14 +141,16 @@ describe('paths and progress', () => {
     expect(nodeIdOfPath('data')).toBe('data');
   });
 
-  it('builds a body card\'s full path from the chosen iterations, 0 where none is chosen', () => {
+  it("builds a body card's full path from the chosen iterations, 0 where none is chosen", () => {
     expect(iterationPath('fwd', nodes, { epochs: 3, batches: 7 })).toBe('epochs[3].batches[7].fwd');
     expect(iterationPath('fwd', nodes, { epochs: 2 })).toBe('epochs[2].batches[0].fwd');
     expect(iterationPath('epochs', nodes, {})).toBe('epochs');
   });
 
-  it('asks for a body card\'s previews with its full path, URL-encoded', () => {
-    expect(outputsPath('r 1', 'epochs[3].batches[7].fwd')).toBe('/api/runs/r%201/cards/epochs%5B3%5D.batches%5B7%5D.fwd/outputs');
+  it("asks for a body card's previews with its full path, URL-encoded", () => {
+    expect(outputsPath('r 1', 'epochs[3].batches[7].fwd')).toBe(
+      '/api/runs/r%201/cards/epochs%5B3%5D.batches%5B7%5D.fwd/outputs',
+    );
   });
 
   it('says an iteration not kept under the persist policy is not stored, and keeps other errors as they are', () => {
@@ -117,7 +162,15 @@ describe('paths and progress', () => {
   });
 
   it('names each loop level by its block id in the singular', () => {
-    expect(['epochs', 'batches', 'steps', 'outer', 'passes'].map(loopWord)).toEqual(['epoch', 'batch', 'step', 'outer', 'pass']);
-    expect(iterationsText([{ block: 'outer', index: 0, total: null }], { mse: 0.25, loss_value: 'NaN' })).toBe('outer 1/? · mse 0.25 · loss NaN');
+    expect(['epochs', 'batches', 'steps', 'outer', 'passes'].map(loopWord)).toEqual([
+      'epoch',
+      'batch',
+      'step',
+      'outer',
+      'pass',
+    ]);
+    expect(iterationsText([{ block: 'outer', index: 0, total: null }], { mse: 0.25, loss_value: 'NaN' })).toBe(
+      'outer 1/? · mse 0.25 · loss NaN',
+    );
   });
 });

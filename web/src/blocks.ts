@@ -84,8 +84,10 @@ function wholeAtLeastOne(config: Config, field: string): string | null {
 }
 
 function bodyRef(field: string, ref: unknown, scope: BlockScope): string | null {
-  if (typeof ref !== 'string' || !parseRef(ref)) return `config '${field}' is ${JSON.stringify(ref)}: it must name a body card's output as "card.port"`;
-  if (!scope.bodyOutput(ref)) return `config '${field}' uses '${ref}', which is not an output of a card in the block's body`;
+  if (typeof ref !== 'string' || !parseRef(ref))
+    return `config '${field}' is ${JSON.stringify(ref)}: it must name a body card's output as "card.port"`;
+  if (!scope.bodyOutput(ref))
+    return `config '${field}' uses '${ref}', which is not an output of a card in the block's body`;
   return null;
 }
 
@@ -93,14 +95,16 @@ function bodyRef(field: string, ref: unknown, scope: BlockScope): string | null 
 export function blockProblems(config: Config, scope: BlockScope): string[] {
   const problems: string[] = [];
   for (const key of Object.keys(config)) {
-    if (!LOOP_SETTINGS.includes(key)) problems.push(`config '${key}': a loop block has no such setting; its settings are ${LOOP_SETTINGS.join(', ')}`);
+    if (!LOOP_SETTINGS.includes(key))
+      problems.push(`config '${key}': a loop block has no such setting; its settings are ${LOOP_SETTINGS.join(', ')}`);
   }
   for (const field of ['times', 'max']) {
     const problem = wholeAtLeastOne(config, field);
     if (problem) problems.push(problem);
   }
   const over = scope.inputs.includes('over');
-  if (config.times !== undefined && over) problems.push("config 'times': a block runs 'times' times or once per item of its input 'over', not both");
+  if (config.times !== undefined && over)
+    problems.push("config 'times': a block runs 'times' times or once per item of its input 'over', not both");
   if (config.until !== undefined) {
     const problem = bodyRef('until', config.until, scope);
     if (problem) problems.push(problem);
@@ -113,10 +117,14 @@ export function blockProblems(config: Config, scope: BlockScope): string[] {
       problems.push("config 'carry' must map each carried value's name to {init, next}");
     } else {
       for (const [name, spec] of Object.entries(config.carry)) {
-        if (!PORT_NAME.test(name)) problems.push(`config 'carry': '${name}' is not a valid port name (letters, digits, '_')`);
-        else if (name === 'iteration' || scope.inputs.includes(name)) problems.push(`config 'carry': '${name}' is already a port of the block`);
+        if (!PORT_NAME.test(name))
+          problems.push(`config 'carry': '${name}' is not a valid port name (letters, digits, '_')`);
+        else if (name === 'iteration' || scope.inputs.includes(name))
+          problems.push(`config 'carry': '${name}' is already a port of the block`);
         if (!isMapping(spec) || !('next' in spec)) {
-          problems.push(`config 'carry.${name}' must be {init, next}: next names the body output it takes in the next iteration`);
+          problems.push(
+            `config 'carry.${name}' must be {init, next}: next names the body output it takes in the next iteration`,
+          );
           continue;
         }
         const problem = bodyRef(`carry.${name}.next`, spec.next, scope);
@@ -140,7 +148,11 @@ export function enclosingBlocks(id: string, nodes: readonly AnyNode[]): string[]
 }
 
 /** Why a `when` is not valid (empty when it is); `loops` are the loop blocks around the card, outermost first. */
-export function whenProblems(when: WhenCondition, loops: readonly string[], cardExists: (id: string) => boolean): string[] {
+export function whenProblems(
+  when: WhenCondition,
+  loops: readonly string[],
+  cardExists: (id: string) => boolean,
+): string[] {
   const problems: string[] = [];
   const refProblem = (field: string, ref: unknown) => {
     const r = parseRef(ref);
@@ -154,12 +166,18 @@ export function whenProblems(when: WhenCondition, loops: readonly string[], card
     }
     if ('every' in c) {
       const k = c.every;
-      if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) problems.push(`${where} 'every' is ${JSON.stringify(k)}: it must be a whole number of at least 1`);
+      if (typeof k !== 'number' || !Number.isInteger(k) || k < 1)
+        problems.push(`${where} 'every' is ${JSON.stringify(k)}: it must be a whole number of at least 1`);
       if (typeof c.of !== 'string' || !loops.includes(c.of)) {
-        const around = loops.length ? `the loops around this card are: ${loops.join(', ')}` : 'no loop block encloses this card';
-        problems.push(`${where} 'of' is ${JSON.stringify(c.of ?? null)}: it must name a loop block around the card; ${around}`);
+        const around = loops.length
+          ? `the loops around this card are: ${loops.join(', ')}`
+          : 'no loop block encloses this card';
+        problems.push(
+          `${where} 'of' is ${JSON.stringify(c.of ?? null)}: it must name a loop block around the card; ${around}`,
+        );
       }
-      if (c.global !== undefined && typeof c.global !== 'boolean') problems.push(`${where} 'global' must be true or false`);
+      if (c.global !== undefined && typeof c.global !== 'boolean')
+        problems.push(`${where} 'global' must be true or false`);
     } else if ('finite' in c) {
       refProblem('finite', c.finite);
     } else if ('value' in c) {
@@ -170,7 +188,8 @@ export function whenProblems(when: WhenCondition, loops: readonly string[], card
         if (typeof c[k] !== 'number') problems.push(`${where} '${k}' is ${JSON.stringify(c[k])}: it must be a number`);
       }
     } else if ('all' in c) {
-      if (!Array.isArray(c.all) || !c.all.length) problems.push(`${where} 'all' must be a non-empty list of conditions`);
+      if (!Array.isArray(c.all) || !c.all.length)
+        problems.push(`${where} 'all' must be a non-empty list of conditions`);
       else c.all.forEach((inner, i) => check(inner, `when all[${i}]`));
     } else {
       problems.push(`${where} must have one of: every (with of), finite, value, all`);
@@ -185,7 +204,14 @@ export function whenSummary(when: WhenCondition): string {
   if ('every' in when) return `every ${String(when.every)} of ${String(when.of)}${when.global ? ' (global)' : ''}`;
   if ('finite' in when) return `finite ${String(when.finite)}`;
   if ('value' in when) {
-    const symbol: Record<string, string> = { equals: '=', not_equals: '≠', above: '>', below: '<', at_least: '≥', at_most: '≤' };
+    const symbol: Record<string, string> = {
+      equals: '=',
+      not_equals: '≠',
+      above: '>',
+      below: '<',
+      at_least: '≥',
+      at_most: '≤',
+    };
     const k = COMPARISONS.find((c) => c in when);
     return k ? `${String(when.value)} ${symbol[k]} ${JSON.stringify(when[k])}` : String(when.value);
   }
@@ -208,7 +234,9 @@ export function renamedRefs<T extends CardData>(data: T, from: string, to: strin
   const config = { ...data.config };
   if ('until' in config) config.until = ref(config.until);
   if (isMapping(config.carry)) {
-    config.carry = Object.fromEntries(Object.entries(config.carry).map(([k, v]) => [k, isMapping(v) ? { ...v, next: ref(v.next) } : v]));
+    config.carry = Object.fromEntries(
+      Object.entries(config.carry).map(([k, v]) => [k, isMapping(v) ? { ...v, next: ref(v.next) } : v]),
+    );
   }
   const next = { ...data, config };
   if (data.when !== undefined) next.when = cond(data.when) as WhenCondition;
@@ -262,7 +290,10 @@ function metricText(name: string, value: number | string): string {
 }
 
 /** "epoch 3/10 · batch 17/45 · loss 0.41": where a running block is, counted from 1 for people. */
-export function iterationsText(levels: readonly IterationLevel[], metrics: Record<string, number | string> = {}): string {
+export function iterationsText(
+  levels: readonly IterationLevel[],
+  metrics: Record<string, number | string> = {},
+): string {
   const parts = levels.map((l) => `${loopWord(l.block)} ${l.index + 1}/${l.total ?? '?'}`);
   for (const [name, value] of Object.entries(metrics)) parts.push(metricText(name, value));
   return parts.join(' · ');

@@ -27,7 +27,14 @@ export interface Annotations {
   validatedVersion: number;
 }
 
-export const annotations = createStore<Annotations>({ index: {}, unconfigured: {}, changed: {}, problems: {}, general: [], validatedVersion: -1 });
+export const annotations = createStore<Annotations>({
+  index: {},
+  unconfigured: {},
+  changed: {},
+  problems: {},
+  general: [],
+  validatedVersion: -1,
+});
 
 const NONE: string[] = [];
 

@@ -191,7 +191,10 @@ export class Editor {
   }
 
   selectedIds(): string[] {
-    return this.doc.get().nodes.filter((n) => n.selected).map((n) => n.id);
+    return this.doc
+      .get()
+      .nodes.filter((n) => n.selected)
+      .map((n) => n.id);
   }
 
   // ---------------------------------------------------------------- ports and links
@@ -233,7 +236,7 @@ export class Editor {
       (source.parentId ?? null) === (target.parentId ?? null) ||
       (c.sourceHandle?.startsWith('in:') && target.parentId === source.id) ||
       (c.targetHandle?.startsWith('out:') && source.parentId === target.id);
-    if (!sameScope) return 'a link cannot cross the edge of a block; link to the block\'s ports';
+    if (!sameScope) return "a link cannot cross the edge of a block; link to the block's ports";
     if (!compatible(outKind, inKind)) return `input '${inName}' takes kind ${inKind}, not ${outKind}`;
     if (!innerHandle(c.sourceHandle) && !innerHandle(c.targetHandle)) {
       const others = this.links(edges.filter((e) => !(e.target === target.id && e.targetHandle === c.targetHandle)));
@@ -256,7 +259,7 @@ export class Editor {
       const body = (node.data as GroupData).bodyOrder;
       const sorted = stableTopoOrder(body, links) ?? body;
       if (sorted.some((id, i) => id !== body[i])) {
-        nextNodes = nextNodes.map((n) => (n.id === node.id ? { ...n, data: { ...n.data, bodyOrder: sorted } } as AnyNode : n));
+        nextNodes = nextNodes.map((n) => (n.id === node.id ? ({ ...n, data: { ...n.data, bodyOrder: sorted } } as AnyNode) : n));
       }
     }
     return { nodes: nextNodes, order: nextOrder };
@@ -280,7 +283,9 @@ export class Editor {
     const target = nodes.find((n) => n.id === c.target);
     if (target?.data.brokenInputs && c.targetHandle && c.targetHandle in target.data.brokenInputs) {
       const { [c.targetHandle]: _gone, ...rest } = target.data.brokenInputs;
-      nodes = nodes.map((n) => (n === target ? ({ ...n, data: { ...n.data, brokenInputs: Object.keys(rest).length ? rest : undefined } } as AnyNode) : n));
+      nodes = nodes.map((n) =>
+        n === target ? ({ ...n, data: { ...n.data, brokenInputs: Object.keys(rest).length ? rest : undefined } } as AnyNode) : n,
+      );
     }
     return { edges, ...this.reordered(nodes, edges, d.order) };
   }
@@ -299,7 +304,10 @@ export class Editor {
       const id = freshId('loop', this.takenIds(d.nodes));
       const data: GroupData = { cardType: BLOCK_TYPE, config: {}, bodyOrder: [], ports: { inputs: [], outputs: [] } };
       const block: AnyNode = { id, type: 'group', position, data, selected: true, style: { width: CARD_WIDTH } };
-      this.commit(() => ({ nodes: d.nodes.map((n) => (n.selected ? { ...n, selected: false } : n)).concat(block), order: [...d.order, id] }));
+      this.commit(() => ({
+        nodes: d.nodes.map((n) => (n.selected ? { ...n, selected: false } : n)).concat(block),
+        order: [...d.order, id],
+      }));
       return id;
     }
     const cardType = this.catalogue.get(type);
@@ -387,7 +395,8 @@ export class Editor {
     const node = this.doc.get().nodes.find((n) => n.id === id);
     if (!node || node.type !== 'group') return `'${id}' is not a block`;
     const data = node.data as GroupData;
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return `'${name}' is not a valid port name: use letters, digits and '_', starting with a letter or '_'`;
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+      return `'${name}' is not a valid port name: use letters, digits and '_', starting with a letter or '_'`;
     const taken = [...(data.ports?.inputs ?? []), ...innerPortsOf(data)].map((p) => p.name);
     if (taken.includes(name)) return `block '${id}' already has a port '${name}'`;
     const ports = { inputs: [...(data.ports?.inputs ?? []), { name, kind: 'any', required: true }], outputs: data.ports?.outputs ?? [] };

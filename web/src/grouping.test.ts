@@ -10,11 +10,51 @@ const port = (name: string, kind: string, required = true) => ({ name, kind, req
 const catalogue: Catalogue = {
   kinds: {},
   cards: [
-    { id: 'data_load', title: 'Load', category: 'data', description: '', inputs: [], outputs: [port('dataset', 'dataframe')], config_schema: {} },
-    { id: 'model_define', title: 'Model', category: 'model', description: '', inputs: [], outputs: [port('model', 'model')], config_schema: {} },
-    { id: 'training_init_optimizer', title: 'Opt', category: 'training', description: '', inputs: [port('model', 'model')], outputs: [port('optimizer', 'optimizer')], config_schema: {} },
-    { id: 'training_forward', title: 'Forward', category: 'training', description: '', inputs: [port('model', 'model'), port('batch_data', 'batch')], outputs: [port('predictions', 'tensor'), port('model', 'model')], config_schema: {} },
-    { id: 'evaluate', title: 'Evaluate', category: 'evaluation', description: '', inputs: [port('model', 'model'), port('dataset', 'dataframe')], outputs: [port('mse', 'scalar')], config_schema: {} },
+    {
+      id: 'data_load',
+      title: 'Load',
+      category: 'data',
+      description: '',
+      inputs: [],
+      outputs: [port('dataset', 'dataframe')],
+      config_schema: {},
+    },
+    {
+      id: 'model_define',
+      title: 'Model',
+      category: 'model',
+      description: '',
+      inputs: [],
+      outputs: [port('model', 'model')],
+      config_schema: {},
+    },
+    {
+      id: 'training_init_optimizer',
+      title: 'Opt',
+      category: 'training',
+      description: '',
+      inputs: [port('model', 'model')],
+      outputs: [port('optimizer', 'optimizer')],
+      config_schema: {},
+    },
+    {
+      id: 'training_forward',
+      title: 'Forward',
+      category: 'training',
+      description: '',
+      inputs: [port('model', 'model'), port('batch_data', 'batch')],
+      outputs: [port('predictions', 'tensor'), port('model', 'model')],
+      config_schema: {},
+    },
+    {
+      id: 'evaluate',
+      title: 'Evaluate',
+      category: 'evaluation',
+      description: '',
+      inputs: [port('model', 'model'), port('dataset', 'dataframe')],
+      outputs: [port('mse', 'scalar')],
+      config_schema: {},
+    },
   ],
 };
 
@@ -86,7 +126,12 @@ describe('group into loop', () => {
       ['stop', { metric: 'eval.mse', state: 'loop.es' }],
     ]);
     expect(inner.body!.outputs).toEqual({ mse: 'eval.mse' });
-    expect(epochs.body!.outputs).toEqual({ model: 'batches.model', optimizer: 'batches.optimizer', loss: 'batches.loss', val_mse: 'loop.mse' });
+    expect(epochs.body!.outputs).toEqual({
+      model: 'batches.model',
+      optimizer: 'batches.optimizer',
+      loss: 'batches.loss',
+      val_mse: 'loop.mse',
+    });
     editor.undo();
     expect(file()).toEqual(before);
   });
@@ -99,7 +144,7 @@ describe('group into loop', () => {
 });
 
 describe('ungroup', () => {
-  it('puts the body back in the block\'s place, linking what fed and used the block straight to the body cards', () => {
+  it("puts the body back in the block's place, linking what fed and used the block straight to the body cards", () => {
     editor.load(flat);
     editor.selectOnly(['fwd', 'opt']);
     editor.groupSelection();
@@ -110,7 +155,9 @@ describe('ungroup', () => {
 
   it('refuses a block whose body uses a port that exists only inside the loop', () => {
     editor.load(parse(fixtureText) as PipelineFile);
-    expect(editor.ungroupBlock('batches')).toBe("cannot ungroup 'batches': card 'fwd' uses 'batches.batch_data', which exists only inside the loop");
+    expect(editor.ungroupBlock('batches')).toBe(
+      "cannot ungroup 'batches': card 'fwd' uses 'batches.batch_data', which exists only inside the loop",
+    );
   });
 });
 
@@ -150,9 +197,18 @@ describe('expanding a block beside other cards', () => {
           type: 'loop',
           inputs: { model: 'model.model' },
           ui: { position: { x: 0, y: 0 }, size: { width: 600, height: 300 } },
-          body: { cards: [{ id: 'fwd', type: 'training_forward', inputs: { model: 'l.model' }, ui: { position: { x: 40, y: 56 } } }] },
+          body: {
+            cards: [
+              { id: 'fwd', type: 'training_forward', inputs: { model: 'l.model' }, ui: { position: { x: 40, y: 56 } } },
+            ],
+          },
         },
-        { id: 'after', type: 'training_init_optimizer', inputs: { model: 'model.model' }, ui: { position: { x: 320, y: 20 } } },
+        {
+          id: 'after',
+          type: 'training_init_optimizer',
+          inputs: { model: 'model.model' },
+          ui: { position: { x: 320, y: 20 } },
+        },
         { id: 'below', type: 'data_load', ui: { position: { x: 320, y: 600 } } },
       ],
     });
@@ -196,7 +252,11 @@ describe('renaming a body card', () => {
     editor.load(parse(fixtureText) as PipelineFile);
     expect(editor.renameCard('stop', 'early')).toBeNull();
     const epochs = file().cards.find((c) => c.id === 'epochs')!;
-    expect(epochs.config).toEqual({ times: 10, until: 'early.stop', carry: { es: { init: null, next: 'early.state' } } });
+    expect(epochs.config).toEqual({
+      times: 10,
+      until: 'early.stop',
+      carry: { es: { init: null, next: 'early.state' } },
+    });
   });
 });
 

@@ -8,11 +8,20 @@
  */
 import { BLOCK_TYPE, enclosingBlocks, isExpanded } from './blocks';
 import { freshId } from './catalogue';
-import { CARD_WIDTH, COLUMN_GAP, GROUP_PAD, frameMinHeight, makeEdge, withBlockViews, type GraphDoc } from './pipelineFile';
+import {
+  CARD_WIDTH,
+  COLUMN_GAP,
+  GROUP_PAD,
+  frameMinHeight,
+  makeEdge,
+  withBlockViews,
+  type GraphDoc,
+} from './pipelineFile';
 import type { AnyNode, GroupData, GroupNode, LinkEdge, PortSpec } from './types';
 
 type Size = { width: number; height: number };
-const isInner = (handle: string | null | undefined) => !!handle && (handle.startsWith('in:') || handle.startsWith('out:'));
+const isInner = (handle: string | null | undefined) =>
+  !!handle && (handle.startsWith('in:') || handle.startsWith('out:'));
 
 function sizeOf(node: AnyNode): Size {
   const width = Number(node.width ?? node.style?.width ?? node.measured?.width) || CARD_WIDTH;
@@ -24,7 +33,10 @@ function sizeOf(node: AnyNode): Size {
 function parentsFirst(nodes: AnyNode[]): AnyNode[] {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const depth = (n: AnyNode): number => (n.parentId && byId.has(n.parentId) ? 1 + depth(byId.get(n.parentId)!) : 0);
-  return nodes.map((n, i) => ({ n, i, d: depth(n) })).sort((a, b) => a.d - b.d || a.i - b.i).map((x) => x.n);
+  return nodes
+    .map((n, i) => ({ n, i, d: depth(n) }))
+    .sort((a, b) => a.d - b.d || a.i - b.i)
+    .map((x) => x.n);
 }
 
 function scopeOrder(doc: GraphDoc, scope: string | null): string[] {
@@ -34,7 +46,12 @@ function scopeOrder(doc: GraphDoc, scope: string | null): string[] {
 }
 
 /** The document with a scope's order replaced (the pipeline's, or a block's body order). */
-function withScopeOrder(doc: GraphDoc, nodes: AnyNode[], scope: string | null, order: string[]): Pick<GraphDoc, 'nodes' | 'order'> {
+function withScopeOrder(
+  doc: GraphDoc,
+  nodes: AnyNode[],
+  scope: string | null,
+  order: string[],
+): Pick<GraphDoc, 'nodes' | 'order'> {
   if (!scope) return { nodes, order };
   return {
     nodes: nodes.map((n) => (n.id === scope ? ({ ...n, data: { ...n.data, bodyOrder: order } } as AnyNode) : n)),
@@ -56,7 +73,10 @@ function portName(base: string, prefix: string, taken: Set<string>): string {
 }
 
 /** The selected cards grouped into a new loop block (returned selected, expanded), or why they cannot be. */
-export function groupIntoLoop(doc: GraphDoc, ids: readonly string[]): { doc: Partial<GraphDoc>; block: string } | string {
+export function groupIntoLoop(
+  doc: GraphDoc,
+  ids: readonly string[],
+): { doc: Partial<GraphDoc>; block: string } | string {
   const byId = new Map(doc.nodes.map((n) => [n.id, n]));
   const chosen = new Set(ids.filter((id) => byId.has(id)));
   if (!chosen.size) return 'select the cards to group into a loop first';
@@ -64,14 +84,18 @@ export function groupIntoLoop(doc: GraphDoc, ids: readonly string[]): { doc: Par
   const members = [...chosen].filter((id) => !enclosingBlocks(id, doc.nodes).some((b) => chosen.has(b)));
   const scope = byId.get(members[0])!.parentId ?? null;
   if (members.some((id) => (byId.get(id)!.parentId ?? null) !== scope)) {
-    return 'the selected cards are in different scripts: select cards of the pipeline, or of one block\'s body, to group them';
+    return "the selected cards are in different scripts: select cards of the pipeline, or of one block's body, to group them";
   }
   const memberSet = new Set(members);
   const order = scopeOrder(doc, scope);
   const bodyOrder = order.filter((id) => memberSet.has(id));
   const firstAt = order.indexOf(bodyOrder[0]);
   const block = freshId('loop', new Set(doc.nodes.map((n) => n.id)));
-  const newOrder = [...order.slice(0, firstAt).filter((id) => !memberSet.has(id)), block, ...order.slice(firstAt).filter((id) => !memberSet.has(id))];
+  const newOrder = [
+    ...order.slice(0, firstAt).filter((id) => !memberSet.has(id)),
+    block,
+    ...order.slice(firstAt).filter((id) => !memberSet.has(id)),
+  ];
 
   // the script order must stay valid with the block in the place of its first card
   const at = new Map(newOrder.map((id, i) => [id, i]));
@@ -136,13 +160,26 @@ export function groupIntoLoop(doc: GraphDoc, ids: readonly string[]): { doc: Par
       frameMinHeight(Math.max(inputs.length + 1, outputs.length)),
     ),
   };
-  const data: GroupData = { cardType: BLOCK_TYPE, config: {}, ui: { expanded: true }, bodyOrder, ports: { inputs, outputs }, frame };
+  const data: GroupData = {
+    cardType: BLOCK_TYPE,
+    config: {},
+    ui: { expanded: true },
+    bodyOrder,
+    ports: { inputs, outputs },
+    frame,
+  };
   const node: GroupNode = { id: block, type: 'group', position: origin, data, selected: true };
   if (scope) Object.assign(node, { parentId: scope, extent: 'parent' as const });
   const firstNode = doc.nodes.findIndex((n) => memberSet.has(n.id));
   const nodes = doc.nodes.map((n) =>
     memberSet.has(n.id)
-      ? ({ ...n, parentId: block, extent: 'parent' as const, selected: false, position: { x: n.position.x - origin.x, y: n.position.y - origin.y } } as AnyNode)
+      ? ({
+          ...n,
+          parentId: block,
+          extent: 'parent' as const,
+          selected: false,
+          position: { x: n.position.x - origin.x, y: n.position.y - origin.y },
+        } as AnyNode)
       : n.selected
         ? { ...n, selected: false }
         : n,
@@ -178,7 +215,8 @@ export function ungroup(doc: GraphDoc, id: string): Partial<GraphDoc> | string {
     if (e.target === id) continue;
     if (e.source === id && e.sourceHandle?.startsWith('in:')) {
       const feed = feeds.get(e.sourceHandle.slice(3));
-      if (feed) edges.push(makeEdge(feed.source, feed.sourceHandle ?? '', e.target, e.targetHandle ?? '', feed.data?.kind));
+      if (feed)
+        edges.push(makeEdge(feed.source, feed.sourceHandle ?? '', e.target, e.targetHandle ?? '', feed.data?.kind));
     } else if (e.source === id) {
       const result = results.get(e.sourceHandle ?? '')!;
       edges.push(makeEdge(result.source, result.sourceHandle ?? '', e.target, e.targetHandle ?? '', result.data?.kind));
@@ -191,7 +229,10 @@ export function ungroup(doc: GraphDoc, id: string): Partial<GraphDoc> | string {
     .filter((n) => n.id !== id)
     .map((n) => {
       if (n.parentId !== id) return n;
-      const moved = { ...n, position: { x: n.position.x + block.position.x, y: n.position.y + block.position.y } } as AnyNode;
+      const moved = {
+        ...n,
+        position: { x: n.position.x + block.position.x, y: n.position.y + block.position.y },
+      } as AnyNode;
       return scope ? ({ ...moved, parentId: scope, extent: 'parent' as const } as AnyNode) : withoutParent(moved);
     });
   const order = scopeOrder(doc, scope).flatMap((x) => (x === id ? data.bodyOrder : [x]));
@@ -221,7 +262,12 @@ function makeRoom(nodes: AnyNode[], id: string, size: Size): AnyNode[] {
     const fromX = Math.min(...hit.map((n) => n.position.x));
     const dx = rect.x + rect.width + COLUMN_GAP - fromX;
     const band = new Set(
-      siblings.filter((n) => n.position.x >= fromX && n.position.y < rect.y + rect.height && n.position.y + drawnSize(n).height > rect.y).map((n) => n.id),
+      siblings
+        .filter(
+          (n) =>
+            n.position.x >= fromX && n.position.y < rect.y + rect.height && n.position.y + drawnSize(n).height > rect.y,
+        )
+        .map((n) => n.id),
     );
     nodes = nodes.map((n) => (band.has(n.id) ? { ...n, position: { x: n.position.x + dx, y: n.position.y } } : n));
   }
@@ -231,12 +277,22 @@ function makeRoom(nodes: AnyNode[], id: string, size: Size): AnyNode[] {
   const pFrame = pData.frame ?? sizeOf(parent);
   const children = nodes.filter((n) => n.parentId === parent.id);
   const needed = {
-    width: Math.max(pFrame.width, ...children.map((n) => n.position.x + (n.id === id ? size.width : drawnSize(n).width) + GROUP_PAD.right)),
-    height: Math.max(pFrame.height, ...children.map((n) => n.position.y + (n.id === id ? size.height : drawnSize(n).height) + GROUP_PAD.bottom)),
+    width: Math.max(
+      pFrame.width,
+      ...children.map((n) => n.position.x + (n.id === id ? size.width : drawnSize(n).width) + GROUP_PAD.right),
+    ),
+    height: Math.max(
+      pFrame.height,
+      ...children.map((n) => n.position.y + (n.id === id ? size.height : drawnSize(n).height) + GROUP_PAD.bottom),
+    ),
   };
   if (needed.width === pFrame.width && needed.height === pFrame.height) return nodes;
   const { width: _w, height: _h, ...rest } = parent;
-  const grown = { ...rest, data: { ...pData, frame: needed }, style: { width: needed.width, height: needed.height } } as AnyNode;
+  const grown = {
+    ...rest,
+    data: { ...pData, frame: needed },
+    style: { width: needed.width, height: needed.height },
+  } as AnyNode;
   nodes = nodes.map((n) => (n === parent ? grown : n));
   return isExpanded(pData) ? makeRoom(nodes, parent.id, needed) : nodes;
 }
@@ -250,7 +306,7 @@ export function setExpanded(doc: GraphDoc, id: string, expanded: boolean): Parti
   if (!block || block.type !== 'group') return null;
   const data = block.data as GroupData;
   if (isExpanded(data) === expanded) return null;
-  const frame = expanded ? data.frame ?? { width: CARD_WIDTH + 80, height: 160 } : sizeOf(block);
+  const frame = expanded ? (data.frame ?? { width: CARD_WIDTH + 80, height: 160 }) : sizeOf(block);
   const ui = { ...(data.ui ?? {}) };
   if (expanded) ui.expanded = true;
   else delete ui.expanded;
@@ -260,4 +316,3 @@ export function setExpanded(doc: GraphDoc, id: string, expanded: boolean): Parti
   if (expanded) nodes = makeRoom(nodes, id, frame);
   return { nodes: withBlockViews(nodes) };
 }
-

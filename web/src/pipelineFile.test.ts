@@ -9,12 +9,60 @@ const port = (name: string, kind: string, required = true) => ({ name, kind, req
 const catalogue = new CatalogueIndex({
   kinds: { dataframe: '', model: '', optimizer: '', batch: '', tensor: '', loss: '', scalar: '', info: '', any: '' },
   cards: [
-    { id: 'data_load', title: 'Load data', category: 'data', description: '', inputs: [], outputs: [port('dataset', 'dataframe')], config_schema: {} },
-    { id: 'model_define', title: 'Model', category: 'model', description: '', inputs: [], outputs: [port('model', 'model')], config_schema: {} },
-    { id: 'training_init_optimizer', title: 'Opt', category: 'training', description: '', inputs: [port('model', 'model')], outputs: [port('optimizer', 'optimizer')], config_schema: {} },
-    { id: 'training_prepare_batch', title: 'Batch', category: 'training', description: '', inputs: [port('train_dataset', 'dataframe')], outputs: [port('batch_data', 'batch'), port('batch_info', 'info')], config_schema: {} },
-    { id: 'training_forward', title: 'Forward', category: 'training', description: '', inputs: [port('model', 'model'), port('batch_data', 'batch')], outputs: [port('predictions', 'tensor'), port('model', 'model')], config_schema: {} },
-    { id: 'data_normalize', title: 'Normalize', category: 'data', description: '', inputs: [port('train_dataset', 'dataframe'), port('test_dataset', 'dataframe')], outputs: [port('train_dataset', 'dataframe'), port('test_dataset', 'dataframe')], config_schema: {} },
+    {
+      id: 'data_load',
+      title: 'Load data',
+      category: 'data',
+      description: '',
+      inputs: [],
+      outputs: [port('dataset', 'dataframe')],
+      config_schema: {},
+    },
+    {
+      id: 'model_define',
+      title: 'Model',
+      category: 'model',
+      description: '',
+      inputs: [],
+      outputs: [port('model', 'model')],
+      config_schema: {},
+    },
+    {
+      id: 'training_init_optimizer',
+      title: 'Opt',
+      category: 'training',
+      description: '',
+      inputs: [port('model', 'model')],
+      outputs: [port('optimizer', 'optimizer')],
+      config_schema: {},
+    },
+    {
+      id: 'training_prepare_batch',
+      title: 'Batch',
+      category: 'training',
+      description: '',
+      inputs: [port('train_dataset', 'dataframe')],
+      outputs: [port('batch_data', 'batch'), port('batch_info', 'info')],
+      config_schema: {},
+    },
+    {
+      id: 'training_forward',
+      title: 'Forward',
+      category: 'training',
+      description: '',
+      inputs: [port('model', 'model'), port('batch_data', 'batch')],
+      outputs: [port('predictions', 'tensor'), port('model', 'model')],
+      config_schema: {},
+    },
+    {
+      id: 'data_normalize',
+      title: 'Normalize',
+      category: 'data',
+      description: '',
+      inputs: [port('train_dataset', 'dataframe'), port('test_dataset', 'dataframe')],
+      outputs: [port('train_dataset', 'dataframe'), port('test_dataset', 'dataframe')],
+      config_schema: {},
+    },
   ],
 } satisfies Catalogue);
 
@@ -185,9 +233,7 @@ describe('toPipelineFile', () => {
           config: { times: 3 },
           ui: { position: { x: 300, y: 0 }, size: { width: 600, height: 300 } },
           body: {
-            cards: [
-              { id: 'fwd', type: 'training_forward', inputs: { model: 'loop.model' }, ui: { position: { x: 40, y: 56 } } },
-            ],
+            cards: [{ id: 'fwd', type: 'training_forward', inputs: { model: 'loop.model' }, ui: { position: { x: 40, y: 56 } } }],
             outputs: { model: 'fwd.model' },
           },
         },
@@ -205,12 +251,9 @@ describe('toPipelineFile', () => {
     expect(doc.nodes.indexOf(group)).toBeLessThan(doc.nodes.indexOf(child));
     expect(doc.order).toEqual(['model', 'loop', 'opt']);
     const handles = doc.edges.map((e) => `${e.source}.${e.sourceHandle}->${e.target}.${e.targetHandle}`);
-    expect(handles).toEqual(expect.arrayContaining([
-      'model.model->loop.model',
-      'loop.in:model->fwd.model',
-      'fwd.model->loop.out:model',
-      'loop.model->opt.model',
-    ]));
+    expect(handles).toEqual(
+      expect.arrayContaining(['model.model->loop.model', 'loop.in:model->fwd.model', 'fwd.model->loop.out:model', 'loop.model->opt.model']),
+    );
     expect(toPipelineFile(doc.nodes, doc.edges, doc.order, { name: 'looped' })).toEqual(looped);
   });
 });
@@ -248,19 +291,26 @@ describe('loop blocks and when (docs/blocks.md)', () => {
   it('gives a block the ports its declaration shows: inputs, body outputs, carried values, and inside iteration and the item', () => {
     const doc = fromPipelineFile(fixture, catalogue);
     const epochs = doc.nodes.find((n) => n.id === 'epochs')!.data as GroupData;
-    expect(epochs.ports?.inputs.map((p) => [p.name, p.kind])).toEqual([['train', 'dataframe'], ['val', 'dataframe'], ['model', 'model'], ['optimizer', 'optimizer']]);
+    expect(epochs.ports?.inputs.map((p) => [p.name, p.kind])).toEqual([
+      ['train', 'dataframe'],
+      ['val', 'dataframe'],
+      ['model', 'model'],
+      ['optimizer', 'optimizer'],
+    ]);
     expect(epochs.ports?.outputs.map((p) => p.name)).toEqual(['model', 'optimizer', 'loss', 'val_mse']);
     const handles = doc.edges.map((e) => `${e.source}.${e.sourceHandle}->${e.target}.${e.targetHandle}`);
-    expect(handles).toEqual(expect.arrayContaining([
-      'epochs.in:iteration->it.epoch',
-      'epochs.in:es->stop.state',
-      'it.batches->batches.over',
-      'batches.in:batch_data->fwd.batch_data',
-      'batches.model->eval.model',
-      'step.model->batches.out:model',
-      'batches.loss->epochs.out:loss',
-      'epochs.model->evaluate.model',
-    ]));
+    expect(handles).toEqual(
+      expect.arrayContaining([
+        'epochs.in:iteration->it.epoch',
+        'epochs.in:es->stop.state',
+        'it.batches->batches.over',
+        'batches.in:batch_data->fwd.batch_data',
+        'batches.model->eval.model',
+        'step.model->batches.out:model',
+        'batches.loss->epochs.out:loss',
+        'epochs.model->evaluate.model',
+      ]),
+    );
     // an unknown card type shows the outputs its block's config uses (until, carry next)
     const stop = doc.nodes.find((n) => n.id === 'stop')!;
     expect(stop.data.ports?.outputs.map((p) => p.name).sort()).toEqual(['state', 'stop']);
@@ -331,10 +381,21 @@ describe('loop blocks and when (docs/blocks.md)', () => {
     );
   });
 
-  it('takes a loop block\'s ports from the file even when the catalogue declares a loop type', () => {
+  it("takes a loop block's ports from the file even when the catalogue declares a loop type", () => {
     const withLoop = new CatalogueIndex({
       ...catalogue.catalogue,
-      cards: [...catalogue.catalogue.cards, { id: 'loop', title: 'Loop', category: 'control', description: '', inputs: [port('over', 'any', false)], outputs: [], config_schema: {} }],
+      cards: [
+        ...catalogue.catalogue.cards,
+        {
+          id: 'loop',
+          title: 'Loop',
+          category: 'control',
+          description: '',
+          inputs: [port('over', 'any', false)],
+          outputs: [],
+          config_schema: {},
+        },
+      ],
     });
     const doc = fromPipelineFile(fixture, withLoop);
     const epochs = doc.nodes.find((n) => n.id === 'epochs')!.data as GroupData;

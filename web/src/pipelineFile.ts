@@ -71,13 +71,7 @@ export function edgeId(source: string, sourceHandle: string, target: string, tar
   return `${source}.${sourceHandle}->${target}.${targetHandle}`;
 }
 
-export function makeEdge(
-  source: string,
-  sourceHandle: string,
-  target: string,
-  targetHandle: string,
-  kind: string | undefined,
-): LinkEdge {
+export function makeEdge(source: string, sourceHandle: string, target: string, targetHandle: string, kind: string | undefined): LinkEdge {
   return {
     id: edgeId(source, sourceHandle, target, targetHandle),
     source,
@@ -108,7 +102,7 @@ export function collapsedHeight(rows: number): number {
 export function withBlockViews(nodes: readonly AnyNode[]): AnyNode[] {
   const hiddenInside = new Map<string, boolean>();
   return nodes.map((node) => {
-    const hidden = node.parentId ? hiddenInside.get(node.parentId) ?? false : false;
+    const hidden = node.parentId ? (hiddenInside.get(node.parentId) ?? false) : false;
     let next = node;
     if (node.type === 'group') {
       const data = node.data as GroupData;
@@ -189,8 +183,7 @@ export function autoLayout(items: LayoutItem[], catalogue?: CatalogueIndex): Map
     const l = layer.get(item.id)!;
     (columns[l] ??= []).push(item);
   }
-  const sizeOf = (item: LayoutItem) =>
-    item.size ?? { width: CARD_WIDTH, height: estimateHeight(catalogue?.get(item.type), item.config) };
+  const sizeOf = (item: LayoutItem) => item.size ?? { width: CARD_WIDTH, height: estimateHeight(catalogue?.get(item.type), item.config) };
   const place = (perBand: number) => {
     const positions = new Map<string, { x: number; y: number }>();
     let bandY = 0;
@@ -233,7 +226,11 @@ export function autoLayout(items: LayoutItem[], catalogue?: CatalogueIndex): Map
   return best.positions;
 }
 
-function splitUi(ui: CardUi | undefined): { position?: { x: number; y: number }; size?: { width: number; height: number }; rest?: Record<string, unknown> } {
+function splitUi(ui: CardUi | undefined): {
+  position?: { x: number; y: number };
+  size?: { width: number; height: number };
+  rest?: Record<string, unknown>;
+} {
   if (!ui || typeof ui !== 'object') return {};
   const { position, size, ...rest } = ui;
   const validPosition =
@@ -268,7 +265,9 @@ export function fromPipelineFile(file: PipelineFile, catalogue?: CatalogueIndex)
   for (const node of nodes) {
     if (seen.has(node.id)) {
       const where = (scope: string | undefined) => (scope ? `block '${scope}'` : 'the pipeline');
-      throw new Error(`card id '${node.id}' is used in ${where(seen.get(node.id))} and in ${where(node.parentId)}: the editor needs every card id to be unique`);
+      throw new Error(
+        `card id '${node.id}' is used in ${where(seen.get(node.id))} and in ${where(node.parentId)}: the editor needs every card id to be unique`,
+      );
     }
     seen.set(node.id, node.parentId);
   }
@@ -303,7 +302,14 @@ function buildScope(
   const blockSizes = new Map<string, { width: number; height: number }>();
   const bodies = new Map<
     string,
-    { nodes: AnyNode[]; edges: LinkEdge[]; order: string[]; ports: { inputs: PortSpec[]; outputs: PortSpec[] }; frame: { width: number; height: number }; innerExtra: PortSpec[] }
+    {
+      nodes: AnyNode[];
+      edges: LinkEdge[];
+      order: string[];
+      ports: { inputs: PortSpec[]; outputs: PortSpec[] };
+      frame: { width: number; height: number };
+      innerExtra: PortSpec[];
+    }
   >();
   for (const card of cards) {
     if (!card.body && card.type !== BLOCK_TYPE) continue;
@@ -334,7 +340,9 @@ function buildScope(
     const bodyRefs = [
       ...Object.values(body.outputs ?? {}),
       ...(typeof config.until === 'string' ? [config.until] : []),
-      ...Object.values(typeof config.carry === 'object' && config.carry ? config.carry : {}).map((c) => String((c as { next?: unknown })?.next)),
+      ...Object.values(typeof config.carry === 'object' && config.carry ? config.carry : {}).map((c) =>
+        String((c as { next?: unknown })?.next),
+      ),
     ];
     const inner = buildScope(bodyCards, { id: card.id, inputs: innerPorts }, catalogue, bodyNodes, bodyEdges, bodyRefs);
     const outputs: PortSpec[] = declared?.outputs ?? [];
@@ -343,20 +351,28 @@ function buildScope(
       const r = parseRef(ref);
       if (!r) continue;
       const source = bodyNodes.find((n) => n.id === r.card && n.parentId === card.id);
-      const kind = (source && (catalogue?.output(source.data.cardType, r.port)?.kind ?? source.data.ports?.outputs.find((p) => p.name === r.port)?.kind)) || 'any';
+      const kind =
+        (source &&
+          (catalogue?.output(source.data.cardType, r.port)?.kind ?? source.data.ports?.outputs.find((p) => p.name === r.port)?.kind)) ||
+        'any';
       if (!outputList.some((p) => p.name === port)) outputList.push({ name: port, kind, required: true });
       if (source) bodyEdges.push(makeEdge(r.card, r.port, card.id, `out:${port}`, kind));
     }
     const ports = {
       // a loop block's ports come from its declaration in the file, whatever the catalogue says of `loop`
-      inputs: (card.type !== BLOCK_TYPE && declared?.inputs) || [...inputPorts].map(([name, kind]) => ({ name, kind, required: declared?.inputs.find((p) => p.name === name)?.required ?? true })),
+      inputs:
+        (card.type !== BLOCK_TYPE && declared?.inputs) ||
+        [...inputPorts].map(([name, kind]) => ({ name, kind, required: declared?.inputs.find((p) => p.name === name)?.required ?? true })),
       outputs: outputList,
     };
     const ui = splitUi(card.ui);
     const carried = carryNames(config).filter((n) => !outputList.some((p) => p.name === n)).length;
     const frame = ui.size ?? {
       width: Math.max(inner.width + GROUP_PAD.left + GROUP_PAD.right, CARD_WIDTH + 80),
-      height: Math.max(inner.height + GROUP_PAD.top + GROUP_PAD.bottom, frameMinHeight(Math.max(innerPorts.size, outputList.length + carried))),
+      height: Math.max(
+        inner.height + GROUP_PAD.top + GROUP_PAD.bottom,
+        frameMinHeight(Math.max(innerPorts.size, outputList.length + carried)),
+      ),
     };
     const rows = Math.max(ports.inputs.length, outputList.length + carried, 1);
     blockSizes.set(card.id, ui.rest?.expanded === true ? frame : { width: CARD_WIDTH, height: collapsedHeight(rows) });
@@ -413,7 +429,8 @@ function buildScope(
         edges.push(makeEdge(group.id, `in:${r.port}`, card.id, port, group.inputs.get(r.port) ?? 'any'));
       } else {
         const source = bodies.get(r.card);
-        const kind = (source ? source.ports.outputs.find((p) => p.name === r.port)?.kind : outputKind(ref)) || catalogue?.input(card.type, port)?.kind;
+        const kind =
+          (source ? source.ports.outputs.find((p) => p.name === r.port)?.kind : outputKind(ref)) || catalogue?.input(card.type, port)?.kind;
         edges.push(makeEdge(r.card, r.port, card.id, port, kind));
       }
     }
@@ -498,8 +515,8 @@ export function toPipelineFile(
     if (node.type === 'group') {
       const data = node.data as GroupData;
       const expanded = isExpanded(data);
-      const width = Number(expanded ? node.width ?? node.style?.width ?? node.measured?.width : data.frame?.width);
-      const height = Number(expanded ? node.height ?? node.style?.height ?? node.measured?.height : data.frame?.height);
+      const width = Number(expanded ? (node.width ?? node.style?.width ?? node.measured?.width) : data.frame?.width);
+      const height = Number(expanded ? (node.height ?? node.style?.height ?? node.measured?.height) : data.frame?.height);
       if (width && height) ui.size = { width: round(width), height: round(height) };
       const outputs: Record<string, string> = {};
       for (const edge of incoming.get(node.id) ?? []) {
@@ -515,7 +532,10 @@ export function toPipelineFile(
   const file: PipelineFile = {
     version: 1,
     name: meta.name || 'pipeline',
-    cards: scopeCards(order, nodes.filter((n) => !n.parentId)),
+    cards: scopeCards(
+      order,
+      nodes.filter((n) => !n.parentId),
+    ),
   };
   if (meta.description) file.description = meta.description;
   return file;

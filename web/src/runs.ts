@@ -190,7 +190,8 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         }
         setCard(event.card_id, { status: 'running', progress });
         // a block's latest loss is its body card's, already on the curve from that card's event
-        if (typeof value === 'number' && !event.iterations?.length) newLoss.push({ step: loss.length + newLoss.length, value, card: event.card_id });
+        if (typeof value === 'number' && !event.iterations?.length)
+          newLoss.push({ step: loss.length + newLoss.length, value, card: event.card_id });
         break;
       }
       case 'done':
@@ -205,7 +206,9 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         const metrics = event.metrics ?? {};
         const value = lossValue(metrics.loss_value);
         if (value !== undefined) newLoss.push({ step: loss.length + newLoss.length, value, card: id });
-        const shown = Object.entries(metrics).map(([k, v]) => `${k} ${Number(v).toPrecision(4)}`).join(', ');
+        const shown = Object.entries(metrics)
+          .map(([k, v]) => `${k} ${Number(v).toPrecision(4)}`)
+          .join(', ');
         const time = event.seconds !== undefined ? ` in ${(event.seconds * 1000).toFixed(event.seconds < 0.01 ? 2 : 0)} ms` : '';
         if (event.kind === 'failed') newLog.push(entry(`${id} failed: ${event.error ?? 'no reason given'}`, 'error', id));
         else if (event.kind === 'skipped') newLog.push(entry(`${id} skipped${event.error ? `: ${event.error}` : ''}`, 'muted', id));
@@ -223,7 +226,9 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
           if (c.status === 'queued' || c.status === 'running') setCard(id, { status: 'not-run' });
         }
         if (!isActive(before) && before === status) break;
-        newLog.push(entry(`run ${status}${error ? `: ${error}` : ''}`, status === 'succeeded' ? 'success' : status === 'failed' ? 'error' : 'info'));
+        newLog.push(
+          entry(`run ${status}${error ? `: ${error}` : ''}`, status === 'succeeded' ? 'success' : status === 'failed' ? 'error' : 'info'),
+        );
         break;
       }
     }
@@ -312,7 +317,13 @@ export async function startRun(options: StartOptions): Promise<string | null> {
     sigs: options.sigs,
     problems: [],
     loops: {},
-    log: [...runs.get().log, entry(`starting a run (${mode}, ${options.executor} executor, persist ${options.persist}${options.cache ? '' : ', no cache'})`, 'muted')].slice(-LOG_LIMIT),
+    log: [
+      ...runs.get().log,
+      entry(
+        `starting a run (${mode}, ${options.executor} executor, persist ${options.persist}${options.cache ? '' : ', no cache'})`,
+        'muted',
+      ),
+    ].slice(-LOG_LIMIT),
   });
   let runId: string;
   try {

@@ -36,9 +36,24 @@ function jsonOrText(text: string): unknown {
 const show = (v: unknown) => (v === undefined ? '' : typeof v === 'string' ? v : JSON.stringify(v));
 
 /** A text field that shows `value` and hands each edit to `onChange` parsed; an outside change shows again. */
-function TextField({ value, parse, onChange, testid, placeholder }: { value: unknown; parse: (t: string) => unknown; onChange: (v: unknown) => void; testid: string; placeholder?: string }) {
+function TextField({
+  value,
+  parse,
+  onChange,
+  testid,
+  placeholder,
+}: {
+  value: unknown;
+  parse: (t: string) => unknown;
+  onChange: (v: unknown) => void;
+  testid: string;
+  placeholder?: string;
+}) {
   const [text, setText] = useState(show(value));
-  useEffect(() => setText((t) => (JSON.stringify(parse(t)) === JSON.stringify(value) ? t : show(value))), [value, parse]);
+  useEffect(
+    () => setText((t) => (JSON.stringify(parse(t)) === JSON.stringify(value) ? t : show(value))),
+    [value, parse],
+  );
   return (
     <input
       type="text"
@@ -70,7 +85,17 @@ function useBodyOutputs(id: string): string[] {
   return text ? text.split('\n') : [];
 }
 
-function RefSelect({ value, options, onChange, testid }: { value: unknown; options: string[]; onChange: (v: string | undefined) => void; testid: string }) {
+function RefSelect({
+  value,
+  options,
+  onChange,
+  testid,
+}: {
+  value: unknown;
+  options: string[];
+  onChange: (v: string | undefined) => void;
+  testid: string;
+}) {
   const current = typeof value === 'string' ? value : '';
   return (
     <select value={current} onChange={(e) => onChange(e.target.value || undefined)} data-testid={testid}>
@@ -122,9 +147,20 @@ export function BlockConfig({ id, data }: { id: string; data: GroupData }) {
     else setInputName('');
   };
   return (
-    <form className="config-form block-form" onSubmit={(e) => e.preventDefault()} autoComplete="off" data-testid="block-form">
+    <form
+      className="config-form block-form"
+      onSubmit={(e) => e.preventDefault()}
+      autoComplete="off"
+      data-testid="block-form"
+    >
       <Field label="times" hint="whole number ≥ 1: run the body this many times">
-        <TextField value={config.times} parse={wholeOrText} onChange={(v) => set('times', v)} testid="block-times" placeholder="once (or once per item of 'over')" />
+        <TextField
+          value={config.times}
+          parse={wholeOrText}
+          onChange={(v) => set('times', v)}
+          testid="block-times"
+          placeholder="once (or once per item of 'over')"
+        />
       </Field>
       <Field label="until" hint="a body output: stop after the iteration in which it is true">
         <RefSelect value={config.until} options={outputs} onChange={(v) => set('until', v)} testid="block-until" />
@@ -139,9 +175,20 @@ export function BlockConfig({ id, data }: { id: string; data: GroupData }) {
             <div className="carry-row" key={name} data-testid={`carry-${name}`}>
               <b>{name}</b>
               <span className="muted small">init</span>
-              <TextField value={spec.init} parse={jsonOrText} onChange={(v) => setCarry({ ...carry, [name]: { ...spec, init: v } })} testid={`carry-${name}-init`} placeholder="null" />
+              <TextField
+                value={spec.init}
+                parse={jsonOrText}
+                onChange={(v) => setCarry({ ...carry, [name]: { ...spec, init: v } })}
+                testid={`carry-${name}-init`}
+                placeholder="null"
+              />
               <span className="muted small">next</span>
-              <RefSelect value={spec.next} options={outputs} onChange={(v) => setCarry({ ...carry, [name]: { ...spec, next: v ?? '' } })} testid={`carry-${name}-next`} />
+              <RefSelect
+                value={spec.next}
+                options={outputs}
+                onChange={(v) => setCarry({ ...carry, [name]: { ...spec, next: v ?? '' } })}
+                testid={`carry-${name}-next`}
+              />
               <button
                 className="link-button"
                 onClick={() => {
@@ -155,7 +202,13 @@ export function BlockConfig({ id, data }: { id: string; data: GroupData }) {
           );
         })}
         <div className="row">
-          <input type="text" value={carryName} placeholder="name" onChange={(e) => setCarryName(e.target.value)} data-testid="carry-name" />
+          <input
+            type="text"
+            value={carryName}
+            placeholder="name"
+            onChange={(e) => setCarryName(e.target.value)}
+            data-testid="carry-name"
+          />
           <button onClick={addCarry} data-testid="carry-add">
             add carried value
           </button>
@@ -164,7 +217,13 @@ export function BlockConfig({ id, data }: { id: string; data: GroupData }) {
       <Field label="inputs" hint="link into them from above the block; inside, use them as <block>.<port>">
         <div className="muted small">{(data.ports?.inputs ?? []).map((p) => p.name).join(', ') || 'none'}</div>
         <div className="row">
-          <input type="text" value={inputName} placeholder="port name" onChange={(e) => setInputName(e.target.value)} data-testid="block-input-name" />
+          <input
+            type="text"
+            value={inputName}
+            placeholder="port name"
+            onChange={(e) => setInputName(e.target.value)}
+            data-testid="block-input-name"
+          />
           <button onClick={addInput} data-testid="block-input-add">
             add input
           </button>
@@ -174,7 +233,11 @@ export function BlockConfig({ id, data }: { id: string; data: GroupData }) {
         <button onClick={() => editor.setExpanded(id, !isExpanded(data))} data-testid="block-expand">
           {isExpanded(data) ? 'Collapse' : 'Expand'}
         </button>
-        <button onClick={ungroupSelection} data-testid="block-ungroup" title="put the body's cards back in the block's place">
+        <button
+          onClick={ungroupSelection}
+          data-testid="block-ungroup"
+          title="put the body's cards back in the block's place"
+        >
           Ungroup
         </button>
       </div>
@@ -204,7 +267,9 @@ function modeOf(when: WhenCondition | undefined): WhenMode {
 export function WhenForm({ id, when }: { id: string; when: WhenCondition | undefined }) {
   const loops = useStore(editor.doc, (s) => enclosingBlocks(id, s.nodes).join('\n'));
   const loopIds = loops ? loops.split('\n') : [];
-  const problems = useStore(editor.doc, (s) => (when ? whenProblems(when, loopIds, (c) => s.nodes.some((n) => n.id === c)).join('\n') : ''));
+  const problems = useStore(editor.doc, (s) =>
+    when ? whenProblems(when, loopIds, (c) => s.nodes.some((n) => n.id === c)).join('\n') : '',
+  );
   const mode = modeOf(when);
   const set = (next: WhenCondition | undefined) => editor.setWhen(id, next);
   const start = (m: WhenMode) => {
@@ -214,7 +279,7 @@ export function WhenForm({ id, when }: { id: string; when: WhenCondition | undef
     else if (m === 'value') set({ value: '', equals: 0 });
     else set({ all: [when ?? { finite: '' }] });
   };
-  const compare = when ? COMPARE.find(([k]) => k in when)?.[0] ?? 'equals' : 'equals';
+  const compare = when ? (COMPARE.find(([k]) => k in when)?.[0] ?? 'equals') : 'equals';
   return (
     <div className="config-form when-form" data-testid="when-form">
       <Field label="run only when" hint="otherwise the card is skipped">
@@ -229,17 +294,31 @@ export function WhenForm({ id, when }: { id: string; when: WhenCondition | undef
       {mode === 'every' && when && (
         <div className="row">
           <span className="small">every</span>
-          <TextField value={when.every} parse={wholeOrText} onChange={(v) => set({ ...when, every: v })} testid="when-every" />
+          <TextField
+            value={when.every}
+            parse={wholeOrText}
+            onChange={(v) => set({ ...when, every: v })}
+            testid="when-every"
+          />
           <span className="small">of</span>
-          <select value={String(when.of ?? '')} onChange={(e) => set({ ...when, of: e.target.value })} data-testid="when-of">
-            {!loopIds.includes(String(when.of ?? '')) && <option value={String(when.of ?? '')}>{String(when.of ?? '') || '(no loop around)'}</option>}
+          <select
+            value={String(when.of ?? '')}
+            onChange={(e) => set({ ...when, of: e.target.value })}
+            data-testid="when-of"
+          >
+            {!loopIds.includes(String(when.of ?? '')) && (
+              <option value={String(when.of ?? '')}>{String(when.of ?? '') || '(no loop around)'}</option>
+            )}
             {loopIds.map((l) => (
               <option key={l} value={l}>
                 {l}
               </option>
             ))}
           </select>
-          <label className="checkbox small" title="count that loop's iterations over the whole run, not from each time it starts">
+          <label
+            className="checkbox small"
+            title="count that loop's iterations over the whole run, not from each time it starts"
+          >
             <input
               type="checkbox"
               checked={when.global === true}
@@ -254,11 +333,23 @@ export function WhenForm({ id, when }: { id: string; when: WhenCondition | undef
         </div>
       )}
       {mode === 'finite' && when && (
-        <TextField value={when.finite} parse={(t) => t.trim()} onChange={(v) => set({ finite: v })} testid="when-ref" placeholder="card.port" />
+        <TextField
+          value={when.finite}
+          parse={(t) => t.trim()}
+          onChange={(v) => set({ finite: v })}
+          testid="when-ref"
+          placeholder="card.port"
+        />
       )}
       {mode === 'value' && when && (
         <div className="row">
-          <TextField value={when.value} parse={(t) => t.trim()} onChange={(v) => set({ ...when, value: v })} testid="when-ref" placeholder="card.port" />
+          <TextField
+            value={when.value}
+            parse={(t) => t.trim()}
+            onChange={(v) => set({ ...when, value: v })}
+            testid="when-ref"
+            placeholder="card.port"
+          />
           <select
             value={compare}
             onChange={(e) => {
@@ -274,10 +365,17 @@ export function WhenForm({ id, when }: { id: string; when: WhenCondition | undef
               </option>
             ))}
           </select>
-          <TextField value={when[compare]} parse={jsonOrText} onChange={(v) => set({ ...when, [compare]: v })} testid="when-x" />
+          <TextField
+            value={when[compare]}
+            parse={jsonOrText}
+            onChange={(v) => set({ ...when, [compare]: v })}
+            testid="when-x"
+          />
         </div>
       )}
-      {mode === 'custom' && when && <TextField value={when} parse={jsonOrText} onChange={(v) => set(isObj(v) ? v : when)} testid="when-json" />}
+      {mode === 'custom' && when && (
+        <TextField value={when} parse={jsonOrText} onChange={(v) => set(isObj(v) ? v : when)} testid="when-json" />
+      )}
       {problems &&
         problems.split('\n').map((p) => (
           <div className="field-error" key={p} data-testid="when-error">
@@ -293,7 +391,9 @@ export function WhenForm({ id, when }: { id: string; when: WhenCondition | undef
  * show, a number from 1 per loop level.
  */
 export function IterationPicker({ id, includeSelf }: { id: string; includeSelf: boolean }) {
-  const levels = useStore(editor.doc, (s) => [...enclosingBlocks(id, s.nodes), ...(includeSelf ? [id] : [])].join('\n'));
+  const levels = useStore(editor.doc, (s) =>
+    [...enclosingBlocks(id, s.nodes), ...(includeSelf ? [id] : [])].join('\n'),
+  );
   const loops = useStore(runs, (s) => s.loops);
   const chosen = useStore(ui, (s) => s.iterations);
   const runId = useStore(runs, (s) => s.runId);

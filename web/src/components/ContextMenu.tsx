@@ -8,7 +8,12 @@ import { ui } from '../ui';
 
 export function ContextMenu() {
   const menu = useStore(ui, (s) => s.menu);
-  const selected = useStore(editor.doc, (s) => s.nodes.filter((n) => n.selected).map((n) => n.id).join('\n'));
+  const selected = useStore(editor.doc, (s) =>
+    s.nodes
+      .filter((n) => n.selected)
+      .map((n) => n.id)
+      .join('\n'),
+  );
   useEffect(() => {
     if (!menu) return;
     const close = () => ui.set({ menu: null });
@@ -21,7 +26,8 @@ export function ContextMenu() {
   }, [menu]);
   if (!menu) return null;
   const ids = selected ? selected.split('\n') : [];
-  const block = ids.length === 1 ? editor.doc.get().nodes.find((n) => n.id === ids[0] && n.type === 'group') : undefined;
+  const block =
+    ids.length === 1 ? editor.doc.get().nodes.find((n) => n.id === ids[0] && n.type === 'group') : undefined;
   const act = (what: () => void) => () => {
     ui.set({ menu: null });
     what();
@@ -44,7 +50,11 @@ export function ContextMenu() {
           <button role="menuitem" onClick={act(ungroupSelection)} data-testid="menu-ungroup">
             Ungroup <span className="muted small">Ctrl+Shift+G</span>
           </button>
-          <button role="menuitem" onClick={act(() => editor.setExpanded(block.id, !isExpanded(block.data)))} data-testid="menu-expand">
+          <button
+            role="menuitem"
+            onClick={act(() => editor.setExpanded(block.id, !isExpanded(block.data)))}
+            data-testid="menu-expand"
+          >
             {isExpanded(block.data) ? 'Collapse' : 'Expand'}
           </button>
         </>

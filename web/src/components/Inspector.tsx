@@ -52,7 +52,9 @@ function PortDoc({ port, link, problem }: { port: PortSpec; link?: string; probl
       <i className="dot" style={{ background: port.kind === 'any' ? '#fff' : kindColour(port.kind), borderColor: kindColour(port.kind) }} />
       <b>{port.name}</b> <span className="muted">{port.kind}</span>
       {port.required ? '' : <span className="muted"> (optional)</span>}
-      {link !== undefined && <span className={`link-source${link ? '' : ' missing'}`}>{link ? `← ${link}` : port.required ? 'not connected' : ''}</span>}
+      {link !== undefined && (
+        <span className={`link-source${link ? '' : ' missing'}`}>{link ? `← ${link}` : port.required ? 'not connected' : ''}</span>
+      )}
       {port.description && <div className="field-help">{port.description}</div>}
       {problem && <div className="field-error">{problem}</div>}
     </li>
@@ -70,7 +72,8 @@ function CardPanel({ id }: { id: string }) {
     editor.doc,
     (s) => {
       const links: Record<string, string> = {};
-      for (const e of s.edges) if (e.target === id && e.targetHandle) links[e.targetHandle] = `${e.source}.${e.sourceHandle?.replace(/^in:/, '')}`;
+      for (const e of s.edges)
+        if (e.target === id && e.targetHandle) links[e.targetHandle] = `${e.source}.${e.sourceHandle?.replace(/^in:/, '')}`;
       return links;
     },
     shallowEqual,
@@ -87,7 +90,10 @@ function CardPanel({ id }: { id: string }) {
   const type = editor.catalogue.get(data.cardType);
   const ports = portsOf(data, editor.catalogue);
   const portProblem = (name: string) =>
-    problems.filter((p) => p.field === name).map((p) => p.message.replace(/^card '[^']*' \([^)]*\): /, '')).join('; ') || undefined;
+    problems
+      .filter((p) => p.field === name)
+      .map((p) => p.message.replace(/^card '[^']*' \([^)]*\): /, ''))
+      .join('; ') || undefined;
   const move = (delta: number) => {
     const problem = editor.moveCard(id, delta);
     if (problem) toast(problem, 'info');
@@ -100,7 +106,9 @@ function CardPanel({ id }: { id: string }) {
         <span className="muted small">{data.cardType}</span>
       </div>
       <div className="row">
-        <label className="small muted" htmlFor="card-id">id</label>
+        <label className="small muted" htmlFor="card-id">
+          id
+        </label>
         <IdField id={id} />
         <span className="order-badge big" title="place in the script (run order)" data-testid="inspector-order">
           #{view.index}
@@ -114,10 +122,20 @@ function CardPanel({ id }: { id: string }) {
         </button>
       </div>
       <div className="row actions">
-        <button onClick={() => run({ until: cardPath })} disabled={running} data-testid="run-until-button" title="run every card up to and including this one">
+        <button
+          onClick={() => run({ until: cardPath })}
+          disabled={running}
+          data-testid="run-until-button"
+          title="run every card up to and including this one"
+        >
           ▶ Run up to here
         </button>
-        <button onClick={() => run({ only: cardPath })} disabled={running} data-testid="run-only-button" title="run just this card, from what the cards above it stored">
+        <button
+          onClick={() => run({ only: cardPath })}
+          disabled={running}
+          data-testid="run-only-button"
+          title="run just this card, from what the cards above it stored"
+        >
           ▶ Run only this
         </button>
         <button
@@ -213,8 +231,8 @@ function PipelinePanel() {
         </div>
       ))}
       <p className="muted small">
-        Select a card to see its config, documentation and outputs. Drag a card type from the palette, or double-click the
-        canvas to search. Press <kbd>?</kbd> for the shortcuts.
+        Select a card to see its config, documentation and outputs. Drag a card type from the palette, or double-click the canvas to search.
+        Press <kbd>?</kbd> for the shortcuts.
       </p>
     </div>
   );
@@ -239,7 +257,10 @@ export function Inspector() {
             <button onClick={() => editor.copy()}>Copy</button>
             <button onClick={() => editor.deleteSelection()}>Delete</button>
           </div>
-          <p className="muted small">{ids.slice(0, 40).join(', ')}{ids.length > 40 ? ', …' : ''}</p>
+          <p className="muted small">
+            {ids.slice(0, 40).join(', ')}
+            {ids.length > 40 ? ', …' : ''}
+          </p>
         </div>
       ) : (
         <PipelinePanel />

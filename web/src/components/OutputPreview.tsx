@@ -32,15 +32,20 @@ function TensorStats({ t, label }: { t: Obj; label?: string }) {
         {t.dtype !== undefined && (
           <tr>
             <td>dtype</td>
-            <td>{String(t.dtype)}{t.device ? ` on ${String(t.device)}` : ''}</td>
+            <td>
+              {String(t.dtype)}
+              {t.device ? ` on ${String(t.device)}` : ''}
+            </td>
           </tr>
         )}
-        {(['min', 'max', 'mean', 'std'] as const).filter((k) => k in t).map((k) => (
-          <tr key={k}>
-            <td>{k}</td>
-            <td>{num(t[k])}</td>
-          </tr>
-        ))}
+        {(['min', 'max', 'mean', 'std'] as const)
+          .filter((k) => k in t)
+          .map((k) => (
+            <tr key={k}>
+              <td>{k}</td>
+              <td>{num(t[k])}</td>
+            </tr>
+          ))}
       </tbody>
     </table>
   );
@@ -105,7 +110,8 @@ function ModelPreview({ p }: { p: Obj }) {
   return (
     <div>
       <div className="shape">
-        {num(p.parameters)} parameters{p.has_gradients ? ', with gradients' : ''}{p.training === false ? ', eval mode' : ''}
+        {num(p.parameters)} parameters{p.has_gradients ? ', with gradients' : ''}
+        {p.training === false ? ', eval mode' : ''}
       </div>
       <table className="head">
         <thead>
@@ -158,7 +164,9 @@ export function PreviewBody({ output }: { output: Preview }) {
   if (output.kind === 'optimizer' && Array.isArray(p.groups)) {
     return (
       <div>
-        <div className="shape">{String(p.type)}, {num(p.parameters_with_state)} parameters with state</div>
+        <div className="shape">
+          {String(p.type)}, {num(p.parameters_with_state)} parameters with state
+        </div>
         {(p.groups as Obj[]).map((g, i) => (
           <KeyValues key={i} value={Object.fromEntries(Object.entries(g).filter(([, v]) => v !== null && v !== false))} />
         ))}
@@ -176,7 +184,8 @@ export function OutputPreviews({ cardId, path = cardId }: { cardId: string; path
   const [data, setData] = useState<CardOutputs | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [reload, setReload] = useState(0);
-  const ready = !!runId && (cardStatus === 'done' || cardStatus === 'cached' || (!active && cardStatus !== 'failed' && cardStatus !== undefined));
+  const ready =
+    !!runId && (cardStatus === 'done' || cardStatus === 'cached' || (!active && cardStatus !== 'failed' && cardStatus !== undefined));
   useEffect(() => {
     setData(null);
     setError(null);
@@ -200,7 +209,12 @@ export function OutputPreviews({ cardId, path = cardId }: { cardId: string; path
     };
   }, [runId, cardId, path, ready, reload, active]);
   if (!runId) return <p className="muted small">Run the pipeline to see this card's outputs.</p>;
-  if (!ready) return <p className="muted small">{cardStatus === 'failed' ? 'The card failed: it has no outputs.' : 'This card has not run in the last run.'}</p>;
+  if (!ready)
+    return (
+      <p className="muted small">
+        {cardStatus === 'failed' ? 'The card failed: it has no outputs.' : 'This card has not run in the last run.'}
+      </p>
+    );
   if (error) {
     return (
       <p className={`${path === cardId ? 'error' : 'muted'} small`} data-testid="preview-problem">

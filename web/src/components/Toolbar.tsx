@@ -116,7 +116,11 @@ export function Toolbar() {
         <button onClick={groupSelection} data-testid="group-button" title="wrap the selected cards in a loop block (Ctrl+G)">
           Group into loop
         </button>
-        <button onClick={ungroupSelection} data-testid="ungroup-button" title="put the selected block's body back in its place (Ctrl+Shift+G)">
+        <button
+          onClick={ungroupSelection}
+          data-testid="ungroup-button"
+          title="put the selected block's body back in its place (Ctrl+Shift+G)"
+        >
           Ungroup
         </button>
         <button onClick={() => ui.set({ help: true })} data-testid="help-button" title="keyboard shortcuts (?)">
@@ -126,7 +130,11 @@ export function Toolbar() {
       <span className="spacer" />
       <label className="small muted">
         executor{' '}
-        <select value={executor} onChange={(e) => ui.set({ executor: e.target.value as 'local' | 'process' })} data-testid="executor-select">
+        <select
+          value={executor}
+          onChange={(e) => ui.set({ executor: e.target.value as 'local' | 'process' })}
+          data-testid="executor-select"
+        >
           <option value="local">local</option>
           <option value="process">process</option>
         </select>

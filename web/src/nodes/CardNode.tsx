@@ -51,7 +51,7 @@ export interface CardView {
 
 /** A card's light from its "not configured" reasons and its run status. */
 export function lightOf(unconfigured: readonly string[] | undefined, run: CardRun | undefined): CardLight {
-  return unconfigured?.length ? 'unconfigured' : run?.status ?? 'ready';
+  return unconfigured?.length ? 'unconfigured' : (run?.status ?? 'ready');
 }
 
 /** Everything a card shows besides its document: one small, comparable object. */
@@ -70,10 +70,13 @@ export function useCardView(id: string): CardView {
   const reasons = a.unconfigured ?? [];
   const light = lightOf(reasons, run);
   const reason =
-    light === 'unconfigured' ? reasons.join('\n')
-    : light === 'failed' ? run?.error ?? 'failed'
-    : light === 'running' ? run?.progress ?? ''
-    : '';
+    light === 'unconfigured'
+      ? reasons.join('\n')
+      : light === 'failed'
+        ? (run?.error ?? 'failed')
+        : light === 'running'
+          ? (run?.progress ?? '')
+          : '';
   const problems = a.problems ?? [];
   return {
     index: a.index,

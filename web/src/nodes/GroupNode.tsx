@@ -118,7 +118,4 @@ function GroupNodeComponent({ id, data, selected }: NodeProps<GroupNodeType>) {
   );
 }
 
-export const GroupNode = memo(
-  GroupNodeComponent,
-  (a, b) => a.id === b.id && a.data === b.data && a.selected === b.selected,
-);
+export const GroupNode = memo(GroupNodeComponent, (a, b) => a.id === b.id && a.data === b.data && a.selected === b.selected);
