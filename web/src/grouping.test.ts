@@ -153,6 +153,16 @@ describe('ungroup', () => {
     expect(editor.doc.get().nodes.every((n) => !n.parentId && !n.hidden)).toBe(true);
   });
 
+  it('shows the cards of a collapsed block again', () => {
+    editor.load(flat);
+    editor.selectOnly(['fwd', 'opt']);
+    editor.groupSelection();
+    editor.setExpanded('loop', false);
+    expect(editor.doc.get().nodes.filter((n) => n.hidden).map((n) => n.id)).toEqual(['fwd', 'opt']);
+    expect(editor.ungroupBlock('loop')).toBeNull();
+    expect(editor.doc.get().nodes.filter((n) => n.hidden)).toEqual([]);
+  });
+
   it('refuses a block whose body uses a port that exists only inside the loop', () => {
     editor.load(parse(fixtureText) as PipelineFile);
     expect(editor.ungroupBlock('batches')).toBe(

@@ -66,9 +66,12 @@ function GroupNodeComponent({ id, data, selected }: NodeProps<GroupNodeType>) {
         <span className="card-id inline">{id}</span>
         <StatusLight id={id} light={view.light} reason={view.reason} />
       </div>
-      <div className="block-summary" data-testid={`block-summary-${id}`} title="how many times the body runs">
+      <div
+        className="block-summary"
+        data-testid={`block-summary-${id}`}
+        title={`how many times the body runs; the body holds ${data.bodyOrder.length} card${data.bodyOrder.length === 1 ? '' : 's'}`}
+      >
         {loopSummary(data.config, over)}
-        {!expanded && ` · ${data.bodyOrder.length} card${data.bodyOrder.length === 1 ? '' : 's'}`}
       </div>
       {progress && (
         <div className="block-progress" data-testid={`block-progress-${id}`}>
