@@ -136,16 +136,22 @@ describe('group into loop', () => {
     expect(file()).toEqual(before);
   });
 
-  it('feeds a new block inside a loop from that loop\'s item ports, and sends its results to the loop\'s outputs', () => {
+  it("feeds a new block inside a loop from that loop's item ports, and sends its results to the loop's outputs", () => {
     editor.load(parse(fixtureText) as PipelineFile);
     editor.selectOnly(['fwd', 'loss']);
     expect(editor.groupSelection()).toBeNull();
-    const batches = file().cards.find((c) => c.id === 'epochs')!.body!.cards.find((c) => c.id === 'batches')!;
+    const batches = file()
+      .cards.find((c) => c.id === 'epochs')!
+      .body!.cards.find((c) => c.id === 'batches')!;
     expect(batches.body!.cards.map((c) => c.id)).toEqual(['zero', 'loop', 'back', 'step']);
     const inner = batches.body!.cards[1];
     expect(inner.inputs).toEqual({ model: 'batches.model', batch_data: 'batches.batch_data' });
     expect(inner.body!.outputs).toEqual({ model: 'fwd.model', loss: 'loss.loss', loss_value: 'loss.loss_value' });
-    expect(batches.body!.outputs).toEqual({ model: 'step.model', optimizer: 'step.optimizer', loss: 'loop.loss_value' });
+    expect(batches.body!.outputs).toEqual({
+      model: 'step.model',
+      optimizer: 'step.optimizer',
+      loss: 'loop.loss_value',
+    });
     expect(batches.body!.cards[2].inputs).toEqual({ loss: 'loop.loss', model: 'loop.model' });
   });
 
@@ -171,7 +177,12 @@ describe('ungroup', () => {
     editor.selectOnly(['fwd', 'opt']);
     editor.groupSelection();
     editor.setExpanded('loop', false);
-    expect(editor.doc.get().nodes.filter((n) => n.hidden).map((n) => n.id)).toEqual(['fwd', 'opt']);
+    expect(
+      editor.doc
+        .get()
+        .nodes.filter((n) => n.hidden)
+        .map((n) => n.id),
+    ).toEqual(['fwd', 'opt']);
     expect(editor.ungroupBlock('loop')).toBeNull();
     expect(editor.doc.get().nodes.filter((n) => n.hidden)).toEqual([]);
   });
