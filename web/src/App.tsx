@@ -16,6 +16,7 @@ import { useCallback, useEffect, useRef, useState, type DragEvent, type MouseEve
 import {
   announceRuns,
   fitSoon,
+  groupSelection,
   guardUnload,
   markSaved,
   openExample,
@@ -25,12 +26,14 @@ import {
   run,
   save,
   trackUnsaved,
+  ungroupSelection,
 } from './actions';
 import { api } from './api';
 import { benchPipeline, measureDrag, measureIdle, type BenchResult } from './bench';
 import { CatalogueIndex, compatible } from './catalogue';
 import { CardSearch } from './components/CardSearch';
 import { ConnectionLine } from './components/ConnectionLine';
+import { ContextMenu } from './components/ContextMenu';
 import { Inspector } from './components/Inspector';
 import { OpenPanel } from './components/OpenPanel';
 import { DRAG_TYPE, Legend, Palette } from './components/Palette';
@@ -127,7 +130,12 @@ function Canvas() {
         const over = editor.doc.get().nodes.find((n) => n.id === overId);
         if (!over) return;
         const ports = editor.portsOfNode(over);
-        const taken = new Set(editor.doc.get().edges.filter((e) => e.target === overId).map((e) => e.targetHandle));
+        const taken = new Set(
+          editor.doc
+            .get()
+            .edges.filter((e) => e.target === overId)
+            .map((e) => e.targetHandle),
+        );
         const candidates =
           from.type === 'source'
             ? ports.inputs.filter((p) => compatible(kind, p.kind)).sort((a, b) => Number(taken.has(a.name)) - Number(taken.has(b.name)))
@@ -187,6 +195,16 @@ function Canvas() {
     [rf],
   );
 
+  const onNodeContextMenu = useCallback((event: ReactMouseEvent, node: AnyNode) => {
+    event.preventDefault();
+    if (!node.selected) editor.selectOnly([node.id]);
+    ui.set({ menu: { x: event.clientX, y: event.clientY } });
+  }, []);
+  const onSelectionContextMenu = useCallback((event: ReactMouseEvent) => {
+    event.preventDefault();
+    ui.set({ menu: { x: event.clientX, y: event.clientY } });
+  }, []);
+
   const onNodeDragStart = useCallback(() => editor.beginGesture(), []);
   const onNodeDragStop = useCallback(() => editor.endGesture(), []);
 
@@ -208,6 +226,8 @@ function Canvas() {
         onSelectionDragStart={onNodeDragStart}
         onSelectionDragStop={onNodeDragStop}
         onDoubleClick={onDoubleClick}
+        onNodeContextMenu={onNodeContextMenu}
+        onSelectionContextMenu={onSelectionContextMenu}
         deleteKeyCode={null}
         selectionKeyCode="Shift"
         multiSelectionKeyCode={MULTI_SELECT_KEYS}
@@ -225,8 +245,8 @@ function Canvas() {
       {nodes.length === 0 && (
         <div className="empty-hint">
           <p>
-            <b>An empty pipeline.</b> Open an example on the left, drag a card type from the palette, or double-click here
-            to search for one.
+            <b>An empty pipeline.</b> Open an example on the left, drag a card type from the palette, or double-click here to search for
+            one.
           </p>
         </div>
       )}
@@ -277,6 +297,10 @@ function useShortcuts() {
       } else if (mod && key === 'd') {
         e.preventDefault();
         editor.duplicate();
+      } else if (mod && key === 'g') {
+        e.preventDefault();
+        if (e.shiftKey) ungroupSelection();
+        else groupSelection();
       } else if (mod && key === 'a') {
         e.preventDefault();
         editor.selectAll();
@@ -326,30 +350,60 @@ function groupDemo(): PipelineFile {
   return {
     version: 1,
     name: 'block-demo',
-    description: 'A block holding a sub-pipeline (no card type uses blocks yet: this shows how one is drawn).',
+    description: 'A loop block holding a sub-pipeline, expanded: its body inside the frame.',
     cards: [
       { id: 'data', type: 'data_load', config: { path: 'cardloop:diabetes.csv' }, ui: { position: { x: 0, y: 0 } } },
       { id: 'model', type: 'model_define', config: { input_dim: 10 }, ui: { position: { x: 0, y: 160 } } },
       { id: 'opt', type: 'training_init_optimizer', inputs: { model: 'model.model' }, ui: { position: { x: 0, y: 300 } } },
       {
         id: 'epoch',
-        type: 'loop_block',
+        type: 'loop',
         inputs: { train_dataset: 'data.dataset', model: 'model.model', optimizer: 'opt.optimizer' },
         config: { times: 3 },
-        ui: { position: { x: 340, y: -20 }, size: { width: 1180, height: 420 } },
+        ui: { position: { x: 340, y: -20 }, size: { width: 1180, height: 420 }, expanded: true },
         body: {
           cards: [
-            { id: 'b_batch', type: 'training_prepare_batch', inputs: { train_dataset: 'epoch.train_dataset' }, ui: { position: { x: 170, y: 60 } } },
+            {
+              id: 'b_batch',
+              type: 'training_prepare_batch',
+              inputs: { train_dataset: 'epoch.train_dataset' },
+              ui: { position: { x: 170, y: 60 } },
+            },
             { id: 'b_zero', type: 'training_zero_grad', inputs: { optimizer: 'epoch.optimizer' }, ui: { position: { x: 170, y: 250 } } },
-            { id: 'b_fwd', type: 'training_forward', inputs: { model: 'epoch.model', batch_data: 'b_batch.batch_data' }, ui: { position: { x: 450, y: 60 } } },
-            { id: 'b_loss', type: 'training_loss', inputs: { predictions: 'b_fwd.predictions', batch_data: 'b_batch.batch_data' }, ui: { position: { x: 450, y: 220 } } },
-            { id: 'b_back', type: 'training_backward', inputs: { loss: 'b_loss.loss', model: 'b_fwd.model' }, ui: { position: { x: 720, y: 220 } } },
-            { id: 'b_step', type: 'training_optimizer_step', inputs: { optimizer: 'b_zero.optimizer', model: 'b_back.model' }, ui: { position: { x: 720, y: 40 } } },
+            {
+              id: 'b_fwd',
+              type: 'training_forward',
+              inputs: { model: 'epoch.model', batch_data: 'b_batch.batch_data' },
+              ui: { position: { x: 450, y: 60 } },
+            },
+            {
+              id: 'b_loss',
+              type: 'training_loss',
+              inputs: { predictions: 'b_fwd.predictions', batch_data: 'b_batch.batch_data' },
+              ui: { position: { x: 450, y: 220 } },
+            },
+            {
+              id: 'b_back',
+              type: 'training_backward',
+              inputs: { loss: 'b_loss.loss', model: 'b_fwd.model' },
+              ui: { position: { x: 720, y: 220 } },
+            },
+            {
+              id: 'b_step',
+              type: 'training_optimizer_step',
+              inputs: { optimizer: 'b_zero.optimizer', model: 'b_back.model' },
+              ui: { position: { x: 720, y: 40 } },
+            },
           ],
           outputs: { model: 'b_step.model', optimizer: 'b_step.optimizer' },
         },
       },
-      { id: 'evaluate', type: 'evaluate', inputs: { model: 'epoch.model', dataset: 'data.dataset' }, ui: { position: { x: 1600, y: 100 } } },
+      {
+        id: 'evaluate',
+        type: 'evaluate',
+        inputs: { model: 'epoch.model', dataset: 'data.dataset' },
+        ui: { position: { x: 1600, y: 100 } },
+      },
     ],
   };
 }
@@ -395,7 +449,9 @@ function useBench(ready: boolean): BenchResult | null {
       void (async () => {
         await new Promise((r) => setTimeout(r, 500));
         const idle = await measureIdle(60);
-        const card = document.querySelector<HTMLElement>('.react-flow__node[data-id="fwd3"]') ?? document.querySelector<HTMLElement>('.react-flow__node');
+        const card =
+          document.querySelector<HTMLElement>('.react-flow__node[data-id="fwd3"]') ??
+          document.querySelector<HTMLElement>('.react-flow__node');
         const dragOne = card ? await measureDrag(card, 120) : undefined;
         const ids = editor.doc.get().order.slice(5, 55);
         editor.selectOnly(ids);
@@ -451,9 +507,14 @@ function Editor() {
       const el = document.querySelector('.canvas');
       const box = el?.getBoundingClientRect();
       const nodes = editor.doc.get().nodes;
-      const centre = rf.screenToFlowPosition({ x: (box?.left ?? 0) + (box?.width ?? 800) / 2, y: (box?.top ?? 0) + (box?.height ?? 600) / 2 });
+      const centre = rf.screenToFlowPosition({
+        x: (box?.left ?? 0) + (box?.width ?? 800) / 2,
+        y: (box?.top ?? 0) + (box?.height ?? 600) / 2,
+      });
       const size = { width: CARD_WIDTH, height: estimateHeight(editor.catalogue.get(type)) };
-      const taken = nodes.filter((n) => !n.parentId).map((n) => ({ ...n.position, width: n.measured?.width ?? CARD_WIDTH, height: n.measured?.height ?? size.height }));
+      const taken = nodes
+        .filter((n) => !n.parentId)
+        .map((n) => ({ ...n.position, width: n.measured?.width ?? CARD_WIDTH, height: n.measured?.height ?? size.height }));
       editor.addCard(type, freeSpot({ x: centre.x - size.width / 2, y: centre.y - size.height / 2 }, size, taken));
     },
     [rf],
@@ -463,7 +524,9 @@ function Editor() {
       <div className="fatal">
         <h1>cardloop</h1>
         <p>The editor cannot reach the cardloop server: {failure}</p>
-        <p>Start it with <code>cardloop serve</code> and reload this page.</p>
+        <p>
+          Start it with <code>cardloop serve</code> and reload this page.
+        </p>
       </div>
     );
   }
@@ -483,6 +546,7 @@ function Editor() {
       <CardSearch />
       <ShortcutHelp />
       <Toasts />
+      <ContextMenu />
       <BenchBox result={bench} />
     </div>
   );

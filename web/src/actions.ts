@@ -1,5 +1,6 @@
 /** What the toolbar, the keyboard and the panels do: open, save, import, export, run, lay out. */
 import { api, ApiError } from './api';
+import { nodeIdOfPath } from './blocks';
 import { cardSignatures, setProblems } from './derive';
 import { readDraft, writeDraft } from './draft';
 import { editor } from './editor';
@@ -91,7 +92,7 @@ export function guardUnload(): () => void {
 
 function resetRunView(): void {
   if (isActive(runs.get().status)) return;
-  runs.set({ cards: {}, sigs: null, loss: [], runId: null, status: 'idle', error: null, total: 0, finished: 0, problems: [] });
+  runs.set({ cards: {}, sigs: null, loss: [], runId: null, status: 'idle', error: null, total: 0, finished: 0, problems: [], loops: {} });
 }
 
 /** Put a pipeline file on the canvas (one undoable step) and remember it as the saved state. */
@@ -209,10 +210,12 @@ export function run(options: { until?: string; only?: string; persist?: 'checkpo
     return;
   }
   let queued: string[] = state.order;
-  if (options.only) queued = [options.only];
+  if (options.only) queued = [nodeIdOfPath(options.only)];
   else if (options.until) {
-    const at = state.order.indexOf(options.until);
-    queued = at >= 0 ? state.order.slice(0, at + 1) : [options.until];
+    // a body card (`epochs.batches.fwd`) runs with the cards up to the top-level block that holds it
+    const top = options.until.split('.')[0];
+    const at = state.order.indexOf(top);
+    queued = at >= 0 ? state.order.slice(0, at + 1) : [top];
   }
   // cards in a block's body run with their block
   const withBodies = new Set(queued);
@@ -230,6 +233,7 @@ export function run(options: { until?: string; only?: string; persist?: 'checkpo
     until: options.until,
     only: options.only,
     queued: [...withBodies],
+    total: queued.length,
     sigs: cardSignatures(state.nodes, state.edges),
   }).catch((error) => {
     const only = options.only;
@@ -241,7 +245,10 @@ export function run(options: { until?: string; only?: string; persist?: 'checkpo
       });
     } else if (error instanceof ApiError && error.problems.length) {
       setProblems(error.problems);
-      toast(`the pipeline cannot run: ${error.problems[0].message}${error.problems.length > 1 ? ` (and ${error.problems.length - 1} more)` : ''}`, 'error');
+      toast(
+        `the pipeline cannot run: ${error.problems[0].message}${error.problems.length > 1 ? ` (and ${error.problems.length - 1} more)` : ''}`,
+        'error',
+      );
     } else {
       toast(`the run did not start: ${errorText(error)}`, 'error');
     }
@@ -271,7 +278,13 @@ export function relayout(): void {
   const positions = autoLayout(
     file.cards.map((c) => {
       const node = editor.doc.get().nodes.find((n) => n.id === c.id);
-      const size = node?.type === 'group' ? { width: Number(node.style?.width ?? 400), height: Number(node.style?.height ?? 200) } : undefined;
+      const size =
+        node?.type === 'group'
+          ? {
+              width: Number(node.measured?.width ?? node.style?.width ?? 400),
+              height: Number(node.measured?.height ?? node.style?.height ?? 200),
+            }
+          : undefined;
       return { id: c.id, type: c.type, config: c.config, inputs: c.inputs, size };
     }),
     editor.catalogue,
@@ -281,6 +294,25 @@ export function relayout(): void {
     { structural: false },
   );
   fitSoon();
+}
+
+// ------------------------------------------------------------------ blocks
+
+/** Wrap the selected cards in a loop block (Ctrl+G), or say why not. */
+export function groupSelection(): void {
+  const problem = editor.groupSelection();
+  if (problem) toast(problem, 'error');
+}
+
+/** Put the selected block's body back in its place (Ctrl+Shift+G), or say why not. */
+export function ungroupSelection(): void {
+  const blocks = editor.doc.get().nodes.filter((n) => n.selected && n.type === 'group');
+  if (blocks.length !== 1) {
+    toast('select one loop block to ungroup', 'info');
+    return;
+  }
+  const problem = editor.ungroupBlock(blocks[0].id);
+  if (problem) toast(problem, 'error');
 }
 
 export function errorText(error: unknown): string {

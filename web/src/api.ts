@@ -111,8 +111,7 @@ export const api = {
   example: (name: string) => request<PipelineFile>('GET', `/api/examples/${enc(name)}`),
   pipelines: () => request<SavedInfo[]>('GET', '/api/pipelines'),
   pipeline: (name: string) => request<PipelineFile>('GET', `/api/pipelines/${enc(name)}`),
-  save: (name: string, file: PipelineFile) =>
-    request<{ name: string; problems: Problem[] }>('PUT', `/api/pipelines/${enc(name)}`, file),
+  save: (name: string, file: PipelineFile) => request<{ name: string; problems: Problem[] }>('PUT', `/api/pipelines/${enc(name)}`, file),
   validate: (file: PipelineFile) => request<{ problems: Problem[] }>('POST', '/api/validate', file),
   startRun: (body: RunRequest) => request<{ run_id: string; status: string }>('POST', '/api/runs', body),
   cancelRun: (runId: string) => request<{ cancelling: boolean }>('POST', `/api/runs/${enc(runId)}/cancel`),
@@ -122,9 +121,13 @@ export const api = {
       'GET',
       `/api/runs/${enc(runId)}/metrics?name=${enc(name)}`,
     ),
-  outputs: (runId: string, cardId: string) =>
-    request<CardOutputs>('GET', `/api/runs/${enc(runId)}/cards/${enc(cardId)}/outputs`),
+  outputs: (runId: string, path: string) => request<CardOutputs>('GET', outputsPath(runId, path)),
 };
+
+/** Where a card's output previews are: a body card's by its full iteration path (`epochs[3].batches[7].fwd`). */
+export function outputsPath(runId: string, path: string): string {
+  return `/api/runs/${enc(runId)}/cards/${enc(path)}/outputs`;
+}
 
 export function eventsUrl(runId: string): string {
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';

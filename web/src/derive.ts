@@ -7,7 +7,9 @@ import { api, ApiError } from './api';
 import { editor } from './editor';
 import { configProblems } from './schema';
 import { createStore } from './store';
-import type { AnyNode, GroupData, LinkEdge, Problem } from './types';
+import { blockProblems, enclosingBlocks, whenProblems, type BlockScope } from './blocks';
+import { parseRef, portsOf } from './pipelineFile';
+import type { AnyNode, GroupData, GroupNode, LinkEdge, Problem } from './types';
 import { runs } from './runs';
 
 export interface Annotations {
@@ -25,7 +27,14 @@ export interface Annotations {
   validatedVersion: number;
 }
 
-export const annotations = createStore<Annotations>({ index: {}, unconfigured: {}, changed: {}, problems: {}, general: [], validatedVersion: -1 });
+export const annotations = createStore<Annotations>({
+  index: {},
+  unconfigured: {},
+  changed: {},
+  problems: {},
+  general: [],
+  validatedVersion: -1,
+});
 
 const NONE: string[] = [];
 
@@ -50,8 +59,24 @@ function incomingByCard(edges: readonly LinkEdge[]): Map<string, LinkEdge[]> {
   return incoming;
 }
 
+/** What the checks of a block's config need: its inputs, and which "card.port" its body's cards offer. */
+function blockScope(node: GroupNode, byId: Map<string, AnyNode>): BlockScope {
+  const data = node.data as GroupData;
+  return {
+    inputs: (data.ports?.inputs ?? []).map((p) => p.name),
+    bodyOutput: (ref) => {
+      const r = parseRef(ref);
+      const card = r && data.bodyOrder.includes(r.card) ? byId.get(r.card) : undefined;
+      if (!card) return false;
+      const outputs = portsOf(card.data, editor.catalogue).outputs;
+      return !outputs.length || outputs.some((p) => p.name === r!.port);
+    },
+  };
+}
+
 function unconfiguredOf(nodes: readonly AnyNode[], edges: readonly LinkEdge[]): Record<string, string[]> {
   const incoming = incomingByCard(edges);
+  const byId = new Map(nodes.map((n) => [n.id, n]));
   const result: Record<string, string[]> = {};
   for (const node of nodes) {
     const reasons: string[] = [];
@@ -68,12 +93,14 @@ function unconfiguredOf(nodes: readonly AnyNode[], edges: readonly LinkEdge[]): 
       for (const [port, ref] of Object.entries(node.data.brokenInputs ?? {})) {
         reasons.push(`input '${port}' uses '${ref}', which is not a card output on the canvas`);
       }
-      if (type) {
+      if (node.type === 'group') reasons.push(...blockProblems(node.data.config, blockScope(node as GroupNode, byId)));
+      else if (type) {
         for (const [field, problem] of Object.entries(configProblems(type.config_schema, node.data.config))) {
           reasons.push(`config '${field}': ${problem}`);
         }
       }
     }
+    if (node.data.when !== undefined) reasons.push(...whenProblems(node.data.when, enclosingBlocks(node.id, nodes), (id) => byId.has(id)));
     result[node.id] = reasons.length ? reasons : NONE;
   }
   return result;
@@ -85,7 +112,7 @@ export function cardSignatures(nodes: readonly AnyNode[], edges: readonly LinkEd
   const sigs: Record<string, string> = {};
   for (const node of nodes) {
     const inputs = (incoming.get(node.id) ?? []).map((e) => `${e.targetHandle}=${e.source}.${e.sourceHandle}`).sort();
-    sigs[node.id] = JSON.stringify([node.data.cardType, node.data.config, inputs, node.data.brokenInputs ?? null]);
+    sigs[node.id] = JSON.stringify([node.data.cardType, node.data.config, inputs, node.data.brokenInputs ?? null, node.data.when ?? null]);
   }
   return sigs;
 }

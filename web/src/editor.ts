@@ -6,9 +6,11 @@
 import { applyEdgeChanges, applyNodeChanges, type Connection, type EdgeChange, type NodeChange } from '@xyflow/react';
 import { CatalogueIndex, EMPTY_CATALOGUE, compatible, freshId, idBase, CARD_ID } from './catalogue';
 import { moveInOrder, stableTopoOrder, wouldCycle, type Link } from './order';
-import { fromPipelineFile, makeEdge, parseRef, portsOf, toPipelineFile, type GraphDoc } from './pipelineFile';
+import { BLOCK_TYPE, innerPortsOf, renamedRefs } from './blocks';
+import { groupIntoLoop, setExpanded, ungroup } from './grouping';
+import { CARD_WIDTH, fromPipelineFile, makeEdge, parseRef, portsOf, toPipelineFile, type GraphDoc } from './pipelineFile';
 import { createStore } from './store';
-import type { AnyNode, CardNode, GroupData, LinkEdge, PipelineCardFile, PipelineFile, PortSpec } from './types';
+import type { AnyNode, CardNode, GroupData, LinkEdge, PipelineCardFile, PipelineFile, PortSpec, WhenCondition } from './types';
 
 export interface DocState extends GraphDoc {
   /** Bumps when anything but positions, sizes or the selection changes (what derived views depend on). */
@@ -189,7 +191,10 @@ export class Editor {
   }
 
   selectedIds(): string[] {
-    return this.doc.get().nodes.filter((n) => n.selected).map((n) => n.id);
+    return this.doc
+      .get()
+      .nodes.filter((n) => n.selected)
+      .map((n) => n.id);
   }
 
   // ---------------------------------------------------------------- ports and links
@@ -202,7 +207,10 @@ export class Editor {
   handleKind(node: AnyNode, handle: string | null | undefined, type: 'source' | 'target'): string | undefined {
     if (!handle) return undefined;
     const ports = this.portsOfNode(node);
-    if (type === 'source' && handle.startsWith('in:')) return ports.inputs.find((p) => p.name === handle.slice(3))?.kind;
+    if (type === 'source' && handle.startsWith('in:')) {
+      const inner = node.type === 'group' ? [...ports.inputs, ...innerPortsOf(node.data as GroupData)] : ports.inputs;
+      return inner.find((p) => p.name === handle.slice(3))?.kind;
+    }
     if (type === 'target' && handle.startsWith('out:')) return ports.outputs.find((p) => p.name === handle.slice(4))?.kind;
     return (type === 'source' ? ports.outputs : ports.inputs).find((p) => p.name === handle)?.kind;
   }
@@ -228,7 +236,7 @@ export class Editor {
       (source.parentId ?? null) === (target.parentId ?? null) ||
       (c.sourceHandle?.startsWith('in:') && target.parentId === source.id) ||
       (c.targetHandle?.startsWith('out:') && source.parentId === target.id);
-    if (!sameScope) return 'a link cannot cross the edge of a block; link to the block\'s ports';
+    if (!sameScope) return "a link cannot cross the edge of a block; link to the block's ports";
     if (!compatible(outKind, inKind)) return `input '${inName}' takes kind ${inKind}, not ${outKind}`;
     if (!innerHandle(c.sourceHandle) && !innerHandle(c.targetHandle)) {
       const others = this.links(edges.filter((e) => !(e.target === target.id && e.targetHandle === c.targetHandle)));
@@ -251,7 +259,7 @@ export class Editor {
       const body = (node.data as GroupData).bodyOrder;
       const sorted = stableTopoOrder(body, links) ?? body;
       if (sorted.some((id, i) => id !== body[i])) {
-        nextNodes = nextNodes.map((n) => (n.id === node.id ? { ...n, data: { ...n.data, bodyOrder: sorted } } as AnyNode : n));
+        nextNodes = nextNodes.map((n) => (n.id === node.id ? ({ ...n, data: { ...n.data, bodyOrder: sorted } } as AnyNode) : n));
       }
     }
     return { nodes: nextNodes, order: nextOrder };
@@ -275,7 +283,9 @@ export class Editor {
     const target = nodes.find((n) => n.id === c.target);
     if (target?.data.brokenInputs && c.targetHandle && c.targetHandle in target.data.brokenInputs) {
       const { [c.targetHandle]: _gone, ...rest } = target.data.brokenInputs;
-      nodes = nodes.map((n) => (n === target ? ({ ...n, data: { ...n.data, brokenInputs: Object.keys(rest).length ? rest : undefined } } as AnyNode) : n));
+      nodes = nodes.map((n) =>
+        n === target ? ({ ...n, data: { ...n.data, brokenInputs: Object.keys(rest).length ? rest : undefined } } as AnyNode) : n,
+      );
     }
     return { edges, ...this.reordered(nodes, edges, d.order) };
   }
@@ -288,9 +298,20 @@ export class Editor {
 
   /** Add a card of a type at a flow position; wired to `link` when it comes from a dropped link. */
   addCard(type: string, position: { x: number; y: number }, link?: PendingLink): string | null {
+    const d = this.doc.get();
+    if (type === BLOCK_TYPE) {
+      // an empty loop block: link into it to give it inputs, or group cards into a loop instead
+      const id = freshId('loop', this.takenIds(d.nodes));
+      const data: GroupData = { cardType: BLOCK_TYPE, config: {}, bodyOrder: [], ports: { inputs: [], outputs: [] } };
+      const block: AnyNode = { id, type: 'group', position, data, selected: true, style: { width: CARD_WIDTH } };
+      this.commit(() => ({
+        nodes: d.nodes.map((n) => (n.selected ? { ...n, selected: false } : n)).concat(block),
+        order: [...d.order, id],
+      }));
+      return id;
+    }
     const cardType = this.catalogue.get(type);
     if (!cardType) return null;
-    const d = this.doc.get();
     const id = freshId(idBase(type), this.takenIds(d.nodes));
     const node: CardNode = { id, type: 'card', position, data: { cardType: type, config: {} }, selected: true };
     const nodes = d.nodes.map((n) => (n.selected ? { ...n, selected: false } : n)).concat(node);
@@ -332,6 +353,57 @@ export class Editor {
     );
   }
 
+  /** Set (or, with undefined, remove) a card's `when`. */
+  setWhen(cardId: string, when: WhenCondition | undefined): void {
+    this.commit(
+      (d) => {
+        const node = d.nodes.find((n) => n.id === cardId);
+        if (!node || JSON.stringify(node.data.when) === JSON.stringify(when)) return null;
+        const { when: _old, ...rest } = node.data;
+        const data = when === undefined ? rest : { ...rest, when };
+        return { nodes: d.nodes.map((n) => (n === node ? ({ ...n, data } as AnyNode) : n)) };
+      },
+      { coalesce: `when:${cardId}` },
+    );
+  }
+
+  // ---------------------------------------------------------------- blocks
+
+  /** Wrap the selected cards in a new loop block (selected, expanded); returns why not, or null. */
+  groupSelection(): string | null {
+    const result = groupIntoLoop(this.doc.get(), this.selectedIds());
+    if (typeof result === 'string') return result;
+    this.commit(() => result.doc);
+    return null;
+  }
+
+  /** Put a block's body back in its place; returns why not, or null. */
+  ungroupBlock(id: string): string | null {
+    const result = ungroup(this.doc.get(), id);
+    if (typeof result === 'string') return result;
+    this.commit(() => result);
+    return null;
+  }
+
+  /** Expand a block into its frame with the body inside, or collapse it into one card. */
+  setExpanded(id: string, expanded: boolean): void {
+    this.commit((d) => setExpanded(d, id, expanded), { structural: false });
+  }
+
+  /** Add an input port to a block (then link into it from outside and use it inside); returns why not, or null. */
+  addBlockInput(id: string, name: string): string | null {
+    const node = this.doc.get().nodes.find((n) => n.id === id);
+    if (!node || node.type !== 'group') return `'${id}' is not a block`;
+    const data = node.data as GroupData;
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+      return `'${name}' is not a valid port name: use letters, digits and '_', starting with a letter or '_'`;
+    const taken = [...(data.ports?.inputs ?? []), ...innerPortsOf(data)].map((p) => p.name);
+    if (taken.includes(name)) return `block '${id}' already has a port '${name}'`;
+    const ports = { inputs: [...(data.ports?.inputs ?? []), { name, kind: 'any', required: true }], outputs: data.ports?.outputs ?? [] };
+    this.commit((d) => ({ nodes: d.nodes.map((n) => (n.id === id ? ({ ...n, data: { ...data, ports } } as AnyNode) : n)) }));
+    return null;
+  }
+
   setName(name: string): void {
     this.commit((d) => (d.name === name ? null : { name }), { coalesce: 'name' });
   }
@@ -347,10 +419,12 @@ export class Editor {
       nodes: d.nodes.map((n) => {
         let next = n;
         if (n.id === oldId) next = { ...next, id: newId };
+        const data = renamedRefs(next.data, oldId, newId);
+        if (data !== next.data) next = { ...next, data } as AnyNode;
         if (n.parentId === oldId) next = { ...next, parentId: newId };
         if (n.type === 'group') {
-          const data = n.data as GroupData;
-          if (data.bodyOrder.includes(oldId)) next = { ...next, data: { ...data, bodyOrder: data.bodyOrder.map(swap) } } as AnyNode;
+          const group = next.data as GroupData;
+          if (group.bodyOrder.includes(oldId)) next = { ...next, data: { ...group, bodyOrder: group.bodyOrder.map(swap) } } as AnyNode;
         }
         return next;
       }),

@@ -1,17 +1,68 @@
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import fixtureText from './fixtures/training_loop_blocks.yaml?raw';
 import { CatalogueIndex } from './catalogue';
-import { autoLayout, fromPipelineFile, layersOf, parseRef, toPipelineFile, withoutUi } from './pipelineFile';
+import { CARD_WIDTH, autoLayout, fromPipelineFile, layersOf, parseRef, toPipelineFile, withoutUi } from './pipelineFile';
 import type { Catalogue, GroupData, PipelineFile } from './types';
 
 const port = (name: string, kind: string, required = true) => ({ name, kind, required });
 const catalogue = new CatalogueIndex({
   kinds: { dataframe: '', model: '', optimizer: '', batch: '', tensor: '', loss: '', scalar: '', info: '', any: '' },
   cards: [
-    { id: 'data_load', title: 'Load data', category: 'data', description: '', inputs: [], outputs: [port('dataset', 'dataframe')], config_schema: {} },
-    { id: 'model_define', title: 'Model', category: 'model', description: '', inputs: [], outputs: [port('model', 'model')], config_schema: {} },
-    { id: 'training_init_optimizer', title: 'Opt', category: 'training', description: '', inputs: [port('model', 'model')], outputs: [port('optimizer', 'optimizer')], config_schema: {} },
-    { id: 'training_prepare_batch', title: 'Batch', category: 'training', description: '', inputs: [port('train_dataset', 'dataframe')], outputs: [port('batch_data', 'batch'), port('batch_info', 'info')], config_schema: {} },
-    { id: 'training_forward', title: 'Forward', category: 'training', description: '', inputs: [port('model', 'model'), port('batch_data', 'batch')], outputs: [port('predictions', 'tensor'), port('model', 'model')], config_schema: {} },
+    {
+      id: 'data_load',
+      title: 'Load data',
+      category: 'data',
+      description: '',
+      inputs: [],
+      outputs: [port('dataset', 'dataframe')],
+      config_schema: {},
+    },
+    {
+      id: 'model_define',
+      title: 'Model',
+      category: 'model',
+      description: '',
+      inputs: [],
+      outputs: [port('model', 'model')],
+      config_schema: {},
+    },
+    {
+      id: 'training_init_optimizer',
+      title: 'Opt',
+      category: 'training',
+      description: '',
+      inputs: [port('model', 'model')],
+      outputs: [port('optimizer', 'optimizer')],
+      config_schema: {},
+    },
+    {
+      id: 'training_prepare_batch',
+      title: 'Batch',
+      category: 'training',
+      description: '',
+      inputs: [port('train_dataset', 'dataframe')],
+      outputs: [port('batch_data', 'batch'), port('batch_info', 'info')],
+      config_schema: {},
+    },
+    {
+      id: 'training_forward',
+      title: 'Forward',
+      category: 'training',
+      description: '',
+      inputs: [port('model', 'model'), port('batch_data', 'batch')],
+      outputs: [port('predictions', 'tensor'), port('model', 'model')],
+      config_schema: {},
+    },
+    {
+      id: 'data_normalize',
+      title: 'Normalize',
+      category: 'data',
+      description: '',
+      inputs: [port('train_dataset', 'dataframe'), port('test_dataset', 'dataframe')],
+      outputs: [port('train_dataset', 'dataframe'), port('test_dataset', 'dataframe')],
+      config_schema: {},
+    },
   ],
 } satisfies Catalogue);
 
@@ -182,9 +233,7 @@ describe('toPipelineFile', () => {
           config: { times: 3 },
           ui: { position: { x: 300, y: 0 }, size: { width: 600, height: 300 } },
           body: {
-            cards: [
-              { id: 'fwd', type: 'training_forward', inputs: { model: 'loop.model' }, ui: { position: { x: 40, y: 56 } } },
-            ],
+            cards: [{ id: 'fwd', type: 'training_forward', inputs: { model: 'loop.model' }, ui: { position: { x: 40, y: 56 } } }],
             outputs: { model: 'fwd.model' },
           },
         },
@@ -202,12 +251,9 @@ describe('toPipelineFile', () => {
     expect(doc.nodes.indexOf(group)).toBeLessThan(doc.nodes.indexOf(child));
     expect(doc.order).toEqual(['model', 'loop', 'opt']);
     const handles = doc.edges.map((e) => `${e.source}.${e.sourceHandle}->${e.target}.${e.targetHandle}`);
-    expect(handles).toEqual(expect.arrayContaining([
-      'model.model->loop.model',
-      'loop.in:model->fwd.model',
-      'fwd.model->loop.out:model',
-      'loop.model->opt.model',
-    ]));
+    expect(handles).toEqual(
+      expect.arrayContaining(['model.model->loop.model', 'loop.in:model->fwd.model', 'fwd.model->loop.out:model', 'loop.model->opt.model']),
+    );
     expect(toPipelineFile(doc.nodes, doc.edges, doc.order, { name: 'looped' })).toEqual(looped);
   });
 });
@@ -219,5 +265,152 @@ describe('parseRef', () => {
     expect(parseRef('a.b.c')).toBeNull();
     expect(parseRef('.b')).toBeNull();
     expect(parseRef(3)).toBeNull();
+  });
+});
+
+describe('loop blocks and when (docs/blocks.md)', () => {
+  const fixture = parse(fixtureText) as PipelineFile;
+  const roundTrip = (f: PipelineFile) => {
+    const doc = fromPipelineFile(f, catalogue);
+    return withoutUi(toPipelineFile(doc.nodes, doc.edges, doc.order, { name: f.name, description: f.description }));
+  };
+
+  it('round-trips the training loop written with nested loop blocks', () => {
+    expect(roundTrip(fixture)).toEqual(fixture);
+  });
+
+  it('opens a pipeline with blocks as a few top-level cards, each block collapsed with its body hidden', () => {
+    const doc = fromPipelineFile(fixture, catalogue);
+    const top = doc.nodes.filter((n) => !n.parentId);
+    expect(top.map((n) => n.id)).toEqual(['data', 'split', 'normalize', 'model', 'opt', 'epochs', 'evaluate']);
+    expect(top.length).toBeLessThanOrEqual(20);
+    expect(doc.nodes.filter((n) => n.parentId).every((n) => n.hidden)).toBe(true);
+    expect(top.every((n) => !n.hidden)).toBe(true);
+  });
+
+  it('gives a block the ports its declaration shows: inputs, body outputs, carried values, and inside iteration and the item', () => {
+    const doc = fromPipelineFile(fixture, catalogue);
+    const epochs = doc.nodes.find((n) => n.id === 'epochs')!.data as GroupData;
+    expect(epochs.ports?.inputs.map((p) => [p.name, p.kind])).toEqual([
+      ['train', 'dataframe'],
+      ['val', 'dataframe'],
+      ['model', 'model'],
+      ['optimizer', 'optimizer'],
+    ]);
+    expect(epochs.ports?.outputs.map((p) => p.name)).toEqual(['model', 'optimizer', 'loss', 'val_mse']);
+    const handles = doc.edges.map((e) => `${e.source}.${e.sourceHandle}->${e.target}.${e.targetHandle}`);
+    expect(handles).toEqual(
+      expect.arrayContaining([
+        'epochs.in:iteration->it.epoch',
+        'epochs.in:es->stop.state',
+        'it.batches->batches.over',
+        'batches.in:batch_data->fwd.batch_data',
+        'batches.model->eval.model',
+        'step.model->batches.out:model',
+        'batches.loss->epochs.out:loss',
+        'epochs.model->evaluate.model',
+      ]),
+    );
+    // an unknown card type shows the outputs its block's config uses (until, carry next)
+    const stop = doc.nodes.find((n) => n.id === 'stop')!;
+    expect(stop.data.ports?.outputs.map((p) => p.name).sort()).toEqual(['state', 'stop']);
+  });
+
+  it('reads and writes when on any card, in a block or not', () => {
+    const conditional: PipelineFile = {
+      version: 1,
+      name: 'when',
+      cards: [
+        { id: 'model', type: 'model_define', when: { value: 'data.rows', above: 10 } },
+        {
+          id: 'epochs',
+          type: 'loop',
+          config: { times: 3 },
+          when: { finite: 'model.model' },
+          body: { cards: [{ id: 'fwd', type: 'training_forward', when: { every: 2, of: 'epochs', global: true } }] },
+        },
+      ],
+    };
+    const doc = fromPipelineFile(conditional, catalogue);
+    expect(doc.nodes.find((n) => n.id === 'fwd')!.data.when).toEqual({ every: 2, of: 'epochs', global: true });
+    expect(roundTrip(conditional)).toEqual(conditional);
+  });
+
+  it('keeps a block collapsed or expanded, and its frame size, across a round trip', () => {
+    const expanded: PipelineFile = {
+      version: 1,
+      name: 'x',
+      cards: [
+        {
+          id: 'outer',
+          type: 'loop',
+          ui: { position: { x: 0, y: 0 }, size: { width: 900, height: 500 }, expanded: true },
+          body: {
+            cards: [
+              {
+                id: 'inner',
+                type: 'loop',
+                config: { times: 2 },
+                ui: { position: { x: 40, y: 56 }, size: { width: 400, height: 300 } },
+                body: { cards: [{ id: 'm', type: 'model_define', ui: { position: { x: 40, y: 56 } } }] },
+              },
+            ],
+          },
+        },
+      ],
+    };
+    const doc = fromPipelineFile(expanded, catalogue);
+    const byId = Object.fromEntries(doc.nodes.map((n) => [n.id, n]));
+    expect(byId.outer.style).toEqual({ width: 900, height: 500 });
+    expect(byId.inner.hidden).toBeFalsy();
+    expect(byId.inner.style).toEqual({ width: CARD_WIDTH });
+    expect(byId.m.hidden).toBe(true);
+    expect(toPipelineFile(doc.nodes, doc.edges, doc.order, { name: 'x' })).toEqual(expanded);
+  });
+
+  it('refuses, naming both places, a card id used in two scopes', () => {
+    const twice: PipelineFile = {
+      version: 1,
+      cards: [
+        { id: 'fwd', type: 'training_forward' },
+        { id: 'epochs', type: 'loop', body: { cards: [{ id: 'fwd', type: 'training_forward' }] } },
+      ],
+    };
+    expect(() => fromPipelineFile(twice, catalogue)).toThrow(
+      "card id 'fwd' is used in the pipeline and in block 'epochs': the editor needs every card id to be unique",
+    );
+  });
+
+  it("takes a loop block's ports from the file even when the catalogue declares a loop type", () => {
+    const withLoop = new CatalogueIndex({
+      ...catalogue.catalogue,
+      cards: [
+        ...catalogue.catalogue.cards,
+        {
+          id: 'loop',
+          title: 'Loop',
+          category: 'control',
+          description: '',
+          inputs: [port('over', 'any', false)],
+          outputs: [],
+          config_schema: {},
+        },
+      ],
+    });
+    const doc = fromPipelineFile(fixture, withLoop);
+    const epochs = doc.nodes.find((n) => n.id === 'epochs')!.data as GroupData;
+    expect(epochs.ports?.inputs.map((p) => p.name)).toEqual(['over', 'train', 'val', 'model', 'optimizer']);
+    expect(roundTrip(fixture)).toEqual(fixture);
+  });
+
+  it('reads a loop card without a body as an empty block', () => {
+    const doc = fromPipelineFile({ version: 1, cards: [{ id: 'l', type: 'loop', config: { times: 2 } }] }, catalogue);
+    expect(doc.nodes[0].type).toBe('group');
+    expect(roundTrip({ version: 1, name: 'p', cards: [{ id: 'l', type: 'loop', config: { times: 2 } }] }).cards[0]).toEqual({
+      id: 'l',
+      type: 'loop',
+      config: { times: 2 },
+      body: { cards: [] },
+    });
   });
 });

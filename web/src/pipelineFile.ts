@@ -10,8 +10,11 @@
  * A block holding a sub-pipeline (a loop body) is a card with a `body` ({cards, outputs}); on the canvas it is a
  * group node whose children are the body's cards. Inside the body, "<block>.<port>" names one of the block's
  * inputs (an edge from the group's inner handle `in:<port>`), and the body's `outputs` map each of the block's
- * output ports to a body card's output (an edge into the group's inner handle `out:<port>`).
+ * output ports to a body card's output (an edge into the group's inner handle `out:<port>`). Inside, the block also
+ * offers `iteration`, its carried values and, for a block `over` an iterator, the item's ports (docs/blocks.md).
+ * A block is drawn collapsed (one card) unless its `ui.expanded` is true; the frame's size is kept either way.
  */
+import { BLOCK_TYPE, ITEM_PORTS, blockOutputsOf, carryNames, isExpanded } from './blocks';
 import type { CatalogueIndex } from './catalogue';
 import type {
   AnyNode,
@@ -34,7 +37,13 @@ export const TARGET_ASPECT = 1.8;
 export const MIN_COLUMNS_PER_BAND = 4;
 export const MAX_COLUMNS_PER_BAND = 24;
 const BAND_GAP = ROW_GAP * 3;
-const GROUP_PAD = { left: 40, top: 56, right: 40, bottom: 30 };
+/** Room inside an expanded block's frame around its body: its header, and its port columns on either side. */
+export const GROUP_PAD = { left: 130, top: 70, right: 130, bottom: 30 };
+
+/** The least height of an expanded block's frame: its header and the longer of its two port columns. */
+export function frameMinHeight(rows: number): number {
+  return 62 + rows * 26 + 14;
+}
 
 export interface GraphDoc {
   nodes: AnyNode[];
@@ -62,13 +71,7 @@ export function edgeId(source: string, sourceHandle: string, target: string, tar
   return `${source}.${sourceHandle}->${target}.${targetHandle}`;
 }
 
-export function makeEdge(
-  source: string,
-  sourceHandle: string,
-  target: string,
-  targetHandle: string,
-  kind: string | undefined,
-): LinkEdge {
+export function makeEdge(source: string, sourceHandle: string, target: string, targetHandle: string, kind: string | undefined): LinkEdge {
   return {
     id: edgeId(source, sourceHandle, target, targetHandle),
     source,
@@ -87,8 +90,38 @@ export function estimateHeight(type: CardType | undefined, config?: Record<strin
   return 52 + rows * 22 + (configRows ? 8 + configRows * 16 : 0);
 }
 
+/** The height of a collapsed block: its header, loop summary and a row per port. */
+export function collapsedHeight(rows: number): number {
+  return 76 + rows * 22;
+}
+
+/**
+ * Each block's look from its `ui.expanded`: an expanded block is its frame, a collapsed one a card's width; the
+ * cards inside a collapsed block (at any depth) are hidden. Nodes come parents first, as React Flow keeps them.
+ */
+export function withBlockViews(nodes: readonly AnyNode[]): AnyNode[] {
+  const hiddenInside = new Map<string, boolean>();
+  return nodes.map((node) => {
+    const hidden = node.parentId ? (hiddenInside.get(node.parentId) ?? false) : false;
+    let next = node;
+    if (node.type === 'group') {
+      const data = node.data as GroupData;
+      const expanded = isExpanded(data);
+      hiddenInside.set(node.id, hidden || !expanded);
+      const frame = data.frame ?? { width: CARD_WIDTH + 80, height: 160 };
+      const style = expanded ? { width: frame.width, height: frame.height } : { width: CARD_WIDTH };
+      if (node.style?.width !== style.width || node.style?.height !== (style as { height?: number }).height) {
+        const { width: _w, height: _h, ...rest } = node;
+        next = { ...rest, style } as AnyNode;
+      }
+    }
+    return !!next.hidden === hidden ? next : { ...next, hidden };
+  });
+}
+
 /** The ports of a card type, or of a block from its own declaration. */
 export function portsOf(data: CardData | GroupData, catalogue?: CatalogueIndex): { inputs: PortSpec[]; outputs: PortSpec[] } {
+  if ('bodyOrder' in data) return { inputs: data.ports?.inputs ?? [], outputs: blockOutputsOf(data) };
   const known = catalogue?.get(data.cardType);
   if (known) return { inputs: known.inputs, outputs: known.outputs };
   return data.ports ?? { inputs: [], outputs: [] };
@@ -150,8 +183,7 @@ export function autoLayout(items: LayoutItem[], catalogue?: CatalogueIndex): Map
     const l = layer.get(item.id)!;
     (columns[l] ??= []).push(item);
   }
-  const sizeOf = (item: LayoutItem) =>
-    item.size ?? { width: CARD_WIDTH, height: estimateHeight(catalogue?.get(item.type), item.config) };
+  const sizeOf = (item: LayoutItem) => item.size ?? { width: CARD_WIDTH, height: estimateHeight(catalogue?.get(item.type), item.config) };
   const place = (perBand: number) => {
     const positions = new Map<string, { x: number; y: number }>();
     let bandY = 0;
@@ -194,7 +226,11 @@ export function autoLayout(items: LayoutItem[], catalogue?: CatalogueIndex): Map
   return best.positions;
 }
 
-function splitUi(ui: CardUi | undefined): { position?: { x: number; y: number }; size?: { width: number; height: number }; rest?: Record<string, unknown> } {
+function splitUi(ui: CardUi | undefined): {
+  position?: { x: number; y: number };
+  size?: { width: number; height: number };
+  rest?: Record<string, unknown>;
+} {
   if (!ui || typeof ui !== 'object') return {};
   const { position, size, ...rest } = ui;
   const validPosition =
@@ -224,9 +260,19 @@ export function fromPipelineFile(file: PipelineFile, catalogue?: CatalogueIndex)
   const cards = checkCards(file.cards, 'the pipeline');
   const nodes: AnyNode[] = [];
   const edges: LinkEdge[] = [];
-  const built = buildScope(cards, null, catalogue, nodes, edges);
+  const built = buildScope(cards, null, catalogue, nodes, edges, []);
+  const seen = new Map<string, string | undefined>();
+  for (const node of nodes) {
+    if (seen.has(node.id)) {
+      const where = (scope: string | undefined) => (scope ? `block '${scope}'` : 'the pipeline');
+      throw new Error(
+        `card id '${node.id}' is used in ${where(seen.get(node.id))} and in ${where(node.parentId)}: the editor needs every card id to be unique`,
+      );
+    }
+    seen.set(node.id, node.parentId);
+  }
   return {
-    nodes,
+    nodes: withBlockViews(nodes),
     edges,
     order: built.order,
     name: typeof file.name === 'string' && file.name ? file.name : 'pipeline',
@@ -244,48 +290,93 @@ function buildScope(
   catalogue: CatalogueIndex | undefined,
   nodes: AnyNode[],
   edges: LinkEdge[],
+  extraRefs: readonly string[],
 ): { order: string[]; width: number; height: number } {
   const ids = new Set(cards.map((c) => c.id));
-  // Blocks first: their frame size is needed to lay the scope out.
+  const outputKind = (ref: string) => {
+    const r = parseRef(ref);
+    const type = r && cards.find((c) => c.id === r.card)?.type;
+    return (type && catalogue?.output(type, r!.port)?.kind) || undefined;
+  };
+  // Blocks first: their size is needed to lay the scope out.
   const blockSizes = new Map<string, { width: number; height: number }>();
-  const bodies = new Map<string, { nodes: AnyNode[]; edges: LinkEdge[]; order: string[]; ports: { inputs: PortSpec[]; outputs: PortSpec[] } }>();
+  const bodies = new Map<
+    string,
+    {
+      nodes: AnyNode[];
+      edges: LinkEdge[];
+      order: string[];
+      ports: { inputs: PortSpec[]; outputs: PortSpec[] };
+      frame: { width: number; height: number };
+      innerExtra: PortSpec[];
+    }
+  >();
   for (const card of cards) {
-    if (!card.body) continue;
-    const body = card.body;
+    if (!card.body && card.type !== BLOCK_TYPE) continue;
+    const body = card.body ?? { cards: [] };
     const bodyCards = checkCards(body.cards, `block '${card.id}'`);
     const bodyNodes: AnyNode[] = [];
     const bodyEdges: LinkEdge[] = [];
     const inputPorts = new Map<string, string>();
     const declared = catalogue?.get(card.type);
     for (const port of declared?.inputs ?? []) inputPorts.set(port.name, port.kind);
-    for (const name of Object.keys(card.inputs ?? {})) if (!inputPorts.has(name)) inputPorts.set(name, 'any');
+    for (const [name, ref] of Object.entries(card.inputs ?? {})) if (!inputPorts.has(name)) inputPorts.set(name, outputKind(ref) ?? 'any');
+    // inside: the inputs, then iteration, the carried values, the item of `over`, and any other port the body uses
+    const innerPorts = new Map(inputPorts);
+    innerPorts.set('iteration', 'scalar');
+    for (const name of carryNames(card.config ?? {})) if (!innerPorts.has(name)) innerPorts.set(name, 'any');
+    if (inputPorts.has('over')) for (const p of ITEM_PORTS) innerPorts.set(p.name, p.kind);
+    const innerExtra: PortSpec[] = [];
     for (const bodyCard of bodyCards) {
       for (const ref of Object.values(bodyCard.inputs ?? {})) {
         const r = parseRef(ref);
-        if (r && r.card === card.id && !inputPorts.has(r.port)) inputPorts.set(r.port, 'any');
+        if (r && r.card === card.id && !innerPorts.has(r.port)) {
+          innerPorts.set(r.port, 'any');
+          innerExtra.push({ name: r.port, kind: 'any', required: true });
+        }
       }
     }
-    const inner = buildScope(bodyCards, { id: card.id, inputs: inputPorts }, catalogue, bodyNodes, bodyEdges);
+    const config = card.config ?? {};
+    const bodyRefs = [
+      ...Object.values(body.outputs ?? {}),
+      ...(typeof config.until === 'string' ? [config.until] : []),
+      ...Object.values(typeof config.carry === 'object' && config.carry ? config.carry : {}).map((c) =>
+        String((c as { next?: unknown })?.next),
+      ),
+    ];
+    const inner = buildScope(bodyCards, { id: card.id, inputs: innerPorts }, catalogue, bodyNodes, bodyEdges, bodyRefs);
     const outputs: PortSpec[] = declared?.outputs ?? [];
     const outputList = [...outputs];
     for (const [port, ref] of Object.entries(body.outputs ?? {})) {
       const r = parseRef(ref);
       if (!r) continue;
-      const source = bodyNodes.find((n) => n.id === r.card);
-      const kind = source ? catalogue?.output(source.data.cardType, r.port)?.kind ?? 'any' : 'any';
+      const source = bodyNodes.find((n) => n.id === r.card && n.parentId === card.id);
+      const kind =
+        (source &&
+          (catalogue?.output(source.data.cardType, r.port)?.kind ?? source.data.ports?.outputs.find((p) => p.name === r.port)?.kind)) ||
+        'any';
       if (!outputList.some((p) => p.name === port)) outputList.push({ name: port, kind, required: true });
       if (source) bodyEdges.push(makeEdge(r.card, r.port, card.id, `out:${port}`, kind));
     }
     const ports = {
-      inputs: declared?.inputs ?? [...inputPorts].map(([name, kind]) => ({ name, kind, required: true })),
+      // a loop block's ports come from its declaration in the file, whatever the catalogue says of `loop`
+      inputs:
+        (card.type !== BLOCK_TYPE && declared?.inputs) ||
+        [...inputPorts].map(([name, kind]) => ({ name, kind, required: declared?.inputs.find((p) => p.name === name)?.required ?? true })),
       outputs: outputList,
     };
-    const { size } = splitUi(card.ui);
-    blockSizes.set(card.id, size ?? {
+    const ui = splitUi(card.ui);
+    const carried = carryNames(config).filter((n) => !outputList.some((p) => p.name === n)).length;
+    const frame = ui.size ?? {
       width: Math.max(inner.width + GROUP_PAD.left + GROUP_PAD.right, CARD_WIDTH + 80),
-      height: Math.max(inner.height + GROUP_PAD.top + GROUP_PAD.bottom, 160),
-    });
-    bodies.set(card.id, { nodes: bodyNodes, edges: bodyEdges, order: inner.order, ports });
+      height: Math.max(
+        inner.height + GROUP_PAD.top + GROUP_PAD.bottom,
+        frameMinHeight(Math.max(innerPorts.size, outputList.length + carried)),
+      ),
+    };
+    const rows = Math.max(ports.inputs.length, outputList.length + carried, 1);
+    blockSizes.set(card.id, ui.rest?.expanded === true ? frame : { width: CARD_WIDTH, height: collapsedHeight(rows) });
+    bodies.set(card.id, { nodes: bodyNodes, edges: bodyEdges, order: inner.order, ports, frame, innerExtra });
   }
 
   const needsLayout = cards.some((c) => !splitUi(c.ui).position);
@@ -306,15 +397,16 @@ function buildScope(
     const position = ui.position ?? { x: laid.x + offset.x, y: laid.y + offset.y };
     const data: CardData = { cardType: card.type, config: { ...(card.config ?? {}) } };
     if (ui.rest) data.ui = ui.rest;
-    if (catalogue?.types.size && !catalogue.get(card.type) && !card.body) {
+    if (card.when !== undefined) data.when = card.when;
+    if (catalogue?.types.size && !catalogue.get(card.type) && !bodies.has(card.id)) {
       // a card type the server does not know (a custom card not loaded): draw the ports the file shows it uses
       const outputs = new Set<string>();
-      for (const other of cards) {
-        for (const ref of Object.values(other.inputs ?? {})) {
-          const r = parseRef(ref);
-          if (r?.card === card.id) outputs.add(r.port);
-        }
-      }
+      const seen = (ref: unknown) => {
+        const r = parseRef(ref);
+        if (r?.card === card.id) outputs.add(r.port);
+      };
+      for (const other of cards) for (const ref of Object.values(other.inputs ?? {})) seen(ref);
+      extraRefs.forEach(seen);
       data.ports = {
         inputs: Object.keys(card.inputs ?? {}).map((name) => ({ name, kind: 'any', required: true })),
         outputs: [...outputs].map((name) => ({ name, kind: 'any', required: true })),
@@ -336,8 +428,9 @@ function buildScope(
       if (group && r.card === group.id) {
         edges.push(makeEdge(group.id, `in:${r.port}`, card.id, port, group.inputs.get(r.port) ?? 'any'));
       } else {
-        const sourceType = cards.find((c) => c.id === r.card)?.type;
-        const kind = (sourceType && catalogue?.output(sourceType, r.port)?.kind) || catalogue?.input(card.type, port)?.kind;
+        const source = bodies.get(r.card);
+        const kind =
+          (source ? source.ports.outputs.find((p) => p.name === r.port)?.kind : outputKind(ref)) || catalogue?.input(card.type, port)?.kind;
         edges.push(makeEdge(r.card, r.port, card.id, port, kind));
       }
     }
@@ -346,14 +439,9 @@ function buildScope(
     let size = { width: CARD_WIDTH, height: estimateHeight(catalogue?.get(card.type), card.config) };
     if (body) {
       size = blockSizes.get(card.id)!;
-      const groupData: GroupData = { ...data, bodyOrder: body.order, ports: body.ports };
-      const node: GroupNode = {
-        id: card.id,
-        type: 'group',
-        position,
-        data: groupData,
-        style: { width: size.width, height: size.height },
-      };
+      const groupData: GroupData = { ...data, bodyOrder: body.order, ports: body.ports, frame: body.frame };
+      if (body.innerExtra.length) groupData.innerExtra = body.innerExtra;
+      const node: GroupNode = { id: card.id, type: 'group', position, data: groupData };
       if (group) Object.assign(node, { parentId: group.id, extent: 'parent' as const });
       nodes.push(node, ...body.nodes);
       edges.push(...body.edges);
@@ -422,12 +510,14 @@ export function toPipelineFile(
     if (Object.keys(inputs).length) card.inputs = inputs;
     const config = Object.fromEntries(Object.entries(node.data.config ?? {}).filter(([, v]) => v !== undefined));
     if (Object.keys(config).length) card.config = config;
+    if (node.data.when !== undefined) card.when = node.data.when;
     const ui: CardUi = { ...(node.data.ui ?? {}), position: { x: round(node.position.x), y: round(node.position.y) } };
     if (node.type === 'group') {
-      const width = Number(node.style?.width ?? node.width ?? node.measured?.width);
-      const height = Number(node.style?.height ?? node.height ?? node.measured?.height);
-      if (width && height) ui.size = { width: round(width), height: round(height) };
       const data = node.data as GroupData;
+      const expanded = isExpanded(data);
+      const width = Number(expanded ? (node.width ?? node.style?.width ?? node.measured?.width) : data.frame?.width);
+      const height = Number(expanded ? (node.height ?? node.style?.height ?? node.measured?.height) : data.frame?.height);
+      if (width && height) ui.size = { width: round(width), height: round(height) };
       const outputs: Record<string, string> = {};
       for (const edge of incoming.get(node.id) ?? []) {
         if (edge.targetHandle?.startsWith('out:')) outputs[edge.targetHandle.slice(4)] = `${edge.source}.${edge.sourceHandle}`;
@@ -442,7 +532,10 @@ export function toPipelineFile(
   const file: PipelineFile = {
     version: 1,
     name: meta.name || 'pipeline',
-    cards: scopeCards(order, nodes.filter((n) => !n.parentId)),
+    cards: scopeCards(
+      order,
+      nodes.filter((n) => !n.parentId),
+    ),
   };
   if (meta.description) file.description = meta.description;
   return file;

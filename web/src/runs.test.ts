@@ -26,7 +26,7 @@ describe('reduceEvents', () => {
     expect(end.log.filter((l) => l.text.startsWith('run failed')).length).toBe(1);
   });
 
-  it('draws a long card\'s progress reports on the loss curve', () => {
+  it("draws a long card's progress reports on the loss curve", () => {
     const s = reduceEvents(base, [
       { kind: 'started', card_id: 'a' },
       { kind: 'progress', card_id: 'a', step: 1, steps: 90, metrics: { loss_value: 0.9 } },
@@ -34,7 +34,10 @@ describe('reduceEvents', () => {
     ]);
     expect(s.current).toBe('a');
     expect(s.cards.a).toEqual({ status: 'running', progress: 'step 40 of 90, loss 0.4000' });
-    expect(s.loss).toEqual([{ step: 0, value: 0.9, card: 'a' }, { step: 1, value: 0.4, card: 'a' }]);
+    expect(s.loss).toEqual([
+      { step: 0, value: 0.9, card: 'a' },
+      { step: 1, value: 0.4, card: 'a' },
+    ]);
     expect(s.finished).toBe(0);
   });
 
@@ -48,9 +51,15 @@ describe('reduceEvents', () => {
   });
 
   it('marks the cards below a failure "not run" when the first thing heard is a snapshot of the failed run', () => {
-    const queued = { ...base, cards: { a: { status: 'queued' as const }, b: { status: 'queued' as const }, c: { status: 'queued' as const } } };
+    const queued = {
+      ...base,
+      cards: { a: { status: 'queued' as const }, b: { status: 'queued' as const }, c: { status: 'queued' as const } },
+    };
     const s = reduceEvents(queued, [
-      { kind: 'snapshot', run: { run_id: 'r1', name: 'p', status: 'failed', error: 'no', cards: [{ card_id: 'a', status: 'failed', error: 'no' }] } },
+      {
+        kind: 'snapshot',
+        run: { run_id: 'r1', name: 'p', status: 'failed', error: 'no', cards: [{ card_id: 'a', status: 'failed', error: 'no' }] },
+      },
       { kind: 'run_started', run_id: 'r1', total: 3 },
       { kind: 'started', card_id: 'a' },
       { kind: 'failed', card_id: 'a', error: 'no' },
@@ -65,7 +74,7 @@ describe('reduceEvents', () => {
 });
 
 describe('refusedStart', () => {
-  it('gives back the previous run\'s lights and status when the server refuses a start', () => {
+  it("gives back the previous run's lights and status when the server refuses a start", () => {
     const previous: RunState = { ...base, status: 'succeeded', cards: { a: { status: 'done' }, b: { status: 'cached' } } };
     const starting: RunState = { ...previous, status: 'starting', runId: null, cards: { b: { status: 'queued' } } };
     const s = refusedStart(previous, starting, "card 'b' cannot run alone", []);
@@ -80,7 +89,10 @@ describe('createBatcher', () => {
   it('applies the events of a 276-card run that arrive before the scheduled flush as one update', () => {
     const scheduled: (() => void)[] = [];
     const applied: RunEvent[][] = [];
-    const batcher = createBatcher<RunEvent>((events) => applied.push(events), (run) => scheduled.push(run));
+    const batcher = createBatcher<RunEvent>(
+      (events) => applied.push(events),
+      (run) => scheduled.push(run),
+    );
     for (let i = 0; i < 276; i++) {
       batcher.push({ kind: 'started', card_id: `c${i}` });
       batcher.push({ kind: 'done', card_id: `c${i}` });
@@ -95,7 +107,10 @@ describe('createBatcher', () => {
   it('starts a new batch after a flush, and a flush with nothing waiting applies nothing', () => {
     const scheduled: (() => void)[] = [];
     const applied: number[][] = [];
-    const batcher = createBatcher<number>((items) => applied.push(items), (run) => scheduled.push(run));
+    const batcher = createBatcher<number>(
+      (items) => applied.push(items),
+      (run) => scheduled.push(run),
+    );
     batcher.push(1);
     batcher.flush();
     batcher.push(2);
@@ -120,5 +135,69 @@ describe('a diverged loss', () => {
   it('breaks the plotted line and is marked apart, off the scale of the finite losses', () => {
     const points = [0.5, 0.4, Infinity, NaN, 0.3].map((value, step) => ({ step, value, card: `loss${step}` }));
     expect(lossShape(points)).toEqual({ min: 0.3, max: 0.5, lines: [[0, 1], [4]], notFinite: [2, 3] });
+  });
+});
+
+describe('reduceEvents with loop blocks (recorded events of the block contract)', () => {
+  const looping: RunState = {
+    ...runs.get(),
+    runId: 'r2',
+    status: 'running',
+    cards: { epochs: { status: 'queued' }, evaluate: { status: 'queued' } },
+  };
+  const events: RunEvent[] = [
+    { kind: 'run_started', run_id: 'r2', total: 2 },
+    { kind: 'started', card_id: 'epochs' },
+    { kind: 'started', card_id: 'epochs[2].it' },
+    { kind: 'done', card_id: 'epochs[2].it', seconds: 0.001 },
+    { kind: 'started', card_id: 'epochs[2].batches[16].fwd' },
+    { kind: 'done', card_id: 'epochs[2].batches[16].fwd', seconds: 0.001 },
+    { kind: 'done', card_id: 'epochs[2].batches[16].loss', seconds: 0.001, metrics: { loss_value: 0.41 } },
+    { kind: 'skipped', card_id: 'epochs[2].batches[16].step' },
+    {
+      kind: 'progress',
+      card_id: 'epochs',
+      step: 2,
+      steps: 10,
+      metrics: { loss_value: 0.4123 },
+      iterations: [
+        { block: 'epochs', index: 2, total: 10 },
+        { block: 'batches', index: 16, total: 45 },
+      ],
+    },
+  ];
+
+  it('shows on the running block where each loop stands, counted from 1, and its latest metrics', () => {
+    const s = reduceEvents(looping, events);
+    expect(s.cards.epochs).toEqual({ status: 'running', progress: 'epoch 3/10 · batch 17/45 · loss 0.412' });
+    expect(s.loops).toEqual({ epochs: { reached: 3, total: 10 }, batches: { reached: 17, total: 45 } });
+  });
+
+  it('lights body cards by their static path and counts only top-level cards as finished', () => {
+    const s = reduceEvents(looping, events);
+    expect(s.cards.it.status).toBe('done');
+    expect(s.cards.fwd.status).toBe('done');
+    expect(s.cards.loss.status).toBe('done');
+    expect(s.cards['epochs[2].it']).toBeUndefined();
+    expect(s.finished).toBe(0);
+    expect(s.loss).toEqual([{ step: 0, value: 0.41, card: 'epochs[2].batches[16].loss' }]);
+    const end = reduceEvents(s, [{ kind: 'done', card_id: 'epochs', seconds: 1 }]);
+    expect(end.finished).toBe(1);
+  });
+
+  it('shows a skipped card as skipped, never as a success, from events and from a snapshot', () => {
+    const s = reduceEvents(looping, events);
+    expect(s.cards.step.status).toBe('skipped');
+    expect(s.log.at(-1)?.text).toBe('epochs[2].batches[16].step skipped');
+    const snap = reduceEvents(looping, [
+      { kind: 'snapshot', run: { run_id: 'r2', name: 'p', status: 'running', cards: [{ card_id: 'epochs[0].eval', status: 'skipped' }] } },
+    ]);
+    expect(snap.cards.eval.status).toBe('skipped');
+  });
+
+  it('keeps a loop whose number of iterations is unknown as "?"', () => {
+    const s = reduceEvents(looping, [{ kind: 'progress', card_id: 'epochs', iterations: [{ block: 'epochs', index: 0, total: null }] }]);
+    expect(s.cards.epochs.progress).toBe('epoch 1/?');
+    expect(s.loops.epochs).toEqual({ reached: 1, total: null });
   });
 });

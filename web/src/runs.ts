@@ -4,6 +4,7 @@
  * FLUSH_MS (the server sends them in batches too), so that a run of hundreds of cards leaves the page free.
  */
 import { api, ApiError, eventsUrl, type RunDetail } from './api';
+import { isTopLevelPath, iterationsText, nodeIdOfPath, type IterationLevel } from './blocks';
 import { createStore } from './store';
 import type { CardRunStatus, PipelineFile, Problem } from './types';
 
@@ -45,6 +46,15 @@ export interface RunState {
   /** The cards' signatures when the run started (to mark cards changed since). */
   sigs: Record<string, string> | null;
   problems: Problem[];
+  /** Each loop block's iterations seen in this run (from its progress events): how many, of how many. */
+  loops: Record<string, LoopSeen>;
+}
+
+export interface LoopSeen {
+  /** Iterations reached (the highest 0-based index seen, plus one). */
+  reached: number;
+  /** The number of iterations, null when not known (a block `over` an iterator, or `until`). */
+  total: number | null;
 }
 
 export const runs = createStore<RunState>({
@@ -60,6 +70,7 @@ export const runs = createStore<RunState>({
   loss: [],
   sigs: null,
   problems: [],
+  loops: {},
 });
 
 export const LOG_LIMIT = 5000;
@@ -67,9 +78,10 @@ let logId = 1;
 let socket: WebSocket | null = null;
 
 export interface RunEvent {
-  kind: 'snapshot' | 'run_started' | 'started' | 'progress' | 'done' | 'cached' | 'failed' | 'run_finished' | 'closed';
+  kind: 'snapshot' | 'run_started' | 'started' | 'progress' | 'done' | 'cached' | 'failed' | 'skipped' | 'run_finished' | 'closed';
   run_id?: string;
   total?: number;
+  /** A top-level card's id, or a body card's iteration path (`epochs[3].batches[7].fwd`). */
   card_id?: string;
   card_type?: string;
   position?: number;
@@ -81,6 +93,8 @@ export interface RunEvent {
   /** A progress event's step of how many (a long card's own steps, such as a training loop's). */
   step?: number;
   steps?: number;
+  /** A block's progress: where each loop level around and including it stands (index 0-based). */
+  iterations?: IterationLevel[];
   run?: RunDetail;
 }
 
@@ -107,7 +121,7 @@ const CARD_STATUSES: Record<string, CardRunStatus> = {
   done: 'done',
   cached: 'cached',
   failed: 'failed',
-  skipped: 'not-run',
+  skipped: 'skipped',
   running: 'running',
   started: 'running',
 };
@@ -118,11 +132,22 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
   let cards = state.cards;
   let log = state.log;
   let loss = state.loss;
+  let loops = state.loops;
   const newLog: LogEntry[] = [];
   const newLoss: LossPoint[] = [];
-  const setCard = (id: string, run: CardRun) => {
+  // a body card's events name its iteration path: its light on the canvas is its node's, by the static path
+  const setCard = (path: string, run: CardRun) => {
     if (cards === state.cards) cards = { ...cards };
-    cards[id] = run;
+    cards[nodeIdOfPath(path)] = run;
+  };
+  const seeLoops = (levels: IterationLevel[]) => {
+    for (const level of levels) {
+      const seen = loops[level.block];
+      const reached = Math.max(seen?.reached ?? 0, level.index + 1);
+      if (seen && seen.reached === reached && seen.total === level.total) continue;
+      if (loops === state.loops) loops = { ...loops };
+      loops[level.block] = { reached, total: level.total ?? null };
+    }
   };
   for (const event of events) {
     switch (event.kind) {
@@ -154,27 +179,39 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         if (!event.card_id) break;
         current = event.card_id;
         const value = lossValue(event.metrics?.loss_value);
-        const step = event.step !== undefined ? `step ${event.step} of ${event.steps ?? '?'}` : undefined;
-        setCard(event.card_id, {
-          status: 'running',
-          progress: [step, typeof value === 'number' ? `loss ${value.toPrecision(4)}` : undefined].filter(Boolean).join(', '),
-        });
-        if (typeof value === 'number') newLoss.push({ step: loss.length + newLoss.length, value, card: event.card_id });
+        let progress: string;
+        if (event.iterations?.length) {
+          // a loop block: "epoch 3/10 · batch 17/45 · loss 0.41"
+          seeLoops(event.iterations);
+          progress = iterationsText(event.iterations, event.metrics);
+        } else {
+          const step = event.step !== undefined ? `step ${event.step} of ${event.steps ?? '?'}` : undefined;
+          progress = [step, typeof value === 'number' ? `loss ${value.toPrecision(4)}` : undefined].filter(Boolean).join(', ');
+        }
+        setCard(event.card_id, { status: 'running', progress });
+        // a block's latest loss is its body card's, already on the curve from that card's event
+        if (typeof value === 'number' && !event.iterations?.length)
+          newLoss.push({ step: loss.length + newLoss.length, value, card: event.card_id });
         break;
       }
       case 'done':
       case 'cached':
-      case 'failed': {
+      case 'failed':
+      case 'skipped': {
         const id = event.card_id;
         if (!id) break;
-        finished += 1;
+        // the run's count is of its top-level cards: a body card runs once per iteration
+        if (isTopLevelPath(id)) finished += 1;
         setCard(id, { status: event.kind, error: event.error ?? undefined, seconds: event.seconds });
         const metrics = event.metrics ?? {};
         const value = lossValue(metrics.loss_value);
         if (value !== undefined) newLoss.push({ step: loss.length + newLoss.length, value, card: id });
-        const shown = Object.entries(metrics).map(([k, v]) => `${k} ${Number(v).toPrecision(4)}`).join(', ');
+        const shown = Object.entries(metrics)
+          .map(([k, v]) => `${k} ${Number(v).toPrecision(4)}`)
+          .join(', ');
         const time = event.seconds !== undefined ? ` in ${(event.seconds * 1000).toFixed(event.seconds < 0.01 ? 2 : 0)} ms` : '';
         if (event.kind === 'failed') newLog.push(entry(`${id} failed: ${event.error ?? 'no reason given'}`, 'error', id));
+        else if (event.kind === 'skipped') newLog.push(entry(`${id} skipped${event.error ? `: ${event.error}` : ''}`, 'muted', id));
         else newLog.push(entry(`${id} ${event.kind}${time}${shown ? ` — ${shown}` : ''}`, event.kind === 'cached' ? 'muted' : 'info', id));
         break;
       }
@@ -189,14 +226,16 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
           if (c.status === 'queued' || c.status === 'running') setCard(id, { status: 'not-run' });
         }
         if (!isActive(before) && before === status) break;
-        newLog.push(entry(`run ${status}${error ? `: ${error}` : ''}`, status === 'succeeded' ? 'success' : status === 'failed' ? 'error' : 'info'));
+        newLog.push(
+          entry(`run ${status}${error ? `: ${error}` : ''}`, status === 'succeeded' ? 'success' : status === 'failed' ? 'error' : 'info'),
+        );
         break;
       }
     }
   }
   if (newLog.length) log = [...log, ...newLog].slice(-LOG_LIMIT);
   if (newLoss.length) loss = [...loss, ...newLoss];
-  return { ...state, status, error, total, finished, current, cards, log, loss };
+  return { ...state, status, error, total, finished, current, cards, log, loss, loops };
 }
 
 /** How long events wait to be applied together (the page draws a frame after each update). */
@@ -246,8 +285,10 @@ export interface StartOptions {
   cache: boolean;
   until?: string;
   only?: string;
-  /** The cards to mark queued. */
+  /** The cards to mark queued (body cards included). */
   queued: string[];
+  /** How many top-level cards the run will run (what its progress counts). */
+  total: number;
   sigs: Record<string, string>;
 }
 
@@ -268,14 +309,21 @@ export async function startRun(options: StartOptions): Promise<string | null> {
     status: 'starting',
     error: null,
     mode,
-    total: options.queued.length,
+    total: options.total,
     finished: 0,
     current: null,
     cards,
     loss: [],
     sigs: options.sigs,
     problems: [],
-    log: [...runs.get().log, entry(`starting a run (${mode}, ${options.executor} executor, persist ${options.persist}${options.cache ? '' : ', no cache'})`, 'muted')].slice(-LOG_LIMIT),
+    loops: {},
+    log: [
+      ...runs.get().log,
+      entry(
+        `starting a run (${mode}, ${options.executor} executor, persist ${options.persist}${options.cache ? '' : ', no cache'})`,
+        'muted',
+      ),
+    ].slice(-LOG_LIMIT),
   });
   let runId: string;
   try {

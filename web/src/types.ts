@@ -68,9 +68,14 @@ export interface PipelineCardFile {
   inputs?: Record<string, string>;
   config?: Record<string, unknown>;
   ui?: CardUi;
-  /** A block's sub-pipeline (a loop body): not used by any card type yet. */
+  /** Run the card only when this holds (docs/blocks.md, "`when`: conditional cards"); otherwise it is skipped. */
+  when?: WhenCondition;
+  /** A block's body (type `loop`): its cards in script order and its output ports. */
   body?: SubPipelineFile;
 }
+
+/** A card's `when`: {every, of, global?}, {finite}, {value, equals | not_equals | above | ...}, or {all: [...]}. */
+export type WhenCondition = Record<string, unknown>;
 
 export interface SubPipelineFile {
   cards: PipelineCardFile[];
@@ -95,12 +100,18 @@ export type CardData = {
   brokenInputs?: Record<string, string>;
   /** The ports, when no catalogue entry gives them (a block's, or those a card of an unknown type is seen to use). */
   ports?: { inputs: PortSpec[]; outputs: PortSpec[] };
+  /** The card's `when`, kept as the file has it. */
+  when?: WhenCondition;
 };
 
 /** A block holding a sub-pipeline: a group node whose children are the body's cards. */
 export type GroupData = CardData & {
   /** The order of the body's cards (the body is a script too). */
   bodyOrder: string[];
+  /** The size of the frame when expanded (a collapsed block is drawn as one card). */
+  frame?: { width: number; height: number };
+  /** Ports used inside the body as "<block>.<port>" that are neither inputs, `iteration`, carried values nor items. */
+  innerExtra?: PortSpec[];
 };
 
 export type CardNode = Node<CardData, 'card'>;
@@ -114,7 +125,10 @@ export interface Problem {
   field?: string | null;
 }
 
-/** `not-run`: a card of a run that ended (failed, cancelled) before it came to it. */
-export type CardRunStatus = 'queued' | 'running' | 'cached' | 'done' | 'failed' | 'not-run';
+/**
+ * `not-run`: a card of a run that ended (failed, cancelled) before it came to it.
+ * `skipped`: a card whose `when` did not hold (or that used a skipped value): never a success.
+ */
+export type CardRunStatus = 'queued' | 'running' | 'cached' | 'done' | 'failed' | 'not-run' | 'skipped';
 
 export type CardLight = 'unconfigured' | 'ready' | CardRunStatus;

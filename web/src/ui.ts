@@ -24,6 +24,10 @@ export interface UiState {
   savedVersion: number;
   /** Bumps when the view should fit the pipeline (once its cards are measured). */
   fitRequest: number;
+  /** The context menu of the canvas (right click on a card or a selection), in screen coordinates. */
+  menu: { x: number; y: number } | null;
+  /** The iteration chosen for each loop block (0-based) whose body cards' previews are shown. */
+  iterations: Record<string, number>;
 }
 
 export const ui = createStore<UiState>({
@@ -36,4 +40,6 @@ export const ui = createStore<UiState>({
   runPanel: true,
   savedVersion: 0,
   fitRequest: 0,
+  menu: null,
+  iterations: {},
 });

@@ -9,7 +9,10 @@ import { portsOf } from '../pipelineFile';
 import { isActive, runs } from '../runs';
 import { shallowEqual, useStore } from '../store';
 import { toast } from '../toasts';
-import type { PortSpec } from '../types';
+import { enclosingBlocks, iterationPath } from '../blocks';
+import type { GroupData, PortSpec } from '../types';
+import { ui } from '../ui';
+import { BlockConfig, IterationPicker, WhenForm } from './BlockForm';
 import { ConfigForm } from './ConfigForm';
 import { OutputPreviews } from './OutputPreview';
 
@@ -49,7 +52,9 @@ function PortDoc({ port, link, problem }: { port: PortSpec; link?: string; probl
       <i className="dot" style={{ background: port.kind === 'any' ? '#fff' : kindColour(port.kind), borderColor: kindColour(port.kind) }} />
       <b>{port.name}</b> <span className="muted">{port.kind}</span>
       {port.required ? '' : <span className="muted"> (optional)</span>}
-      {link !== undefined && <span className={`link-source${link ? '' : ' missing'}`}>{link ? `← ${link}` : port.required ? 'not connected' : ''}</span>}
+      {link !== undefined && (
+        <span className={`link-source${link ? '' : ' missing'}`}>{link ? `← ${link}` : port.required ? 'not connected' : ''}</span>
+      )}
       {port.description && <div className="field-help">{port.description}</div>}
       {problem && <div className="field-error">{problem}</div>}
     </li>
@@ -58,16 +63,25 @@ function PortDoc({ port, link, problem }: { port: PortSpec; link?: string; probl
 
 function CardPanel({ id }: { id: string }) {
   const data = useStore(editor.doc, (s) => s.nodes.find((n) => n.id === id)?.data);
+  const isBlock = useStore(editor.doc, (s) => s.nodes.find((n) => n.id === id)?.type === 'group');
+  const chosen = useStore(ui, (s) => s.iterations);
+  const path = useStore(editor.doc, (s) => iterationPath(id, s.nodes, chosen));
+  // what --until / --only name: a body card by its static path (`epochs.batches.fwd`)
+  const cardPath = useStore(editor.doc, (s) => [...enclosingBlocks(id, s.nodes), id].join('.'));
   const inputLinks = useStore(
     editor.doc,
     (s) => {
       const links: Record<string, string> = {};
-      for (const e of s.edges) if (e.target === id && e.targetHandle) links[e.targetHandle] = `${e.source}.${e.sourceHandle}`;
+      for (const e of s.edges)
+        if (e.target === id && e.targetHandle) links[e.targetHandle] = `${e.source}.${e.sourceHandle?.replace(/^in:/, '')}`;
       return links;
     },
     shallowEqual,
   );
-  const total = useStore(editor.doc, (s) => s.order.length);
+  const total = useStore(editor.doc, (s) => {
+    const parent = s.nodes.find((n) => n.id === s.nodes.find((m) => m.id === id)?.parentId);
+    return parent ? (parent.data as GroupData).bodyOrder.length : s.order.length;
+  });
   const view = useCardView(id);
   const reasons = useStore(annotations, (s) => s.unconfigured[id] ?? EMPTY);
   const problems = useStore(annotations, (s) => s.problems[id] ?? EMPTY);
@@ -76,7 +90,10 @@ function CardPanel({ id }: { id: string }) {
   const type = editor.catalogue.get(data.cardType);
   const ports = portsOf(data, editor.catalogue);
   const portProblem = (name: string) =>
-    problems.filter((p) => p.field === name).map((p) => p.message.replace(/^card '[^']*' \([^)]*\): /, '')).join('; ') || undefined;
+    problems
+      .filter((p) => p.field === name)
+      .map((p) => p.message.replace(/^card '[^']*' \([^)]*\): /, ''))
+      .join('; ') || undefined;
   const move = (delta: number) => {
     const problem = editor.moveCard(id, delta);
     if (problem) toast(problem, 'info');
@@ -89,7 +106,9 @@ function CardPanel({ id }: { id: string }) {
         <span className="muted small">{data.cardType}</span>
       </div>
       <div className="row">
-        <label className="small muted" htmlFor="card-id">id</label>
+        <label className="small muted" htmlFor="card-id">
+          id
+        </label>
         <IdField id={id} />
         <span className="order-badge big" title="place in the script (run order)" data-testid="inspector-order">
           #{view.index}
@@ -103,14 +122,24 @@ function CardPanel({ id }: { id: string }) {
         </button>
       </div>
       <div className="row actions">
-        <button onClick={() => run({ until: id })} disabled={running} data-testid="run-until-button" title="run every card up to and including this one">
+        <button
+          onClick={() => run({ until: cardPath })}
+          disabled={running}
+          data-testid="run-until-button"
+          title="run every card up to and including this one"
+        >
           ▶ Run up to here
         </button>
-        <button onClick={() => run({ only: id })} disabled={running} data-testid="run-only-button" title="run just this card, from what the cards above it stored">
+        <button
+          onClick={() => run({ only: cardPath })}
+          disabled={running}
+          data-testid="run-only-button"
+          title="run just this card, from what the cards above it stored"
+        >
           ▶ Run only this
         </button>
         <button
-          onClick={() => run({ until: id, persist: 'all' })}
+          onClick={() => run({ until: cardPath, persist: 'all' })}
           disabled={running}
           data-testid="run-until-keep-button"
           title="run every card up to and including this one, keeping every output (persist all): then each can be previewed, and this card can run alone"
@@ -144,12 +173,17 @@ function CardPanel({ id }: { id: string }) {
         </div>
       )}
 
-      <h3>Config</h3>
-      {type ? (
+      <h3>{isBlock ? 'Loop' : 'Config'}</h3>
+      {isBlock ? (
+        <BlockConfig key={id} id={id} data={data as GroupData} />
+      ) : type ? (
         <ConfigForm key={id} cardId={id} type={type} config={data.config} problems={problems} />
       ) : (
         <p className="error small">Unknown card type '{data.cardType}': the server has no such card.</p>
       )}
+
+      <h3>When</h3>
+      <WhenForm key={`when-${id}`} id={id} when={data.when} />
 
       <h3>About</h3>
       {type?.description && <p className="description">{type.description}</p>}
@@ -171,7 +205,8 @@ function CardPanel({ id }: { id: string }) {
       </ul>
 
       <h3>Outputs of the last run</h3>
-      <OutputPreviews cardId={id} />
+      <IterationPicker id={id} includeSelf={isBlock} />
+      <OutputPreviews cardId={id} path={path} />
     </div>
   );
 }
@@ -196,8 +231,8 @@ function PipelinePanel() {
         </div>
       ))}
       <p className="muted small">
-        Select a card to see its config, documentation and outputs. Drag a card type from the palette, or double-click the
-        canvas to search. Press <kbd>?</kbd> for the shortcuts.
+        Select a card to see its config, documentation and outputs. Drag a card type from the palette, or double-click the canvas to search.
+        Press <kbd>?</kbd> for the shortcuts.
       </p>
     </div>
   );
@@ -222,7 +257,10 @@ export function Inspector() {
             <button onClick={() => editor.copy()}>Copy</button>
             <button onClick={() => editor.deleteSelection()}>Delete</button>
           </div>
-          <p className="muted small">{ids.slice(0, 40).join(', ')}{ids.length > 40 ? ', …' : ''}</p>
+          <p className="muted small">
+            {ids.slice(0, 40).join(', ')}
+            {ids.length > 40 ? ', …' : ''}
+          </p>
         </div>
       ) : (
         <PipelinePanel />

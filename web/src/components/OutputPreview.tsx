@@ -2,6 +2,7 @@
 import { useEffect, useState } from 'react';
 import { api, type CardOutputs, type OutputPreview as Preview } from '../api';
 import { kindColour } from '../catalogue';
+import { previewProblem } from '../blocks';
 import { isActive, runs } from '../runs';
 import { useStore } from '../store';
 
@@ -31,15 +32,20 @@ function TensorStats({ t, label }: { t: Obj; label?: string }) {
         {t.dtype !== undefined && (
           <tr>
             <td>dtype</td>
-            <td>{String(t.dtype)}{t.device ? ` on ${String(t.device)}` : ''}</td>
+            <td>
+              {String(t.dtype)}
+              {t.device ? ` on ${String(t.device)}` : ''}
+            </td>
           </tr>
         )}
-        {(['min', 'max', 'mean', 'std'] as const).filter((k) => k in t).map((k) => (
-          <tr key={k}>
-            <td>{k}</td>
-            <td>{num(t[k])}</td>
-          </tr>
-        ))}
+        {(['min', 'max', 'mean', 'std'] as const)
+          .filter((k) => k in t)
+          .map((k) => (
+            <tr key={k}>
+              <td>{k}</td>
+              <td>{num(t[k])}</td>
+            </tr>
+          ))}
       </tbody>
     </table>
   );
@@ -104,7 +110,8 @@ function ModelPreview({ p }: { p: Obj }) {
   return (
     <div>
       <div className="shape">
-        {num(p.parameters)} parameters{p.has_gradients ? ', with gradients' : ''}{p.training === false ? ', eval mode' : ''}
+        {num(p.parameters)} parameters{p.has_gradients ? ', with gradients' : ''}
+        {p.training === false ? ', eval mode' : ''}
       </div>
       <table className="head">
         <thead>
@@ -157,7 +164,9 @@ export function PreviewBody({ output }: { output: Preview }) {
   if (output.kind === 'optimizer' && Array.isArray(p.groups)) {
     return (
       <div>
-        <div className="shape">{String(p.type)}, {num(p.parameters_with_state)} parameters with state</div>
+        <div className="shape">
+          {String(p.type)}, {num(p.parameters_with_state)} parameters with state
+        </div>
         {(p.groups as Obj[]).map((g, i) => (
           <KeyValues key={i} value={Object.fromEntries(Object.entries(g).filter(([, v]) => v !== null && v !== false))} />
         ))}
@@ -167,14 +176,16 @@ export function PreviewBody({ output }: { output: Preview }) {
   return <KeyValues value={p} />;
 }
 
-export function OutputPreviews({ cardId }: { cardId: string }) {
+/** A card's previews; a body card's for one iteration, named by its full path (`epochs[3].batches[7].fwd`). */
+export function OutputPreviews({ cardId, path = cardId }: { cardId: string; path?: string }) {
   const runId = useStore(runs, (s) => s.runId);
   const active = useStore(runs, (s) => isActive(s.status));
   const cardStatus = useStore(runs, (s) => s.cards[cardId]?.status);
   const [data, setData] = useState<CardOutputs | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [reload, setReload] = useState(0);
-  const ready = !!runId && (cardStatus === 'done' || cardStatus === 'cached' || (!active && cardStatus !== 'failed' && cardStatus !== undefined));
+  const ready =
+    !!runId && (cardStatus === 'done' || cardStatus === 'cached' || (!active && cardStatus !== 'failed' && cardStatus !== undefined));
   useEffect(() => {
     setData(null);
     setError(null);
@@ -183,23 +194,34 @@ export function OutputPreviews({ cardId }: { cardId: string }) {
     let timer = 0;
     const load = (tries: number) =>
       api
-        .outputs(runId, cardId)
+        .outputs(runId, path)
         .then((d) => live && setData(d))
         .catch((e) => {
           if (!live) return;
           // a running run records its cards a little after their events: ask again shortly
           if (active && tries < 5) timer = window.setTimeout(() => void load(tries + 1), 1000);
-          else setError(e instanceof Error ? e.message : String(e));
+          else setError(previewProblem(e, path === cardId ? null : path));
         });
     void load(0);
     return () => {
       live = false;
       window.clearTimeout(timer);
     };
-  }, [runId, cardId, ready, reload, active]);
+  }, [runId, cardId, path, ready, reload, active]);
   if (!runId) return <p className="muted small">Run the pipeline to see this card's outputs.</p>;
-  if (!ready) return <p className="muted small">{cardStatus === 'failed' ? 'The card failed: it has no outputs.' : 'This card has not run in the last run.'}</p>;
-  if (error) return <p className="error small">{error}</p>;
+  if (!ready)
+    return (
+      <p className="muted small">
+        {cardStatus === 'failed' ? 'The card failed: it has no outputs.' : 'This card has not run in the last run.'}
+      </p>
+    );
+  if (error) {
+    return (
+      <p className={`${path === cardId ? 'error' : 'muted'} small`} data-testid="preview-problem">
+        {error}
+      </p>
+    );
+  }
   if (!data) return <p className="muted small">loading…</p>;
   return (
     <div className="outputs" data-testid="output-previews">

@@ -10,6 +10,8 @@ export const SHORTCUTS: [string, string][] = [
   ['Ctrl+D', 'duplicate the selected cards'],
   ['Delete / Backspace', 'delete the selected cards and links'],
   ['Ctrl+A', 'select every card'],
+  ['Ctrl+G', 'group the selected cards into a loop block (also: right click)'],
+  ['Ctrl+Shift+G', 'ungroup the selected block'],
   ['Shift+drag', 'select cards in a box'],
   ['Shift+click', 'add a card to the selection'],
   ['Ctrl+S', 'save'],

@@ -1,6 +1,6 @@
 /** The top bar: the pipeline's name and unsaved marker, file actions, undo/redo, view, run. */
 import { useEffect, useRef, useState } from 'react';
-import { cancel, exportFile, fitSoon, importFile, relayout, run, save } from '../actions';
+import { cancel, exportFile, fitSoon, groupSelection, importFile, relayout, run, save, ungroupSelection } from '../actions';
 import { editor } from '../editor';
 import { isActive, runs, type RunState } from '../runs';
 import { useStore } from '../store';
@@ -113,6 +113,16 @@ export function Toolbar() {
         <button onClick={relayout} data-testid="layout-button" title="lay the cards out again, a column per layer">
           Arrange
         </button>
+        <button onClick={groupSelection} data-testid="group-button" title="wrap the selected cards in a loop block (Ctrl+G)">
+          Group into loop
+        </button>
+        <button
+          onClick={ungroupSelection}
+          data-testid="ungroup-button"
+          title="put the selected block's body back in its place (Ctrl+Shift+G)"
+        >
+          Ungroup
+        </button>
         <button onClick={() => ui.set({ help: true })} data-testid="help-button" title="keyboard shortcuts (?)">
           ?
         </button>
@@ -120,7 +130,11 @@ export function Toolbar() {
       <span className="spacer" />
       <label className="small muted">
         executor{' '}
-        <select value={executor} onChange={(e) => ui.set({ executor: e.target.value as 'local' | 'process' })} data-testid="executor-select">
+        <select
+          value={executor}
+          onChange={(e) => ui.set({ executor: e.target.value as 'local' | 'process' })}
+          data-testid="executor-select"
+        >
           <option value="local">local</option>
           <option value="process">process</option>
         </select>

@@ -11,7 +11,8 @@ import { editor } from '../editor';
 import { portsOf } from '../pipelineFile';
 import { runs, type CardRun } from '../runs';
 import { shallowEqual, useStore } from '../store';
-import type { CardLight, CardNode as CardNodeType, PortSpec } from '../types';
+import { whenSummary } from '../blocks';
+import type { CardLight, CardNode as CardNodeType, PortSpec, WhenCondition } from '../types';
 
 export const LIGHT_TEXT: Record<CardLight, string> = {
   unconfigured: 'not configured',
@@ -22,6 +23,7 @@ export const LIGHT_TEXT: Record<CardLight, string> = {
   done: 'done',
   failed: 'failed',
   'not-run': 'not run',
+  skipped: 'skipped (its when did not hold)',
 };
 
 /** Each light's colour (as the status lights in styles.css draw them): what the minimap fills a card with. */
@@ -34,6 +36,7 @@ export const LIGHT_COLOUR: Record<CardLight, string> = {
   done: '#2e9e44',
   failed: '#c62828',
   'not-run': '#e4e6ea',
+  skipped: '#f3d9a4',
 };
 
 export interface CardView {
@@ -48,7 +51,7 @@ export interface CardView {
 
 /** A card's light from its "not configured" reasons and its run status. */
 export function lightOf(unconfigured: readonly string[] | undefined, run: CardRun | undefined): CardLight {
-  return unconfigured?.length ? 'unconfigured' : run?.status ?? 'ready';
+  return unconfigured?.length ? 'unconfigured' : (run?.status ?? 'ready');
 }
 
 /** Everything a card shows besides its document: one small, comparable object. */
@@ -67,10 +70,13 @@ export function useCardView(id: string): CardView {
   const reasons = a.unconfigured ?? [];
   const light = lightOf(reasons, run);
   const reason =
-    light === 'unconfigured' ? reasons.join('\n')
-    : light === 'failed' ? run?.error ?? 'failed'
-    : light === 'running' ? run?.progress ?? ''
-    : '';
+    light === 'unconfigured'
+      ? reasons.join('\n')
+      : light === 'failed'
+        ? (run?.error ?? 'failed')
+        : light === 'running'
+          ? (run?.progress ?? '')
+          : '';
   const problems = a.problems ?? [];
   return {
     index: a.index,
@@ -119,7 +125,7 @@ function configSummary(config: Record<string, unknown>): string[] {
 }
 
 /** The port rows: re-rendered when the card's document or its problem ports change, not for a run's status. */
-const CardPorts = memo(function CardPorts({ data, problemFields }: { data: CardNodeType['data']; problemFields: string }) {
+export const CardPorts = memo(function CardPorts({ data, problemFields }: { data: CardNodeType['data']; problemFields: string }) {
   const { inputs, outputs } = portsOf(data, editor.catalogue);
   const rows = Math.max(inputs.length, outputs.length);
   const badFields = problemFields ? new Set(problemFields.split(' ')) : null;
@@ -197,6 +203,16 @@ function CardNodeComponent({ id, data, selected }: NodeProps<CardNodeType>) {
       </div>
       <CardPorts data={data} problemFields={view.problemFields} />
       <CardConfig config={data.config} />
+      {data.when && <WhenLine id={id} when={data.when} />}
+    </div>
+  );
+}
+
+/** A conditional card's `when`, in a few words. */
+export function WhenLine({ id, when }: { id: string; when: WhenCondition }) {
+  return (
+    <div className="when-line" data-testid={`when-${id}`} title="the card runs only when this holds; otherwise it is skipped">
+      when {whenSummary(when)}
     </div>
   );
 }
