@@ -169,7 +169,7 @@ describe('reduceEvents with loop blocks (recorded events of the block contract)'
 
   it('shows on the running block where each loop stands, counted from 1, and its latest metrics', () => {
     const s = reduceEvents(looping, events);
-    expect(s.cards.epochs).toEqual({ status: 'running', progress: 'epoch 3/10 · batch 17/45 · loss 0.412' });
+    expect(s.cards.epochs).toMatchObject({ status: 'running', progress: 'epoch 3/10 · batch 17/45 · loss 0.412' });
     expect(s.loops).toEqual({ epochs: { reached: 3, total: 10 }, batches: { reached: 17, total: 45 } });
   });
 
@@ -193,6 +193,26 @@ describe('reduceEvents with loop blocks (recorded events of the block contract)'
       { kind: 'snapshot', run: { run_id: 'r2', name: 'p', status: 'running', cards: [{ card_id: 'epochs[0].eval', status: 'skipped' }] } },
     ]);
     expect(snap.cards.eval.status).toBe('skipped');
+  });
+
+  it("keeps the inner loops' places and the latest loss when an outer loop's iteration ends (the server's shape)", () => {
+    // after the last batch of epoch 1: the batches level and the loss; after epoch 1 itself: its level and the
+    // epoch body's metrics only
+    const s = reduceEvents(looping, [
+      { kind: 'progress', card_id: 'epochs', metrics: { loss_value: 0.4123 }, iterations: [
+        { block: 'epochs', index: 0, total: 10 }, { block: 'batches', index: 44, total: 45 }] },
+      { kind: 'progress', card_id: 'epochs', metrics: { mse: 0.5, best_value: 0.5 }, iterations: [
+        { block: 'epochs', index: 0, total: 10 }] },
+    ]);
+    expect(s.cards.epochs.progress).toBe('epoch 1/10 · batch 45/45 · loss 0.412 · mse 0.5 · best_value 0.5');
+    const next = reduceEvents(s, [{ kind: 'progress', card_id: 'epochs', metrics: { loss_value: 0.3 }, iterations: [
+      { block: 'epochs', index: 1, total: 10 }, { block: 'batches', index: 0, total: 45 }] }]);
+    expect(next.cards.epochs.progress).toBe('epoch 2/10 · batch 1/45 · loss 0.3 · mse 0.5 · best_value 0.5');
+  });
+
+  it('keeps where a block got to once it is done: the iterations it ran and its last loss', () => {
+    const s = reduceEvents(looping, [...events, { kind: 'done', card_id: 'epochs', seconds: 1 }]);
+    expect(s.cards.epochs).toEqual({ status: 'done', seconds: 1, progress: 'epoch 3/10 · batch 17/45 · loss 0.412' });
   });
 
   it('keeps a loop whose number of iterations is unknown as "?"', () => {

@@ -16,6 +16,9 @@ export interface CardRun {
   seconds?: number;
   /** How far a long running card has come: "step 40 of 90", from its progress reports. */
   progress?: string;
+  /** A block's loop levels and metrics so far: an outer loop's event names neither the inner loops nor their loss. */
+  levels?: IterationLevel[];
+  metrics?: Record<string, number | string>;
 }
 
 export interface LogEntry {
@@ -180,15 +183,20 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         current = event.card_id;
         const value = lossValue(event.metrics?.loss_value);
         let progress: string;
+        let levels: IterationLevel[] | undefined;
+        let metrics: Record<string, number | string> | undefined;
         if (event.iterations?.length) {
-          // a loop block: "epoch 3/10 · batch 17/45 · loss 0.41"
+          // a loop block: "epoch 3/10 · batch 17/45 · loss 0.41"; after an epoch, its batches' last place stays
           seeLoops(event.iterations);
-          progress = iterationsText(event.iterations, event.metrics);
+          const before = cards[nodeIdOfPath(event.card_id)];
+          levels = [...event.iterations, ...(before?.levels ?? []).slice(event.iterations.length)];
+          metrics = { ...before?.metrics, ...event.metrics };
+          progress = iterationsText(levels, metrics);
         } else {
           const step = event.step !== undefined ? `step ${event.step} of ${event.steps ?? '?'}` : undefined;
           progress = [step, typeof value === 'number' ? `loss ${value.toPrecision(4)}` : undefined].filter(Boolean).join(', ');
         }
-        setCard(event.card_id, { status: 'running', progress });
+        setCard(event.card_id, { status: 'running', progress, ...(levels && { levels, metrics }) });
         // a block's latest loss is its body card's, already on the curve from that card's event
         if (typeof value === 'number' && !event.iterations?.length)
           newLoss.push({ step: loss.length + newLoss.length, value, card: event.card_id });
@@ -202,7 +210,9 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         if (!id) break;
         // the run's count is of its top-level cards: a body card runs once per iteration
         if (isTopLevelPath(id)) finished += 1;
-        setCard(id, { status: event.kind, error: event.error ?? undefined, seconds: event.seconds });
+        // a block keeps where it got to ("epoch 4/10 · batch 45/45 · loss 0.3"): early stopping reads there
+        const progress = cards[nodeIdOfPath(id)]?.progress;
+        setCard(id, { status: event.kind, error: event.error ?? undefined, seconds: event.seconds, ...(progress && { progress }) });
         const metrics = event.metrics ?? {};
         const value = lossValue(metrics.loss_value);
         if (value !== undefined) newLoss.push({ step: loss.length + newLoss.length, value, card: id });

@@ -1,6 +1,7 @@
 /**
  * A loop block. Collapsed, it is one card: its id, its loop setting ("× 10", "over it.batches"), its ports,
- * and while it runs where its loops stand ("epoch 3/10 · batch 17/45 · loss 0.41"). Expanded, it is a frame
+ * and while it runs where its loops stand ("epoch 3/10 · batch 17/45 · loss 0.41"), after the run where they got
+ * to. Expanded, it is a frame
  * whose children are the body's cards: its inputs are handles on the left edge, outside (links from the
  * pipeline) and inside (`in:<port>`, feeding the body; also `iteration`, the carried values and the item of
  * `over`); its outputs are on the right edge, inside (`out:<port>`, from the body) and outside.
@@ -10,6 +11,7 @@ import { memo } from 'react';
 import { blockOutputsOf, innerPortsOf, isExpanded, loopSummary } from '../blocks';
 import { kindColour } from '../catalogue';
 import { editor } from '../editor';
+import { runs } from '../runs';
 import { useStore } from '../store';
 import type { GroupNode as GroupNodeType, PortSpec } from '../types';
 import { CardPorts, PortHandle, StatusLight, WhenLine, useCardView } from './CardNode';
@@ -45,7 +47,8 @@ function GroupNodeComponent({ id, data, selected }: NodeProps<GroupNodeType>) {
   const inputNames = new Set(inputs.map((p) => p.name));
   const innerOnly = innerPortsOf(data).filter((p) => !inputNames.has(p.name));
   const bodyOutputs = new Set((data.ports?.outputs ?? []).map((p) => p.name));
-  const progress = view.light === 'running' && view.reason ? view.reason : '';
+  // where the block is, or got to in the last run: "epoch 4/10 · batch 45/45 · loss 0.3"
+  const progress = useStore(runs, (s) => (view.light === 'unconfigured' ? '' : (s.cards[id]?.progress ?? '')));
   const header = (
     <>
       <div className="card-header group-header">

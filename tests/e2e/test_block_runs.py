@@ -1,0 +1,85 @@
+"""Running loop blocks from the editor, end to end: the blocks example (epochs over batches, validation, early
+stopping) imported into the built bundle in headless Chromium and run by a real `cardloop serve` and its engine.
+The run's lights, progress label, counter and loss curve are checked against what the server recorded.
+
+The pipelines are the example with fewer epochs, written in tmp_path, so that a run takes seconds."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from tests.e2e.test_editor import WAIT, card, chromium, page, server, wait_for_run  # noqa: F401 (fixtures)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "basic_training_loop.yaml"
+TOP_LEVEL = ["data", "split", "normalize", "model", "opt", "epochs", "evaluate"]
+EPOCH_BODY = ["shuffle", "batches", "validate", "stop"]
+BATCH_BODY = ["zero", "fwd", "loss", "back", "step"]
+BATCHES = 45  # the diabetes data's 353 training rows in batches of 8
+
+
+def variant(tmp_path: Path, epochs: int, validate_every: int | None = None) -> Path:
+    """The blocks example for `epochs` epochs; with `validate_every`, validation (and early stopping, which uses
+    it) only every that many epochs."""
+    pipeline = yaml.safe_load(EXAMPLE.read_text())
+    block = next(c for c in pipeline["cards"] if c["id"] == "epochs")
+    block["config"]["times"] = epochs
+    if validate_every:
+        next(c for c in block["body"]["cards"] if c["id"] == "validate")["when"] = {"every": validate_every,
+                                                                                    "of": "epochs"}
+    path = tmp_path / f"blocks-{epochs}.yaml"
+    path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    return path
+
+
+def get(server: str, path: str):
+    with urllib.request.urlopen(server + path, timeout=30) as response:
+        return json.load(response)
+
+
+def open_and_run(page, file: Path, persist: str = "checkpoint") -> None:
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("palette-item-data_load")).to_be_visible(timeout=WAIT)
+    page.get_by_test_id("import-input").set_input_files(str(file))
+    expect(page.locator(".react-flow__node")).to_have_count(len(TOP_LEVEL), timeout=WAIT)
+    page.get_by_test_id("persist-select").select_option(persist)
+    page.get_by_test_id("toggle-epochs").click()
+    page.get_by_test_id("toggle-batches").click()
+    for body_card in EPOCH_BODY + BATCH_BODY:
+        expect(card(page, body_card)).to_be_visible()
+    page.locator(".react-flow__pane").click()  # focus on the canvas: the editor has the keys
+    page.keyboard.press("Control+Enter")
+    wait_for_run(page)
+
+
+def only_run(server: str) -> str:
+    (run,) = get(server, "/api/runs")
+    return run["run_id"]
+
+
+def test_a_run_of_the_blocks_example_lights_its_body_counts_top_level_cards_and_plots_every_batch(
+        page, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    open_and_run(page, variant(tmp_path, epochs=2))
+    for card_id in TOP_LEVEL + EPOCH_BODY + BATCH_BODY:
+        expect(page.get_by_test_id(f"status-{card_id}")).to_have_attribute("data-status", "done")
+    expect(page.locator(".run-panel .progress-text")).to_have_text(f"{len(TOP_LEVEL)}/{len(TOP_LEVEL)}")
+    # the block keeps where it got to: its last iteration of each loop and its last loss
+    expect(page.get_by_test_id("block-progress-epochs")).to_have_text(
+        re.compile(rf"^epoch 2/2 · batch {BATCHES}/{BATCHES} · loss \d"))
+
+    run_id = only_run(server)
+    points = get(server, f"/api/runs/{run_id}/metrics?name=loss_value")["points"]
+    assert len(points) == 2 * BATCHES
+    assert [p["card_id"] for p in points] == [f"epochs[{e}].batches[{b}].loss"
+                                              for e in range(2) for b in range(BATCHES)]
+    plot = page.get_by_test_id("loss-plot")
+    expect(plot).to_have_attribute("data-points", str(len(points)))
+    assert float(plot.get_attribute("data-last")) == points[-1]["value"]
