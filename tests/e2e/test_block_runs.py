@@ -83,3 +83,67 @@ def test_a_run_of_the_blocks_example_lights_its_body_counts_top_level_cards_and_
     plot = page.get_by_test_id("loss-plot")
     expect(plot).to_have_attribute("data-points", str(len(points)))
     assert float(plot.get_attribute("data-last")) == points[-1]["value"]
+
+
+def test_a_body_card_skipped_by_its_when_shows_skipped_never_done(page, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    # validation every 2 epochs of 3: skipped in epochs 1 and 3, and early stopping, which uses it, with it
+    open_and_run(page, variant(tmp_path, epochs=3, validate_every=2))
+    for card_id in ("validate", "stop"):
+        light = page.get_by_test_id(f"status-{card_id}")
+        expect(light).to_have_attribute("data-status", "skipped")
+        assert light.get_attribute("title").startswith("skipped")
+    done = card(page, "shuffle").locator(".card").evaluate("(el) => getComputedStyle(el).backgroundColor")
+    skipped = card(page, "validate").locator(".card").evaluate("(el) => getComputedStyle(el).backgroundColor")
+    assert skipped != done
+    log = page.get_by_test_id("run-log")
+    for line in ("epochs[1].validate done", "epochs[2].validate skipped", "epochs[2].stop skipped"):
+        expect(log).to_contain_text(line)  # (the log shows its last lines: epoch 1's are further up)
+    view = get(server, f"/api/runs/{only_run(server)}/cards/epochs.validate")
+    assert (view["executions"], view["done"], view["skipped"]) == (3, 1, 2), view
+
+
+def test_the_iteration_picker_previews_that_iterations_outputs_when_the_run_kept_every_iteration(
+        page, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    open_and_run(page, variant(tmp_path, epochs=2), persist="all")
+    card(page, "loss").locator(".card-title").click()
+    expect(page.get_by_test_id("iteration-picker")).to_be_visible()
+    page.get_by_test_id("iteration-epochs").fill("1")
+    with page.expect_response(lambda r: urllib.parse.unquote(r.url).endswith(
+            "/cards/epochs[0].batches[2].loss")) as answer:
+        page.get_by_test_id("iteration-batches").fill("3")
+    assert answer.value.status == 200
+    preview = page.get_by_test_id("output-loss_value")
+    expect(preview.locator(".tag")).to_have_text("stored")
+    expected = get(server, f"/api/runs/{only_run(server)}/metrics?name=loss_value")["points"][2]
+    assert expected["card_id"] == "epochs[0].batches[2].loss"
+    expect(preview).to_contain_text(f"{expected['value']:.4g}")
+
+
+def test_the_iteration_picker_says_an_iteration_was_not_stored_under_the_default_policy(
+        page, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    open_and_run(page, variant(tmp_path, epochs=1))
+    card(page, "fwd").locator(".card-title").click()
+    page.get_by_test_id("iteration-batches").fill("3")
+    expect(page.get_by_test_id("preview-problem")).to_have_text(
+        'epochs[0].batches[2].fwd: not stored for this iteration under the persist policy (run with persist "all" '
+        "to keep every iteration's outputs)")
+
+
+
+def test_the_side_panel_says_an_iteration_in_which_the_card_was_skipped_was_skipped(page, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    open_and_run(page, variant(tmp_path, epochs=2, validate_every=2), persist="all")
+    card(page, "validate").locator(".card-title").click()
+    page.get_by_test_id("iteration-epochs").fill("2")
+    expect(page.get_by_test_id("output-mse")).to_be_visible()  # epoch 2 validated: its outputs are stored
+    page.get_by_test_id("iteration-epochs").fill("1")
+    expect(page.get_by_test_id("preview-problem")).to_have_text(
+        "epochs[0].validate: skipped in this iteration (its when did not hold, or it used a skipped value): no outputs")
+    expect(page.get_by_test_id("output-mse")).to_have_count(0)

@@ -105,6 +105,14 @@ export interface CardOutputs {
   outputs: Record<string, OutputPreview>;
 }
 
+/** One iteration of a body card in a run: its status, and its outputs when the run stored them (else null). */
+export interface IterationDetail {
+  path: string;
+  status: string;
+  seconds?: number;
+  outputs: Record<string, OutputPreview> | null;
+}
+
 export const api = {
   cards: () => request<Catalogue>('GET', '/api/cards'),
   examples: () => request<ExampleInfo[]>('GET', '/api/examples'),
@@ -122,11 +130,17 @@ export const api = {
       `/api/runs/${enc(runId)}/metrics?name=${enc(name)}`,
     ),
   outputs: (runId: string, path: string) => request<CardOutputs>('GET', outputsPath(runId, path)),
+  iteration: (runId: string, path: string) => request<IterationDetail>('GET', cardPath(runId, path)),
 };
 
-/** Where a card's output previews are: a body card's by its full iteration path (`epochs[3].batches[7].fwd`). */
+/** A card of a run: a body card's iteration by its full path (`epochs[3].batches[7].fwd`). */
+export function cardPath(runId: string, path: string): string {
+  return `/api/runs/${enc(runId)}/cards/${enc(path)}`;
+}
+
+/** Where a card's output previews are. */
 export function outputsPath(runId: string, path: string): string {
-  return `/api/runs/${enc(runId)}/cards/${enc(path)}/outputs`;
+  return `${cardPath(runId, path)}/outputs`;
 }
 
 export function eventsUrl(runId: string): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ApiError, outputsPath } from './api';
+import { cardPath, outputsPath } from './api';
 import {
   blockProblems,
   iterationPath,
@@ -7,7 +7,7 @@ import {
   loopSummary,
   loopWord,
   nodeIdOfPath,
-  previewProblem,
+  iterationNote,
   staticPath,
   whenProblems,
   whenSummary,
@@ -153,12 +153,21 @@ describe('paths and progress', () => {
     );
   });
 
-  it('says an iteration not kept under the persist policy is not stored, and keeps other errors as they are', () => {
-    expect(previewProblem(new ApiError('no such card', 404), 'epochs[3].fwd')).toBe(
+  it("asks for one iteration of a body card (its status and outputs) by its full path, URL-encoded", () => {
+    expect(cardPath('r 1', 'epochs[3].batches[7].fwd')).toBe('/api/runs/r%201/cards/epochs%5B3%5D.batches%5B7%5D.fwd');
+  });
+
+  it('says an iteration in which the card was skipped was skipped, not that it was not stored', () => {
+    expect(iterationNote({ path: 'epochs[0].eval', status: 'skipped', outputs: null })).toBe(
+      'epochs[0].eval: skipped in this iteration (its when did not hold, or it used a skipped value): no outputs',
+    );
+  });
+
+  it('says an iteration not kept under the persist policy is not stored, and nothing of one it kept', () => {
+    expect(iterationNote({ path: 'epochs[3].fwd', status: 'done', outputs: null })).toBe(
       'epochs[3].fwd: not stored for this iteration under the persist policy (run with persist "all" to keep every iteration\'s outputs)',
     );
-    expect(previewProblem(new ApiError('no such card', 404), null)).toBe('no such card');
-    expect(previewProblem(new ApiError('server error', 500), 'epochs[3].fwd')).toBe('server error');
+    expect(iterationNote({ path: 'epochs[3].fwd', status: 'done', outputs: {} })).toBeNull();
   });
 
   it('names each loop level by its block id in the singular', () => {

@@ -4,7 +4,7 @@
  * server's validation gives), and the iteration paths that run events and previews use
  * (`epochs[3].batches[7].fwd`, static path `epochs.batches.fwd`).
  */
-import { ApiError } from './api';
+import type { IterationDetail } from './api';
 import { parseRef } from './pipelineFile';
 import type { AnyNode, CardData, GroupData, PortSpec, WhenCondition } from './types';
 
@@ -299,10 +299,11 @@ export function iterationsText(
   return parts.join(' · ');
 }
 
-/** What the side panel says when a card's previews cannot be had: a body card's iteration not kept is no error. */
-export function previewProblem(error: unknown, iterationPath: string | null): string {
-  if (iterationPath && error instanceof ApiError && error.status === 404) {
-    return `${iterationPath}: not stored for this iteration under the persist policy (run with persist "all" to keep every iteration's outputs)`;
-  }
-  return error instanceof Error ? error.message : String(error);
+/** What the side panel says instead of an iteration's previews: it was skipped, or the run did not store it. */
+export function iterationNote(view: Pick<IterationDetail, 'path' | 'status' | 'outputs'>): string | null {
+  if (view.status === 'skipped')
+    return `${view.path}: skipped in this iteration (its when did not hold, or it used a skipped value): no outputs`;
+  if (!view.outputs)
+    return `${view.path}: not stored for this iteration under the persist policy (run with persist "all" to keep every iteration's outputs)`;
+  return null;
 }

@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'react';
 import { api, type CardOutputs, type OutputPreview as Preview } from '../api';
 import { kindColour } from '../catalogue';
-import { previewProblem } from '../blocks';
+import { iterationNote } from '../blocks';
 import { isActive, runs } from '../runs';
 import { useStore } from '../store';
 
@@ -192,15 +192,20 @@ export function OutputPreviews({ cardId, path = cardId }: { cardId: string; path
     if (!runId || !ready) return;
     let live = true;
     let timer = 0;
+    // a body card's iteration: its status first (skipped, or not stored under the persist policy), then its outputs
+    const lookup = async (): Promise<CardOutputs | string> => {
+      if (path === cardId) return api.outputs(runId, path);
+      const view = await api.iteration(runId, path);
+      return iterationNote(view) ?? { run_id: runId, card_id: path, outputs: view.outputs ?? {} };
+    };
     const load = (tries: number) =>
-      api
-        .outputs(runId, path)
-        .then((d) => live && setData(d))
+      lookup()
+        .then((d) => live && (typeof d === 'string' ? setError(d) : setData(d)))
         .catch((e) => {
           if (!live) return;
           // a running run records its cards a little after their events: ask again shortly
           if (active && tries < 5) timer = window.setTimeout(() => void load(tries + 1), 1000);
-          else setError(previewProblem(e, path === cardId ? null : path));
+          else setError(e instanceof Error ? e.message : String(e));
         });
     void load(0);
     return () => {
