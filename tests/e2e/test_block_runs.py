@@ -147,3 +147,14 @@ def test_the_side_panel_says_an_iteration_in_which_the_card_was_skipped_was_skip
     expect(page.get_by_test_id("preview-problem")).to_have_text(
         "epochs[0].validate: skipped in this iteration (its when did not hold, or it used a skipped value): no outputs")
     expect(page.get_by_test_id("output-mse")).to_have_count(0)
+
+
+def test_a_second_run_served_from_the_cache_lights_the_blocks_body_cached_not_not_run(page, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    open_and_run(page, variant(tmp_path, epochs=1))
+    page.keyboard.press("Control+Enter")  # the same pipeline again: every card comes from the cache
+    expect(page.get_by_test_id("run-log")).to_contain_text("epochs cached")
+    wait_for_run(page)
+    for card_id in TOP_LEVEL + EPOCH_BODY + BATCH_BODY:
+        expect(page.get_by_test_id(f"status-{card_id}")).to_have_attribute("data-status", "cached")

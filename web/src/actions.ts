@@ -7,7 +7,7 @@ import { editor } from './editor';
 import { autoLayout } from './pipelineFile';
 import { cancelRun, isActive, runs, startRun } from './runs';
 import { toast } from './toasts';
-import type { GroupData, PipelineFile } from './types';
+import type { PipelineFile } from './types';
 import { ui } from './ui';
 
 export const PIPELINE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
@@ -92,7 +92,7 @@ export function guardUnload(): () => void {
 
 function resetRunView(): void {
   if (isActive(runs.get().status)) return;
-  runs.set({ cards: {}, sigs: null, loss: [], runId: null, status: 'idle', error: null, total: 0, finished: 0, problems: [], loops: {} });
+  runs.set({ cards: {}, sigs: null, loss: [], runId: null, status: 'idle', error: null, total: 0, finished: 0, problems: [], loops: {}, topBlock: {} });
 }
 
 /** Put a pipeline file on the canvas (one undoable step) and remember it as the saved state. */
@@ -217,10 +217,17 @@ export function run(options: { until?: string; only?: string; persist?: 'checkpo
     const at = state.order.indexOf(top);
     queued = at >= 0 ? state.order.slice(0, at + 1) : [top];
   }
-  // cards in a block's body run with their block
+  // cards in a block's body run with their block (blocks in blocks included)
   const withBodies = new Set(queued);
+  const topBlock: Record<string, string> = {};
+  const parent = new Map(state.nodes.map((n) => [n.id, n.parentId]));
   for (const node of state.nodes) {
-    if (node.type === 'group' && withBodies.has(node.id)) for (const id of (node.data as GroupData).bodyOrder) withBodies.add(id);
+    let top = node.parentId;
+    while (top && parent.get(top)) top = parent.get(top);
+    if (top && withBodies.has(top)) {
+      withBodies.add(node.id);
+      topBlock[node.id] = top;
+    }
   }
   const { executor, cache } = ui.get();
   const persist = options.persist ?? ui.get().persist;
@@ -233,6 +240,7 @@ export function run(options: { until?: string; only?: string; persist?: 'checkpo
     until: options.until,
     only: options.only,
     queued: [...withBodies],
+    topBlock,
     total: queued.length,
     sigs: cardSignatures(state.nodes, state.edges),
   }).catch((error) => {

@@ -210,6 +210,20 @@ describe('reduceEvents with loop blocks (recorded events of the block contract)'
     expect(next.cards.epochs.progress).toBe('epoch 2/10 · batch 1/45 · loss 0.3 · mse 0.5 · best_value 0.5');
   });
 
+  it("lights a block's body cards cached when the block's result comes from the cache, not 'not run'", () => {
+    const queued: RunState = {
+      ...looping,
+      cards: { epochs: { status: 'queued' }, evaluate: { status: 'queued' }, fwd: { status: 'queued' }, eval: { status: 'queued' } },
+      topBlock: { fwd: 'epochs', eval: 'epochs' },
+    };
+    const s = reduceEvents(queued, [
+      { kind: 'cached', card_id: 'epochs' },
+      { kind: 'done', card_id: 'evaluate' },
+      { kind: 'run_finished', status: 'succeeded' },
+    ]);
+    expect([s.cards.fwd.status, s.cards.eval.status, s.cards.epochs.status]).toEqual(['cached', 'cached', 'cached']);
+  });
+
   it('keeps where a block got to once it is done: the iterations it ran and its last loss', () => {
     const s = reduceEvents(looping, [...events, { kind: 'done', card_id: 'epochs', seconds: 1 }]);
     expect(s.cards.epochs).toEqual({ status: 'done', seconds: 1, progress: 'epoch 3/10 · batch 17/45 · loss 0.412' });

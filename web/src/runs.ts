@@ -51,6 +51,8 @@ export interface RunState {
   problems: Problem[];
   /** Each loop block's iterations seen in this run (from its progress events): how many, of how many. */
   loops: Record<string, LoopSeen>;
+  /** Each body card's top-level block (a block served from the cache sends no events of its body cards). */
+  topBlock: Record<string, string>;
 }
 
 export interface LoopSeen {
@@ -74,6 +76,7 @@ export const runs = createStore<RunState>({
   sigs: null,
   problems: [],
   loops: {},
+  topBlock: {},
 });
 
 export const LOG_LIMIT = 5000;
@@ -213,6 +216,10 @@ export function reduceEvents(state: RunState, events: RunEvent[]): RunState {
         // a block keeps where it got to ("epoch 4/10 · batch 45/45 · loss 0.3"): early stopping reads there
         const progress = cards[nodeIdOfPath(id)]?.progress;
         setCard(id, { status: event.kind, error: event.error ?? undefined, seconds: event.seconds, ...(progress && { progress }) });
+        if (event.kind === 'cached') {
+          for (const [body, block] of Object.entries(state.topBlock))
+            if (block === id && cards[body]?.status === 'queued') setCard(body, { status: 'cached' });
+        }
         const metrics = event.metrics ?? {};
         const value = lossValue(metrics.loss_value);
         if (value !== undefined) newLoss.push({ step: loss.length + newLoss.length, value, card: id });
@@ -297,6 +304,8 @@ export interface StartOptions {
   only?: string;
   /** The cards to mark queued (body cards included). */
   queued: string[];
+  /** Each body card's top-level block. */
+  topBlock: Record<string, string>;
   /** How many top-level cards the run will run (what its progress counts). */
   total: number;
   sigs: Record<string, string>;
@@ -327,6 +336,7 @@ export async function startRun(options: StartOptions): Promise<string | null> {
     sigs: options.sigs,
     problems: [],
     loops: {},
+    topBlock: options.topBlock,
     log: [
       ...runs.get().log,
       entry(
