@@ -23,12 +23,16 @@ BATCH_BODY = ["zero", "fwd", "loss", "back", "step"]
 BATCHES = 45  # the diabetes data's 353 training rows in batches of 8
 
 
-def variant(tmp_path: Path, epochs: int, validate_every: int | None = None) -> Path:
-    """The blocks example for `epochs` epochs; with `validate_every`, validation (and early stopping, which uses
-    it) only every that many epochs."""
+def variant(tmp_path: Path, epochs: int = 10, validate_every: int | None = None) -> Path:
+    """The blocks example for `epochs` epochs, its blocks drawn expanded (`ui.expanded`: every body card on the
+    canvas without a click); with `validate_every`, validation (and early stopping, which uses it) only every
+    that many epochs."""
     pipeline = yaml.safe_load(EXAMPLE.read_text())
     block = next(c for c in pipeline["cards"] if c["id"] == "epochs")
     block["config"]["times"] = epochs
+    inner = next(c for c in block["body"]["cards"] if c["id"] == "batches")
+    for expanded in (block, inner):
+        expanded["ui"] = {"expanded": True}
     if validate_every:
         next(c for c in block["body"]["cards"] if c["id"] == "validate")["when"] = {"every": validate_every,
                                                                                     "of": "epochs"}
@@ -47,12 +51,10 @@ def open_and_run(page, file: Path, persist: str = "checkpoint") -> None:
 
     expect(page.get_by_test_id("palette-item-data_load")).to_be_visible(timeout=WAIT)
     page.get_by_test_id("import-input").set_input_files(str(file))
-    expect(page.locator(".react-flow__node")).to_have_count(len(TOP_LEVEL), timeout=WAIT)
-    page.get_by_test_id("persist-select").select_option(persist)
-    page.get_by_test_id("toggle-epochs").click()
-    page.get_by_test_id("toggle-batches").click()
+    expect(card(page, "evaluate")).to_be_visible(timeout=WAIT)
     for body_card in EPOCH_BODY + BATCH_BODY:
         expect(card(page, body_card)).to_be_visible()
+    page.get_by_test_id("persist-select").select_option(persist)
     page.locator(".react-flow__pane").click()  # focus on the canvas: the editor has the keys
     page.keyboard.press("Control+Enter")
     wait_for_run(page)
@@ -83,6 +85,22 @@ def test_a_run_of_the_blocks_example_lights_its_body_counts_top_level_cards_and_
     plot = page.get_by_test_id("loss-plot")
     expect(plot).to_have_attribute("data-points", str(len(points)))
     assert float(plot.get_attribute("data-last")) == points[-1]["value"]
+
+
+def test_the_blocks_example_as_it_ships_runs_to_its_end_or_early_stop_with_every_batch_on_the_curve(
+        page, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    open_and_run(page, variant(tmp_path))  # the example as it ships, its blocks drawn expanded
+    points = get(server, f"/api/runs/{only_run(server)}/metrics?name=loss_value")["points"]
+    epochs = len(points) // BATCHES
+    assert len(points) == epochs * BATCHES and 1 <= epochs <= 10, len(points)
+    expect(page.get_by_test_id("loss-plot")).to_have_attribute("data-points", str(len(points)))
+    expect(page.get_by_test_id("block-progress-epochs")).to_have_text(
+        re.compile(rf"^epoch {epochs}/10 · batch {BATCHES}/{BATCHES} · loss \d"))
+    for card_id in TOP_LEVEL + EPOCH_BODY + BATCH_BODY:
+        expect(page.get_by_test_id(f"status-{card_id}")).to_have_attribute("data-status", "done")
+    expect(page.locator(".run-panel .progress-text")).to_have_text(f"{len(TOP_LEVEL)}/{len(TOP_LEVEL)}")
 
 
 def test_a_body_card_skipped_by_its_when_shows_skipped_never_done(page, server, tmp_path):  # noqa: F811
