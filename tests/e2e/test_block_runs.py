@@ -2,7 +2,8 @@
 stopping) imported into the built bundle in headless Chromium and run by a real `cardloop serve` and its engine.
 The run's lights, progress label, counter and loss curve are checked against what the server recorded.
 
-The pipelines are the example with fewer epochs, written in tmp_path, so that a run takes seconds."""
+The pipelines are the example, its blocks drawn expanded, mostly with fewer epochs (a run takes seconds), written
+in tmp_path."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "basic_training_loo
 TOP_LEVEL = ["data", "split", "normalize", "model", "opt", "epochs", "evaluate"]
 EPOCH_BODY = ["shuffle", "batches", "validate", "stop"]
 BATCH_BODY = ["zero", "fwd", "loss", "back", "step"]
-BATCHES = 45  # the diabetes data's 353 training rows in batches of 8
+BATCHES = 45  # the diabetes data's 354 training rows (after the 20 % test split) in batches of 8
 
 
 def variant(tmp_path: Path, epochs: int = 10, validate_every: int | None = None) -> Path:
@@ -154,7 +155,8 @@ def test_the_iteration_picker_says_an_iteration_was_not_stored_under_the_default
 
 
 
-def test_the_side_panel_says_an_iteration_in_which_the_card_was_skipped_was_skipped(page, server, tmp_path):  # noqa: F811
+def test_the_side_panel_says_an_iteration_in_which_the_card_was_skipped_was_skipped(
+        page, server, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
     open_and_run(page, variant(tmp_path, epochs=2, validate_every=2), persist="all")

@@ -1,10 +1,10 @@
 /**
  * A loop block. Collapsed, it is one card: its id, its loop setting ("× 10", "over it.batches"), its ports,
- * and while it runs where its loops stand ("epoch 3/10 · batch 17/45 · loss 0.41"), after the run where they got
- * to. Expanded, it is a frame
- * whose children are the body's cards: its inputs are handles on the left edge, outside (links from the
- * pipeline) and inside (`in:<port>`, feeding the body; also `iteration`, the carried values and the item of
- * `over`); its outputs are on the right edge, inside (`out:<port>`, from the body) and outside.
+ * and while it runs where its loops stand ("epoch 3/10 · batch 17/45 · loss 0.41"), after the run where they
+ * got to. Expanded, it is a frame whose children are the body's cards: its inputs are handles on the left edge,
+ * outside (links from the pipeline) and inside (`in:<port>`, feeding the body; also `iteration`, the carried
+ * values and the item of `over`); its outputs are on the right edge, inside (`out:<port>`, from the body) and
+ * outside.
  */
 import { Handle, NodeResizer, Position, type NodeProps } from '@xyflow/react';
 import { memo } from 'react';
