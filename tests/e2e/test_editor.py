@@ -343,13 +343,13 @@ def test_build_wire_edit_run_and_open_example(chromium, server, page, screenshot
     assert float(plot.get_attribute("data-last")) > 0
     screenshot(page, "editor-one-batch.png")
 
-    # ---- 5. open the Basic Training Loop example and run it (Ctrl+Enter)
-    with urllib.request.urlopen(f"{server}/api/examples/basic-training-loop", timeout=30) as response:
+    # ---- 5. open the unrolled Basic Training Loop example and run it (Ctrl+Enter)
+    with urllib.request.urlopen(f"{server}/api/examples/unrolled-training-loop", timeout=30) as response:
         example = json.load(response)
     steps = sum(1 for c in example["cards"] if c["type"] == "training_loss")
     last = example["cards"][-1]["id"]
-    page.get_by_test_id("example-basic-training-loop").click()
-    expect(page.get_by_test_id("pipeline-name")).to_have_value("basic-training-loop", timeout=WAIT)
+    page.get_by_test_id("example-unrolled-training-loop").click()
+    expect(page.get_by_test_id("pipeline-name")).to_have_value("unrolled-training-loop", timeout=WAIT)
     expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "idle")
     expect(plot).to_have_attribute("data-points", "0")
     expect(page.get_by_test_id(f"status-{last}")).to_have_attribute("data-status", "ready", timeout=WAIT)

@@ -220,7 +220,7 @@ def test_examples_lists_the_examples_with_descriptions(client):
     response = client.get("/api/examples")
     assert response.status_code == 200
     examples = {entry["name"]: entry["description"] for entry in response.json()}
-    assert {"basic-training-loop", "one-batch", "training-loop"} <= set(examples)
+    assert {"basic-training-loop", "unrolled-training-loop", "one-batch", "training-loop"} <= set(examples)
     assert all(description for description in examples.values())
 
 
@@ -232,8 +232,11 @@ def test_an_example_is_a_valid_pipeline(client):
     ids = [card["id"] for card in example["cards"]]
     assert ids[0] == "data" and "step0" in ids and "step1" not in ids
     assert client.post("/api/validate", json=example).json() == {"problems": []}
-    full = client.get("/api/examples/basic-training-loop").json()
+    full = client.get("/api/examples/unrolled-training-loop").json()
     assert "step44" in [card["id"] for card in full["cards"]]
+    blocks = client.get("/api/examples/basic-training-loop").json()
+    assert [card["type"] for card in blocks["cards"]].count("loop") == 1
+    assert client.post("/api/validate", json=blocks).json() == {"problems": []}
     looped = client.get("/api/examples/training-loop").json()
     assert [card["type"] for card in looped["cards"]].count("training_loop") == 1
     assert client.post("/api/validate", json=looped).json() == {"problems": []}

@@ -352,10 +352,12 @@ def _run(records, run_id: str):
 
 
 def _examples() -> dict:
-    from cardloop.examples import basic_training_loop, training_loop
+    from cardloop.examples import basic_training_loop, loop_blocks, training_loop
 
     return {
-        "basic-training-loop": basic_training_loop(batches=45, batch_size=8, learning_rate=0.01),
+        "basic-training-loop": loop_blocks(epochs=10, batch_size=8, learning_rate=0.01),
+        "unrolled-training-loop": basic_training_loop(batches=45, batch_size=8, learning_rate=0.01,
+                                                      name="unrolled-training-loop"),
         "one-batch": basic_training_loop(batches=1, batch_size=32, name="one-batch"),
         "training-loop": training_loop(epochs=3, batch_size=8, learning_rate=0.01),
     }
