@@ -287,3 +287,10 @@ def test_until_a_static_path_stops_after_the_cards_first_execution(regression_cs
     stopped = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, until="epochs.steps.loss")
     stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(stopped.run_id)}
     assert stats["epochs.steps.loss"].executions == 1 and stats["epochs.steps.back"].executions == 0
+
+
+def test_a_block_stopped_part_way_says_so_in_its_done_event(regression_csv, store):
+    events = []
+    cardloop.run(repeated_batch(regression_csv), store=store, threads=1, until="epochs[0]", progress=events.append)
+    done = [e for e in events if e.kind == "done" and e.card_id == "epochs"]
+    assert len(done) == 1 and done[0].status == "stopped"

@@ -167,6 +167,7 @@ class EventForwarder:
         self.run_id = ""
         self.total = 0
         self._metric_ports: dict[str, tuple[str, ...]] = {}  # by card type id: one registry per run
+        self._stopped: set[int] = set()  # positions of blocks stopped part-way
 
     def run_started(self, plan: Plan, run_id: str) -> None:
         self.run_id, self.total = run_id, len(plan)
@@ -182,7 +183,12 @@ class EventForwarder:
         self._card_event("progress", pc, metrics=dict(metrics), step=step, steps=steps)
 
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
-        self._card_event("done", pc, seconds=seconds, metrics=self._metrics(pc, outputs))
+        self._card_event("done", pc, seconds=seconds, metrics=self._metrics(pc, outputs),
+                         status="stopped" if pc.position in self._stopped else None)
+
+    def block_stopped(self, pc: PlannedCard, path: str) -> None:
+        """A block stopped part-way (`--until` an iteration path): its `done` event says `status: "stopped"`."""
+        self._stopped.add(pc.position)
 
     def _metrics(self, pc: PlannedCard, outputs: dict[str, Any]) -> dict[str, float]:
         """The card's outputs marked `metric`, as floats (a series by its last value)."""
