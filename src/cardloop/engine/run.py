@@ -148,7 +148,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
                                 options.persist.checkpoint_seconds, options.persist.name == "all",
                                 options.use_cache, _fresh_from(plan, options), _start_at(options),
                                 options.until or options.only if iteration_target(options.until or options.only)
-                                else None))
+                                else None, run_id=run_id))
     try:
         executor = make_executor(options.executor, ExecutorSetup(root, options, list(card_files), stored_by_type,
                                                                  resumes))
