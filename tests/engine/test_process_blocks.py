@@ -138,3 +138,22 @@ def test_persist_all_keeps_every_iterations_outputs_under_its_path(regression_cs
     assert cardloop.load_output(result.run_id, "epochs[1].steps[0].loss", "loss_value", store=store) == losses[1][0]
     predictions = cardloop.load_output(result.run_id, "epochs[1].steps[1].fwd", "predictions", store=store)
     assert predictions.shape == (16, 1)
+
+
+def test_only_an_iteration_runs_that_iteration_from_the_store(regression_csv, store):
+    cardloop.run(repeated_batch(regression_csv), store=store, threads=1, executor="process", persist="all")
+    alone = cardloop.run(repeated_batch(regression_csv), store=store, threads=1, executor="process",
+                         only="epochs[1]")
+    assert alone.executed == ["epochs"]
+    stats = stats_of(store, alone.run_id)["epochs.steps.fwd"]
+    assert stats.executions == 2 and stats.arrays()[2] == [(1, 0), (1, 1)]
+
+
+def test_a_failing_body_card_names_its_iteration_and_what_ran_before_it_is_recorded(regression_csv, store):
+    p = repeated_batch(regression_csv)
+    p.card("model").config["input_dim"] = 5  # the batch has 4 features
+    with pytest.raises(cardloop.CardFailed) as failed:
+        cardloop.run(p, store=store, threads=1, executor="process")
+    assert failed.value.card_id == "epochs[0].steps[0].fwd"
+    stats = stats_of(store, failed.value.result.run_id)
+    assert (stats["epochs.steps.zero"].executions, stats["epochs.steps.fwd"].executions) == (1, 0)
