@@ -43,7 +43,8 @@ class RunHooks:
 
     METHODS = ("run_started", "card_started", "card_progress", "card_checkpoint", "card_done", "card_stored",
                "card_cached", "card_failed", "card_interrupted", "run_finished", "body_card_started",
-               "body_card_finished", "body_card_stored", "block_progress", "block_stats", "block_checkpoint", "block_stopped")
+               "body_card_finished", "body_card_stored", "block_progress", "block_stats", "block_checkpoint",
+               "block_stopped")
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:

@@ -150,11 +150,11 @@ class Worker:
             elif value is None:
                 written[port.name] = {"kind": port.kind, "digest": None, "summary": None}
             elif port.kind in SUMMARIZED and not keep_all:
-                written[port.name] = {"kind": port.kind, "digest": None, "summary": _plain(value)}
+                written[port.name] = {"kind": port.kind, "digest": None, "summary": plain_data(value)}
             else:
                 ref = self.artifacts.save(port.kind, value, CodecContext())
                 self.loader.remember(ref.digest, value)
-                summary = _plain(value) if port.kind in SUMMARIZED else \
+                summary = plain_data(value) if port.kind in SUMMARIZED else \
                     stored_summary(port.kind, port.metric, value, _brief(port.kind, value, ref.summary))
                 written[port.name] = {"kind": port.kind, "digest": ref.digest, "summary": summary,
                                       "codec": ref.codec, "size": ref.size}
@@ -234,7 +234,8 @@ def _digests(members: dict) -> frozenset:
     return frozenset((name, m["digest"]) for name, m in members.items())
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
+    """A value as JSON has it (arrays and tensors as lists, anything else JSON lacks as its text)."""
     return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 

@@ -55,8 +55,9 @@ class BlockListener:
         """Under persist `all` every output, stored; else the metrics, by their summaries."""
         if self.keep_all:
             return self.write_outputs(pc, outputs, True)
-        return {p.name: {"kind": p.kind, "digest": None, "summary": json.loads(json.dumps(outputs.get(p.name),
-                                                                                          default=plain))}
+        from cardloop.engine.worker import plain_data
+
+        return {p.name: {"kind": p.kind, "digest": None, "summary": plain_data(outputs.get(p.name))}
                 for p in pc.card_type.outputs if p.metric}
 
     def _progress(self, pc: PlannedCard, progress: dict[str, Any]) -> None:
