@@ -10,7 +10,7 @@ import pickle
 import pytest
 
 import cardloop
-from cardloop.engine.messages import CardOutcome, CardProgress, TaskFailure
+from cardloop.engine.messages import BlockProgress, BlockRun, BodyCardEvent, CardOutcome, CardProgress, TaskFailure
 from cardloop.engine.plan import plan_pipeline
 from cardloop.engine.process import card_task
 from cardloop.engine.stored import StoreAvailability
@@ -21,7 +21,8 @@ from cardloop.store.records import RunRecords
 
 #: What a message may be made of: the message classes, and the store's references they hold.
 PLAIN_CLASSES = {("cardloop.engine.messages", name) for name in ("CardTask", "CardOutcome", "CardProgress",
-                                                                  "TaskFailure")} | {
+                                                                  "TaskFailure", "BlockRun", "BodyCardEvent",
+                                                                  "BlockProgress")} | {
     ("cardloop.engine.resolve", "StoredValue"), ("cardloop.engine.resolve", "StoredState")}
 
 
@@ -78,6 +79,13 @@ def test_a_card_task_survives_the_process_executors_json(backward_task):
     assert json_round_trip(backward_task) == backward_task
 
 
+def test_a_block_card_task_pickles_as_plain_data_and_survives_json(backward_task):
+    block = BlockRun("run-1", 30.0, True, False, 4, ("epochs", 2), "epochs[3].steps[1].fwd", True, False)
+    task = type(backward_task)(**{**vars(backward_task), "block": block})
+    assert plain_round_trip(task) == task
+    assert json_round_trip(task) == task
+
+
 def test_a_card_outcome_from_a_worker_pickles_as_plain_data_and_survives_json(backward_task, stored_run):
     outcome = Worker(str(stored_run[0])).handle(backward_task)
     assert outcome.failure is None and outcome.snapshots
@@ -89,7 +97,18 @@ def test_a_card_outcome_from_a_worker_pickles_as_plain_data_and_survives_json(ba
     CardOutcome(failure=TaskFailure("batch index 7 is past the last batch", "batch7", "training_prepare_batch")),
     CardOutcome(failure=TaskFailure("KeyError: 'x'", traceback="Traceback (most recent call last): ...")),
     CardProgress(3, 10, {"loss": 0.25}),
-], ids=["card failed", "worker failed", "progress"])
+    BodyCardEvent("epochs[3].steps[7].loss", "done", 0.002,
+                  {"loss_value": {"kind": "scalar", "digest": None, "summary": 0.25}}),
+    BodyCardEvent("epochs[3].steps[7].step", "skipped"),
+    BlockProgress({"iterations": [{"block": "epochs", "index": 3, "total": None}], "metrics": {"loss_value": 0.25}}),
+    CardOutcome(1.5, iteration_stats=[{"path": "epochs.loss", "card_type": "training_loss", "depth": 1,
+                                       "metric_ports": ["loss_value"], "status": b"\x01\x00", "seconds": b"\0" * 8,
+                                       "indices": b"\0" * 16, "metrics": b"\xff" * 16}], stopped_at="epochs[1]"),
+    CardOutcome(failure=TaskFailure("failed", "epochs[0].fwd", "training_forward"),
+                iteration_stats=[{"path": "epochs.fwd", "card_type": "training_forward", "depth": 1,
+                                  "metric_ports": [], "status": b"", "seconds": b"", "indices": b"", "metrics": b""}]),
+], ids=["card failed", "worker failed", "progress", "body card done", "body card skipped", "block progress",
+        "block outcome", "block failed"])
 def test_failures_and_progress_pickle_as_plain_data_and_survive_json(message):
     assert plain_round_trip(message) == message
     assert json_round_trip(message) == message

@@ -66,6 +66,7 @@ class RunServices:
     fresh_from: int = 1 << 62  # blocks at or after this position run every iteration (`--from`)
     start_at: tuple[str, int] | None = None  # (top-level block, iteration): `--from 'epochs[5]'` re-runs from 5
     stop_at: str | None = None  # an iteration path: `--until 'epochs[3]'` stops the run right after it
+    run_id: str | None = None  # the run's id (a worker process records iteration checkpoints under it)
     totals: dict[str, int] = field(default_factory=dict)  # by loop's static path
     runners: dict[int, BlockRunner] = field(default_factory=dict)  # by id of the BlockSpec
     stats: dict[str, IterationStats] = field(default_factory=dict)  # by body card's static path
@@ -131,6 +132,11 @@ def reset(token: contextvars.Token) -> None:
     _current.reset(token)
 
 
+def current() -> RunServices | None:
+    """The services of the run in progress (an executor that runs blocks elsewhere sends their settings)."""
+    return _current.get()
+
+
 def run_block(spec: BlockSpec, config: Any, ctx: CardContext, **inputs: Any) -> dict[str, Any]:
     """A block's run function (its BlockType.run): run the body over its iterations; returns the block's outputs.
     Outside a run (a block's function called by hand), with no hooks."""
@@ -194,6 +200,24 @@ class IterationStats:
     def executions(self) -> int:
         return len(self.status)
 
+    def plain(self) -> dict[str, Any]:
+        """As plain data, its arrays as bytes (a worker's CardOutcome)."""
+        return {"path": self.path, "card_type": self.card_type, "depth": self.depth,
+                "metric_ports": list(self.metric_ports), "status": bytes(self.status),
+                "seconds": self.seconds.tobytes(), "indices": self.indices.tobytes(),
+                "metrics": b"".join(values.tobytes() for values in self.metrics)}
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> IterationStats:
+        stats = cls(data["path"], data["card_type"], data["depth"], tuple(data["metric_ports"]))
+        stats.status.extend(data["status"])
+        stats.seconds.frombytes(data["seconds"])
+        stats.indices.frombytes(data["indices"])
+        size = len(stats.status) * stats.metrics[0].itemsize if stats.metrics else 0
+        for n, values in enumerate(stats.metrics):
+            values.frombytes(data["metrics"][n * size:(n + 1) * size])
+        return stats
+
 
 def _number(value: Any) -> float:
     if value is None or value is SKIPPED:
@@ -210,6 +234,16 @@ def _number(value: Any) -> float:
 def body_plan(spec: BlockSpec) -> Plan:
     """The body planned as a pipeline whose first card is the block's ports card."""
     return _plan(spec.checked, spec.body)
+
+
+def body_cards(spec: BlockSpec) -> dict[str, PlannedCard]:
+    """Every card of the block's body, nested bodies included, by static path (`epochs.steps.fwd`)."""
+    found = {}
+    for pc in body_plan(spec).cards[1:]:
+        found[f"{spec.static_path}.{pc.id}"] = pc
+        if isinstance(pc.card_type, BlockType):
+            found.update(body_cards(pc.card_type.spec))
+    return found
 
 
 class _Entry:

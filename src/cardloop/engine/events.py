@@ -43,7 +43,8 @@ class RunHooks:
 
     METHODS = ("run_started", "card_started", "card_progress", "card_checkpoint", "card_done", "card_stored",
                "card_cached", "card_failed", "card_interrupted", "run_finished", "body_card_started",
-               "body_card_finished", "block_progress", "block_stats", "block_checkpoint", "block_stopped")
+               "body_card_finished", "body_card_stored", "block_progress", "block_stats", "block_checkpoint",
+               "block_stopped")
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:
@@ -111,6 +112,13 @@ class RunHooks:
         """A body card is done (`status` "done") or skipped ("skipped", no outputs)."""
         for call in self._body_card_finished:
             call(path, pc, status, seconds, outputs)
+
+    def body_card_stored(self, path: str, pc: PlannedCard, status: str, seconds: float,
+                         recorded: dict[str, Any] | None) -> None:
+        """A body card that ran in another process is done or skipped; `recorded` holds its outputs as that
+        process stored them (as `card_stored`'s: every output under persist `all`, else its metrics)."""
+        for call in self._body_card_stored:
+            call(path, pc, status, seconds, recorded)
 
     def block_progress(self, pc: PlannedCard, progress: dict[str, Any]) -> None:
         """A top-level block `pc` finished an iteration of one of its loops: {"iterations": [...], "metrics"}."""
@@ -205,10 +213,15 @@ class EventForwarder:
 
     def body_card_finished(self, path: str, pc: PlannedCard, status: str, seconds: float,
                            outputs: dict[str, Any] | None) -> None:
-        kind = "done" if status == "done" else "skipped"
-        metrics = self._metrics(pc, outputs) if outputs is not None else {}
-        self.callback(CardEvent(kind, self.run_id, self.total, path, pc.card.type, seconds=seconds,
-                                metrics=metrics, status=status))
+        self._body_event(path, pc, status, seconds, self._metrics(pc, outputs) if outputs is not None else {})
+
+    def body_card_stored(self, path: str, pc: PlannedCard, status: str, seconds: float,
+                         recorded: dict[str, Any] | None) -> None:
+        self._body_event(path, pc, status, seconds, recorded_metrics(pc, recorded) if recorded is not None else {})
+
+    def _body_event(self, path: str, pc: PlannedCard, status: str, seconds: float, metrics: dict[str, float]) -> None:
+        self.callback(CardEvent("done" if status == "done" else "skipped", self.run_id, self.total, path,
+                                pc.card.type, seconds=seconds, metrics=metrics, status=status))
 
     def block_progress(self, pc: PlannedCard, progress: dict[str, Any]) -> None:
         outer = progress["iterations"][0]

@@ -9,6 +9,7 @@ transport pickles (Ray) can send the objects as they are. Torch-free.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,8 @@ class CardTask:
     report_progress: bool = False
     #: the pipeline file's dict, when the worker may not hold the plan for `plan_key` (a run's first task)
     pipeline: dict[str, Any] | None = None
+    #: when the target is a block: how the run has it run (its RunServices' settings), None for any other card
+    block: BlockRun | None = None
 
     def schedule(self, plan: Plan) -> Schedule:
         """What the worker executes and loads, as a Schedule of the plan made from the pipeline."""
@@ -62,6 +65,8 @@ class CardTask:
             "stored_by_type": self.stored_by_type, "keep_all": self.keep_all, "progress": self.report_progress}
         if self.pipeline is not None:
             found["pipeline"] = self.pipeline
+        if self.block is not None:
+            found["block"] = self.block.to_json()
         return found
 
     @classmethod
@@ -71,7 +76,89 @@ class CardTask:
                    state_loads={int(p): [(g, v, StoredState(m)) for g, v, m in loads]
                                 for p, loads in data["state_loads"].items()},
                    stored_by_type=dict(data["stored_by_type"]), keep_all=data["keep_all"],
-                   report_progress=data["progress"], pipeline=data.get("pipeline"))
+                   report_progress=data["progress"], pipeline=data.get("pipeline"),
+                   block=BlockRun.from_json(data["block"]) if "block" in data else None)
+
+
+@dataclass(frozen=True)
+class BlockRun:
+    """How a run has a block card run where only the store is shared, as its RunServices say
+    (engine/blocks.py): where iteration checkpoints go and how often, which ones it may take up, where it stops,
+    and which of its events to relay."""
+
+    #: the run the block's iteration checkpoints are recorded under
+    run_id: str
+    checkpoint_seconds: float = 60.0
+    #: persist `all`: a checkpoint after every top-level iteration
+    every_iteration: bool = False
+    #: whether the block may go on from a checkpoint an earlier run stored
+    use_cache: bool = True
+    #: blocks at or after this position run every iteration (`--from` a card)
+    fresh_from: int = 1 << 62
+    #: (top-level block, iteration) that `--from`/`--only` an iteration path re-runs from
+    start_at: tuple[str, int] | None = None
+    #: the iteration path the run stops right after (`--until`/`--only`)
+    stop_at: str | None = None
+    #: relay the body cards' events (BodyCardEvent), the block's progress (BlockProgress)
+    body_events: bool = False
+    block_progress: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "checkpoint_seconds": self.checkpoint_seconds,
+                "every_iteration": self.every_iteration, "use_cache": self.use_cache, "fresh_from": self.fresh_from,
+                "start_at": list(self.start_at) if self.start_at is not None else None, "stop_at": self.stop_at,
+                "body_events": self.body_events, "block_progress": self.block_progress}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BlockRun:
+        start_at = data["start_at"]
+        return cls(**{**data, "start_at": (start_at[0], start_at[1]) if start_at is not None else None})
+
+
+@dataclass(frozen=True)
+class BodyCardEvent:
+    """A card of the running block's body started (`status` "started") or finished ("done", "skipped"), under its
+    iteration path (`epochs[3].steps[7].fwd`): sent before the outcome, when the task's BlockRun asks."""
+
+    path: str
+    status: str
+    seconds: float = 0.0
+    #: a card that is done: its outputs as the worker stored them, in CardOutcome.outputs's form (every output
+    #: under persist `all`, else only its metrics, by their summaries); None otherwise
+    outputs: dict[str, dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"body": [self.path, self.status, self.seconds, self.outputs]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BodyCardEvent:
+        return cls(*data["body"])
+
+
+@dataclass(frozen=True)
+class BlockProgress:
+    """The running block finished an iteration of one of its loops: {"iterations": [...], "metrics": {...}}
+    (RunHooks.block_progress)."""
+
+    progress: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"block_progress": self.progress}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BlockProgress:
+        return cls(data["block_progress"])
+
+
+def report_from_json(data: dict[str, Any]) -> CardProgress | BodyCardEvent | BlockProgress | None:
+    """The report a worker sent before a task's outcome; None for the outcome itself."""
+    if "progress" in data:
+        return CardProgress.from_json(data)
+    if "body" in data:
+        return BodyCardEvent.from_json(data)
+    if "block_progress" in data:
+        return BlockProgress.from_json(data)
+    return None
 
 
 @dataclass(frozen=True)
@@ -120,17 +207,31 @@ class CardOutcome:
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     #: None when the task succeeded
     failure: TaskFailure | None = None
+    #: a block: what each of its body cards did (engine/blocks.IterationStats.plain), also when it failed
+    iteration_stats: list[dict[str, Any]] = field(default_factory=list)
+    #: a block stopped part-way where the run was told to stop: that iteration path (nothing is stored then)
+    stopped_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        stats = [{**s, **{name: base64.b64encode(s[name]).decode() for name in BINARY_STATS}}
+                 for s in self.iteration_stats]
         if self.failure is not None:
             failed = self.failure
             found = {"error": failed.reason, "card": failed.card_id, "type": failed.card_type,
-                     "traceback": failed.traceback}
+                     "traceback": failed.traceback, "iteration_stats": stats or None}
             return {key: value for key, value in found.items() if value is not None}
-        return {"seconds": self.seconds, "outputs": self.outputs, "snapshots": self.snapshots}
+        return {"seconds": self.seconds, "outputs": self.outputs, "snapshots": self.snapshots,
+                "iteration_stats": stats, "stopped_at": self.stopped_at}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CardOutcome:
+        stats = [{**s, **{name: base64.b64decode(s[name]) for name in BINARY_STATS}}
+                 for s in data.get("iteration_stats", ())]
         if "error" in data:
-            return cls(failure=TaskFailure(data["error"], data.get("card"), data.get("type"), data.get("traceback")))
-        return cls(data["seconds"], data["outputs"], data["snapshots"])
+            return cls(failure=TaskFailure(data["error"], data.get("card"), data.get("type"), data.get("traceback")),
+                       iteration_stats=stats)
+        return cls(data["seconds"], data["outputs"], data["snapshots"], None, stats, data.get("stopped_at"))
+
+
+#: the fields of a body card's statistics that are arrays, as bytes (base64 in JSON)
+BINARY_STATS = ("status", "seconds", "indices", "metrics")

@@ -10,9 +10,9 @@ and sends it as a CardTask (engine/messages.py), the message any executor's work
 from __future__ import annotations
 
 import atexit
-import functools
 import hashlib
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -21,13 +21,23 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
+from cardloop.engine.blocks import IterationStats, body_cards, current
 from cardloop.engine.events import RunHooks, listens
 from cardloop.engine.executors import ExecutorSetup
-from cardloop.engine.messages import CardOutcome, CardProgress, CardTask
+from cardloop.engine.messages import (
+    BlockProgress,
+    BlockRun,
+    BodyCardEvent,
+    CardOutcome,
+    CardProgress,
+    CardTask,
+    report_from_json,
+)
 from cardloop.engine.persist import SUMMARIZED_KINDS
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import Schedule, StoredState, StoredValue, schedule
 from cardloop.errors import CardFailed, CardloopError
+from cardloop.pipeline.blocks import BlockType
 
 
 class WorkerProcess:
@@ -43,19 +53,18 @@ class WorkerProcess:
         self.connection = Connection(parent.detach())
         self.ready = False
 
-    def call(self, task: CardTask, progress: Callable[[int, int, dict], None] | None = None) -> CardOutcome:
-        """Send a task and wait for its outcome; `progress(step, steps, metrics)` gets the card's progress
-        reports that come before it (asked for with the task's `report_progress`)."""
+    def call(self, task: CardTask, on_report: Callable[[Any], None] | None = None) -> CardOutcome:
+        """Send a task and wait for its outcome; `on_report` gets the reports that come before it (CardProgress,
+        BodyCardEvent, BlockProgress: asked for with the task's `report_progress` and `block`)."""
         if not self.ready:
             self._receive()
             self.ready = True
         try:
             self.connection.send_bytes(json.dumps(task.to_json()).encode())
             answer = self._receive()
-            while "progress" in answer:
-                if progress is not None:
-                    report = CardProgress.from_json(answer)
-                    progress(report.step, report.steps, report.metrics)
+            while (report := report_from_json(answer)) is not None:
+                if on_report is not None:
+                    on_report(report)
                 answer = self._receive()
             return CardOutcome.from_json(answer)
         except BaseException:  # interrupted mid-card: its answer would reach the next caller, so end this worker
@@ -129,12 +138,46 @@ class RunOutputsView:
 
 
 def card_task(plan: Plan, available: Any, pc: PlannedCard, plan_key: str, stored_by_type: dict[str, str],
-              keep_all: bool, report_progress: bool, pipeline: dict | None) -> CardTask:
+              keep_all: bool, report_progress: bool, pipeline: dict | None, block: BlockRun | None = None) -> CardTask:
     """The task that runs `pc` where only the store is shared: what to load from the store as `available` says,
     and which cards to recompute before it, from the same scheduler as a whole run."""
     context = schedule(plan, available, {pc.position}, with_skipped=False)
     return CardTask(plan_key, pc.position, [c.position for c in context.run], context.value_loads,
-                    context.state_loads, stored_by_type, keep_all, report_progress, pipeline)
+                    context.state_loads, stored_by_type, keep_all, report_progress, pipeline, block)
+
+
+def block_run(services: Any, hooks: RunHooks) -> BlockRun | None:
+    """A block card's settings as the run's services have them (engine/blocks.RunServices), and which of its
+    events the run listens to; None outside a recorded run."""
+    if services is None or services.run_id is None:
+        return None
+    return BlockRun(services.run_id, services.checkpoint_seconds, services.every_iteration, services.use_cache,
+                    services.fresh_from, services.start_at, services.stop_at,
+                    body_events=listens(hooks, "body_card_started") or listens(hooks, "body_card_stored"),
+                    block_progress=listens(hooks, "block_progress"))
+
+
+class _Reports:
+    """Turns a worker's reports on the card it runs into the run's hook calls."""
+
+    def __init__(self, hooks: RunHooks, pc: PlannedCard, body: dict[str, PlannedCard]):
+        """`body`: a block's body cards by static path (engine/blocks.body_cards), for its body card events."""
+        self.hooks, self.pc, self.body = hooks, pc, body
+
+    def __call__(self, report: Any) -> None:
+        if isinstance(report, CardProgress):
+            self.hooks.card_progress(self.pc, report.step, report.steps, report.metrics)
+        elif isinstance(report, BlockProgress):
+            self.hooks.block_progress(self.pc, report.progress)
+        elif isinstance(report, BodyCardEvent):
+            body_pc = self.body[STATIC.sub("", report.path)]
+            if report.status == "started":
+                self.hooks.body_card_started(report.path, body_pc)
+            else:
+                self.hooks.body_card_stored(report.path, body_pc, report.status, report.seconds, report.outputs)
+
+
+STATIC = re.compile(r"\[\d+\]")  # an iteration path's indices: removed, it is the static path
 
 
 class ProcessExecutor:
@@ -160,15 +203,23 @@ class ProcessExecutor:
         plan_key = hashlib.sha256(json.dumps(pipeline, sort_keys=True).encode()).hexdigest()
         keep_all = self.options.persist.name == "all"
         reporting = listens(hooks, "card_progress")
+        services = current()
         sent_plan = False
         for pc in work.run:
+            is_block = isinstance(pc.card_type, BlockType)
+            block = block_run(services, hooks) if is_block else None
             task = card_task(plan, view, pc, plan_key, self.stored_by_type.get(pc.position, {}), keep_all,
-                             reporting, None if sent_plan else pipeline)
+                             reporting, None if sent_plan else pipeline, block)
             sent_plan = True
             hooks.card_started(pc)
             started = time.perf_counter()
-            outcome = worker.call(task, functools.partial(hooks.card_progress, pc) if reporting else None)
+            body = body_cards(pc.card_type.spec) if block is not None and block.body_events else {}
+            outcome = worker.call(task, _Reports(hooks, pc, body))
             seconds = time.perf_counter() - started
+            if outcome.stopped_at is not None:
+                hooks.block_stopped(pc, outcome.stopped_at)
+            if is_block:
+                hooks.block_stats(pc, [IterationStats.from_plain(stats) for stats in outcome.iteration_stats])
             if outcome.failure is not None:
                 failed = outcome.failure
                 failure = CardFailed(failed.card_id or pc.id, failed.card_type or pc.card.type, failed.reason)

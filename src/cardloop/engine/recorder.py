@@ -82,6 +82,7 @@ class RunRecorder:
             self._first = self._static_messages(running)
         if policy.name == "all":  # every body card's outputs too: listened to only then (hooks ask who listens)
             self.body_card_finished = self._body_card_kept
+            self.body_card_stored = self._body_card_stored
             self._body_ports: dict[str, tuple[str, ...]] = {}
         self.writer = threading.Thread(target=self._write_loop, name=f"cardloop-recorder-{run_id}", daemon=True)
         self.writer.start()
@@ -121,10 +122,8 @@ class RunRecorder:
         self.stopped_at[pc.position] = path
 
     def card_done(self, pc: PlannedCard, outputs: dict[str, Any], started: float, seconds: float) -> None:
-        if pc.position in self.stopped_at:  # a part of a block's iterations: recorded, never a cache hit
-            self.stopped_in = pc
-            self.pending.append(("failed", pc, f"stopped after {self.stopped_at[pc.position]}",
-                                 started + self.epoch_offset, seconds, "stopped"))
+        if pc.position in self.stopped_at:
+            self._stopped(pc, started + self.epoch_offset, seconds)
             return
         position = self.last_position = pc.position
         if started + seconds >= self.next_checkpoint and pc.states_made:
@@ -149,9 +148,8 @@ class RunRecorder:
         if now < self.next_progress:
             return
         self.next_progress = now + self.policy.checkpoint_seconds
-        snapshots = tuple(snap for group, version in pc.states_seen.items()
-                          if (snap := snapshot_group(self.plan, self.slots, group, version, pc)) is not None)
-        self.pending.append(("progress", pc, step, snapshots, json.dumps(extra, default=plain)))
+        self.pending.append(("progress", pc, step, seen_snapshots(self.plan, self.slots, pc),
+                             json.dumps(extra, default=plain)))
 
     def _summary_ports(self, pc: PlannedCard) -> tuple[tuple[str, ...], tuple]:
         """The card type's summarized ports, and how to turn each value into its summary (None: as it is;
@@ -173,9 +171,7 @@ class RunRecorder:
         if stored is None:
             stored = self._body_ports[pc.card_type.id] = tuple(
                 p.name for p in pc.card_type.outputs if self.policy.keeps_value(p.kind, True))
-        block = self.plan.card(path.split("[", 1)[0])
-        here = dataclasses.replace(pc, card=dataclasses.replace(pc.card, id=path), cache_key=None,
-                                   position=block.position if block is not None else pc.position)
+        here = self._execution(path, pc)
         names, converters = self._summaries.get(pc.card_type.id) or self._summary_ports(pc)
         summaries = [outputs.get(name) for name in names]
         if converters:
@@ -184,11 +180,22 @@ class RunRecorder:
         self.pending.append(("stored_done", here, started + self.epoch_offset, seconds, summaries,
                              {name: outputs.get(name) for name in stored}))
 
+    def _body_card_stored(self, path: str, pc: PlannedCard, status: str, seconds: float,
+                          recorded: dict[str, Any] | None) -> None:
+        """Under persist `all`: a body card's execution that a worker process stored, as a row of its own."""
+        if recorded is not None:
+            self.pending.append(("stored", self._execution(path, pc), recorded, [], time.time() - seconds, seconds))
+
+    def _execution(self, path: str, pc: PlannedCard) -> PlannedCard:
+        """A body card's execution as a card of the run: its iteration path for its id, in its block's place."""
+        block = self.plan.card(path.split("[", 1)[0])
+        return dataclasses.replace(pc, card=dataclasses.replace(pc.card, id=path), cache_key=None,
+                                   position=block.position if block is not None else pc.position)
+
     def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any]) -> None:
         """An iteration boundary of block `pc`: encode the state it works on now, and its `extra`, under `key`."""
-        snapshots = tuple(snap for group, version in pc.states_seen.items()
-                          if (snap := snapshot_group(self.plan, self.slots, group, version, pc)) is not None)
-        self.pending.append(("progress", pc, step, snapshots, json.dumps(extra, default=plain), key))
+        self.pending.append(("progress", pc, step, seen_snapshots(self.plan, self.slots, pc),
+                             json.dumps(extra, default=plain), key))
 
     def block_stats(self, pc: PlannedCard, stats: list[Any]) -> None:
         """What the body cards of block `pc` did: one row per body card (engine/blocks.IterationStats)."""
@@ -199,7 +206,16 @@ class RunRecorder:
 
     def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
                     seconds: float) -> None:
+        if pc.position in self.stopped_at:
+            self._stopped(pc, time.time() - seconds, seconds)
+            return
         self.pending.append(("stored", pc, recorded, snapshots, time.time() - seconds, seconds))
+
+    def _stopped(self, pc: PlannedCard, started_at: float, seconds: float) -> None:
+        """A block that stopped part-way (`--until` an iteration): recorded `stopped`, never a cache hit."""
+        self.stopped_in = pc
+        self.pending.append(("failed", pc, f"stopped after {self.stopped_at[pc.position]}", started_at, seconds,
+                             "stopped"))
 
     def card_cached(self, pc: PlannedCard, recorded: dict[str, Any]) -> None:
         self.pending.append(("cached", pc, recorded, time.time()))
@@ -341,24 +357,14 @@ class RunRecorder:
 
     def _write_snapshots(self, snapshots: tuple[Snapshot, ...], artifacts: list) -> list[dict]:
         return [{"run_id": self.run_id, "position": snap.position, "card_id": snap.card_id, "group": snap.group,
-                 "version": snap.version, "cache_key": snap.cache_key, "members": self._store_members(snap, artifacts)}
-                for snap in snapshots]
+                 "version": snap.version, "cache_key": snap.cache_key,
+                 "members": store_members(self.store, self.run_id, snap, artifacts)} for snap in snapshots]
 
     def _write_progress(self, item: tuple, artifacts: list) -> tuple:
         """Store a checkpoint taken inside a card; the card_progress row to record once its artifacts are."""
         pc, step, snapshots, extra = item[1:5]
-        members = {snap.group: self._store_members(snap, artifacts) for snap in snapshots}
-        return self.run_id, pc.id, item[5] if len(item) > 5 else pc.cache_key, step, members, extra
-
-    def _store_members(self, snap: Snapshot, artifacts: list) -> dict[str, dict]:
-        """Write a snapshot's encoded members as artifacts; {name: {kind, digest}}."""
-        members = {}
-        for member in snap.members:
-            digest = self.store.put(member.data, member.extension)
-            artifacts.append(self._artifact_row(digest, member.kind, member.codec, len(member.data), snap.card_id,
-                                                member.name))
-            members[member.name] = {"kind": member.kind, "digest": digest}
-        return members
+        return progress_row(self.store, self.run_id, pc.id, item[5] if len(item) > 5 else pc.cache_key, step,
+                            snapshots, extra, artifacts)
 
     def _stored_snapshots(self, pc: PlannedCard, snapshots: list[dict], artifacts: list) -> list[dict]:
         """Rows for the snapshots a worker process wrote after `pc`."""
@@ -374,14 +380,52 @@ class RunRecorder:
         return rows
 
     def _artifact_row(self, digest: str, kind: str, codec: str, size: int, card_id: str, port: str) -> dict:
-        return {"digest": digest, "kind": kind, "codec": codec, "size": size, "run_id": self.run_id,
-                "card_id": card_id, "port": port}
+        return artifact_row(self.run_id, digest, kind, codec, size, card_id, port)
 
     def _execution_row(self, pc: PlannedCard, status: str, started_at: float, seconds: float,
                        outputs_json: str, error: str | None = None) -> tuple:
         return (self.run_id, pc.id, pc.position, pc.card.type, status, started_at, seconds, error,
                 int(status == "cached"), pc.cache_key, outputs_json, versions_json(pc.states_seen),
                 versions_json(pc.states_made))
+
+
+def seen_snapshots(plan: Plan, slots: list[Any], pc: PlannedCard) -> tuple[Snapshot, ...]:
+    """The training state card `pc` works on (the versions it sees), as it is now in `slots`, encoded."""
+    return tuple(snap for group, version in pc.states_seen.items()
+                 if (snap := snapshot_group(plan, slots, group, version, pc)) is not None)
+
+
+def progress_row(store: ArtifactStore, run_id: str, card_id: str, key: str, step: int,
+                 snapshots: tuple[Snapshot, ...], extra: str, artifacts: list) -> tuple:
+    """Store a checkpoint's snapshots (their artifact rows appended to `artifacts`); the card_progress row to
+    record once the artifacts are."""
+    members = {snap.group: store_members(store, run_id, snap, artifacts) for snap in snapshots}
+    return run_id, card_id, key, step, members, extra
+
+
+def write_progress(store: ArtifactStore, records: RunRecords, run_id: str, card_id: str, key: str, step: int,
+                   snapshots: tuple[Snapshot, ...], extra: str) -> None:
+    """Store and record a checkpoint at once (a worker process's, which has no writer thread)."""
+    artifacts: list[dict] = []
+    row = progress_row(store, run_id, card_id, key, step, snapshots, extra, artifacts)
+    records.add_artifacts(artifacts)
+    records.add_card_progress(*row)
+
+
+def store_members(store: ArtifactStore, run_id: str, snap: Snapshot, artifacts: list) -> dict[str, dict]:
+    """Write a snapshot's encoded members as artifacts; {name: {kind, digest}}."""
+    members = {}
+    for member in snap.members:
+        digest = store.put(member.data, member.extension)
+        artifacts.append(artifact_row(run_id, digest, member.kind, member.codec, len(member.data), snap.card_id,
+                                      member.name))
+        members[member.name] = {"kind": member.kind, "digest": digest}
+    return members
+
+
+def artifact_row(run_id: str, digest: str, kind: str, codec: str, size: int, card_id: str, port: str) -> dict:
+    return {"digest": digest, "kind": kind, "codec": codec, "size": size, "run_id": run_id, "card_id": card_id,
+            "port": port}
 
 
 def _table_summary(frame: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from cardloop.engine.plan import Plan, collector_paused, plan_pipeline
 from cardloop.engine.result import ResultOutputs, RunResult
 from cardloop.engine.work import _position, check_storable, checkpoint_resumes, plan_work
 from cardloop.errors import CardFailed
+from cardloop.pipeline.blocks import card_types_within
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
 
@@ -90,7 +91,7 @@ def run(
     options = RunOptions(executor, PersistPolicy.named(persist, checkpoint_seconds), threads, keep_outputs, cache,
                          only, until, from_card, workers)
     return execute_plan(plan, store=store, options=options, progress=progress,
-                        card_files=card_files_of(pc.card_type for pc in plan.cards))
+                        card_files=card_files_of(card_types_within(pc.card_type for pc in plan.cards)))
 
 
 def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
@@ -148,7 +149,7 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
                                 options.persist.checkpoint_seconds, options.persist.name == "all",
                                 options.use_cache, _fresh_from(plan, options), _start_at(options),
                                 options.until or options.only if iteration_target(options.until or options.only)
-                                else None))
+                                else None, run_id=run_id))
     try:
         executor = make_executor(options.executor, ExecutorSetup(root, options, list(card_files), stored_by_type,
                                                                  resumes))

@@ -39,7 +39,7 @@ def main(connection: Any, store_root: str, threads: int | None, card_files: list
     default_registry()
     for path in card_files:
         load_card_file(path)
-    worker = Worker(store_root, lambda progress: connection.send_bytes(json.dumps(progress.to_json()).encode()))
+    worker = Worker(store_root, lambda report: connection.send_bytes(json.dumps(report.to_json()).encode()))
     connection.send_bytes(b'{"ready": true}')
     while True:
         try:
@@ -63,7 +63,8 @@ class Worker:
     """Runs card tasks against one store; any executor's worker, whatever carries its messages."""
 
     def __init__(self, store_root: str, send_progress: Callable[[CardProgress], None] | None = None):
-        """`send_progress`: where the target's progress reports go while it runs (when its task asks for them)."""
+        """`send_progress`: where the reports sent before a task's outcome go (when its task asks for them): the
+        target's progress (CardProgress), a block's body card events and progress (BodyCardEvent, BlockProgress)."""
         from cardloop.engine.stored import StoreLoader
         from cardloop.store.artifacts import ArtifactStore
 
@@ -71,6 +72,7 @@ class Worker:
         self.loader = CachingLoader(StoreLoader(self.artifacts))
         self.plans: dict[str, Any] = {}
         self.send_progress = send_progress
+        self.records: Any = None  # the store's run records, opened for the first block task
 
     def handle(self, task: CardTask) -> CardOutcome:
         """The task's outcome; a failure is an outcome too, never an exception."""
@@ -79,7 +81,7 @@ class Worker:
         try:
             return self.run(task)
         except CardFailed as failure:
-            return CardOutcome(failure=TaskFailure(failure.reason, failure.card_id, failure.card_type))
+            return _failed(failure)
         except Exception as exc:  # a bug, not a card's failure: keep the traceback for --debug
             return CardOutcome(failure=TaskFailure(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()))
 
@@ -93,37 +95,66 @@ class Worker:
         return self.plans[key]
 
     def run(self, task: CardTask) -> CardOutcome:
+        from cardloop.engine.blocks import reset, serving
         from cardloop.engine.events import RunHooks
         from cardloop.engine.local import LocalExecutor
+        from cardloop.errors import CardFailed
 
         plan = self.plan(task)
         target = plan.cards[task.target]
         slots: list[Any] = [None] * plan.slot_count
         started = time.perf_counter()
         relay = task.report_progress and self.send_progress is not None
-        listeners = [_ProgressRelay(self.send_progress, target)] if relay else []
+        listeners: list[Any] = [_ProgressRelay(self.send_progress, target)] if relay else []
+        block = self.block_listener(task, plan, slots) if task.block is not None else None
+        if block is not None:
+            listeners.append(block)
+        hooks = RunHooks(listeners)
+        token = serving(block.services(hooks, self.loader)) if block is not None else None
         executor = LocalExecutor(keep_outputs=True, stored_by_type={target.position: task.stored_by_type})
-        executor.run(plan, RunHooks(listeners), slots, task.schedule(plan), self.loader)
+        try:
+            executor.run(plan, hooks, slots, task.schedule(plan), self.loader)
+        except CardFailed as failure:
+            if block is None:
+                raise
+            return _failed(failure, block.stats)  # what the body cards did up to the failure is recorded too
+        finally:
+            if token is not None:
+                reset(token)
         seconds = time.perf_counter() - started
-        return CardOutcome(seconds, self.write_outputs(target, slots, task.keep_all),
-                           self.write_snapshots(plan, target, slots))
+        if block is not None and block.stopped is not None:  # a part of its iterations: nothing to store
+            return CardOutcome(seconds, iteration_stats=block.stats, stopped_at=block.stopped)
+        return CardOutcome(seconds, self.write_outputs(target, {p: slots[s] for p, s in target.output_slots.items()},
+                                                       task.keep_all),
+                           self.write_snapshots(plan, target, slots), iteration_stats=block.stats if block else [])
 
-    def write_outputs(self, pc: Any, slots: list[Any], keep_all: bool) -> dict:
+    def block_listener(self, task: CardTask, plan: Any, slots: list[Any]) -> Any:
+        """The listener that gives a block task its run services (engine/worker_blocks.py)."""
+        from cardloop.engine.worker_blocks import BlockListener
+        from cardloop.store.records import RunRecords
+
+        if self.records is None:
+            self.records = RunRecords(self.artifacts.root / "runs.sqlite")
+        return BlockListener(task.block, plan, slots, self.send_progress, self.artifacts, self.records,
+                             self.write_outputs, task.keep_all)
+
+    def write_outputs(self, pc: Any, outputs: dict[str, Any], keep_all: bool) -> dict:
+        """Store a card's outputs (by port) as the task asks; what was stored, in CardOutcome.outputs's form."""
         from cardloop.store.codecs import CodecContext
 
         written = {}
         for port in pc.card_type.outputs:
-            value = slots[pc.output_slots[port.name]]
+            value = outputs.get(port.name)
             if port.kind in STATE_KINDS:
                 written[port.name] = {"kind": port.kind, "digest": None, "state": pc.state_outputs.get(port.name)}
             elif value is None:
                 written[port.name] = {"kind": port.kind, "digest": None, "summary": None}
             elif port.kind in SUMMARIZED and not keep_all:
-                written[port.name] = {"kind": port.kind, "digest": None, "summary": _plain(value)}
+                written[port.name] = {"kind": port.kind, "digest": None, "summary": plain_data(value)}
             else:
                 ref = self.artifacts.save(port.kind, value, CodecContext())
                 self.loader.remember(ref.digest, value)
-                summary = _plain(value) if port.kind in SUMMARIZED else \
+                summary = plain_data(value) if port.kind in SUMMARIZED else \
                     stored_summary(port.kind, port.metric, value, _brief(port.kind, value, ref.summary))
                 written[port.name] = {"kind": port.kind, "digest": ref.digest, "summary": summary,
                                       "codec": ref.codec, "size": ref.size}
@@ -194,11 +225,17 @@ class CachingLoader:
         return self.loader.state(stored, restore_random)
 
 
+def _failed(failure: Any, iteration_stats: list[dict] = ()) -> CardOutcome:
+    return CardOutcome(failure=TaskFailure(failure.reason, failure.card_id, failure.card_type),
+                       iteration_stats=list(iteration_stats))
+
+
 def _digests(members: dict) -> frozenset:
     return frozenset((name, m["digest"]) for name, m in members.items())
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
+    """A value as JSON has it (arrays and tensors as lists, anything else JSON lacks as its text)."""
     return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, ValidationError
@@ -192,6 +193,14 @@ class BlockType(CardType):
     @property
     def code_hash(self) -> str:
         return self.spec.digest if self.spec is not None else ""
+
+
+def card_types_within(card_types: Iterable[CardType]) -> Iterator[CardType]:
+    """These card types and those of the cards in the blocks' bodies, nested bodies included."""
+    for card_type in card_types:
+        yield card_type
+        if isinstance(card_type, BlockType) and card_type.spec is not None:
+            yield from card_types_within(c.card_type for c in card_type.spec.checked[1:])
 
 
 def is_block(card: Card) -> bool:
