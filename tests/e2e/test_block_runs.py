@@ -13,7 +13,6 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.e2e.test_editor import WAIT, card, chromium, page, server, wait_for_run  # noqa: F401 (fixtures)
@@ -181,8 +180,6 @@ def test_a_second_run_served_from_the_cache_lights_the_blocks_body_cached_not_no
         expect(page.get_by_test_id(f"status-{card_id}")).to_have_attribute("data-status", "cached")
 
 
-@pytest.mark.xfail(strict=True, reason="engine: under the process executor a loop block's worker reports no body-card "
-                                       "iterations (no events, no iteration_cards rows, no loss points)")
 def test_under_the_process_executor_the_body_cards_light_up_and_every_batch_is_on_the_curve(
         page, server, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
