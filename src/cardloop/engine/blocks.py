@@ -19,7 +19,9 @@ path is `epochs[3].batches[7].fwd`) are sent only when a listener asks for them 
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
+import inspect
 import json
 import math
 import re
@@ -201,15 +203,24 @@ def body_plan(spec: BlockSpec) -> Plan:
 
 
 class _Entry:
-    """One body card, prepared: what every iteration needs to call it."""
+    """One body card, prepared: what every iteration needs to call it. A card's run function is called with its
+    arguments by position (`args`: the fixed ones in place, `inputs`: (position, slot) of the others), which
+    costs a step of five cards about 1 µs less than by keyword; a nested block gets them by port name."""
 
-    __slots__ = ("pc", "run", "fixed", "inputs", "outputs", "condition", "nested", "stats", "state_passes",
+    __slots__ = ("pc", "run", "args", "names", "inputs", "outputs", "condition", "nested", "stats", "state_passes",
                  "value_slots", "done")
 
     def __init__(self, pc: PlannedCard, run: Any, fixed: dict, condition: Any, nested: BlockRunner | None,
                  stats: IterationStats):
-        self.pc, self.run, self.fixed, self.condition, self.nested, self.stats = pc, run, fixed, condition, nested, stats
-        self.inputs = tuple((b.port, b.slot) for b in pc.bindings)
+        self.pc, self.condition, self.nested, self.stats = pc, condition, nested, stats
+        self.names = names = (*fixed, *(b.port for b in pc.bindings)) if nested is not None \
+            else _positional_names(pc.card_type.run, run)
+        if names is None:  # a wrapped run function (state_guard) takes its arguments by keyword
+            names = (*fixed, *(b.port for b in pc.bindings))
+            run = functools.partial(_by_keyword, run, names)
+        self.run = run
+        self.args = [fixed.get(name) for name in names]
+        self.inputs = tuple((names.index(b.port), b.slot) for b in pc.bindings)
         self.outputs = tuple(pc.output_slots.items())
         by_port = {b.port: b.slot for b in pc.bindings}
         # when skipped: a state output holds the state its card received, a value output SKIPPED
@@ -217,6 +228,21 @@ class _Entry:
                                   if p.kind in STATE_KINDS)
         self.value_slots = tuple(pc.output_slots[p.name] for p in pc.card_type.outputs if p.kind not in STATE_KINDS)
         self.done = stats.done_recorder()
+
+
+def _positional_names(function: Any, run: Any) -> tuple[str, ...] | None:
+    """The parameter names of a card's run function, in order, when `run` is that function and takes them all
+    by position; else None."""
+    if run is not function:
+        return None
+    parameters = inspect.signature(function).parameters.values()
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        return None
+    return tuple(p.name for p in parameters)
+
+
+def _by_keyword(run: Any, names: tuple[str, ...], *args: Any) -> Any:
+    return run(**dict(zip(names, args)))
 
 
 class BlockRunner:
@@ -367,14 +393,14 @@ class BlockRunner:
                                                              self._totals(counts)):
                 self._skip(entry, slots, prefix, indices, forward)
                 continue
-            kwargs = entry.fixed.copy()
+            args = entry.args.copy()
             skipped = False
-            for port, slot in entry.inputs:
+            for position, slot in entry.inputs:
                 value = slots[slot]
                 if value is SKIPPED:
                     skipped = True
                     break
-                kwargs[port] = value
+                args[position] = value
             if skipped:
                 self._skip(entry, slots, prefix, indices, forward)
                 continue
@@ -382,10 +408,11 @@ class BlockRunner:
                 hooks.body_card_started(prefix + entry.pc.id, entry.pc)
             started = clock()
             if entry.nested is not None:
-                outputs = entry.nested.run(kwargs, None, prefix, counts, indices, block_pc, chain)
+                outputs = entry.nested.run(dict(zip(entry.names, args)), None, prefix, counts, indices, block_pc,
+                                           chain)
             else:
                 try:
-                    outputs = entry.run(**kwargs)
+                    outputs = entry.run(*args)
                 except CardFailed:
                     raise
                 except Exception as exc:
