@@ -271,6 +271,7 @@ class BlockRunner:
             else:
                 _, run, fixed, _, _ = _prepared(plan, pc)
             self.entries.append(_Entry(pc, run, fixed, spec.conditions.get(pc.position), nested, stats))
+        self.nests = any(entry.nested is not None for entry in self.entries)
         self.slot_of = lambda position, port: plan.cards[position].output_slots[port]
         self.carry = tuple((name, init, self.ports[name], plan.cards[position].output_slots[port])
                            for name, init, position, port in spec.carry)
@@ -343,7 +344,9 @@ class BlockRunner:
                 slots[slot] = carried[name]
             services.totals[total_key] = services.totals.get(total_key, 0) + 1
             where = f"{prefix}{self.id}[{i}]."
-            here = (*chain, {"block": self.id, "index": i, "total": count})
+            # the enclosing loops' progress, for nested blocks and progress events (a dict a step costs in context)
+            here = (*chain, {"block": self.id, "index": i, "total": count}) if block_pc is not None or self.nests \
+                else chain
             self._iteration(slots, where, (*counts, i + 1), (*indices, i), forward, block_pc, here)
             for name, _, _, next_slot in self.carry:
                 value = slots[next_slot]
@@ -644,5 +647,7 @@ def _origin_input(spec: BlockSpec, name: str) -> str | None:
 
 def _detached(value: Any) -> Any:
     """A collected value keeps no autograd graph alive (a list of every step's graphs would fill the memory)."""
+    if type(value) is float:  # the common case, a loss value: no attribute look-ups
+        return value
     detach = getattr(value, "detach", None)
     return detach() if detach is not None and getattr(value, "requires_grad", False) else value
