@@ -1,7 +1,7 @@
 """Loop blocks at scale: a tiny model trained for 100 epochs of 1,000 batches (500,000 body-card executions) as
 loop blocks, with the default persist policy.
 
-    .venv/bin/python benchmarks/bench_blocks.py [--quick] [--epochs N] [--batches N] [--reps N] [--dir DIR]
+    .venv/bin/python benchmarks/bench_blocks.py [--quick] [--epochs N] [--batches N] [--reps N] [--cli-src DIR]
 
 Measures (a) loading, validating and planning the pipeline (goal < 1 s), (b) the run's resident memory, sampled
 through the run (goal: flat), (c) the run records' bytes per card execution (goal <= 100 bytes), (d) `cardloop
@@ -118,10 +118,11 @@ def executions_of(store: Path, run_id: str) -> tuple[int, int]:
     return top, body
 
 
-def show_seconds(store: Path, run_id: str, reps: int) -> dict[str, float]:
+def show_seconds(store: Path, run_id: str, reps: int, src: Path | None = None) -> dict[str, float]:
     """Median wall seconds of a fresh `python -m cardloop.cli ...` process (after one warm-up), for `runs`
-    (the start-up and one query) and `show RUN`; and how many lines `show RUN` printed."""
-    env = {**os.environ, "COLUMNS": "160"}
+    (the start-up and one query) and `show RUN`; and how many lines `show RUN` printed. `src`: run the CLI of
+    the cardloop in that folder (another checkout's src/) instead of this one."""
+    env = {**os.environ, "COLUMNS": "160", **({"PYTHONPATH": str(src)} if src is not None else {})}
     result = {}
     for name, command in (("runs", ["runs"]), ("show RUN", ["show", run_id])):
         argv = [sys.executable, "-m", "cardloop.cli", *command, "--store", str(store)]
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, help="batches per epoch (default 1000, quick 100)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the planning and CLI timings")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the run (default 1)")
+    parser.add_argument("--cli-src", type=Path, help="also time the CLI of the cardloop in this src/ folder "
+                                                      "(another checkout) on the same store")
     parser.add_argument("--dir", type=Path, help="folder for the data and the store (default: a temporary one)")
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="wait up to this many seconds for other processes to leave the CPU before the run "
@@ -199,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         artifacts = sum(p.stat().st_size for p in (store / "artifacts").rglob("*") if p.is_file())
         log("timing the CLI ...")
         cli = show_seconds(store, run_id, args.reps)
+        other = show_seconds(store, run_id, args.reps, args.cli_src) if args.cli_src else None
         executions = top + body
 
         rss = [kib for _, kib in samples] or [rss_kib()]
@@ -236,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
                  f"| (d) `cardloop show RUN`, fresh process, median of {args.reps} | {cli['show RUN']:.3f} s "
                  f"({cli['show RUN lines']} lines) | < 1 s |",
                  f"| (d) `cardloop runs` (start-up + one query), same | {cli['runs']:.3f} s | |"]
+        if other is not None:
+            lines += [f"| (d) `cardloop show RUN` of {args.cli_src}, same | {other['show RUN']:.3f} s "
+                      f"({other['show RUN lines']} lines) | < 1 s |",
+                      f"| (d) `cardloop runs` of {args.cli_src}, same | {other['runs']:.3f} s | |"]
         print("\n".join(lines))
         log("RSS samples (s, MiB): " + ", ".join(f"{t:.0f}:{kib / 1024:.0f}" for t, kib in samples[::max(1, len(
             samples) // 20)]))
