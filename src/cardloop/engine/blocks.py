@@ -157,7 +157,7 @@ class IterationStats:
         self.metric_ports = metric_ports
         self.metrics = tuple(array("d") for _ in metric_ports)
 
-    def add(self, status: int, seconds: float, indices: tuple[int, ...], outputs: Any) -> None:
+    def add(self, status: int, seconds: float, indices: array, outputs: Any) -> None:
         self.status.append(status)
         self.seconds.append(seconds)
         self.indices.extend(indices)
@@ -170,7 +170,7 @@ class IterationStats:
         status, seconds, extend = self.status.append, self.seconds.append, self.indices.extend
         metrics = tuple((port, values.append) for port, values in zip(self.metric_ports, self.metrics))
 
-        def record(took: float, indices: tuple[int, ...], outputs: Any) -> None:
+        def record(took: float, indices: array, outputs: Any) -> None:
             status(DONE)
             seconds(took)
             extend(indices)
@@ -390,11 +390,12 @@ class BlockRunner:
         services = self.services
         hooks, stop_after = services.hooks, services.stop_at
         clock = time.perf_counter
+        row = array("q", indices)  # each card's stats extend their indices by it: an array copies, a tuple converts
         for entry in self.entries:
             condition = entry.condition
             if condition is not None and not condition_holds(condition, self.slot_of, slots, counts,
                                                              self._totals(counts)):
-                self._skip(entry, slots, prefix, indices, forward)
+                self._skip(entry, slots, prefix, row, forward)
                 continue
             args = entry.args.copy()
             skipped = False
@@ -405,7 +406,7 @@ class BlockRunner:
                     break
                 args[position] = value
             if skipped:
-                self._skip(entry, slots, prefix, indices, forward)
+                self._skip(entry, slots, prefix, row, forward)
                 continue
             if forward:
                 hooks.body_card_started(prefix + entry.pc.id, entry.pc)
@@ -427,7 +428,7 @@ class BlockRunner:
             except (KeyError, TypeError) as exc:
                 raise self._failed(entry, prefix, CardError(f"its run function returned no value for output(s) "
                                                             f"{[n for n, _ in entry.outputs]}")) from exc
-            entry.done(seconds, indices, outputs)
+            entry.done(seconds, row, outputs)
             if forward:
                 hooks.body_card_finished(prefix + entry.pc.id, entry.pc, "done", seconds, outputs)
             if stop_after is not None and prefix + entry.pc.id == stop_after:
@@ -438,7 +439,7 @@ class BlockRunner:
         paths = [".".join(self.spec.path[: depth + 1]) for depth in range(len(counts))]
         return [self.services.totals.get(path, 0) for path in paths]
 
-    def _skip(self, entry: _Entry, slots: list[Any], prefix: str, indices: tuple[int, ...], forward: bool) -> None:
+    def _skip(self, entry: _Entry, slots: list[Any], prefix: str, indices: array, forward: bool) -> None:
         for slot in entry.value_slots:
             slots[slot] = SKIPPED
         for slot, source in entry.state_passes:
