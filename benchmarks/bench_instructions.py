@@ -12,6 +12,8 @@ steps, not imports, data, planning or the run's set-up. Variants (diabetes MLP 1
   executor  the unrolled 6-cards-per-step plan run by LocalExecutor, with no recorder and no store
   run       cardloop.run of the same pipeline: executor, run recorder (default persist policy) and its writer thread
   loop      cardloop.run of the same batches in one training_loop card
+  blocks    cardloop.run of the same batches as loop blocks (cardloop.examples.loop_blocks, one epoch of a copy of
+            the file trimmed to the steps run)
 
 Needs valgrind with its headers (Debian: `apt-get install valgrind`) and a C compiler, for the few lines of C that
 switch counting on and off (callgrind's client requests). Prints instructions, data references and simulated
@@ -36,7 +38,7 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-VARIANTS = ("hand", "cards", "executor", "run", "loop")
+VARIANTS = ("hand", "cards", "executor", "run", "loop", "blocks")
 # The simulated last-level cache is one core's L2 of the machine in benchmarks/README.md (1 MiB, 8-way, 64-byte
 # lines): its misses are the lines that come from L3 or memory, the slow ones. (Valgrind would otherwise model the
 # whole, shared L3 that the VM reports, as one direct-mapped cache.)
@@ -68,7 +70,7 @@ def child(variant: str, steps: int, library: str, folder: Path) -> None:
     import torch
     import torch.nn.functional as F
     from bench_data import write_diabetes
-    from bench_local import Case, make_model, pipeline_for, to_tensors
+    from bench_local import BLOCKS, Case, make_model, pipeline_for, to_tensors
 
     import cardloop
     from cardloop.cards.registry import default_registry
@@ -129,19 +131,20 @@ def child(variant: str, steps: int, library: str, folder: Path) -> None:
             LocalExecutor().run(plan, RunHooks([SimpleNamespace(card_done=lambda *args: None)]))
         else:
             cardloop.run(pipeline_for(case, total), store=folder / "store", threads=1)
-    elif variant == "loop":
+    elif variant in ("loop", "blocks"):
         from cardloop.examples import training_loop
 
         unmarked = torch.optim.Adam.zero_grad
 
-        def marked(self, *args, **kwargs):  # the loop card clears the gradients once per step
+        def marked(self, *args, **kwargs):  # both clear the gradients once per step (blocks: its Zero Gradients)
             counter.step()
             return unmarked(self, *args, **kwargs)
 
         torch.optim.Adam.zero_grad = marked
-        cardloop.run(training_loop(path=str(path), prepare=False, input_dim=10, layers=(64, 64), batches=total,
-                                   batch_size=32, learning_rate=1e-3, name="bench-loop"),
-                     store=folder / "store", threads=1)
+        pipeline = pipeline_for(case, total, BLOCKS, folder) if variant == "blocks" else training_loop(
+            path=str(path), prepare=False, input_dim=10, layers=(64, 64), batches=total, batch_size=32,
+            learning_rate=1e-3, name="bench-loop")
+        cardloop.run(pipeline, store=folder / "store", threads=1)
     if counter.seen <= WARM_UP + steps:
         raise SystemExit(f"{variant}: only {counter.seen} steps ran; counting never stopped")
 

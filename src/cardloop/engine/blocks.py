@@ -19,7 +19,9 @@ path is `epochs[3].batches[7].fwd`) are sent only when a listener asks for them 
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
+import inspect
 import json
 import math
 import re
@@ -173,7 +175,7 @@ class IterationStats:
         self.metric_ports = metric_ports
         self.metrics = tuple(array("d") for _ in metric_ports)
 
-    def add(self, status: int, seconds: float, indices: tuple[int, ...], outputs: Any) -> None:
+    def add(self, status: int, seconds: float, indices: array, outputs: Any) -> None:
         self.status.append(status)
         self.seconds.append(seconds)
         self.indices.extend(indices)
@@ -181,20 +183,11 @@ class IterationStats:
             value = outputs.get(port) if outputs is not None else None
             values.append(_number(value))
 
-    def done_recorder(self) -> Any:
-        """`record(seconds, indices, outputs)` for an execution that ran: `add` with its look-ups done once."""
-        status, seconds, extend = self.status.append, self.seconds.append, self.indices.extend
-        metrics = tuple((port, values.append) for port, values in zip(self.metric_ports, self.metrics))
-
-        def record(took: float, indices: tuple[int, ...], outputs: Any) -> None:
-            status(DONE)
-            seconds(took)
-            extend(indices)
-            for port, append in metrics:
-                value = outputs.get(port)
-                append(value if type(value) is float else _number(value))
-
-        return record
+    def appenders(self) -> tuple:
+        """(status, seconds, indices, ((metric port, values), ...)) appends, looked up once: the block records an
+        execution that ran with them in its own loop (a call per card would cost more than the appends)."""
+        return (self.status.append, self.seconds.append, self.indices.extend,
+                tuple((port, values.append) for port, values in zip(self.metric_ports, self.metrics)))
 
     @property
     def executions(self) -> int:
@@ -247,22 +240,46 @@ def body_cards(spec: BlockSpec) -> dict[str, PlannedCard]:
 
 
 class _Entry:
-    """One body card, prepared: what every iteration needs to call it."""
+    """One body card, prepared: what every iteration needs to call it. A card's run function is called with its
+    arguments by position (`args`: the fixed ones in place, `inputs`: (position, slot) of the others), which
+    costs a step of five cards about 1 µs less than by keyword; a nested block gets them by port name."""
 
-    __slots__ = ("pc", "run", "fixed", "inputs", "outputs", "condition", "nested", "stats", "state_passes",
-                 "value_slots", "done")
+    __slots__ = ("pc", "run", "args", "names", "inputs", "outputs", "condition", "nested", "stats", "state_passes",
+                 "value_slots", "record")
 
     def __init__(self, pc: PlannedCard, run: Any, fixed: dict, condition: Any, nested: BlockRunner | None,
                  stats: IterationStats):
-        self.pc, self.run, self.fixed, self.condition, self.nested, self.stats = pc, run, fixed, condition, nested, stats
-        self.inputs = tuple((b.port, b.slot) for b in pc.bindings)
+        self.pc, self.condition, self.nested, self.stats = pc, condition, nested, stats
+        self.names = names = (*fixed, *(b.port for b in pc.bindings)) if nested is not None \
+            else _positional_names(pc.card_type.run, run)
+        if names is None:  # a wrapped run function (state_guard) takes its arguments by keyword
+            names = (*fixed, *(b.port for b in pc.bindings))
+            run = functools.partial(_by_keyword, run, names)
+        self.run = run
+        self.args = [fixed.get(name) for name in names]
+        self.inputs = tuple((names.index(b.port), b.slot) for b in pc.bindings)
         self.outputs = tuple(pc.output_slots.items())
         by_port = {b.port: b.slot for b in pc.bindings}
         # when skipped: a state output holds the state its card received, a value output SKIPPED
         self.state_passes = tuple((pc.output_slots[p.name], by_port.get(p.state_of)) for p in pc.card_type.outputs
                                   if p.kind in STATE_KINDS)
         self.value_slots = tuple(pc.output_slots[p.name] for p in pc.card_type.outputs if p.kind not in STATE_KINDS)
-        self.done = stats.done_recorder()
+        self.record = stats.appenders()
+
+
+def _positional_names(function: Any, run: Any) -> tuple[str, ...] | None:
+    """The parameter names of a card's run function, in order, when `run` is that function and takes them all
+    by position; else None."""
+    if run is not function:
+        return None
+    parameters = inspect.signature(function).parameters.values()
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        return None
+    return tuple(p.name for p in parameters)
+
+
+def _by_keyword(run: Any, names: tuple[str, ...], *args: Any) -> Any:
+    return run(**dict(zip(names, args)))
 
 
 class BlockRunner:
@@ -291,6 +308,7 @@ class BlockRunner:
             else:
                 _, run, fixed, _, _ = _prepared(plan, pc)
             self.entries.append(_Entry(pc, run, fixed, spec.conditions.get(pc.position), nested, stats))
+        self.nests = any(entry.nested is not None for entry in self.entries)
         self.slot_of = lambda position, port: plan.cards[position].output_slots[port]
         self.carry = tuple((name, init, self.ports[name], plan.cards[position].output_slots[port])
                            for name, init, position, port in spec.carry)
@@ -362,7 +380,9 @@ class BlockRunner:
                 slots[slot] = carried[name]
             services.totals[total_key] = services.totals.get(total_key, 0) + 1
             where = f"{prefix}{self.id}[{i}]."
-            here = (*chain, {"block": self.id, "index": i, "total": count})
+            # the enclosing loops' progress, for nested blocks and progress events (a dict a step costs in context)
+            here = (*chain, {"block": self.id, "index": i, "total": count}) if block_pc is not None or self.nests \
+                else chain
             self._iteration(slots, where, (*counts, i + 1), (*indices, i), forward, block_pc, here)
             for name, _, _, next_slot in self.carry:
                 value = slots[next_slot]
@@ -406,31 +426,33 @@ class BlockRunner:
         services = self.services
         hooks, stop_after = services.hooks, services.stop_at
         clock = time.perf_counter
+        row = array("q", indices)  # each card's stats extend their indices by it: an array copies, a tuple converts
         for entry in self.entries:
             condition = entry.condition
             if condition is not None and not condition_holds(condition, self.slot_of, slots, counts,
                                                              self._totals(counts)):
-                self._skip(entry, slots, prefix, indices, forward)
+                self._skip(entry, slots, prefix, row, forward)
                 continue
-            kwargs = entry.fixed.copy()
+            args = entry.args.copy()
             skipped = False
-            for port, slot in entry.inputs:
+            for position, slot in entry.inputs:
                 value = slots[slot]
                 if value is SKIPPED:
                     skipped = True
                     break
-                kwargs[port] = value
+                args[position] = value
             if skipped:
-                self._skip(entry, slots, prefix, indices, forward)
+                self._skip(entry, slots, prefix, row, forward)
                 continue
             if forward:
                 hooks.body_card_started(prefix + entry.pc.id, entry.pc)
             started = clock()
             if entry.nested is not None:
-                outputs = entry.nested.run(kwargs, None, prefix, counts, indices, block_pc, chain)
+                outputs = entry.nested.run(dict(zip(entry.names, args)), None, prefix, counts, indices, block_pc,
+                                           chain)
             else:
                 try:
-                    outputs = entry.run(**kwargs)
+                    outputs = entry.run(*args)
                 except CardFailed:
                     raise
                 except Exception as exc:
@@ -442,7 +464,13 @@ class BlockRunner:
             except (KeyError, TypeError) as exc:
                 raise self._failed(entry, prefix, CardError(f"its run function returned no value for output(s) "
                                                             f"{[n for n, _ in entry.outputs]}")) from exc
-            entry.done(seconds, indices, outputs)
+            status, times, extend, metrics = entry.record
+            status(DONE)
+            times(seconds)
+            extend(row)
+            for port, append in metrics:
+                value = outputs.get(port)
+                append(value if type(value) is float else _number(value))
             if forward:
                 hooks.body_card_finished(prefix + entry.pc.id, entry.pc, "done", seconds, outputs)
             if stop_after is not None and prefix + entry.pc.id == stop_after:
@@ -453,7 +481,7 @@ class BlockRunner:
         paths = [".".join(self.spec.path[: depth + 1]) for depth in range(len(counts))]
         return [self.services.totals.get(path, 0) for path in paths]
 
-    def _skip(self, entry: _Entry, slots: list[Any], prefix: str, indices: tuple[int, ...], forward: bool) -> None:
+    def _skip(self, entry: _Entry, slots: list[Any], prefix: str, indices: array, forward: bool) -> None:
         for slot in entry.value_slots:
             slots[slot] = SKIPPED
         for slot, source in entry.state_passes:
@@ -662,5 +690,7 @@ def _origin_input(spec: BlockSpec, name: str) -> str | None:
 
 def _detached(value: Any) -> Any:
     """A collected value keeps no autograd graph alive (a list of every step's graphs would fill the memory)."""
+    if type(value) is float:  # the common case, a loss value: no attribute look-ups
+        return value
     detach = getattr(value, "detach", None)
     return detach() if detach is not None and getattr(value, "requires_grad", False) else value
