@@ -361,7 +361,7 @@ class BlockRunner:
             if prefix:
                 raise
             self.stopped = True
-        return self._outputs(slots, inputs, carried, collected)
+        return self._outputs(slots, carried, collected)
 
     def _loop(self, slots: list[Any], iterator: Any, start: int, end: int, count: int, prefix: str,
               counts: tuple[int, ...], indices: tuple[int, ...], chain: tuple[dict, ...], carried: dict,
@@ -406,8 +406,9 @@ class BlockRunner:
             if stop:
                 break
 
-    def _outputs(self, slots: list[Any], inputs: dict[str, Any], carried: dict, collected: dict) -> dict[str, Any]:
-        spec = self.spec
+    def _outputs(self, slots: list[Any], carried: dict, collected: dict) -> dict[str, Any]:
+        """The block's outputs after its iterations: lists, carried values, and training state (for a state the
+        body continues, the input's when no iteration made it)."""
         outputs: dict[str, Any] = {}
         for output, slot, origin in self.outputs:
             if output.role == "collect":
@@ -416,9 +417,9 @@ class BlockRunner:
                 outputs[output.name] = carried[output.name]
             else:
                 value = slots[slot] if slot is not None else None
-                if value is None or value is SKIPPED:
-                    value = slots[origin] if origin is not None else inputs.get(_origin_input(spec, output.name))
-                outputs[output.name] = value
+                if (value is None or value is SKIPPED) and origin is not None:
+                    value = slots[origin]
+                outputs[output.name] = None if value is SKIPPED else value
         return outputs
 
     def _iteration(self, slots: list[Any], prefix: str, counts: tuple[int, ...], indices: tuple[int, ...],
@@ -682,10 +683,6 @@ def spec_outputs_ports(spec: BlockSpec) -> tuple:
     from cardloop.pipeline.blocks import _output_port
 
     return tuple(_output_port(o, spec.checked, spec.body, spec.ports_type) for o in spec.outputs)
-
-
-def _origin_input(spec: BlockSpec, name: str) -> str | None:
-    return next((p.state_of for p in spec_outputs_ports(spec) if p.name == name), None)
 
 
 def _detached(value: Any) -> Any:
