@@ -5,18 +5,6 @@ serializer turns into null, losing which one it was). So the server sends each a
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from cardloop.store.codec import finite_json
 
-
-def finite_json(value: Any) -> Any:
-    """`value` (dicts, lists and tuples of plain values) with every non-finite float as its string."""
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-    if isinstance(value, dict):
-        return {key: finite_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_json(item) for item in value]
-    return value
+__all__ = ["finite_json"]

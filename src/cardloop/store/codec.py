@@ -78,3 +78,18 @@ def json_number(value: Any) -> float | str:
     """A float for JSON; NaN and infinities become the strings 'nan', 'inf', '-inf'."""
     number = float(value)
     return number if math.isfinite(number) else str(number)
+
+
+def finite_json(value: Any) -> Any:
+    """`value` (dicts, lists and tuples of plain values) with every non-finite float as the string JavaScript's
+    `Number()` reads back ("NaN", "Infinity", "-Infinity"): JSON has none of them, and JSON.parse refuses Python's
+    bare `NaN`. The API sends such values this way (server/jsonsafe.py), and a collected list is stored so."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value

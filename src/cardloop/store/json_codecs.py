@@ -10,7 +10,7 @@ import torch
 
 from cardloop import kinds
 from cardloop.errors import StoreError
-from cardloop.store.codec import Codec, CodecContext, canonical_json
+from cardloop.store.codec import Codec, CodecContext, canonical_json, finite_json
 
 
 def to_jsonable(value: Any, where: str = "value") -> Any:
@@ -122,17 +122,7 @@ class ListCodec(Codec):
     def summarize(self, value: list) -> Any:
         if not isinstance(value, list):
             raise StoreError(f"a collected output must be a list, not a {type(value).__name__}")
-        return _named_numbers(to_jsonable(value, "list"))
-
-
-def _named_numbers(value: Any) -> Any:
-    if isinstance(value, float) and not np.isfinite(value):
-        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, list):
-        return [_named_numbers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _named_numbers(v) for k, v in value.items()}
-    return value
+        return finite_json(to_jsonable(value, "list"))
 
 
 _NAMED = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
