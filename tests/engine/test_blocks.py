@@ -294,3 +294,60 @@ def test_a_block_stopped_part_way_says_so_in_its_done_event(regression_csv, stor
     cardloop.run(repeated_batch(regression_csv), store=store, threads=1, until="epochs[0]", progress=events.append)
     done = [e for e in events if e.kind == "done" and e.card_id == "epochs"]
     assert len(done) == 1 and done[0].status == "stopped"
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_a_long_block_writes_what_its_cards_did_in_chunks_that_read_back_whole(regression_csv, store, executor,
+                                                                                monkeypatch):
+    import sqlite3
+
+    from cardloop.engine import blocks
+
+    whole = cardloop.run(repeated_batch(regression_csv, epochs=4, steps=3), store=store / "whole", threads=1,
+                         executor=executor)
+    monkeypatch.setattr(blocks, "STATS_CHUNK", 20)  # 16 body card executions an epoch: a chunk every 2 epochs
+    chunked = cardloop.run(repeated_batch(regression_csv, epochs=4, steps=3), store=store / "chunked", threads=1,
+                           executor=executor)
+    with sqlite3.connect(store / "chunked" / "runs.sqlite") as db:
+        chunks = db.execute("SELECT chunk, executions FROM iteration_cards WHERE path = 'epochs.steps.loss'"
+                            " ORDER BY chunk").fetchall()
+    assert chunks == [(0, 6), (2, 6)]  # none left for a third: an empty chunk is not written
+    read = {row.path: row for row in RunRecords(store / "chunked" / "runs.sqlite").iteration_cards(chunked.run_id)}
+    expected = {row.path: row for row in RunRecords(store / "whole" / "runs.sqlite").iteration_cards(whole.run_id)}
+    assert read.keys() == expected.keys()
+    for path, row in read.items():
+        assert (row.executions, row.status, row.indices, row.metric_values) == \
+            (expected[path].executions, expected[path].status, expected[path].indices, expected[path].metric_values)
+    assert chunked.metrics("loss_value") == whole.metrics("loss_value")
+
+
+def best_model_pipeline(csv, epochs: int) -> Pipeline:
+    """repeated_batch with validation after every epoch, early stopping's state and the best model carried."""
+    p = repeated_batch(csv, epochs=epochs, evaluate_every=1)
+    outer = p.card("epochs")
+    outer.config["carry"] = {"early": {"init": None, "next": "stop.state"},
+                             "best": {"init": None, "next": "keep.best_model"}}
+    body = {card.id: card for card in outer.body.cards}
+    stop = outer.body.add("training_early_stopping", "stop", metric=body["eval"]["mse"], state=outer["early"],
+                          patience=10)
+    outer.body.add("training_best_model", "keep", model=body["steps"]["model"], improved=stop["improved"],
+                   best_model=outer["best"])
+    return p
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_a_block_carrying_a_best_model_goes_on_from_its_checkpoint_with_that_model(regression_csv, store,
+                                                                                  executor):
+    cardloop.run(best_model_pipeline(regression_csv, 2), store=store, threads=1, executor=executor)
+    longer = cardloop.run(best_model_pipeline(regression_csv, 4), store=store, threads=1, executor=executor,
+                          keep_outputs=True)
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(longer.run_id)}
+    assert stats["epochs.steps.fwd"].executions == 4  # epochs 2 and 3: 0 and 1 from the run before
+    whole = cardloop.run(best_model_pipeline(regression_csv, 4), store=tmp_store(store), threads=1,
+                         keep_outputs=True)
+    assert_same_weights(longer.outputs["epochs"]["best"], whole.outputs["epochs"]["best"])
+    assert_same_weights(longer.outputs["epochs"]["model"], whole.outputs["epochs"]["model"])
+
+
+def tmp_store(store):
+    return store.parent / "uninterrupted"

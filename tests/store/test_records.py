@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 import json
 import math
 import multiprocessing
@@ -17,6 +18,7 @@ import pytest
 from cardloop.errors import StoreError
 from tests.filesystems import fill, read_only, tmpfs
 from cardloop.store.records import (
+    SCHEMA_VERSION,
     ArtifactRecord,
     CardExecution,
     Metric,
@@ -307,7 +309,39 @@ def test_a_database_made_before_nan_metrics_keeps_its_rows_and_takes_nan(tmp_pat
         records.add_metrics([Metric("old", "loss2", "loss_value", 2, float("nan"))])
         assert math.isnan(records.metrics("old")[2].value) and records.get_run("old").status == "succeeded"
         records.start_run(name="new", pipeline=PIPELINE)  # the tables added since are there too
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# iteration_cards as schema version 1 made it: one row per run and body card, no chunks.
+VERSION_1_ITERATION_CARDS = """
+CREATE TABLE iteration_cards (
+    run_id TEXT NOT NULL, path TEXT NOT NULL, card_type TEXT NOT NULL, depth INTEGER NOT NULL,
+    executions INTEGER NOT NULL, skipped INTEGER NOT NULL, seconds REAL NOT NULL, status BLOB NOT NULL,
+    times BLOB NOT NULL, indices BLOB NOT NULL, metric_names TEXT NOT NULL, metric_values BLOB NOT NULL,
+    PRIMARY KEY (run_id, path));
+INSERT INTO iteration_cards VALUES ('old', 'epochs.loss', 'training_loss', 1, 2, 0, 0.5, X'0101',
+    X'0000803F0000803F', X'00000000000000000100000000000000', '["loss_value"]',
+    X'000000000000E83F000000000000E03F');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_database_made_before_chunked_iteration_cards_keeps_its_rows_and_takes_chunks(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(VERSION_1_ITERATION_CARDS)
+    old.close()
+    with RunRecords(path) as records:
+        (row,) = records.iteration_cards("old")
+        assert (row.path, row.executions, row.chunk) == ("epochs.loss", 2, 0)
+        assert row.arrays()[3] == {"loss_value": array("d", [0.75, 0.5])}
+        records.add_iteration_cards([("old", "epochs.loss", "training_loss", 1, 1, 0, 0.25, b"\x01",
+                                      array("f", [1.0]).tobytes(), array("q", [2]).tobytes(), '["loss_value"]',
+                                      array("d", [0.25]).tobytes(), 2)])
+        (row,) = records.iteration_cards("old")
+        assert row.executions == 3 and row.arrays()[2] == [(0,), (1,), (2,)]
+        assert row.arrays()[3] == {"loss_value": array("d", [0.75, 0.5, 0.25])}
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_an_empty_records_file_is_refused_rather_than_taken_for_an_empty_history(tmp_path):

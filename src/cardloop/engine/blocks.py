@@ -34,7 +34,7 @@ from cardloop.cards.spec import CardContext
 from cardloop.engine.events import RunHooks, listens
 from cardloop.engine.plan import Plan, PlannedCard, _plan
 from cardloop.errors import CardError, CardFailed
-from cardloop.kinds import STATE_KINDS
+from cardloop.kinds import MODEL, STATE_KINDS
 from cardloop.pipeline.blocks import (
     ITERATION,
     OVER,
@@ -70,6 +70,8 @@ class RunServices:
     stop_at: str | None = None  # an iteration path: `--until 'epochs[3]'` stops the run right after it
     run_id: str | None = None  # the run's id (a worker process records iteration checkpoints under it)
     totals: dict[str, int] = field(default_factory=dict)  # by loop's static path
+    #: body card executions a top-level block keeps before it writes them to the records as a chunk
+    stats_chunk: int = field(default_factory=lambda: STATS_CHUNK)
     runners: dict[int, BlockRunner] = field(default_factory=dict)  # by id of the BlockSpec
     stats: dict[str, IterationStats] = field(default_factory=dict)  # by body card's static path
 
@@ -88,11 +90,16 @@ class RunServices:
     _stored_keys: set[str] | None = None
 
     def take_stats(self, block: str) -> list[IterationStats]:
-        """The stats of the body cards of the top-level block `block`, taken out (written once)."""
+        """The stats of the body cards of the top-level block `block`, taken out (its last chunk; none where the
+        chunks before it hold every execution)."""
         taken = [s for path, s in self.stats.items() if path.split(".", 1)[0] == block]
         for stats in taken:
             del self.stats[stats.path]
-        return taken
+        return [s for s in taken if s.executions or not s.taken]
+
+    def block_stats(self, block: str) -> list[IterationStats]:
+        """The stats of the body cards of the top-level block `block`, as they are."""
+        return [s for path, s in self.stats.items() if path.split(".", 1)[0] == block]
 
 
 class _Stop(Exception):
@@ -159,16 +166,20 @@ def run_block(spec: BlockSpec, config: Any, ctx: CardContext, **inputs: Any) -> 
 # --- what body cards did ---------------------------------------------------------------------------------
 
 DONE, SKIPPED_STATUS = 1, 0
+#: Body card executions a top-level block keeps in memory before it writes them to the run records as a chunk.
+STATS_CHUNK = 1 << 16
 
 
 class IterationStats:
     """What one body card did in every iteration: status, seconds, iteration path and metric values, in
     arrays (13 bytes and 8 per metric per execution)."""
 
-    __slots__ = ("path", "card_type", "depth", "status", "seconds", "indices", "metric_ports", "metrics")
+    __slots__ = ("path", "card_type", "depth", "status", "seconds", "indices", "metric_ports", "metrics", "chunk",
+                 "taken")
 
-    def __init__(self, path: str, card_type: str, depth: int, metric_ports: tuple[str, ...]):
-        self.path, self.card_type, self.depth = path, card_type, depth
+    def __init__(self, path: str, card_type: str, depth: int, metric_ports: tuple[str, ...], chunk: int = 0):
+        self.path, self.card_type, self.depth, self.chunk = path, card_type, depth, chunk
+        self.taken = False  # whether a chunk was taken out (an empty last one is then not worth a row)
         self.status = bytearray()
         self.seconds = array("f")
         self.indices = array("q")
@@ -193,16 +204,28 @@ class IterationStats:
     def executions(self) -> int:
         return len(self.status)
 
+    def take(self, next_chunk: int) -> IterationStats:
+        """What was recorded so far, as a chunk of its own; these arrays are emptied in place (the block's loop holds
+        their appenders) and go on as chunk `next_chunk`."""
+        taken = IterationStats(self.path, self.card_type, self.depth, self.metric_ports, self.chunk)
+        taken.status, taken.seconds, taken.indices = bytearray(self.status), array("f", self.seconds), \
+            array("q", self.indices)
+        taken.metrics = tuple(array("d", values) for values in self.metrics)
+        for values in (self.status, self.seconds, self.indices, *self.metrics):
+            del values[:]
+        self.chunk, self.taken = next_chunk, True
+        return taken
+
     def plain(self) -> dict[str, Any]:
         """As plain data, its arrays as bytes (a worker's CardOutcome)."""
-        return {"path": self.path, "card_type": self.card_type, "depth": self.depth,
+        return {"path": self.path, "card_type": self.card_type, "depth": self.depth, "chunk": self.chunk,
                 "metric_ports": list(self.metric_ports), "status": bytes(self.status),
                 "seconds": self.seconds.tobytes(), "indices": self.indices.tobytes(),
                 "metrics": b"".join(values.tobytes() for values in self.metrics)}
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> IterationStats:
-        stats = cls(data["path"], data["card_type"], data["depth"], tuple(data["metric_ports"]))
+        stats = cls(data["path"], data["card_type"], data["depth"], tuple(data["metric_ports"]), data.get("chunk", 0))
         stats.status.extend(data["status"])
         stats.seconds.frombytes(data["seconds"])
         stats.indices.frombytes(data["indices"])
@@ -353,6 +376,9 @@ class BlockRunner:
             for output, slot, origin in self.outputs:
                 if output.role == "last" and slot is not None:
                     slots[slot] = None
+        if boundaries is not None:  # the top-level block: its stats' first chunk starts where it starts
+            for stats in self.services.block_stats(self.id):
+                stats.chunk = start
         report = block_pc is not None and hooks is not None and listens(hooks, "block_progress")
         try:
             self._loop(slots, iterator, start, count if not stop else start, count, prefix, counts, indices, chain,
@@ -401,10 +427,22 @@ class BlockRunner:
                 boundaries.passed(i, {"carry": carried, "collected": collected, "stopped": stop})
             if block_pc is not None:
                 hooks.block_progress(block_pc, {"iterations": list(here), "metrics": self._metrics()})
+            if boundaries is not None:
+                self._flush_stats(boundaries.pc, i + 1)
             if stop_after is not None and where[:-1] == stop_after:
                 raise _Stop
             if stop:
                 break
+
+    def _flush_stats(self, block_pc: PlannedCard, next_iteration: int) -> None:
+        """Hand what the body cards did to the run's records as a chunk once it holds STATS_CHUNK executions, so a
+        long block's memory stays flat (a top-level block, after an iteration)."""
+        stats = self.services.block_stats(self.id)
+        if sum(len(s.status) for s in stats) < self.services.stats_chunk:
+            return
+        chunks = [s.take(next_iteration) for s in stats]
+        if self.services.hooks is not None:
+            self.services.hooks.block_stats(block_pc, chunks)
 
     def _outputs(self, slots: list[Any], carried: dict, collected: dict) -> dict[str, Any]:
         """The block's outputs after its iterations: lists, carried values, and training state (for a state the
@@ -506,6 +544,10 @@ class BlockRunner:
         return metrics
 
 
+#: The group name of a carried model's snapshot in a block's checkpoint: `carry:<name>`.
+CARRIED = "carry:"
+
+
 class _Boundaries:
     """A top-level block's iteration boundaries: each has a key, and may have a checkpoint in the store (its
     training state, carried values and collected outputs) from which a run goes on (docs/blocks.md, Resume).
@@ -574,20 +616,26 @@ class _Boundaries:
             extra = json.loads(text)
             collected = self._collected(extra)
             if collected is not None and all(services.available.decodes(m) for m in members.values()):
-                self._restore(members)
+                extra = {**extra, "carry": {**extra.get("carry", {}), **self._restore(members)}}
                 self.last_stored = (self.key(found), {name: len(values) for name, values in collected.items()})
                 return step, {**extra, "collected": collected}
             found = next((i for i in range(found - 1, -1, -1) if self.key(i) in stored), None)
         return None
 
-    def _restore(self, groups: dict[str, dict]) -> None:
+    def _restore(self, groups: dict[str, dict]) -> dict[str, Any]:
+        """Restore a checkpoint's training state into the live one; returns its carried models, decoded."""
         from cardloop.engine.resolve import StoredState
         from cardloop.engine.snapshot import restore_into
 
         plan, slots, loader = self.services.plan, self.services.slots, self.services.loader
-        for members in groups.values():
+        carried = {}
+        for group, members in groups.items():
+            if group.startswith(CARRIED):
+                carried.update(loader.state(StoredState(members), restore_random=False))
+                continue
             for name, loaded in loader.state(StoredState(members)).items():
                 restore_into(slots[plan.states[name].slot], loaded)
+        return carried
 
     def passed(self, i: int, extra: dict[str, Any]) -> None:
         """Iteration i is done: write its checkpoint when one is due. A checkpoint holds the values collected since
@@ -603,10 +651,35 @@ class _Boundaries:
         collected = extra["collected"]
         since = {name: values[lengths.get(name, 0):] for name, values in collected.items()}
         key = self.key(i)
-        self.services.hooks.block_checkpoint(self.pc, key, i, {**extra, "collected": since, "previous": previous})
+        carry, carried = self._carried_state(extra["carry"])
+        self.services.hooks.block_checkpoint(self.pc, key, i, {**extra, "carry": carry, "collected": since,
+                                                               "previous": previous}, carried)
         self.last_stored = (key, {name: len(values) for name, values in collected.items()})
 
     last_stored: tuple[str | None, dict[str, int]] = (None, {})
+
+    def _carried_state(self, carry: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...]]:
+        """Carried values as a checkpoint holds them: JSON ones as they are; a model (a best-model copy) encoded as
+        a snapshot of its own, `carry:<name>`, its value in the JSON left None."""
+        from cardloop.engine.snapshot import EncodedState, Snapshot
+        from cardloop.store.codecs import CodecContext, codec_for_kind
+
+        plain, carried = dict(carry), []
+        for name in self.state_carried:
+            value = carry.get(name)
+            if value is None:
+                continue
+            codec = codec_for_kind(MODEL)
+            member = EncodedState(name, MODEL, codec.name, codec.extension, codec.encode(value, CodecContext()))
+            carried.append(Snapshot(CARRIED + name, 0, self.pc.position, self.pc.id, self.pc.cache_key, (member,)))
+            plain[name] = None
+        return plain, tuple(carried)
+
+    @functools.cached_property
+    def state_carried(self) -> tuple[str, ...]:
+        """The carried values that are models."""
+        spec = self.runner.spec
+        return tuple(name for name, *_ in spec.carry if spec.ports_type.output(name).kind == MODEL)
 
     def _collected(self, extra: dict[str, Any]) -> dict[str, list] | None:
         """The values collected up to a checkpoint: its own, after those of the checkpoints before it (None when
@@ -627,8 +700,8 @@ class _Boundaries:
 
 
 def _resumable(spec: BlockSpec) -> bool:
-    """Whether a checkpoint can hold what the block carries: carried values and collected outputs of kinds
-    JSON holds (a carried model is not, yet)."""
+    """Whether a checkpoint can hold what the block carries: carried values of kinds JSON holds, or models (their
+    own snapshots), and collected outputs of kinds JSON holds."""
     from cardloop.store.codecs import has_codec
     from cardloop.store.json_codecs import JSON_ITEM_KINDS
 
@@ -636,8 +709,7 @@ def _resumable(spec: BlockSpec) -> bool:
         kind = output.kind.removeprefix("list:") if output.kind.startswith("list:") else None
         if kind is not None and not has_codec(output.kind):
             return False
-    return all(spec.ports_type.output(name).kind in JSON_ITEM_KINDS or spec.ports_type.output(name).kind == "any"
-               for name, *_ in spec.carry)
+    return all(spec.ports_type.output(name).kind in (*JSON_ITEM_KINDS, "any", MODEL) for name, *_ in spec.carry)
 
 
 def _card_key(pc: PlannedCard) -> str:

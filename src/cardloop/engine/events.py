@@ -125,11 +125,13 @@ class RunHooks:
         for call in self._block_progress:
             call(pc, progress)
 
-    def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any]) -> None:
+    def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any],
+                         carried: tuple[Any, ...] = ()) -> None:
         """Store the training state top-level block `pc` works on, as it is after its iteration `step`, with
-        `extra`, under the boundary key `key` (engine/blocks.py)."""
+        `extra` and the carried values that are state (`carried`: encoded snapshots), under the boundary key `key`
+        (engine/blocks.py)."""
         for call in self._block_checkpoint:
-            call(pc, key, step, extra)
+            call(pc, key, step, extra, carried)
 
     def block_stopped(self, pc: PlannedCard, path: str) -> None:
         """Top-level block `pc` stopped where the run was told to stop (`--until`/`--only` an iteration path):

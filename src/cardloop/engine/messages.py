@@ -102,12 +102,15 @@ class BlockRun:
     #: relay the body cards' events (BodyCardEvent), the block's progress (BlockProgress)
     body_events: bool = False
     block_progress: bool = False
+    #: body card executions the worker keeps before it writes them to the run records as a chunk
+    stats_chunk: int = 1 << 16
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "checkpoint_seconds": self.checkpoint_seconds,
                 "every_iteration": self.every_iteration, "use_cache": self.use_cache, "fresh_from": self.fresh_from,
                 "start_at": list(self.start_at) if self.start_at is not None else None, "stop_at": self.stop_at,
-                "body_events": self.body_events, "block_progress": self.block_progress}
+                "body_events": self.body_events, "block_progress": self.block_progress,
+                "stats_chunk": self.stats_chunk}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BlockRun:

@@ -154,7 +154,7 @@ def block_run(services: Any, hooks: RunHooks) -> BlockRun | None:
     return BlockRun(services.run_id, services.checkpoint_seconds, services.every_iteration, services.use_cache,
                     services.fresh_from, services.start_at, services.stop_at,
                     body_events=listens(hooks, "body_card_started") or listens(hooks, "body_card_stored"),
-                    block_progress=listens(hooks, "block_progress"))
+                    block_progress=listens(hooks, "block_progress"), stats_chunk=services.stats_chunk)
 
 
 class _Reports:

@@ -192,17 +192,16 @@ class RunRecorder:
         return dataclasses.replace(pc, card=dataclasses.replace(pc.card, id=path), cache_key=None,
                                    position=block.position if block is not None else pc.position)
 
-    def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any]) -> None:
-        """An iteration boundary of block `pc`: encode the state it works on now, and its `extra`, under `key`."""
-        self.pending.append(("progress", pc, step, seen_snapshots(self.plan, self.slots, pc),
+    def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any],
+                         carried: tuple[Snapshot, ...] = ()) -> None:
+        """An iteration boundary of block `pc`: encode the state it works on now, and its `extra` and `carried`
+        state, under `key`."""
+        self.pending.append(("progress", pc, step, seen_snapshots(self.plan, self.slots, pc) + carried,
                              json.dumps(extra, default=plain), key))
 
     def block_stats(self, pc: PlannedCard, stats: list[Any]) -> None:
-        """What the body cards of block `pc` did: one row per body card (engine/blocks.IterationStats)."""
-        self.pending.append(("iteration_cards", [
-            (self.run_id, s.path, s.card_type, s.depth, s.executions, s.executions - sum(s.status), sum(s.seconds),
-             bytes(s.status), s.seconds.tobytes(), s.indices.tobytes(), json.dumps(list(s.metric_ports)),
-             b"".join(values.tobytes() for values in s.metrics)) for s in stats]))
+        """What the body cards of block `pc` did: one row per body card and chunk (engine/blocks.IterationStats)."""
+        self.pending.append(("iteration_cards", iteration_rows(self.run_id, stats)))
 
     def card_stored(self, pc: PlannedCard, recorded: dict[str, Any], snapshots: list[dict], started: float,
                     seconds: float) -> None:
@@ -448,3 +447,10 @@ class _InThread:
 
     def close(self) -> None:
         pass
+
+
+def iteration_rows(run_id: str, stats: list[Any]) -> list[tuple]:
+    """The iteration_cards rows of body cards' IterationStats (one chunk each)."""
+    return [(run_id, s.path, s.card_type, s.depth, s.executions, s.executions - sum(s.status), sum(s.seconds),
+             bytes(s.status), s.seconds.tobytes(), s.indices.tobytes(), json.dumps(list(s.metric_ports)),
+             b"".join(values.tobytes() for values in s.metrics), s.chunk) for s in stats]

@@ -3,7 +3,7 @@
 The worker runs a whole block as one card, with the settings the run sent (`messages.BlockRun`). It writes the
 block's iteration checkpoints into the store's run records itself, as the run's recorder would, and takes up
 the last one an earlier run stored; it relays the body cards' events and the block's progress to the run's
-process while the block runs, when that process listens; what the body cards did goes back with the outcome.
+process while the block runs, when that process listens; what the body cards did is written into the run records in chunks as the block runs.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class BlockListener:
         return RunServices(hooks, self.plan, self.slots, self.records,
                            StoreAvailability(self.plan, self.records, self.artifacts, cards=()), loader,
                            block.checkpoint_seconds, block.every_iteration, block.use_cache, block.fresh_from,
-                           block.start_at, block.stop_at)
+                           block.start_at, block.stop_at, stats_chunk=block.stats_chunk)
 
     def _started(self, path: str, pc: PlannedCard) -> None:
         self.send(BodyCardEvent(path, "started"))
@@ -63,14 +63,22 @@ class BlockListener:
     def _progress(self, pc: PlannedCard, progress: dict[str, Any]) -> None:
         self.send(BlockProgress(progress))
 
-    def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any]) -> None:
+    def block_checkpoint(self, pc: PlannedCard, key: str, step: int, extra: dict[str, Any],
+                         carried: tuple[Any, ...] = ()) -> None:
         from cardloop.engine.recorder import seen_snapshots, write_progress
 
         write_progress(self.artifacts, self.records, self.block.run_id, pc.id, key, step,
-                       seen_snapshots(self.plan, self.slots, pc), json.dumps(extra, default=plain))
+                       seen_snapshots(self.plan, self.slots, pc) + carried, json.dumps(extra, default=plain))
 
     def block_stats(self, pc: PlannedCard, stats: list[IterationStats]) -> None:
-        self.stats = [s.plain() for s in stats]
+        """A chunk of what the body cards did: written into the run records here, as the checkpoints are (a long
+        block's chunks would otherwise pile up in this worker); without records, sent back with the outcome."""
+        if self.records is not None and self.block.run_id is not None:
+            from cardloop.engine.recorder import iteration_rows
+
+            self.records.add_iteration_cards(iteration_rows(self.block.run_id, stats))
+        else:
+            self.stats.extend(s.plain() for s in stats)
 
     def block_stopped(self, pc: PlannedCard, path: str) -> None:
         self.stopped = path

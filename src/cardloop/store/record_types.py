@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -116,7 +117,8 @@ class IterationCards:
     """What one card of a block's body did in every iteration of a run, in arrays (a few bytes per execution):
     `status` one byte each (1 done, 0 skipped), `times` float32 seconds, `indices` int64 iteration numbers
     (`depth` per execution, outermost loop first), `metric_values` float64 values of each metric in
-    `metric_names` (JSON list), one array after the other; NaN where the card was skipped."""
+    `metric_names` (JSON list), one array after the other; NaN where the card was skipped. A long block writes
+    its rows in chunks as it goes (`chunk`: the top-level iteration a chunk starts at); reading joins them."""
 
     run_id: str
     path: str  # the static path, `epochs.batches.fwd`
@@ -130,10 +132,10 @@ class IterationCards:
     indices: bytes
     metric_names: str
     metric_values: bytes
+    chunk: int = 0
 
     def arrays(self) -> tuple[bytes, Any, Any, dict[str, Any]]:
         """(status, seconds, indices as rows of `depth`, {metric: values}) as Python arrays."""
-        import json
         from array import array
 
         times, indices, values = array("f"), array("q"), array("d")
@@ -144,3 +146,17 @@ class IterationCards:
         n = self.executions
         rows = [tuple(indices[i * self.depth:(i + 1) * self.depth]) for i in range(n)]
         return self.status, times, rows, {name: values[k * n:(k + 1) * n] for k, name in enumerate(names)}
+
+    @classmethod
+    def joined(cls, chunks: list[IterationCards]) -> IterationCards:
+        """One row from the chunks of one body card, in iteration order: each metric's values stay one array."""
+        if len(chunks) == 1:
+            return chunks[0]
+        first = chunks[0]
+        metrics = len(json.loads(first.metric_names))
+        values = b"".join(c.metric_values[k * c.executions * 8:(k + 1) * c.executions * 8]
+                          for k in range(metrics) for c in chunks)
+        return cls(first.run_id, first.path, first.card_type, first.depth, sum(c.executions for c in chunks),
+                   sum(c.skipped for c in chunks), sum(c.seconds for c in chunks),
+                   b"".join(c.status for c in chunks), b"".join(c.times for c in chunks),
+                   b"".join(c.indices for c in chunks), first.metric_names, values, first.chunk)

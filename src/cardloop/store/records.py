@@ -52,8 +52,9 @@ BUSY_TIMEOUT_MS = 60_000
 LOCKS_DIR = "locks"
 
 #: The version of the tables below, kept in the database (`PRAGMA user_version`). 1: a metric's value may be
-#: NULL, which stands for NaN (SQLite stores a NaN as NULL; +/-inf are stored as they are).
-SCHEMA_VERSION = 1
+#: NULL, which stands for NaN (SQLite stores a NaN as NULL; +/-inf are stored as they are). 2: a body card's
+#: iteration_cards are written in chunks as a long block runs (its memory stays flat), keyed by `chunk`.
+SCHEMA_VERSION = 2
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -88,7 +89,19 @@ CREATE TABLE IF NOT EXISTS iteration_cards (
     run_id TEXT NOT NULL, path TEXT NOT NULL, card_type TEXT NOT NULL, depth INTEGER NOT NULL,
     executions INTEGER NOT NULL, skipped INTEGER NOT NULL, seconds REAL NOT NULL, status BLOB NOT NULL,
     times BLOB NOT NULL, indices BLOB NOT NULL, metric_names TEXT NOT NULL, metric_values BLOB NOT NULL,
-    PRIMARY KEY (run_id, path))
+    chunk INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, path, chunk))
+"""
+
+#: Version 1 -> 2: iteration_cards gains its `chunk` column, part of its key, its rows kept as chunk 0.
+ITERATION_CARDS_TO_VERSION_2 = """
+CREATE TABLE iteration_cards_v2 (
+    run_id TEXT NOT NULL, path TEXT NOT NULL, card_type TEXT NOT NULL, depth INTEGER NOT NULL,
+    executions INTEGER NOT NULL, skipped INTEGER NOT NULL, seconds REAL NOT NULL, status BLOB NOT NULL,
+    times BLOB NOT NULL, indices BLOB NOT NULL, metric_names TEXT NOT NULL, metric_values BLOB NOT NULL,
+    chunk INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, path, chunk));
+INSERT INTO iteration_cards_v2 SELECT *, 0 FROM iteration_cards ORDER BY rowid;
+DROP TABLE iteration_cards;
+ALTER TABLE iteration_cards_v2 RENAME TO iteration_cards
 """
 
 #: Version 0 -> 1: the metrics table of a database made before, whose value column refused NULL (and so NaN),
@@ -254,16 +267,21 @@ class RunRecords:
                        (run_id, card_id, cache_key, step, json.dumps(members), extra, time.time()))
 
     def add_iteration_cards(self, rows: list[tuple]) -> None:
-        """Record what the cards of a block's body did, one row per body card (IterationCards' columns; a row
-        written again for the same run and path, after a resumed block, is replaced)."""
+        """Record what the cards of a block's body did, one row per body card and chunk (IterationCards' columns;
+        a chunk written again for the same run and path, after a resumed block, is replaced)."""
         with self._write() as db:
-            db.executemany("INSERT OR REPLACE INTO iteration_cards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO iteration_cards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           rows)
 
     def iteration_cards(self, run_id: str, path: str | None = None) -> list[IterationCards]:
-        """What each body card of the run's blocks did (or the one with this static path), in script order."""
+        """What each body card of the run's blocks did (or the one with this static path), in script order, its
+        chunks joined."""
         query = "SELECT * FROM iteration_cards WHERE run_id = ?" + (" AND path = ?" if path else "")
         rows = self._read(query + " ORDER BY rowid", (run_id, path) if path else (run_id,))
-        return [IterationCards(*row) for row in rows]
+        by_path: dict[str, list[IterationCards]] = {}
+        for row in rows:
+            by_path.setdefault(row[1], []).append(IterationCards(*row))
+        return [IterationCards.joined(sorted(chunks, key=lambda c: c.chunk)) for chunks in by_path.values()]
 
     def run_that_made(self, run_id: str, card_id: str) -> str | None:
         """For a card that run `run_id` served from the store, the newest run that executed it (the same cache key,
@@ -349,6 +367,8 @@ class RunRecords:
             if version < 1 and any(column[1] == "value" and column[3] for column in
                                    db.execute("PRAGMA table_info(metrics)").fetchall()):
                 _execute_all(db, METRICS_TO_VERSION_1)
+            if not any(column[1] == "chunk" for column in db.execute("PRAGMA table_info(iteration_cards)")):
+                _execute_all(db, ITERATION_CARDS_TO_VERSION_2)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _run(self, row: sqlite3.Row) -> RunRecord:
