@@ -71,6 +71,9 @@ class RunProgress:
             self._end_block()
             self._note_loss(event.metrics)
             self.progress.update(self.task, advance=1, loss=self.loss)
+        elif kind == "skipped":  # a top-level card whose `when` did not hold: it counts as dealt with
+            self._end_block()
+            self.progress.update(self.task, advance=1)
         elif kind == "run_finished":
             self._end_block()
             self.progress.update(self.task, description=f"run {event.run_id}: {event.status}")

@@ -98,11 +98,23 @@ def test_when_conditions_are_checked(when, says):
     assert (found == []) if says is None else (len(found) == 1 and says in found[0])
 
 
-def test_when_outside_a_block_is_refused():
+def test_when_on_a_top_level_card_reads_a_card_above_it():
     card = {"id": "ev", "type": "evaluate", "inputs": {"model": "model.model", "dataset": "data.dataset"},
-            "when": {"finite": "opt.optimizer"}}
-    assert problems(card) == ["card 'ev': 'when' is for cards inside a loop block; put the card in a block "
-                              "(docs/blocks.md)"]
+            "when": {"value": "batch.batch_info", "equals": 1}}
+    assert problems(card) == []
+
+
+@pytest.mark.parametrize("when, says", [
+    ({"every": 2, "of": "steps"}, "ev: when: 'of' is 'steps'; it names a loop that encloses the card (here: none: "
+                                  "the card is in no loop)"),
+    ({"finite": "later.loss"}, "ev: when: 'later.loss' is not an output of a card above it"),
+    ({"value": "model.nope", "above": 1}, "ev: when: card 'model' has no output 'nope'"),
+])
+def test_a_top_level_when_that_cannot_be_read_is_refused_naming_the_card(when, says):
+    card = {"id": "ev", "type": "evaluate", "inputs": {"model": "model.model", "dataset": "data.dataset"},
+            "when": when}
+    found = problems(card)
+    assert len(found) == 1 and says in found[0], found
 
 
 def test_a_block_output_must_name_a_body_output():

@@ -42,7 +42,7 @@ class RunHooks:
     """Fan-out of run events to listeners; a listener implements only the methods it needs."""
 
     METHODS = ("run_started", "card_started", "card_progress", "card_checkpoint", "card_done", "card_stored",
-               "card_cached", "card_failed", "card_interrupted", "run_finished", "body_card_started",
+               "card_cached", "card_skipped", "card_failed", "card_interrupted", "run_finished", "body_card_started",
                "body_card_finished", "body_card_stored", "block_progress", "block_stats", "block_checkpoint",
                "block_stopped")
 
@@ -87,6 +87,12 @@ class RunHooks:
         """`pc` is served from the store; `recorded` is the outputs column of the execution that made it."""
         for call in self._card_cached:
             call(pc, recorded)
+
+    def card_skipped(self, pc: PlannedCard, reason: str, snapshots: list[dict] = ()) -> None:
+        """`pc` did not run: its `when` did not hold, or it needs a value a skipped card did not make (`reason`).
+        `snapshots`: the state it passed on, as another process stored it (RunHooks.card_stored's)."""
+        for call in self._card_skipped:
+            call(pc, reason, snapshots)
 
     def card_failed(self, pc: PlannedCard, error: BaseException, started: float, seconds: float) -> None:
         for call in self._card_failed:
@@ -209,6 +215,9 @@ class EventForwarder:
 
     def card_cached(self, pc: PlannedCard, recorded: dict[str, Any]) -> None:
         self._card_event("cached", pc, metrics=recorded_metrics(pc, recorded))
+
+    def card_skipped(self, pc: PlannedCard, reason: str, snapshots: list[dict] = ()) -> None:
+        self._card_event("skipped", pc, status="skipped", error=reason)
 
     def body_card_started(self, path: str, pc: PlannedCard) -> None:
         self.callback(CardEvent("started", self.run_id, self.total, path, pc.card.type))

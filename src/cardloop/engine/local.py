@@ -8,9 +8,10 @@ import time
 from typing import Any, Callable
 
 from cardloop.engine.events import RunHooks, listens
-from cardloop.engine.plan import Plan, PlannedCard
+from cardloop.engine.plan import WHEN_PORT, Plan, PlannedCard
 from cardloop.engine.resolve import Schedule
 from cardloop.engine.state_guard import UndeclaredStateChange, guarded
+from cardloop.engine.when import gates, optional_inputs, skip, skip_reason
 from cardloop.errors import CardError, CardFailed
 
 
@@ -59,14 +60,25 @@ class LocalExecutor:
         progress = hooks.card_progress if listens(hooks, "card_progress") else None
         checkpoint = hooks.card_checkpoint if listens(hooks, "card_checkpoint") else None
         prepared = [_prepared(plan, pc, progress, checkpoint, self.stored_by_type.get(pc.position)) for pc in running]
+        gated = gates(plan, running)
         for pc, run, fixed, inputs, outputs_at in prepared:
             if pc.position in loading:
                 _load_inputs(plan, pc, schedule, loader, slots)
+            gate = gated.get(pc.position) if gated else None
+            if gate is not None:
+                reason = skip_reason(plan, pc, gate, slots)
+                if reason is not None:
+                    skip(gate, slots)
+                    hooks.card_skipped(pc, reason)
+                    _release(releases.get(pc.position, ()), slots, held)
+                    continue
             kwargs = fixed.copy()
             if pc.position in self.resumes:
                 kwargs["ctx"] = _resume(plan, pc, self.resumes[pc.position], loader, slots, kwargs["ctx"])
             for port, slot in inputs:
                 kwargs[port] = slots[slot]
+            if gate is not None:
+                optional_inputs(gate, kwargs)
             if started_hook is not None:
                 started_hook(pc)
             started = clock()
@@ -89,6 +101,14 @@ class LocalExecutor:
                     held[hold] = slots[slot]
                 slots[slot] = RELEASED
         return slots
+
+
+def _release(releases: tuple, slots: list[Any], held: dict[Any, Any]) -> None:
+    """Drop the values a card was the last reader of (the loop does it inline, this for a skipped card)."""
+    for slot, hold in releases:
+        if hold is not None:
+            held[hold] = slots[slot]
+        slots[slot] = RELEASED
 
 
 def _positions_with_loads(schedule: Schedule) -> set[int]:
@@ -130,7 +150,7 @@ def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None, che
     `state_guard.guarded`, which most cards do not need); the arguments that do not change
     (config, context, None for each optional input left unconnected); its (port, slot) pairs. The context's
     `report` and `checkpoint` go to the hooks of those names, when one listens."""
-    bound = {b.port for b in pc.bindings}
+    bound = {b.port for b in pc.bindings}  # (and the when: bindings, which no card type has as a port)
     fixed: dict[str, Any] = {p.name: None for p in pc.card_type.inputs if p.name not in bound}
     fixed["config"] = pc.config
     if pc.card_type.wants_context:
@@ -140,7 +160,7 @@ def _prepared(plan: Plan, pc: PlannedCard, progress: Callable | None = None, che
         if checkpoint is not None and pc.states_seen:
             ctx = dataclasses.replace(ctx, checkpoint=functools.partial(checkpoint, pc))
         fixed["ctx"] = ctx
-    inputs = tuple((b.port, b.slot) for b in pc.bindings)
+    inputs = tuple((b.port, b.slot) for b in pc.bindings if not b.port.startswith(WHEN_PORT))
     return pc, guarded(pc, pc.card_type.run, stored_by_type), fixed, inputs, tuple(pc.output_slots.items())
 
 

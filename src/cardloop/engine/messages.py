@@ -214,6 +214,8 @@ class CardOutcome:
     iteration_stats: list[dict[str, Any]] = field(default_factory=list)
     #: a block stopped part-way where the run was told to stop: that iteration path (nothing is stored then)
     stopped_at: str | None = None
+    #: the target did not run: why (its `when` did not hold); `outputs` then holds its state ports only
+    skipped: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         stats = [{**s, **{name: base64.b64encode(s[name]).decode() for name in BINARY_STATS}}
@@ -224,7 +226,7 @@ class CardOutcome:
                      "traceback": failed.traceback, "iteration_stats": stats or None}
             return {key: value for key, value in found.items() if value is not None}
         return {"seconds": self.seconds, "outputs": self.outputs, "snapshots": self.snapshots,
-                "iteration_stats": stats, "stopped_at": self.stopped_at}
+                "iteration_stats": stats, "stopped_at": self.stopped_at, "skipped": self.skipped}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CardOutcome:
@@ -233,7 +235,8 @@ class CardOutcome:
         if "error" in data:
             return cls(failure=TaskFailure(data["error"], data.get("card"), data.get("type"), data.get("traceback")),
                        iteration_stats=stats)
-        return cls(data["seconds"], data["outputs"], data["snapshots"], None, stats, data.get("stopped_at"))
+        return cls(data["seconds"], data["outputs"], data["snapshots"], None, stats, data.get("stopped_at"),
+                   data.get("skipped"))
 
 
 #: the fields of a body card's statistics that are arrays, as bytes (base64 in JSON)

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from cardloop.cards.registry import Registry
 from cardloop.cards.spec import CardConfig, CardContext, CardType, Port
 from cardloop.kinds import GRAPH_KINDS, MODEL, STATE_KINDS
+from cardloop.pipeline.blocks import condition_sources
 from cardloop.pipeline.model import Card, Pipeline
 from cardloop.pipeline.parsing import collector_paused
 from cardloop.pipeline.validate import CheckedCard, check_pipeline
@@ -47,13 +48,15 @@ class PlannedCard:
     states_seen: dict[str, int] = field(default_factory=dict)
     states_made: dict[str, int] = field(default_factory=dict)
     cache_key: str = ""
+    #: a top-level card's `when` (pipeline/blocks.py Condition), read through its WHEN_PORT bindings
+    condition: Any = None
 
     @property
     def id(self) -> str:
         return self.card.id
 
     def sources(self) -> dict[str, str]:
-        return {b.port: self.card.inputs[b.port] for b in self.bindings}
+        return {b.port: self.card.inputs[b.port] for b in self.bindings if b.port in self.card.inputs}
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class Plan:
         """What card `pc` may know about itself while it runs."""
         readers = self._readers()
         earlier = {b.port: tuple((r.id, r.card.type) for r in readers[b.slot] if r.position < pc.position)
-                   for b in pc.bindings}
+                   for b in pc.bindings if not b.port.startswith(WHEN_PORT)}
         return CardContext(pc.id, pc.card.type, pc.sources(), earlier)
 
     def _readers(self) -> dict[int, list[PlannedCard]]:
@@ -154,6 +157,10 @@ class Plan:
         return Plan(self.pipeline, cards, states, self.slot_count)
 
 
+#: The port name of a binding that feeds a card's `when` (`when:<card>.<port>`): no card type has such a port.
+WHEN_PORT = "when:"
+
+
 def plan_pipeline(pipeline: Pipeline, registry: Registry | None = None, source: str | None = None) -> Plan:
     """Validate the pipeline and plan it: slots, state versions and cache keys."""
     with collector_paused():
@@ -169,7 +176,7 @@ def _plan(checked: list[CheckedCard], pipeline: Pipeline) -> Plan:
     planned: list[PlannedCard] = []
     lineage = _Lineage()
 
-    for position, (card, (card_type, config, sources)) in enumerate(zip(pipeline.cards, checked)):
+    for position, (card, (card_type, config, sources, condition)) in enumerate(zip(pipeline.cards, checked)):
         kind = lineage.kind(card_type)
         bindings = []
         value_inputs = []  # (port, `"<port>":"<value key>"`) for the inputs that are not training state
@@ -188,6 +195,13 @@ def _plan(checked: list[CheckedCard], pipeline: Pipeline) -> Plan:
                 group = states[name].group
                 version = states_seen[group] = group_version[group]
                 seen_keys.append((group, f'{lineage.name(group)}:"{version_key[(group, version)]}"'))
+        if condition is not None:  # what `when` reads is an input of the card, its condition part of the key
+            value_inputs.append((WHEN_PORT, f'"{WHEN_PORT}":{_json(card.when)}'))
+            for source, port in condition_sources(condition):
+                slot = planned[source].output_slots[port]
+                name = f"{WHEN_PORT}{planned[source].id}.{port}"
+                bindings.append(Binding(name, source, port, slot))
+                value_inputs.append((name, f"{_json(name)}:{value_keys[slot]}"))
         first = len(value_keys)
         output_slots = dict(zip(kind.outputs, range(first, first + len(kind.outputs))))
 
@@ -221,7 +235,7 @@ def _plan(checked: list[CheckedCard], pipeline: Pipeline) -> Plan:
         for port_inner in kind.outputs_json:
             value_keys.append(f'"{key}:{port_inner}"')
         planned.append(PlannedCard(position, card, card_type, config, tuple(bindings), output_slots,
-                                   state_outputs, states_seen, states_made, key))
+                                   state_outputs, states_seen, states_made, key, condition))
 
     return Plan(pipeline, planned, states, len(value_keys))
 

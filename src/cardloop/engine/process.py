@@ -34,8 +34,9 @@ from cardloop.engine.messages import (
     report_from_json,
 )
 from cardloop.engine.persist import SUMMARIZED_KINDS
-from cardloop.engine.plan import Plan, PlannedCard
+from cardloop.engine.plan import WHEN_PORT, Plan, PlannedCard
 from cardloop.engine.resolve import Schedule, StoredState, StoredValue, schedule
+from cardloop.engine.when import Gate, gates
 from cardloop.errors import CardFailed, CardloopError
 from cardloop.pipeline.blocks import BlockType
 
@@ -177,6 +178,24 @@ class _Reports:
                 self.hooks.body_card_stored(report.path, body_pc, report.status, report.seconds, report.outputs)
 
 
+def parent_skip(plan: Plan, pc: PlannedCard, gate: Gate, skipped: set[int]) -> str | None:
+    """Why a card is skipped before it is sent anywhere: it needs a value, or its `when` reads one, that a
+    skipped card did not make (its own `when` its worker decides)."""
+    for port, slot in gate.required:
+        if slot in skipped:
+            return f"its input '{port}' comes from a card that was skipped"
+    if any(b.slot in skipped for b in pc.bindings if b.port.startswith(WHEN_PORT)):
+        return "the value its `when` reads comes from a card that was skipped"
+    return None
+
+
+def mark_skipped(gate: Gate | None, skipped: set[int]) -> None:
+    """Note the slots a skipped card leaves without a value: its value outputs, and the state it passes on when
+    that state was never made."""
+    if gate is not None:
+        skipped.update(slot for slot, source in gate.skipped_outputs if source is None or source in skipped)
+
+
 STATIC = re.compile(r"\[\d+\]")  # an iteration path's indices: removed, it is the static path
 
 
@@ -205,7 +224,15 @@ class ProcessExecutor:
         reporting = listens(hooks, "card_progress")
         services = current()
         sent_plan = False
+        gated, skipped = gates(plan, work.run), set()  # skipped: the value slots of cards that were skipped
         for pc in work.run:
+            gate = gated.get(pc.position)
+            if gate is not None and skipped:
+                reason = parent_skip(plan, pc, gate, skipped)
+                if reason is not None:  # it needs what a skipped card did not make: no task for it
+                    mark_skipped(gate, skipped)
+                    hooks.card_skipped(pc, reason)
+                    continue
             is_block = isinstance(pc.card_type, BlockType)
             block = block_run(services, hooks) if is_block else None
             task = card_task(plan, view, pc, plan_key, self.stored_by_type.get(pc.position, {}), keep_all,
@@ -226,5 +253,9 @@ class ProcessExecutor:
                 hooks.card_failed(pc, failure, started, seconds)
                 raise failure
             view.add(pc, outcome)
+            if outcome.skipped is not None:
+                mark_skipped(gate, skipped)
+                hooks.card_skipped(pc, outcome.skipped, outcome.snapshots)
+                continue
             hooks.card_stored(pc, outcome.outputs, outcome.snapshots, started, seconds)
         return slots

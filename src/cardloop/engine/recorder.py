@@ -141,6 +141,21 @@ class RunRecorder:
         else:
             self.pending.append(("done", position, started + self.epoch_offset, seconds, summaries))
 
+    def card_skipped(self, pc: PlannedCard, reason: str, snapshots: list[dict] = ()) -> None:
+        """A card its `when` skipped (or that needed a skipped value): a `skipped` row saying why; the state it
+        passes on unchanged is a version like any other, snapshotted when one is due (or as the worker process
+        that skipped it stored it: `snapshots`)."""
+        now = time.perf_counter()
+        if snapshots:
+            self.pending.append(("stored_snapshots", pc, snapshots))
+        self.last_position = pc.position
+        if pc.states_made:
+            if now >= self.next_checkpoint:
+                self.pending.append(("snapshots", self._snapshot(pc.position)))
+                if not self.every_state_change:
+                    self.next_checkpoint = now + self.policy.checkpoint_seconds
+        self.pending.append(("failed", pc, reason, now + self.epoch_offset, 0.0, "skipped"))
+
     def card_checkpoint(self, pc: PlannedCard, step: int, extra: dict[str, Any]) -> None:
         """A long card offers its state after `step` of its own steps (its context's `checkpoint`): when one
         is due, encode the training state it works on, as it is now, and its `extra`, for the writer."""
@@ -301,6 +316,8 @@ class RunRecorder:
                 progress.append(self._write_progress(item, artifacts))
             elif item[0] == "iteration_cards":
                 self.records.add_iteration_cards(item[1])
+            elif item[0] == "stored_snapshots":
+                snapshot_rows += self._stored_snapshots(item[1], item[2], artifacts)
             elif item[0] == "stored":
                 _, pc, recorded, snapshots, started_at, seconds = item
                 snapshot_rows += self._stored_snapshots(pc, snapshots, artifacts)

@@ -11,6 +11,7 @@ from typing import Any
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.record_rows import result_metrics
 from cardloop.errors import CardFailed
+from cardloop.pipeline.blocks import SKIPPED
 
 
 @dataclass
@@ -98,6 +99,8 @@ class ResultOutputs(Mapping):
             value = self._slots[slot]
             if value is self._released:
                 released.add(port)
+            elif value is SKIPPED:  # a skipped card's value output (its `when`): none was made
+                live[port] = None
             elif value is not None:
                 live[port] = value
         if not live and not released and self._stored(pc).prior(pc) is None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.kinds import MODEL
+from cardloop.pipeline.blocks import SKIPPED
 from cardloop.store.codecs import CodecContext, codec_for_kind
 
 
@@ -85,6 +86,8 @@ def snapshot_group(plan: Plan, slots: list[Any], group: str, version: int, pc: P
     ctx = CodecContext(model=model)
     members = []
     for state in plan.group_members(group):
+        if slots[state.slot] is SKIPPED:  # a member a skipped card did not make: the version is not stored, so a
+            return None  # card that needs it runs that card again (and skips it again)
         if slots[state.slot] is None:  # made further down the script
             continue
         codec = codec_for_kind(state.kind)

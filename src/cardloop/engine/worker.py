@@ -106,6 +106,8 @@ class Worker:
         started = time.perf_counter()
         relay = task.report_progress and self.send_progress is not None
         listeners: list[Any] = [_ProgressRelay(self.send_progress, target)] if relay else []
+        skipped = _SkipListener(target)  # its `when`, or a skipped card it needs, may skip it
+        listeners.append(skipped)
         block = self.block_listener(task, plan, slots) if task.block is not None else None
         if block is not None:
             listeners.append(block)
@@ -124,6 +126,9 @@ class Worker:
         seconds = time.perf_counter() - started
         if block is not None and block.stopped is not None:  # a part of its iterations: nothing to store
             return CardOutcome(seconds, iteration_stats=block.stats, stopped_at=block.stopped)
+        if skipped.reason is not None:  # the state it passed on unchanged is stored; its values were not made
+            return CardOutcome(seconds, self.write_outputs(target, {}, False, only_state=True),
+                               self.write_snapshots(plan, target, slots), skipped=skipped.reason)
         return CardOutcome(seconds, self.write_outputs(target, {p: slots[s] for p, s in target.output_slots.items()},
                                                        task.keep_all),
                            self.write_snapshots(plan, target, slots), iteration_stats=block.stats if block else [])
@@ -138,8 +143,9 @@ class Worker:
         return BlockListener(task.block, plan, slots, self.send_progress, self.artifacts, self.records,
                              self.write_outputs, task.keep_all)
 
-    def write_outputs(self, pc: Any, outputs: dict[str, Any], keep_all: bool) -> dict:
-        """Store a card's outputs (by port) as the task asks; what was stored, in CardOutcome.outputs's form."""
+    def write_outputs(self, pc: Any, outputs: dict[str, Any], keep_all: bool, only_state: bool = False) -> dict:
+        """Store a card's outputs (by port) as the task asks; what was stored, in CardOutcome.outputs's form
+        (`only_state`: its training-state ports alone, for a card that was skipped)."""
         from cardloop.store.codecs import CodecContext
 
         written = {}
@@ -147,6 +153,8 @@ class Worker:
             value = outputs.get(port.name)
             if port.kind in STATE_KINDS:
                 written[port.name] = {"kind": port.kind, "digest": None, "state": pc.state_outputs.get(port.name)}
+            elif only_state:
+                continue
             elif value is None:
                 written[port.name] = {"kind": port.kind, "digest": None, "summary": None}
             elif port.kind in SUMMARIZED and not keep_all:
@@ -245,7 +253,19 @@ def _brief(kind: str, value: Any, summary: Any) -> Any:
     return summary
 
 
+class _SkipListener:
+    """Notes why the task's target was skipped (its `when`), if it was."""
+
+    def __init__(self, target: Any):
+        self.target, self.reason = target, None
+
+    def card_skipped(self, pc: Any, reason: str, snapshots: Any = ()) -> None:
+        if pc is self.target:
+            self.reason = reason
+
+
 if __name__ == "__main__":
     import sys
 
     run_from_command_line(sys.argv[1:])
+

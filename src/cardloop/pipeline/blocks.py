@@ -94,6 +94,15 @@ class AllOf(NamedTuple):
 Condition = Every | Finite | Compare | IterationIs | AllOf
 
 
+def condition_sources(condition: Condition) -> list[tuple[int, str]]:
+    """The (position, port) of every output a condition reads, in order."""
+    if hasattr(condition, "conditions"):
+        return [source for part in condition.conditions for source in condition_sources(part)]
+    if hasattr(condition, "position"):
+        return [(condition.position, condition.port)]
+    return []
+
+
 def condition_holds(condition: Condition, slot_of: Any, slots: list[Any], counts: list[int],
                     totals: list[int]) -> bool | None:
     """Whether the condition holds; None when a value it reads was skipped. `slot_of(position, port)` is the slot

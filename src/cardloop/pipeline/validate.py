@@ -16,12 +16,13 @@ from cardloop.pipeline.parsing import collector_paused
 
 
 class CheckedCard(NamedTuple):
-    """What validation learned of a valid card, for planning: its type, its parsed config and, for each connected
-    input port, the position and output port of the card that feeds it."""
+    """What validation learned of a valid card, for planning: its type, its parsed config, for each connected
+    input port the position and output port of the card that feeds it, and (a top-level card's) parsed `when`."""
 
     card_type: CardType
     config: CardConfig
     sources: dict[str, tuple[int, str]]
+    condition: Any = None
 
 
 def validate_pipeline(pipeline: Pipeline, registry: Registry | None = None) -> list[Problem]:
@@ -74,12 +75,7 @@ def _check_cards(pipeline: Pipeline, registry: Registry, extra_types: dict[str, 
             problems += _block_problems(card, position, pipeline, positions, types, path, registry, checked,
                                         outside | set(positions))
             continue
-        if card.when is not None:
-            if not path:
-                problems.append(Problem(f"card '{card.id}': 'when' is for cards inside a loop block; put the card "
-                                        "in a block (docs/blocks.md)", card=card.id, field="when"))
-            else:
-                parse_condition(card.when, card.id, positions, position, checked, path, problems)
+        condition = _condition(card, position, positions, checked, path, problems)
         found = types.get(card.type)
         if found is None:
             problems.append(Problem(f"card '{card.id}': {registry.unknown_message(card.type)}",
@@ -91,8 +87,22 @@ def _check_cards(pipeline: Pipeline, registry: Registry, extra_types: dict[str, 
             problems += _config_problems(card, card_type, config)
         sources: dict[str, tuple[int, str]] = {}
         problems += _input_problems(card, found, position, pipeline, positions, types, sources)
-        checked.append(CheckedCard(card_type, config, sources))
+        checked.append(CheckedCard(card_type, config, sources, condition))
     return problems, checked
+
+
+def _condition(card: Card, position: int, positions: dict[str, int], checked: list[CheckedCard],
+               path: tuple[str, ...], problems: list[Problem]) -> Any:
+    """A card's `when`, checked. Inside a block the block keeps it (pipeline/blocks.py); a top-level card's is
+    returned for planning, once every card above it is valid (its refs are read from them)."""
+    if card.when is None:
+        return None
+    if path:
+        parse_condition(card.when, card.id, positions, position, checked, path, problems)
+        return None
+    if len(checked) != position:
+        return None
+    return parse_condition(card.when, card.id, positions, position, checked, (), problems)
 
 
 def _elsewhere(pipeline: Pipeline, path: tuple[str, ...], outside: frozenset[str]) -> dict[str, str]:
@@ -125,9 +135,7 @@ def _block_problems(card: Card, position: int, pipeline: Pipeline, positions: di
     """Check a block: its input links (any kind, each taking its source's), then its body and settings. Appends
     what planning needs to `checked`, and records the block's type for the cards below it."""
     problems: list[Problem] = []
-    if card.when is not None and not path:
-        problems.append(Problem(f"block '{card.id}': 'when' is for cards inside a loop block", card=card.id,
-                                field="when"))
+    condition = _condition(card, position, positions, checked, path, problems) if not path else None
     loose = CardType(id="loop", title="", category="", description="", config_model=_NoCheck,
                      inputs=tuple(Port(name, ANY) for name in card.inputs), outputs=(), run=_never)
     sources: dict[str, tuple[int, str]] = {}
@@ -148,7 +156,7 @@ def _block_problems(card: Card, position: int, pipeline: Pipeline, positions: di
         made = check_block(card, ports, (*path, card.id), check_body, problems)
         types.add(card.id, made and made[0])  # a broken block: the cards below are not told about its ports
         if made is not None and not problems:
-            checked.append(CheckedCard(made[0], made[1], sources))
+            checked.append(CheckedCard(made[0], made[1], sources, condition))
     else:
         types.add(card.id, None)
     return problems
