@@ -18,12 +18,13 @@ def frame_tensors(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
     return X, y
 
 
-def hand_accumulation_loop(csv_path, *, accumulate: int, batch_size: int, layers: list[int], epochs: int = 1,
+def hand_accumulation_loop(data, *, accumulate: int, batch_size: int, layers: list[int], epochs: int = 1,
                            optimizer_type: str = "adam", learning_rate: float = 0.001, loss_type: str = "mse",
                            gradient_clip: float = 0.0, shuffle: bool = False, seed: int = 0,
                            drop_last: bool = False) -> tuple[torch.nn.Module, list[float], int]:
-    """The model after training, every batch's unscaled loss, and the number of optimizer steps."""
-    X, y = frame_tensors(pd.read_csv(csv_path))
+    """The model after training, every batch's unscaled loss, and the number of optimizer steps; `data`: a CSV
+    file's path or a frame."""
+    X, y = frame_tensors(data if isinstance(data, pd.DataFrame) else pd.read_csv(data))
     model = build_mlp(X.shape[1], layers)
     optimizer = OPTIMIZERS[optimizer_type](model.parameters(), lr=learning_rate)
     losses, steps = [], 0
