@@ -90,6 +90,9 @@ def test_every_names_an_enclosing_loop():
     ({"value": "loss.loss_value", "above": 1, "below": 2}, "exactly one comparison"),
     ({"every": 0, "of": "steps"}, "1 or more"),
     ({"sometimes": True}, "unknown condition"),
+    ({"any": [{"every": 2, "of": "steps"}, {"value": "loss.loss_value", "above": 1}]}, None),
+    ({"any": []}, "'any' takes a non-empty list of conditions"),
+    ({"any": [{"every": 2, "of": "epochs"}]}, "'of' is 'epochs'"),
 ])
 def test_when_conditions_are_checked(when, says):
     body = [dict(c) for c in STEP]
