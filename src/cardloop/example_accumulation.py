@@ -36,10 +36,9 @@ def accumulation_blocks(*, path: str = "cardloop:diabetes.csv", accumulate: int 
     loss = batch.body.add("training_loss", "loss", predictions=fwd["predictions"], batch_data=batch["batch_data"],
                           loss_type=loss_type, scale=1 / accumulate)
     back = batch.body.add("training_backward", "back", loss=loss["loss"], model=fwd["model"])
-    closes = window_end(accumulate)
     step = batch.body.add("training_optimizer_step", "step", optimizer=batch["optimizer"], model=back["model"],
-                          gradient_clip=gradient_clip, when=closes)
-    zero = batch.body.add("training_zero_grad", "zero", optimizer=step["optimizer"], when=closes)
+                          gradient_clip=gradient_clip, when=window_end(accumulate))
+    zero = batch.body.add("training_zero_grad", "zero", optimizer=step["optimizer"], when=window_end(accumulate))
     batch.body.outputs.update(model=str(step["model"]), optimizer=str(zero["optimizer"]),
                               loss=str(loss["loss_value"]))
     epoch.body.outputs.update(model=str(batch["model"]), optimizer=str(batch["optimizer"]), loss=str(batch["loss"]))
