@@ -195,3 +195,40 @@ def test_a_loop_stopped_inside_a_window_goes_on_from_its_partial_gradients(regre
     assert resumed.metrics("loss_value") == losses
     info = resumed.outputs["loop"]["loop_info"]
     assert (info["steps"], info["optimizer_steps"], info["micro_batches"]) == (steps, steps, 26)
+
+
+def test_a_loop_killed_inside_a_window_goes_on_bit_for_bit(regression_csv, tmp_path):
+    """A real SIGKILL while the loop runs (checkpoints every 0.05 s): 25 batches of 4 a pass in one window, so
+    the last checkpoint falls inside a window 24 times in 25 (a try whose checkpoint closed a window is made
+    again). Dropout draws random numbers, which the checkpoint restores too."""
+    import signal
+    import sys
+
+    from tests.engine.test_resume import LOOP_RUN, start, wait_until
+
+    pipeline = loop(regression_csv, accumulate=25, batch_size=4, epochs=80, learning_rate=0.001, shuffle=True)
+    pipeline.card("model").config["dropout"] = 0.2
+    path = pipeline.save(tmp_path / "loop.yaml")
+    whole = cardloop.run(path, store=tmp_path / "whole", threads=1)
+    for attempt in range(4):
+        store = tmp_path / f"store{attempt}"
+        process = start([sys.executable, "-c", LOOP_RUN, str(path), str(store)], tmp_path / f"killed{attempt}")
+
+        def checkpointed() -> bool:
+            return (store / "runs.sqlite").exists() and bool(RunRecords(store / "runs.sqlite")
+                                                             .cache_keys_with_progress())
+
+        assert wait_until(process, checkpointed), "the loop ended before it left a checkpoint"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        with RunRecords(store / "runs.sqlite") as records:
+            step = records.latest_card_progress(next(iter(records.cache_keys_with_progress())))[0]
+        if step % 25:  # inside a window
+            break
+    assert 0 < step < 2000 and step % 25, "no try was killed inside a window"
+    resumed = cardloop.run(path, store=store, threads=1)
+    assert "loop" in resumed.executed
+    assert_same_weights(resumed.outputs["loop"]["model"], whole.outputs["loop"]["model"])
+    assert resumed.metrics("loss_value") == whole.metrics("loss_value")
+    assert resumed.outputs["loop"]["loop_info"] == whole.outputs["loop"]["loop_info"]
+    assert whole.outputs["loop"]["loop_info"]["steps"] == 80
