@@ -11,7 +11,7 @@ import cardloop
 from cardloop import Pipeline
 from cardloop.cards.training import LossConfig, loss
 from cardloop.engine.events import CardEvent
-from cardloop.errors import PipelineInvalid
+from cardloop.errors import CardFailed, PipelineInvalid
 from cardloop.example_accumulation import accumulation_loop
 from cardloop.store.records import RunRecords
 from cardloop.values import Batch
@@ -158,9 +158,12 @@ def test_drop_last_leaves_the_short_batch_out_of_the_last_window(regression_csv,
     assert result.outputs["loop"]["loop_info"]["steps"] == steps == 6  # 12 batches: three full windows a pass
 
 
-def test_a_window_longer_than_a_pass_steps_once_a_pass(regression_csv, store):
-    result = cardloop.run(loop(regression_csv, accumulate=50, epochs=3), store=store)
-    model, _, steps = hand(regression_csv, accumulate=50, epochs=3)
+def test_a_window_longer_than_a_pass_is_refused_naming_the_field(regression_csv, store):
+    with pytest.raises(CardFailed, match=r"'loop'.*config field 'accumulate' is 14, but a pass has only 13 batches; "
+                                         r"valid: 1 to 13"):
+        cardloop.run(loop(regression_csv, accumulate=14), store=store)
+    result = cardloop.run(loop(regression_csv, accumulate=13, epochs=3), store=store)  # a step a pass
+    model, _, steps = hand(regression_csv, accumulate=13, epochs=3)
     assert_same_weights(result.outputs["loop"]["model"], model)
     assert result.outputs["loop"]["loop_info"]["steps"] == steps == 3
 

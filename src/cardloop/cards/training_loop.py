@@ -88,6 +88,9 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     parameters = list(model.parameters()) if clip > 0 else []
     seeds = [training.epoch_seed(config.seed, epoch) if config.shuffle else None for epoch in range(config.epochs)]
     k = config.accumulate
+    if k > len(batches):  # one short window a pass, its gradient shrunk by len(batches) / k: never meant
+        raise CardError(f"config field 'accumulate' is {k}, but a pass has only {len(batches)} batches; valid: 1 to "
+                        f"{len(batches)} (a window of accumulated batches ends with its pass)")
     scale = 1.0 / k
     last = len(batches) - 1
     # every micro-batch: its pass (the seed), its batch, whether it opens a window and whether it closes one
