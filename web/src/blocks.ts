@@ -191,7 +191,8 @@ export function whenProblems(
     } else if ('all' in c || 'any' in c) {
       const key = 'all' in c ? 'all' : 'any';
       const list = c[key];
-      if (!Array.isArray(list) || !list.length) problems.push(`${where} '${key}' must be a non-empty list of conditions`);
+      if (!Array.isArray(list) || !list.length)
+        problems.push(`${where} '${key}' must be a non-empty list of conditions`);
       else list.forEach((inner, i) => check(inner, `when ${key}[${i}]`));
     } else {
       problems.push(`${where} must have one of: every (with of), finite, value, all, any`);
