@@ -6,6 +6,10 @@ order: its final weights equal the unrolled pipeline's bit for bit. It records e
 it reports its step and latest loss to the progress bar, at most every REPORT_SECONDS, and offers the run a
 checkpoint after every step (kept at the run's checkpoint interval); a run stopped inside it goes on from the
 last one.
+
+With `accumulate: k` (docs/accumulation.md) each batch's loss is back-propagated times 1/k and the optimizer
+steps once every k batches and at a pass's end; losses, progress and checkpoints stay per batch (a checkpoint
+inside a window holds the model's gradients so far).
 """
 
 from __future__ import annotations
