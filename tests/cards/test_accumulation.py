@@ -109,6 +109,14 @@ def test_k_micro_batches_with_loss_over_k_equal_one_batch_k_times_larger(regress
                            .outputs["step"]["model"][0].weight)  # not one micro-batch's step
 
 
+def test_the_scaled_graph_trains_alike_on_the_process_executor(regression_csv, store):
+    """There Backward's worker recomputes the loss from its lineage, the scale included."""
+    local = cardloop.run(accumulated_graph(regression_csv, 3, 48), store=store / "local")
+    process = cardloop.run(accumulated_graph(regression_csv, 3, 48), store=store / "process", executor="process")
+    for a, b in zip(local.outputs["step"]["model"].parameters(), process.outputs["step"]["model"].parameters()):
+        assert torch.equal(a, b) and torch.equal(a.grad, b.grad)
+
+
 def test_the_loop_s_k_micro_batches_equal_one_batch_k_times_larger(regression_csv, store):
     options = dict(optimizer_type="sgd", epochs=1)
     result = cardloop.run(loop(regression_csv, accumulate=4, batch_size=8, batches=4, **options), store=store)
