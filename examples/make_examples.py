@@ -42,3 +42,12 @@ if __name__ == "__main__":
     blocks = loop_blocks(epochs=BLOCK_EPOCHS, batch_size=BATCH_SIZE, learning_rate=0.01)
     path = blocks.save(out / "basic_training_loop.yaml")
     print(f"wrote {path}: {len(blocks.cards)} top-level cards, up to {BLOCK_EPOCHS} epochs of {batches} batches")
+    # gradient accumulation, both ways (docs/accumulation.md): loop blocks with a loss scale of 1/k, and the
+    # Training Loop card's accumulate; they train alike, bit for bit
+    from cardloop.example_accumulation import accumulation_blocks, accumulation_loop
+
+    accumulated = dict(accumulate=4, epochs=LOOP_EPOCHS, batch_size=BATCH_SIZE, learning_rate=0.01, shuffle=True)
+    for pipeline, file in ((accumulation_blocks(**accumulated), "gradient_accumulation.yaml"),
+                           (accumulation_loop(**accumulated), "gradient_accumulation_loop.yaml")):
+        path = pipeline.save(out / file)
+        print(f"wrote {path}: {LOOP_EPOCHS} epochs of {batches} batches, a step every 4 and at each epoch's end")

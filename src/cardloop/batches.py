@@ -106,9 +106,9 @@ def batch_info(index: int, size: int, rows: int, num_batches: int, *, epoch: int
 
 class BatchList:
     """One epoch's batches in order (the `batches` kind). `len()` is the number of batches; `item(i)` is batch i
-    as {"batch_data": Batch, "batch_info": dict}, made when it is asked for. `rows()` gives the epoch's
-    RowBatches; a list made from a frame finds them again each time, so that a batch a card changed in place is
-    made again from the frame, as Prepare Batch's batches are."""
+    as {"batch_data": Batch, "batch_info": dict, "is_last": bool}, made when it is asked for. `rows()` gives the
+    epoch's RowBatches; a list made from a frame finds them again each time, so that a batch a card changed in
+    place is made again from the frame, as Prepare Batch's batches are."""
 
     def __init__(self, rows: Callable[[], RowBatches], batch_size: int, *, drop_last: bool = False,
                  epoch: int = 0, features: list[str] | None = None, targets: list[str] | None = None):
@@ -128,7 +128,8 @@ class BatchList:
             raise IndexError(f"batch {index} of a list of {self._len} batches")
         info = batch_info(index, self.batch_size, self.num_rows, self._len, epoch=self.epoch,
                           shuffled=self.shuffled, features=self.features, targets=self.targets)
-        return {"batch_data": self.rows().batch(index, self.batch_size), "batch_info": info}
+        return {"batch_data": self.rows().batch(index, self.batch_size), "batch_info": info,
+                "is_last": index == self._len - 1}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BatchList):

@@ -126,10 +126,17 @@ def test_a_seed_plus_epoch_past_torch_s_range_is_named():
         iterate(frame(), 1, batch_size=8, shuffle=True, seed=2**64 - 1)
 
 
-def test_its_batches_output_is_an_iterator_of_batch_data_and_batch_info():
+def test_its_batches_output_is_an_iterator_of_batch_data_batch_info_and_is_last():
     port = batch_iterator.output("batches")
     assert port.kind == "batches"
-    assert [(item.name, item.kind) for item in port.items] == [("batch_data", "batch"), ("batch_info", "info")]
+    assert [(item.name, item.kind) for item in port.items] == [("batch_data", "batch"), ("batch_info", "info"),
+                                                               ("is_last", "scalar")]
+
+
+@pytest.mark.parametrize("drop_last, batches", [(False, 7), (True, 6)])
+def test_is_last_holds_for_the_epoch_s_last_batch_only(drop_last, batches):
+    items = iterate(frame(), batch_size=8, drop_last=drop_last)["batches"]
+    assert [items.item(i)["is_last"] for i in range(len(items))] == [False] * (batches - 1) + [True]
 
 
 def test_a_run_stores_the_batch_list_and_it_reloads_equal(regression_csv, store):

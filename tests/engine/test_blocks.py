@@ -113,6 +113,15 @@ def test_a_skipped_optimizer_step_leaves_the_model_as_backward_left_it(regressio
     assert (stats["epochs.steps.step"].executions, stats["epochs.steps.step"].skipped) == (6, 3)
 
 
+def test_any_runs_a_card_when_one_of_its_conditions_holds(regression_csv, store):
+    when = {"any": [{"every": 3, "of": "steps"}, {"value": "epochs.iteration", "equals": 0}]}
+    result = cardloop.run(repeated_batch(regression_csv, steps=4, when_step=when), store=store, threads=1)
+    model, _ = hand_loop(regression_csv, 3, 4, step_when=lambda epoch, step: (step + 1) % 3 == 0 or epoch == 0)
+    assert_same_weights(result.outputs["epochs"]["model"], model)
+    stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(result.run_id)}
+    assert (stats["epochs.steps.step"].executions, stats["epochs.steps.step"].skipped) == (12, 6)
+
+
 def test_body_card_events_name_the_iteration_and_block_progress_names_every_loop(regression_csv, store):
     events = []
     cardloop.run(repeated_batch(regression_csv, epochs=2, steps=2), store=store, threads=1, progress=events.append)

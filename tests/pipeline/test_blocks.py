@@ -90,6 +90,9 @@ def test_every_names_an_enclosing_loop():
     ({"value": "loss.loss_value", "above": 1, "below": 2}, "exactly one comparison"),
     ({"every": 0, "of": "steps"}, "1 or more"),
     ({"sometimes": True}, "unknown condition"),
+    ({"any": [{"every": 2, "of": "steps"}, {"value": "loss.loss_value", "above": 1}]}, None),
+    ({"any": []}, "'any' takes a non-empty list of conditions"),
+    ({"any": [{"every": 2, "of": "epochs"}]}, "'of' is 'epochs'"),
 ])
 def test_when_conditions_are_checked(when, says):
     body = [dict(c) for c in STEP]
@@ -139,3 +142,14 @@ def test_the_file_round_trips_blocks_and_conditions():
     body[4] = {**body[4], "when": {"finite": "loss.loss_value"}}
     data = {"version": 1, "name": "t", "cards": [*HEAD, block(body)]}
     assert pipeline_from_dict(data).to_dict() == data
+
+
+def test_any_holds_when_one_condition_holds_even_beside_a_skipped_value():
+    from cardloop.pipeline.blocks import SKIPPED, AnyOf, Compare, Every, condition_holds
+
+    reads_skipped = Compare(1, "loss_value", "above", 1.0)
+    every_two = AnyOf((reads_skipped, Every(2, 0, False)))
+    slots, slot_of = [SKIPPED], (lambda position, port: 0)
+    assert condition_holds(every_two, slot_of, slots, [4], [4]) is True
+    assert condition_holds(every_two, slot_of, slots, [3], [3]) is None  # else the card is skipped, as its reader
+    assert condition_holds(AnyOf((Every(2, 0, False), Every(3, 0, False))), slot_of, slots, [5], [5]) is False

@@ -80,6 +80,11 @@ describe('whenProblems', () => {
     expect(
       whenProblems({ all: [{ finite: 'loss.loss_value' }, { every: 2, of: 'epochs' }] }, ['epochs'], exists),
     ).toEqual([]);
+    expect(
+      whenProblems({ any: [{ every: 4, of: 'batches' }, { value: 'batches.is_last', equals: true }] }, ['batches'],
+        (id) => id === 'batches'),
+    ).toEqual([]);
+    expect(whenProblems({ any: [] }, [], exists)).toEqual(["when 'any' must be a non-empty list of conditions"]);
   });
 
   it('names a loop that does not enclose the card, and lists those that do', () => {
@@ -101,13 +106,16 @@ describe('whenProblems', () => {
       "when with 'value' needs exactly one of equals, not_equals, above, below, at_least, at_most",
     ]);
     expect(whenProblems({ sometimes: true }, [], exists)).toEqual([
-      'when must have one of: every (with of), finite, value, all',
+      'when must have one of: every (with of), finite, value, all, any',
     ]);
   });
 
   it('reads in a few words on the card', () => {
     expect(whenSummary({ every: 5, of: 'epochs' })).toBe('every 5 of epochs');
     expect(whenSummary({ value: 'eval.mse', at_most: 1 })).toBe('eval.mse ≤ 1');
+    expect(whenSummary({ any: [{ every: 4, of: 'batches' }, { value: 'batches.is_last', equals: true }] })).toBe(
+      'every 4 of batches or batches.is_last = true',
+    );
   });
 });
 

@@ -15,6 +15,7 @@ export const BLOCK_TYPE = 'loop';
 export const ITEM_PORTS: readonly PortSpec[] = [
   { name: 'batch_data', kind: 'batch', required: true },
   { name: 'batch_info', kind: 'info', required: true },
+  { name: 'is_last', kind: 'scalar', required: true },
 ];
 const ITERATION: PortSpec = { name: 'iteration', kind: 'scalar', required: true };
 const LOOP_SETTINGS = ['times', 'max', 'until', 'carry'];
@@ -161,7 +162,7 @@ export function whenProblems(
   };
   const check = (c: unknown, where: string) => {
     if (!isMapping(c)) {
-      problems.push(`${where} must be a mapping: {every, of}, {finite}, {value, equals}, or {all: [...]}`);
+      problems.push(`${where} must be a mapping: {every, of}, {finite}, {value, equals}, {all: [...]} or {any: [...]}`);
       return;
     }
     if ('every' in c) {
@@ -187,12 +188,14 @@ export function whenProblems(
       for (const k of used.filter((k) => !k.endsWith('equals'))) {
         if (typeof c[k] !== 'number') problems.push(`${where} '${k}' is ${JSON.stringify(c[k])}: it must be a number`);
       }
-    } else if ('all' in c) {
-      if (!Array.isArray(c.all) || !c.all.length)
-        problems.push(`${where} 'all' must be a non-empty list of conditions`);
-      else c.all.forEach((inner, i) => check(inner, `when all[${i}]`));
+    } else if ('all' in c || 'any' in c) {
+      const key = 'all' in c ? 'all' : 'any';
+      const list = c[key];
+      if (!Array.isArray(list) || !list.length)
+        problems.push(`${where} '${key}' must be a non-empty list of conditions`);
+      else list.forEach((inner, i) => check(inner, `when ${key}[${i}]`));
     } else {
-      problems.push(`${where} must have one of: every (with of), finite, value, all`);
+      problems.push(`${where} must have one of: every (with of), finite, value, all, any`);
     }
   };
   check(when, 'when');
@@ -216,6 +219,7 @@ export function whenSummary(when: WhenCondition): string {
     return k ? `${String(when.value)} ${symbol[k]} ${JSON.stringify(when[k])}` : String(when.value);
   }
   if (Array.isArray(when.all)) return when.all.map((c) => (isMapping(c) ? whenSummary(c) : '?')).join(' and ');
+  if (Array.isArray(when.any)) return when.any.map((c) => (isMapping(c) ? whenSummary(c) : '?')).join(' or ');
   return '?';
 }
 
@@ -229,6 +233,7 @@ export function renamedRefs<T extends CardData>(data: T, from: string, to: strin
     if ('value' in c) next.value = ref(c.value);
     if (c.of === from) next.of = to;
     if (Array.isArray(c.all)) next.all = c.all.map(cond);
+    if (Array.isArray(c.any)) next.any = c.any.map(cond);
     return next;
   };
   const config = { ...data.config };

@@ -74,7 +74,8 @@ export interface PipelineCardFile {
   body?: SubPipelineFile;
 }
 
-/** A card's `when`: {every, of, global?}, {finite}, {value, equals | not_equals | above | ...}, or {all: [...]}. */
+/** A card's `when`: {every, of, global?}, {finite}, {value, equals | not_equals | above | ...}, {all: [...]} or
+ * {any: [...]}. */
 export type WhenCondition = Record<string, unknown>;
 
 export interface SubPipelineFile {

@@ -38,7 +38,9 @@ class BatchIteratorConfig(CardConfig):
                  required=False)],
     outputs=[Port("batches", BATCHES, "The epoch's batches, one loop iteration each.",
                   items=(Port("batch_data", BATCH, "Batch tensors X and y."),
-                         Port("batch_info", INFO, "Batch metadata: index, size, rows, epoch, shuffled."))),
+                         Port("batch_info", INFO, "Batch metadata: index, size, rows, epoch, shuffled."),
+                         Port("is_last", SCALAR, "True for the epoch's last batch (a `when` can close a window "
+                                                 "of gradient accumulation there)."))),
              Port("num_batches", SCALAR, "How many batches the epoch has.")],
     config=BatchIteratorConfig,
 )

@@ -218,6 +218,9 @@ def run_model(model, X):
 class LossConfig(CardConfig):
     loss_type: Literal["mse", "mae", "huber"] = "mse"
     huber_delta: float = Field(default=1.0, gt=0, description="Delta of the huber loss (PyTorch's default 1.0).")
+    scale: float = Field(default=1.0, gt=0, allow_inf_nan=False,
+                         description="The `loss` output is the loss times this (1/k to accumulate k micro-batches); "
+                                     "`loss_value` is the unscaled loss, as Lightning logs it.")
 
 
 @card(
@@ -237,7 +240,8 @@ def loss(config: LossConfig, predictions, batch_data) -> dict:
         y = y.to(predictions.device)
     check_targets(predictions, y)
     value = loss_function(config.loss_type, config.huber_delta)(predictions, y)
-    return {"loss": value, "loss_value": value.item()}
+    scaled = value if config.scale == 1.0 else value * config.scale  # 1.0: the loss itself, not even a multiply
+    return {"loss": scaled, "loss_value": value.item()}
 
 
 def loss_function(loss_type: str, huber_delta: float):

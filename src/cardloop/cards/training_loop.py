@@ -6,6 +6,10 @@ order: its final weights equal the unrolled pipeline's bit for bit. It records e
 it reports its step and latest loss to the progress bar, at most every REPORT_SECONDS, and offers the run a
 checkpoint after every step (kept at the run's checkpoint interval); a run stopped inside it goes on from the
 last one.
+
+With `accumulate: k` (docs/accumulation.md) each batch's loss is back-propagated times 1/k and the optimizer
+steps once every k batches and at a pass's end; losses, progress and checkpoints stay per batch (a checkpoint
+inside a window holds the model's gradients so far).
 """
 
 from __future__ import annotations
@@ -46,6 +50,12 @@ class TrainingLoopConfig(CardConfig):
     shuffle: bool = Field(default=False, description="Shuffle the rows each pass, as DataLoader(shuffle=True).")
     seed: int = Field(default=0, ge=MIN_SEED, le=MAX_SEED, description="Shuffle seed; pass e uses seed + e.")
     drop_last: bool = Field(default=False, description="Leave out the last batch of a pass when it is short.")
+    accumulate: int = Field(
+        default=1, ge=1, le=MAX_INT64,
+        description="Gradient accumulation: back-propagate each batch's loss times 1/accumulate, and clip, step and "
+                    "(at the next window's start) zero the gradients once every accumulate batches; a pass's "
+                    "last window may be shorter, and steps with what it has. loss_value keeps every batch's "
+                    "unscaled loss (docs/accumulation.md).")
 
 
 @card(
@@ -81,7 +91,15 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     clip, zero_grad, size = config.gradient_clip, config.zero_grad, config.batch_size
     parameters = list(model.parameters()) if clip > 0 else []
     seeds = [training.epoch_seed(config.seed, epoch) if config.shuffle else None for epoch in range(config.epochs)]
-    order = [(seed, index) for seed in seeds for index in batches]  # the pass (its seed) and batch of every step
+    k = config.accumulate
+    if k > len(batches):  # one short window a pass, its gradient shrunk by len(batches) / k: never meant
+        raise CardError(f"config field 'accumulate' is {k}, but a pass has only {len(batches)} batches; valid: 1 to "
+                        f"{len(batches)} (a window of accumulated batches ends with its pass)")
+    scale = 1.0 / k
+    last = len(batches) - 1
+    # every micro-batch: its pass (the seed), its batch, whether it opens a window and whether it closes one
+    order = [(seed, index, i % k == 0, i % k == k - 1 or i == last)
+             for seed in seeds for i, index in enumerate(batches)]
     losses: list[float] = []
     clipped, largest_norm = 0, 0.0
     if ctx.resumed is not None:  # the engine restored model and optimizer to this checkpoint of an earlier run
@@ -92,25 +110,26 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     next_report = clock() if report is not None else float("inf")  # the first step reports, then every REPORT_SECONDS
     rows, rows_seed = tensors, None
     try:
-        for seed, index in order:
+        for seed, index, opens, closes in order:
             if seed != rows_seed:  # a new pass: its rows, gathered once when shuffled
                 rows, rows_seed = tensors.epoch(seed), seed
             batch = rows.batch(index, size)
             X, y = batch.X, batch.y
             if move:
                 X, y = X.to(device), y.to(device)
-            if zero_grad:
+            if zero_grad and opens:
                 optimizer.zero_grad(set_to_none=True)
             predictions = run_model(model, X)
             check_targets(predictions, y)
             loss = loss_of(predictions, y)
             losses.append(loss.item())
-            loss.backward()
-            if clip > 0:
-                norm = torch.nn.utils.clip_grad_norm_(parameters, clip).item()
-                largest_norm = max(largest_norm, norm)
-                clipped += norm > clip
-            optimizer.step()
+            (loss if k == 1 else loss * scale).backward()
+            if closes:
+                if clip > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(parameters, clip).item()
+                    largest_norm = max(largest_norm, norm)
+                    clipped += norm > clip
+                optimizer.step()
             if checkpoint is not None:  # the run keeps one when its checkpoint interval has passed
                 checkpoint(len(losses), {"losses": losses, "clipped": clipped, "largest_norm": largest_norm})
             if report is not None and next_report <= clock():
@@ -118,16 +137,24 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
                 next_report = clock() + REPORT_SECONDS
     finally:  # the steps taken count, as each Optimizer Step card counts its own (a checkpoint's optimizer
         # holds the count from before the loop, so a resumed loop adds every step's too)
-        setattr(optimizer, STEPS_ATTR, getattr(optimizer, STEPS_ATTR, 0) + len(losses))
-    info = {"steps": len(losses), "epochs": config.epochs, "batches": [batches.start, batches.stop - 1],
+        steps_taken = optimizer_steps(len(losses), len(batches), k)
+        setattr(optimizer, STEPS_ATTR, getattr(optimizer, STEPS_ATTR, 0) + steps_taken)
+    info = {"steps": steps_taken, "epochs": config.epochs, "batches": [batches.start, batches.stop - 1],
             "batch_size": size, "num_batches": num_batches, "rows": tensors.rows, "shuffle": config.shuffle,
             "first_loss": losses[0], "last_loss": losses[-1],
             "optimizer_steps": getattr(optimizer, STEPS_ATTR), "learning_rate": optimizer.param_groups[0]["lr"],
-            "gradient_clip": clip, "clipped_steps": clipped}
+            "gradient_clip": clip, "clipped_steps": clipped, "micro_batches": len(losses), "accumulate": k}
     if clip > 0:
         info["max_grad_norm"] = largest_norm
     return {"model": model, "optimizer": optimizer, "loss_value": torch.tensor(losses, dtype=torch.float32),
             "loop_info": info}
+
+
+def optimizer_steps(micro_batches: int, per_pass: int, k: int) -> int:
+    """How many optimizer steps the first `micro_batches` batches of passes of `per_pass` batches take, windows
+    of k batches from each pass's start, a pass's last window closing at its end."""
+    passes, rest = divmod(micro_batches, per_pass)
+    return passes * -(-per_pass // k) + rest // k
 
 
 def _batch_range(config: TrainingLoopConfig, rows: int) -> tuple[range, int]:

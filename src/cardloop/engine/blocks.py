@@ -40,6 +40,7 @@ from cardloop.pipeline.blocks import (
     OVER,
     SKIPPED,
     AllOf,
+    AnyOf,
     BlockSpec,
     BlockType,
     Every,
@@ -747,6 +748,8 @@ def _may_run(condition: Any, i: int) -> bool:
         return condition_holds(condition, None, [], [i + 1], [i + 1])
     if type(condition) is AllOf:
         return all(_may_run(c, i) for c in condition.conditions)
+    if type(condition) is AnyOf:
+        return any(_may_run(c, i) for c in condition.conditions)
     return True
 
 

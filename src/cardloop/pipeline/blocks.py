@@ -91,7 +91,13 @@ class AllOf(NamedTuple):
     conditions: tuple
 
 
-Condition = Every | Finite | Compare | IterationIs | AllOf
+class AnyOf(NamedTuple):
+    """Holds when one of `conditions` holds (every k iterations, or at the epoch's last batch)."""
+
+    conditions: tuple
+
+
+Condition = Every | Finite | Compare | IterationIs | AllOf | AnyOf
 
 
 def condition_sources(condition: Condition) -> list[tuple[int, str]]:
@@ -116,6 +122,9 @@ def condition_holds(condition: Condition, slot_of: Any, slots: list[Any], counts
     if type(condition) is AllOf:
         results = [condition_holds(c, slot_of, slots, counts, totals) for c in condition.conditions]
         return None if None in results else all(results)
+    if type(condition) is AnyOf:  # one that holds is enough; else a skipped value read skips the card
+        results = [condition_holds(c, slot_of, slots, counts, totals) for c in condition.conditions]
+        return True if True in results else (None if None in results else False)
     value = slots[slot_of(condition.position, condition.port)]
     if value is SKIPPED:
         return None
@@ -402,14 +411,16 @@ def parse_condition(when: Any, where: str, positions: dict[str, int], position: 
         problems.append(Problem(f"{where}: when: {message}", card=where, field="when"))
 
     if not isinstance(when, dict) or not when:
-        bad(f"{when!r} is not a condition; use every/of, finite, value with a comparison, or all")
+        bad(f"{when!r} is not a condition; use every/of, finite, value with a comparison, all or any")
         return None
-    if "all" in when:
-        if set(when) != {"all"} or not isinstance(when["all"], list) or not when["all"]:
-            bad("'all' takes a non-empty list of conditions, and nothing beside it")
+    for key, combined in (("all", AllOf), ("any", AnyOf)):
+        if key not in when:
+            continue
+        if set(when) != {key} or not isinstance(when[key], list) or not when[key]:
+            bad(f"'{key}' takes a non-empty list of conditions, and nothing beside it")
             return None
-        parts = [parse_condition(w, where, positions, position, checked, loops, problems) for w in when["all"]]
-        return AllOf(tuple(parts)) if None not in parts else None
+        parts = [parse_condition(w, where, positions, position, checked, loops, problems) for w in when[key]]
+        return combined(tuple(parts)) if None not in parts else None
     if "every" in when:
         extra = set(when) - {"every", "of", "global"}
         k, of = when.get("every"), when.get("of")
@@ -442,7 +453,7 @@ def parse_condition(when: Any, where: str, positions: dict[str, int], position: 
             return IterationIs(loops.index(parts[0]), ops[0], when[ops[0]])
         found = _scope_ref(when["value"], positions, position, checked, bad)
         return Compare(*found, ops[0], when[ops[0]]) if found else None
-    bad(f"unknown condition {sorted(when)}; use every/of, finite, value with a comparison, or all")
+    bad(f"unknown condition {sorted(when)}; use every/of, finite, value with a comparison, all or any")
     return None
 
 

@@ -288,7 +288,7 @@ export function WhenForm({ id, when }: { id: string; when: WhenCondition | undef
           <option value="every">every k iterations of a loop</option>
           <option value="finite">an output is finite</option>
           <option value="value">an output compares with a value</option>
-          <option value="custom">all of several conditions (as JSON)</option>
+          <option value="custom">all or any of several conditions (as JSON)</option>
         </select>
       </Field>
       {mode === 'every' && when && (
