@@ -42,3 +42,11 @@ if __name__ == "__main__":
     blocks = loop_blocks(epochs=BLOCK_EPOCHS, batch_size=BATCH_SIZE, learning_rate=0.01)
     path = blocks.save(out / "basic_training_loop.yaml")
     print(f"wrote {path}: {len(blocks.cards)} top-level cards, up to {BLOCK_EPOCHS} epochs of {batches} batches")
+    from cardloop.example_losses import mse_l1_regularization, skip_nonfinite_step
+
+    for pipeline, file in ((mse_l1_regularization(epochs=5, batch_size=BATCH_SIZE, learning_rate=0.01),
+                            "mse_l1_regularization.yaml"),
+                           (skip_nonfinite_step(epochs=5, batch_size=BATCH_SIZE, learning_rate=0.01),
+                            "skip_nonfinite_step.yaml")):
+        path = pipeline.save(out / file)
+        print(f"wrote {path}: {len(pipeline.cards)} top-level cards, up to 5 epochs of {batches} batches")
