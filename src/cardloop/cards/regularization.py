@@ -3,7 +3,7 @@ Regularization" built in.
 
 loss + weight * sum(|p|.sum()) (l1) or loss + weight * sum((p ** 2).sum()) (l2: the sum of squares, not its square
 root) over the selected parameters in the model's order: the expression a hand-written loop writes, with the same
-bits. weight_decay = λ in an SGD optimizer matches l2 with weight λ / 2.
+bits. An optimizer's weight_decay = λ (not AdamW's) adds what l2 with weight λ / 2 adds to the gradient.
 """
 
 from __future__ import annotations
