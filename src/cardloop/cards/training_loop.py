@@ -10,7 +10,6 @@ last one.
 
 from __future__ import annotations
 
-
 from pydantic import Field
 
 from cardloop.batches import SHUFFLE_RULE
