@@ -51,3 +51,11 @@ if __name__ == "__main__":
                            (accumulation_loop(**accumulated), "gradient_accumulation_loop.yaml")):
         path = pipeline.save(out / file)
         print(f"wrote {path}: {LOOP_EPOCHS} epochs of {batches} batches, a step every 4 and at each epoch's end")
+    from cardloop.example_losses import mse_l1_regularization, skip_nonfinite_step
+
+    for pipeline, file in ((mse_l1_regularization(epochs=5, batch_size=BATCH_SIZE, learning_rate=0.01),
+                            "mse_l1_regularization.yaml"),
+                           (skip_nonfinite_step(epochs=5, batch_size=BATCH_SIZE, learning_rate=0.01),
+                            "skip_nonfinite_step.yaml")):
+        path = pipeline.save(out / file)
+        print(f"wrote {path}: {len(pipeline.cards)} top-level cards, up to 5 epochs of {batches} batches")

@@ -12,14 +12,14 @@ LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
 
 
-def build_mlp(input_dim: int, layers: list[int], seed: int = 0) -> torch.nn.Sequential:
+def build_mlp(input_dim: int, layers: list[int], seed: int = 0, output_dim: int = 1) -> torch.nn.Sequential:
     torch.manual_seed(seed)
     modules: list[torch.nn.Module] = []
     width = input_dim
     for hidden in layers:
         modules += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
         width = hidden
-    modules.append(torch.nn.Linear(width, 1))
+    modules.append(torch.nn.Linear(width, output_dim))
     return torch.nn.Sequential(*modules)
 
 

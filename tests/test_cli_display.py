@@ -113,3 +113,19 @@ def test_a_cli_run_of_a_block_counts_the_top_level_cards_only(tmp_path, regressi
     done = cli("run", steps_pipeline(regression_csv).save(tmp_path / "steps.yaml"), "--store", store, "--threads", "1")
     assert done.returncode == 0, done.stderr
     assert " 5/5 " in done.stdout and "/5 " not in done.stdout.replace(" 5/5 ", "")
+
+
+def test_show_says_none_for_a_scalar_output_that_was_none(regression_csv, store):
+    import cardloop
+    from cardloop.cli_display import print_outputs, print_run
+    from cardloop.examples import basic_training_loop
+    from cardloop.store.outputs import RunOutputs
+
+    pipeline = basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), batches=1, batch_size=16)
+    result = cardloop.run(pipeline, store=store, threads=1)  # a regression: evaluate's accuracy is None
+    console = Console(file=io.StringIO(), width=4096)
+    print_run(console, store, result.run_id)
+    print_outputs(console, RunOutputs(result.run_id, store), "evaluate")
+    shown = console.file.getvalue()
+    assert "; accuracy: none" in shown
+    assert "accuracy [scalar]\n  none (the card gave no value for this output)" in shown

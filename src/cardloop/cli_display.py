@@ -230,6 +230,14 @@ def _brief(summary: Any) -> str:
     return str(summary)
 
 
+def _is_none(output: dict[str, Any]) -> bool:
+    """Whether a recorded output is the value None: a scalar or info is recorded whole, so null means None."""
+    from cardloop.store.outputs import SUMMARIZED_KINDS
+
+    return output["kind"] in SUMMARIZED_KINDS and "summary" in output and output["summary"] is None \
+        and not output.get("digest")
+
+
 LIST_SHOWN = 5  # a collected list of at most this many numbers is shown whole
 
 
@@ -254,6 +262,7 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
         if execution.card_type == BLOCK_TYPE:
             blocks.append(execution.card_id)
         outputs = "; ".join(f"{port}: {_brief(o.get('summary'))}" if o.get("summary") is not None
+                            else f"{port}: none" if _is_none(o)
                             else f"{port}: {o['kind']}" + (" (stored)" if o.get("digest") else "")
                             for port, o in json.loads(execution.outputs).items())
         rows.append((str(execution.position + 1), execution.card_id, execution.card_type, execution.status,
@@ -331,7 +340,9 @@ def print_outputs(console: Console, outputs: Any, card_id: str) -> None:
         summary = outputs.summary(card_id, port)
         if summary is None:
             summary = output.get("summary")
-        if summary is None:
+        if summary is None and _is_none(output):
+            console.print("  none (the card gave no value for this output)")
+        elif summary is None:
             console.print(f"  not stored under persist policy '{outputs.run.persist}'; run with --persist all "
                           "to keep every output")
         else:

@@ -100,3 +100,24 @@ def test_checking_that_a_snapshot_decodes_leaves_torchs_random_state_alone(tmp_p
     before = torch.get_rng_state()
     assert StoreAvailability(plan, records, artifacts).decodes(members)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+# --- an output that is None ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_a_scalar_output_that_is_none_stands_in_for_itself_and_the_card_is_served_from_the_cache(
+        regression_csv, tmp_path, executor):
+    import cardloop
+    from cardloop.engine import process
+
+    pipeline = basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), batches=1, batch_size=16)
+    try:
+        first = cardloop.run(pipeline, store=tmp_path, executor=executor, threads=1)
+        again = cardloop.run(pipeline, store=tmp_path, executor=executor, threads=1)
+    finally:
+        process.stop_workers()
+    assert first.outputs["evaluate"]["accuracy"] is None  # a regression has no accuracy
+    assert again.executed == []
+    assert again.outputs["evaluate"]["accuracy"] is None
+    assert again.outputs["evaluate"]["mse"] == first.outputs["evaluate"]["mse"]

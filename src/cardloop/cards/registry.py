@@ -20,6 +20,8 @@ BUILTIN_MODULES = (
     "cardloop.cards.model",
     "cardloop.cards.training",
     "cardloop.cards.training_loop",
+    "cardloop.cards.loss_combine",
+    "cardloop.cards.regularization",
     "cardloop.cards.batch_iterator",
     "cardloop.cards.early_stopping",
     "cardloop.cards.best_model",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import weakref
 from typing import Literal
 
@@ -11,6 +10,7 @@ from pydantic import Field
 from cardloop.batches import SHUFFLE_RULE, RowBatches, batch_info, count_batches, epoch_order
 from cardloop.cards.bounds import MAX_INT64, MAX_SEED, MIN_SEED
 from cardloop.cards.data import check_numeric, split_columns
+from cardloop.cards.losses import LABEL_SMOOTHING, SMOOTH_L1_BETA, LossType, loss_function
 from cardloop.models import model_device
 from cardloop.cards.spec import CardConfig, CardContext, NoConfig, Port, card
 from cardloop.errors import CardError
@@ -216,8 +216,10 @@ def run_model(model, X):
 
 
 class LossConfig(CardConfig):
-    loss_type: Literal["mse", "mae", "huber"] = "mse"
+    loss_type: LossType = "mse"
     huber_delta: float = Field(default=1.0, gt=0, description="Delta of the huber loss (PyTorch's default 1.0).")
+    label_smoothing: float = LABEL_SMOOTHING
+    beta: float = SMOOTH_L1_BETA
     scale: float = Field(default=1.0, gt=0, allow_inf_nan=False,
                          description="The `loss` output is the loss times this (1/k to accumulate k micro-batches); "
                                      "`loss_value` is the unscaled loss, as Lightning logs it.")
@@ -227,7 +229,10 @@ class LossConfig(CardConfig):
     "training_loss",
     title="Calculate Loss",
     category="training",
-    description="Loss between predictions and the batch's targets; `loss` keeps its autograd graph.",
+    description="Loss between predictions and the batch's targets; `loss` keeps its autograd graph. cross_entropy "
+                "and nll take one score per class against one target column of class indices (cross_entropy "
+                "also against a column of probabilities per class); the other losses take one prediction per "
+                "target column.",
     inputs=[Port("predictions", TENSOR, "Model predictions."),
             Port("batch_data", BATCH, "Batch data containing targets.")],
     outputs=[Port("loss", LOSS, "Loss tensor (with gradients)."),
@@ -238,28 +243,9 @@ def loss(config: LossConfig, predictions, batch_data) -> dict:
     y = batch_data.y
     if y.device != predictions.device:
         y = y.to(predictions.device)
-    check_targets(predictions, y)
-    value = loss_function(config.loss_type, config.huber_delta)(predictions, y)
+    value = loss_function(config)(predictions, y)
     scaled = value if config.scale == 1.0 else value * config.scale  # 1.0: the loss itself, not even a multiply
     return {"loss": scaled, "loss_value": value.item()}
-
-
-def loss_function(loss_type: str, huber_delta: float):
-    """The loss `loss_type` names, as a function of (predictions, targets)."""
-    import torch.nn.functional as F
-
-    if loss_type == "mse":
-        return F.mse_loss
-    if loss_type == "mae":
-        return F.l1_loss
-    return functools.partial(F.huber_loss, delta=huber_delta)
-
-
-def check_targets(predictions, y) -> None:
-    """Predictions and targets must have one shape: PyTorch's losses would broadcast them silently."""
-    if predictions.shape != y.shape:
-        raise CardError(f"predictions have shape {tuple(predictions.shape)} but targets have shape "
-                        f"{tuple(y.shape)}; model_define's output_dim must equal the number of target columns")
 
 
 # --- training_backward ------------------------------------------------------------------------------

@@ -14,13 +14,12 @@ inside a window holds the model's gradients so far).
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from cardloop.batches import SHUFFLE_RULE
 from cardloop.cards import training  # as a module: registering the built-in cards may import this one first
 from cardloop.cards.bounds import MAX_EPOCHS, MAX_INT64, MAX_SEED, MIN_SEED
+from cardloop.cards.losses import LABEL_SMOOTHING, SMOOTH_L1_BETA, LossType, loss_function
 from cardloop.cards.spec import CardConfig, CardContext, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import DATAFRAME, INFO, MODEL, OPTIMIZER, TENSOR
@@ -41,8 +40,10 @@ class TrainingLoopConfig(CardConfig):
         description="Batches per pass, from start_batch; empty: up to the frame's last batch.")
     target_columns: list[str] | None = Field(
         default=None, description="Override the target columns recorded by the data card.")
-    loss_type: Literal["mse", "mae", "huber"] = "mse"
+    loss_type: LossType = "mse"
     huber_delta: float = Field(default=1.0, gt=0, description="Delta of the huber loss (PyTorch's default 1.0).")
+    label_smoothing: float = LABEL_SMOOTHING
+    beta: float = SMOOTH_L1_BETA
     gradient_clip: float = Field(default=0.0, ge=0, description="Clip the global gradient norm; 0 = no clipping.")
     zero_grad: bool = Field(
         default=True, description="Clear the gradients before each step; off, they accumulate across steps, "
@@ -86,8 +87,8 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     training.check_bound(optimizer, model)
     device = model_device(model)
     move = tensors.X.device != device
-    loss_of = training.loss_function(config.loss_type, config.huber_delta)
-    run_model, check_targets = training.run_model, training.check_targets
+    loss_of = loss_function(config)  # checks that predictions and targets fit the loss, then computes it
+    run_model = training.run_model
     clip, zero_grad, size = config.gradient_clip, config.zero_grad, config.batch_size
     parameters = list(model.parameters()) if clip > 0 else []
     seeds = [training.epoch_seed(config.seed, epoch) if config.shuffle else None for epoch in range(config.epochs)]
@@ -120,7 +121,6 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
             if zero_grad and opens:
                 optimizer.zero_grad(set_to_none=True)
             predictions = run_model(model, X)
-            check_targets(predictions, y)
             loss = loss_of(predictions, y)
             losses.append(loss.item())
             (loss if k == 1 else loss * scale).backward()

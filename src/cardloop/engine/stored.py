@@ -78,7 +78,7 @@ class StoreAvailability:
         if output.get("digest"):
             stored = StoredValue(output["kind"], output["digest"])
             return stored if self._ok(stored) else None
-        if output["kind"] in SUMMARIZED_KINDS and output.get("summary") is not None:
+        if output["kind"] in SUMMARIZED_KINDS and "summary" in output:  # the whole value; null: the value None
             return StoredValue(output["kind"], None, output["summary"])
         return None
 

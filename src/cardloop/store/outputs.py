@@ -61,8 +61,8 @@ class RunOutputs:
         output = outputs[port]
         if output["kind"] in STATE_KINDS and output.get("state"):
             return self._load_state(card_id, output["state"], device)
-        if not output.get("digest") and output["kind"] in SUMMARIZED_KINDS and output.get("summary") is not None:
-            return output["summary"]
+        if not output.get("digest") and output["kind"] in SUMMARIZED_KINDS and "summary" in output:
+            return output["summary"]  # the whole value (null: the card's output was None)
         if not output.get("digest"):
             raise StoreError(f"output '{port}' of card '{card_id}' was not stored under persist policy "
                              f"'{self.run.persist}'; run again with --persist all to keep every output")
