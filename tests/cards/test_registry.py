@@ -164,8 +164,9 @@ def test_a_guide_card_needs_no_config_key_to_be_set(type_id):
 
 
 @pytest.mark.parametrize(("type_id", "key"), GUIDE_CHOICES)
-def test_a_guide_choice_offers_exactly_the_guides_options(type_id, key):
-    assert catalogue_entry(type_id)["config_schema"]["properties"][key]["enum"] == GUIDE_CHOICES[type_id, key]
+def test_a_guide_choice_offers_the_guides_options_first(type_id, key):  # issue F adds more after them
+    options = catalogue_entry(type_id)["config_schema"]["properties"][key]["enum"]
+    assert options[:len(GUIDE_CHOICES[type_id, key])] == GUIDE_CHOICES[type_id, key]
 
 
 def test_zero_gradients_takes_no_config():

@@ -22,6 +22,7 @@ BUILTIN_MODULES = (
     "cardloop.cards.training_loop",
     "cardloop.cards.batch_iterator",
     "cardloop.cards.early_stopping",
+    "cardloop.cards.freeze",
     "cardloop.cards.best_model",
     "cardloop.cards.evaluate",
     "cardloop.cards.blocks",
