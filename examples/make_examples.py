@@ -42,3 +42,8 @@ if __name__ == "__main__":
     blocks = loop_blocks(epochs=BLOCK_EPOCHS, batch_size=BATCH_SIZE, learning_rate=0.01)
     path = blocks.save(out / "basic_training_loop.yaml")
     print(f"wrote {path}: {len(blocks.cards)} top-level cards, up to {BLOCK_EPOCHS} epochs of {batches} batches")
+    from cardloop.example_optimizers import two_optimizers
+
+    parts = two_optimizers(epochs=BLOCK_EPOCHS, batch_size=BATCH_SIZE)
+    path = parts.save(out / "two_optimizers.yaml")
+    print(f"wrote {path}: {len(parts.cards)} top-level cards, {BLOCK_EPOCHS} epochs, two optimizers on two parts")
