@@ -22,8 +22,8 @@ def test_the_committed_example_files_are_what_the_generator_writes(tmp_path):
     subprocess.run([sys.executable, str(EXAMPLES / "make_examples.py"), str(tmp_path)], check=True,
                    capture_output=True)
     generated = sorted(path.name for path in tmp_path.glob("*.yaml"))
-    assert generated == ["basic_training_loop.yaml", "custom_l1.yaml", "training_loop.yaml",
-                         "unrolled_training_loop.yaml"]
+    assert {"basic_training_loop.yaml", "custom_l1.yaml", "training_loop.yaml",
+            "unrolled_training_loop.yaml"} <= set(generated)  # and those of issue F's tests/test_example_*.py
     for name in generated:
         assert (tmp_path / name).read_text() == (EXAMPLES / name).read_text(), \
             f"examples/{name} is out of date: run python examples/make_examples.py"
