@@ -30,7 +30,7 @@ def test_the_example_trains_each_part_with_its_optimizer_as_the_hand_written_loo
     train = result.outputs["normalize"]["train_dataset"]
     model = build_mlp(10, [64, 64])
     optimizers = [torch.optim.SGD(model[0].parameters(), lr=0.01, momentum=0.9),
-                  torch.optim.Adam([*model[2].parameters(), *model[4].parameters()], lr=0.005)]
+                  torch.optim.Adam([*model[2].parameters(), *model[4].parameters()], lr=0.001)]
     train_by_hand(*frame_tensors(train), model, optimizers, batch_size=8, epochs=10, shuffle=True)
     assert_same_weights(result.outputs["epochs"]["model"], model)
-    assert result.outputs["evaluate"]["metrics"]["r2"] > 0.2
+    assert result.outputs["evaluate"]["metrics"]["r2"] > 0.3

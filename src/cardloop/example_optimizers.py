@@ -9,7 +9,7 @@ from typing import Any
 from cardloop.pipeline.model import Pipeline
 
 BODY = {"optimizer_type": "sgd", "learning_rate": 0.01, "momentum": 0.9, "parameters": ["0.*"]}
-HEAD = {"optimizer_type": "adam", "learning_rate": 0.005, "parameters": ["2.*", "4.*"]}
+HEAD = {"optimizer_type": "adam", "learning_rate": 0.001, "parameters": ["2.*", "4.*"]}
 
 
 def two_optimizers(*, path: str = "cardloop:diabetes.csv", epochs: int = 10, batch_size: int = 8, input_dim: int = 10,
