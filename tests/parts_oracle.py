@@ -3,7 +3,7 @@ parameters it was made with), stepped in order after one forward, loss and backw
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 import torch

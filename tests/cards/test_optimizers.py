@@ -13,7 +13,7 @@ from cardloop.examples import basic_training_loop, loop_blocks
 from tests.oracle import assert_same_weights, build_mlp
 from tests.parts_oracle import frame_tensors, train_by_hand
 
-SHAPE = dict(input_dim=4, layers=(8,), prepare=False)
+SHAPE = {"input_dim": 4, "layers": (8,), "prepare": False}
 BATCHES, BATCH_SIZE, EPOCHS = 4, 16, 2
 NAMES = "'0.weight', '0.bias', '2.weight', '2.bias'"
 
@@ -165,10 +165,10 @@ def failure(csv, store, config: dict) -> str:
 
 @pytest.mark.parametrize(("config", "message"), [
     ({"optimizer_type": "sgd", "betas": [0.5, 0.9]},
-     "config field 'betas' is (0.5, 0.9), but optimizer_type 'sgd' takes no betas; its own fields are momentum, "
-     "dampening, nesterov"),
-    ({"optimizer_type": "adam", "momentum": 0.9}, "config field 'momentum' is 0.9, but optimizer_type 'adam' takes "
-                                                 "no momentum"),
+     ("config field 'betas' is (0.5, 0.9), but optimizer_type 'sgd' takes no betas; its own fields are momentum, "
+      "dampening, nesterov")),
+    ({"optimizer_type": "adam", "momentum": 0.9},
+     "config field 'momentum' is 0.9, but optimizer_type 'adam' takes no momentum"),
     ({"optimizer_type": "adamw", "param_groups": [{"parameters": ["2.*"], "alpha": 0.5}]},
      "config field 'param_groups.0.alpha' is 0.5, but optimizer_type 'adamw' takes no alpha"),
 ])
