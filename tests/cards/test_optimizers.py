@@ -165,7 +165,7 @@ def failure(csv, store, config: dict) -> str:
 
 @pytest.mark.parametrize(("config", "message"), [
     ({"optimizer_type": "sgd", "betas": [0.5, 0.9]},
-     ("config field 'betas' is (0.5, 0.9), but optimizer_type 'sgd' takes no betas; its own fields are momentum, "
+     ("config field 'betas' is [0.5, 0.9], but optimizer_type 'sgd' takes no betas; its own fields are momentum, "
       "dampening, nesterov")),
     ({"optimizer_type": "adam", "momentum": 0.9},
      "config field 'momentum' is 0.9, but optimizer_type 'adam' takes no momentum"),

@@ -23,8 +23,8 @@ class InitOptimizerConfig(CardConfig):
     momentum: float = Field(default=0.0, ge=0, description="sgd, rmsprop: momentum factor.")
     dampening: float = Field(default=0.0, ge=0, le=1, description="sgd: dampening of the momentum.")
     nesterov: bool = Field(default=False, description="sgd: Nesterov momentum (needs momentum > 0, dampening 0).")
-    betas: tuple[Beta, Beta] = Field(default=(0.9, 0.999), description="adam, adamw: the running averages' "
-                                                                       "coefficients.")
+    betas: list[Beta] = Field(default=[0.9, 0.999], min_length=2, max_length=2,
+                              description="adam, adamw: the running averages' coefficients (two).")
     eps: float = Field(default=1e-8, ge=0, description="adam, adamw, rmsprop: added to the denominator.")
     amsgrad: bool = Field(default=False, description="adam, adamw: the AMSGrad variant.")
     alpha: float = Field(default=0.99, ge=0, description="rmsprop: smoothing constant.")
@@ -111,5 +111,5 @@ def _check_settings(kind: str, given: dict[str, Any], effective: dict[str, Any],
 
 def _torch_settings(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings the type takes, under torch's names."""
-    return {("lr" if name == "learning_rate" else name): value for name, value in settings.items()
-            if name in COMMON_SETTINGS or name in OWN_SETTINGS[kind]}
+    return {("lr" if name == "learning_rate" else name): tuple(value) if name == "betas" else value
+            for name, value in settings.items() if name in COMMON_SETTINGS or name in OWN_SETTINGS[kind]}
