@@ -90,6 +90,12 @@ def test_a_pattern_that_matches_no_parameter_lists_the_model_s_parameters(regres
         cardloop.run(frozen_pipeline(regression_csv, parameters=("head.*",)), store=store)
 
 
+def test_backward_on_a_model_with_every_parameter_frozen_says_so(regression_csv, store):
+    with pytest.raises(CardFailed, match=r"card 'back0' \(training_backward\) failed: every parameter of the model is "
+                                         r"frozen, so the loss from 'loss0.loss' has no autograd graph"):
+        cardloop.run(frozen_pipeline(regression_csv, parameters=("*",)), store=store)
+
+
 def test_the_parameters_to_freeze_must_be_given(regression_csv, store):
     p = frozen_pipeline(regression_csv)
     del p.card("freeze").config["parameters"]

@@ -283,6 +283,9 @@ def gradient_norm(grads: list) -> float:
 )
 def backward(config: BackwardConfig, loss, model, ctx: CardContext) -> dict:
     if not loss.requires_grad:
+        if not any(p.requires_grad for p in model.parameters()):
+            raise CardError(f"every parameter of the model is frozen, so the loss from '{ctx.source('loss')}' has no "
+                            "autograd graph to back-propagate; unfreeze some with training_freeze (freeze: false)")
         raise CardError(f"the loss from '{ctx.source('loss')}' has no autograd graph (it was reloaded from "
                         "storage or detached), so back-propagating it would compute nothing; run the loss card "
                         "in the same run as this backward card")
