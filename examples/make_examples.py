@@ -59,3 +59,8 @@ if __name__ == "__main__":
                             "skip_nonfinite_step.yaml")):
         path = pipeline.save(out / file)
         print(f"wrote {path}: {len(pipeline.cards)} top-level cards, up to 5 epochs of {batches} batches")
+    from cardloop.example_optimizers import two_optimizers
+
+    parts = two_optimizers(epochs=BLOCK_EPOCHS, batch_size=BATCH_SIZE)
+    path = parts.save(out / "two_optimizers.yaml")
+    print(f"wrote {path}: {len(parts.cards)} top-level cards, {BLOCK_EPOCHS} epochs, two optimizers on two parts")

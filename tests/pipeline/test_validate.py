@@ -77,9 +77,10 @@ def test_duplicate_ids_are_named_with_positions():
 
 def test_bad_config_values_name_the_field_and_the_valid_choices():
     p = pipeline(MODEL, {"id": "opt", "type": "training_init_optimizer", "inputs": {"model": "model.model"},
-                         "config": {"optimizer_type": "adamw", "learning_rate": -1}})
+                         "config": {"optimizer_type": "adagrad", "learning_rate": -1}})
     found = messages(p)
-    assert any("config field 'optimizer_type' is 'adamw'" in m and "'adam', 'sgd' or 'rmsprop'" in m for m in found)
+    assert any("config field 'optimizer_type' is 'adagrad'" in m and "'adam', 'sgd', 'rmsprop' or 'adamw'" in m
+               for m in found)
     assert any("config field 'learning_rate' is -1" in m and "greater than 0" in m for m in found)
 
 

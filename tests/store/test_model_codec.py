@@ -71,6 +71,13 @@ def test_buffers_train_eval_flags_and_frozen_parameters_are_restored():
     assert not restored[0].bias.requires_grad and restored[0].weight.requires_grad
 
 
+def test_a_model_stored_without_a_list_of_frozen_parameters_loads_with_every_parameter_trainable(make_mlp):
+    model = make_mlp()
+    model[0].bias.requires_grad_(False)
+    restored = CODEC.decode(with_metadata(CODEC.encode(model, CTX), lambda metadata: metadata.pop("frozen")), CTX)
+    assert all(p.requires_grad for p in restored.parameters())
+
+
 def test_the_parameter_dtype_is_kept(make_mlp):
     model = with_gradients(make_mlp().double())
     restored = round_trip(model)

@@ -170,3 +170,16 @@ def test_an_optimizer_that_only_shares_a_name_with_a_torch_optimizer_is_refused(
     model = make_mlp()
     with pytest.raises(StoreError, match="is not torch.optim's SGD"):
         CODEC.encode(SGD(model.parameters(), lr=0.1), CodecContext(model=model))
+
+
+def test_an_optimizer_keeps_the_card_that_made_it_and_trains_its_part_of_the_model_it_is_loaded_into(make_mlp):
+    from cardloop.errors import CardError
+    from cardloop.model_parts import TRAINER_CARD_ATTR, check_unclaimed, record_trainer
+
+    model = make_mlp()
+    optimizer = torch.optim.SGD(model[0].parameters(), lr=0.1)
+    record_trainer(model, optimizer, "opt_body")
+    restored_model, restored = round_trip(model, optimizer)
+    assert getattr(restored, TRAINER_CARD_ATTR) == "opt_body"
+    with pytest.raises(CardError, match="the optimizer card 'opt_body' already trains '0.weight'"):
+        check_unclaimed(restored_model, {"0.weight": restored_model[0].weight}, "opt_head")

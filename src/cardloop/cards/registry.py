@@ -24,6 +24,7 @@ BUILTIN_MODULES = (
     "cardloop.cards.regularization",
     "cardloop.cards.batch_iterator",
     "cardloop.cards.early_stopping",
+    "cardloop.cards.freeze",
     "cardloop.cards.best_model",
     "cardloop.cards.evaluate",
     "cardloop.cards.blocks",

@@ -11,6 +11,7 @@ from cardloop.batches import SHUFFLE_RULE, RowBatches, batch_info, count_batches
 from cardloop.cards.bounds import MAX_INT64, MAX_SEED, MIN_SEED
 from cardloop.cards.data import check_numeric, split_columns
 from cardloop.cards.losses import LABEL_SMOOTHING, SMOOTH_L1_BETA, LossType, loss_function
+from cardloop.cards.optimizers import InitOptimizerConfig, make_optimizer
 from cardloop.models import model_device
 from cardloop.cards.spec import CardConfig, CardContext, NoConfig, Port, card
 from cardloop.errors import CardError
@@ -132,28 +133,18 @@ def prepare_batch(config: PrepareBatchConfig, train_dataset) -> dict:
 # --- training_init_optimizer ------------------------------------------------------------------------
 
 
-class InitOptimizerConfig(CardConfig):
-    optimizer_type: Literal["adam", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(default=0.001, gt=0, description="Learning rate.")
-    weight_decay: float = Field(default=0.0, ge=0, description="L2 regularization, as PyTorch's weight_decay.")
-
-
 @card(
     "training_init_optimizer",
     title="Initialize Optimizer",
     category="training",
-    description="A PyTorch optimizer bound to the model's parameters.",
+    description="A PyTorch optimizer bound to the model's parameters: all of them, or those its name patterns "
+                "select, in parameter groups with their own settings if asked (docs/optimizers.md).",
     inputs=[Port("model", MODEL, "Model to optimize.")],
     outputs=[Port("optimizer", OPTIMIZER, "Initialized optimizer (training state bound to the model).")],
     config=InitOptimizerConfig,
 )
-def init_optimizer(config: InitOptimizerConfig, model) -> dict:
-    import torch
-
-    optimizer_class = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
-    optimizer = optimizer_class[config.optimizer_type](
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    return {"optimizer": optimizer}
+def init_optimizer(config: InitOptimizerConfig, model, ctx: CardContext) -> dict:
+    return {"optimizer": make_optimizer(config, model, ctx.card_id)}
 
 
 # --- training_zero_grad -----------------------------------------------------------------------------
@@ -282,6 +273,9 @@ def gradient_norm(grads: list) -> float:
 )
 def backward(config: BackwardConfig, loss, model, ctx: CardContext) -> dict:
     if not loss.requires_grad:
+        if not any(p.requires_grad for p in model.parameters()):
+            raise CardError(f"every parameter of the model is frozen, so the loss from '{ctx.source('loss')}' has no "
+                            "autograd graph to back-propagate; unfreeze some with training_freeze (freeze: false)")
         raise CardError(f"the loss from '{ctx.source('loss')}' has no autograd graph (it was reloaded from "
                         "storage or detached), so back-propagating it would compute nothing; run the loss card "
                         "in the same run as this backward card")

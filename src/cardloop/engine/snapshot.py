@@ -110,8 +110,8 @@ def latest_versions(plan: Plan, upto: int) -> dict[str, tuple[int, PlannedCard]]
 
 def restore_into(live: Any, loaded: Any) -> None:
     """Make the live training-state object `live` what `loaded` (the same state, decoded from a snapshot) is,
-    in place: the cards that hold `live` see the restored state. A model takes weights, buffers and gradients;
-    an optimizer or scheduler its state dict, and an optimizer its step count."""
+    in place: the cards that hold `live` see the restored state. A model takes weights, buffers, gradients and
+    which parameters are frozen; an optimizer or scheduler its state dict, and an optimizer its step count."""
     import torch
 
     from cardloop.values import OPTIMIZER_STEPS_ATTR
@@ -120,5 +120,6 @@ def restore_into(live: Any, loaded: Any) -> None:
     if isinstance(live, torch.nn.Module):
         for mine, theirs in zip(live.parameters(), loaded.parameters()):
             mine.grad = None if theirs.grad is None else theirs.grad.detach().to(mine.device, copy=True)
+            mine.requires_grad_(theirs.requires_grad)  # frozen or not, as training_freeze left it
     elif isinstance(live, torch.optim.Optimizer):
         setattr(live, OPTIMIZER_STEPS_ATTR, getattr(loaded, OPTIMIZER_STEPS_ATTR, 0))

@@ -59,7 +59,7 @@ class ModelCodec(Codec):
         for name, grad in _with_prefix(tensors, GRAD_PREFIX).items():
             _known(parameters, name, "a gradient")
             parameters[name].grad = grad
-        for name in metadata["frozen"]:
+        for name in metadata.get("frozen", ()):  # a model stored without the list had every parameter trainable
             _known(parameters, name, "a frozen parameter")
             parameters[name].requires_grad_(False)
         module.to(load_device(ctx.device, metadata.get("device")))

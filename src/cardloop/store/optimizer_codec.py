@@ -1,4 +1,5 @@
-"""The `optimizer` codec: type, hyperparameters and state, keyed by the bound model's parameter names.
+"""The `optimizer` codec: type, hyperparameters and state, keyed by the bound model's parameter names, and the
+card that made it (cardloop.model_parts: which optimizer trains which parameters).
 
 `Optimizer.load_state_dict` pairs parameters by position and checks only group sizes, so a state loaded
 into another model's optimizer would be silently misapplied. The artifact records each parameter's name
@@ -16,6 +17,7 @@ from torch import nn
 
 from cardloop import kinds
 from cardloop.errors import StoreError
+from cardloop.model_parts import TRAINER_CARD_ATTR, record_trainer
 from cardloop.store import safetensors_format
 from cardloop.store.codec import Codec, CodecContext
 from cardloop.store.json_codecs import to_jsonable
@@ -52,6 +54,8 @@ class OptimizerCodec(Codec):
         metadata = {"format": self.format, "type": type(value).__name__, "groups": groups, "state": state,
                     "defaults": _pack(value.defaults, "defaults", tensors),
                     "steps": getattr(value, STEPS_ATTR, 0)}
+        if hasattr(value, TRAINER_CARD_ATTR):  # the card that made it: which parts of the model it trains
+            metadata["card"] = getattr(value, TRAINER_CARD_ATTR)
         return safetensors_format.pack(tensors, metadata)
 
     def decode(self, data: bytes, ctx: CodecContext) -> torch.optim.Optimizer:
@@ -79,6 +83,8 @@ class OptimizerCodec(Codec):
         optimizer.load_state_dict({"state": state, "param_groups": saved_groups})
         if metadata.get("steps"):
             setattr(optimizer, STEPS_ATTR, metadata["steps"])
+        if metadata.get("card"):
+            record_trainer(model, optimizer, metadata["card"])
         return optimizer
 
     def summarize(self, value: torch.optim.Optimizer) -> dict[str, Any]:
