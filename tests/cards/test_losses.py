@@ -71,7 +71,7 @@ def test_each_loss_type_and_its_gradient_equal_pytorchs_own(case):
 
 def test_the_calculate_loss_config_keeps_the_guides_fields_and_adds_torchs_names():
     defaults = default_registry().get("training_loss").config_model().model_dump()
-    assert defaults == {"loss_type": "mse", "huber_delta": 1.0, "label_smoothing": 0.0, "beta": 1.0}
+    assert defaults == {"loss_type": "mse", "huber_delta": 1.0, "label_smoothing": 0.0, "beta": 1.0, "scale": 1.0}
 
 
 def test_cross_entropy_names_a_class_index_past_the_predicted_classes():
