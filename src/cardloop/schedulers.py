@@ -8,16 +8,18 @@ hold the recipes of the schedulers they chain:
      "schedulers": [{"type": "LinearLR", "kwargs": {"start_factor": 0.1, "total_iters": 5}},
                     {"type": "CosineAnnealingLR", "kwargs": {"T_max": 95}}]}
 
-`build_scheduler` builds one over an optimizer and tags it with its recipe; the scheduler codec stores that
-recipe beside the scheduler's `state_dict` and builds it again on load.
+`build_scheduler` builds one over an optimizer and remembers its recipe (beside it, not in it, so that its
+`state_dict` stays torch's); the scheduler codec stores that recipe beside the `state_dict` and builds it again
+on load.
 """
 
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Any
 
-RECIPE_ATTR = "_cardloop_scheduler_recipe"
+_recipes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # scheduler -> the recipe it was built from
 #: torch's schedulers that take a callable, which no recipe can hold
 CALLABLE_SCHEDULERS = ("LambdaLR", "MultiplicativeLR")
 CHAINING_SCHEDULERS = ("SequentialLR", "ChainedScheduler")
@@ -36,22 +38,25 @@ def scheduler_class(name: str) -> type:
 
 def build_scheduler(optimizer: Any, recipe: dict[str, Any]) -> Any:
     """The scheduler `recipe` describes, over `optimizer` (which it changes as torch's constructors do: its
-    `initial_lr`, and the learning rate of step 0), tagged with the recipe. ValueError or TypeError for a recipe
+    `initial_lr`, and the learning rate of step 0); its recipe is remembered. ValueError or TypeError for a recipe
     torch refuses."""
+    scheduler = _build(optimizer, recipe)
+    _recipes[scheduler] = copy.deepcopy(recipe)
+    return scheduler
+
+
+def _build(optimizer: Any, recipe: dict[str, Any]) -> Any:
     cls = scheduler_class(recipe["type"])
     kwargs = copy.deepcopy(recipe.get("kwargs", {}))
     if recipe["type"] in CHAINING_SCHEDULERS:
-        chained = [build_scheduler(optimizer, inner) for inner in recipe.get("schedulers", ())]
-        scheduler = cls(optimizer=optimizer, schedulers=chained, **kwargs)
-    else:
-        scheduler = cls(optimizer, **kwargs)
-    setattr(scheduler, RECIPE_ATTR, copy.deepcopy(recipe))
-    return scheduler
+        chained = [_build(optimizer, inner) for inner in recipe.get("schedulers", ())]
+        return cls(optimizer=optimizer, schedulers=chained, **kwargs)
+    return cls(optimizer, **kwargs)
 
 
 def recipe_of(scheduler: Any) -> dict[str, Any] | None:
     """The recipe a scheduler was built from (None for one `build_scheduler` did not build)."""
-    return getattr(scheduler, RECIPE_ATTR, None)
+    return _recipes.get(scheduler)
 
 
 def last_lr(scheduler: Any) -> float:
