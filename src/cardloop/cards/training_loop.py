@@ -16,8 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from cardloop.batches import SHUFFLE_RULE
-from cardloop.cards import training  # as a module: registering the built-in cards may import this one first
-from cardloop.cards.schedulers import PLATEAU, check_scheduler_bound, step_scheduler
+from cardloop.cards import schedulers, training  # as modules: registering the built-in cards may import this first
 from cardloop.cards.bounds import MAX_EPOCHS, MAX_INT64, MAX_SEED, MIN_SEED
 from cardloop.cards.spec import CardConfig, CardContext, Port, card
 from cardloop.errors import CardError
@@ -86,7 +85,7 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, s
     batches, num_batches = _batch_range(config, tensors.rows)
     training.check_bound(optimizer, model)
     if scheduler is not None:
-        check_scheduler_bound(scheduler, optimizer)
+        schedulers.check_scheduler_bound(scheduler, optimizer)
     per_pass = len(batches) if config.scheduler_interval == "epoch" else 1  # steps between scheduler steps
     device = model_device(model)
     move = tensors.X.device != device
@@ -107,7 +106,7 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, s
     report, checkpoint, steps, clock = ctx.report, ctx.checkpoint, len(losses) + len(order), time.perf_counter
     next_report = clock() if report is not None else float("inf")  # the first step reports, then every REPORT_SECONDS
     rows, rows_seed = tensors, None
-    plateau = type(scheduler).__name__ == PLATEAU
+    plateau = type(scheduler).__name__ == schedulers.PLATEAU
     try:
         for seed, index in order:
             if seed != rows_seed:  # a new pass: its rows, gathered once when shuffled
@@ -129,7 +128,8 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, s
                 clipped += norm > clip
             optimizer.step()
             if scheduler is not None and len(losses) % per_pass == 0:  # plateau: the mean loss of the steps since
-                lrs.append(step_scheduler(scheduler, sum(losses[-per_pass:]) / per_pass if plateau else None))
+                metric = sum(losses[-per_pass:]) / per_pass if plateau else None
+                lrs.append(schedulers.step_scheduler(scheduler, metric))
             if checkpoint is not None:  # the run keeps one when its checkpoint interval has passed
                 checkpoint(len(losses), {"losses": losses, "clipped": clipped, "largest_norm": largest_norm,
                                          "lrs": lrs})
