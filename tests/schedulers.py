@@ -75,12 +75,12 @@ def hand_loop(csv, scheduler_type: str, steps: int = STEPS, per_pass: bool = Fal
     return model, lrs, scheduler
 
 
-def _start(p: Pipeline, csv, scheduler_type: str) -> tuple:
+def _start(p: Pipeline, csv, scheduler_type: str, config: dict[str, Any] | None = None) -> tuple:
     data = p.add("data_load", "data", path=str(csv))
     model = p.add("model_define", "model", input_dim=4, layers=[8], seed=0)["model"]
     optimizer = p.add("training_init_optimizer", "opt", model=model, learning_rate=LEARNING_RATE)["optimizer"]
     scheduler = p.add("training_lr_scheduler", "sched", optimizer=optimizer, scheduler_type=scheduler_type,
-                      **SCHEDULERS[scheduler_type][0])["scheduler"]
+                      **(config or SCHEDULERS[scheduler_type][0]))["scheduler"]
     return data["dataset"], model, optimizer, scheduler
 
 
@@ -97,10 +97,11 @@ def unrolled(csv, scheduler_type: str, steps: int = STEPS) -> Pipeline:
     return p
 
 
-def blocks(csv, scheduler_type: str, epochs: int = 2) -> Pipeline:
-    """Loop blocks: `epochs` passes over the Batch Iterator, the Scheduler Step inside the batches block."""
+def blocks(csv, scheduler_type: str, epochs: int = 2, config: dict[str, Any] | None = None) -> Pipeline:
+    """Loop blocks: `epochs` passes over the Batch Iterator, the Scheduler Step inside the batches block (`config`:
+    the scheduler's, instead of SCHEDULERS')."""
     p = Pipeline(name=f"blocks-{scheduler_type}")
-    data, model, optimizer, scheduler = _start(p, csv, scheduler_type)
+    data, model, optimizer, scheduler = _start(p, csv, scheduler_type, config)
     epoch = p.add_block("epochs", times=epochs, inputs={"train": data, "model": model, "optimizer": optimizer,
                                                         "scheduler": scheduler})
     it = epoch.body.add("training_batch_iterator", "it", train_dataset=epoch["train"], epoch=epoch["iteration"],
