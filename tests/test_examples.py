@@ -23,7 +23,7 @@ def test_the_committed_example_files_are_what_the_generator_writes(tmp_path):
                    capture_output=True)
     generated = sorted(path.name for path in tmp_path.glob("*.yaml"))
     assert generated == ["basic_training_loop.yaml", "custom_l1.yaml", "training_loop.yaml",
-                         "unrolled_training_loop.yaml"]
+                         "unrolled_training_loop.yaml", "warmup_cosine.yaml"]
     for name in generated:
         assert (tmp_path / name).read_text() == (EXAMPLES / name).read_text(), \
             f"examples/{name} is out of date: run python examples/make_examples.py"
