@@ -47,6 +47,14 @@ def test_every_type_steps_as_torchs_scheduler_in_a_training_loop_card(regression
     assert loop["loop_info"]["scheduler_steps"] == STEPS
 
 
+def test_a_training_loop_with_a_scheduler_is_served_from_the_cache_with_its_rates(regression_csv, store):
+    first = cardloop.run(looped(regression_csv, "cosine"), store=store, threads=1)
+    again = cardloop.run(looped(regression_csv, "cosine"), store=store, threads=1)
+    assert again.cached == ["data", "model", "opt", "sched", "loop"]
+    assert again.metrics("lr") == first.metrics("lr") == hand_loop(regression_csv, "cosine")[1]
+    assert again.outputs["loop"]["scheduler"].state_dict() == first.outputs["loop"]["scheduler"].state_dict()
+
+
 @pytest.mark.parametrize("scheduler_type", ["step", "reduce_on_plateau"])
 def test_a_training_loop_steps_the_scheduler_once_per_pass_with_interval_epoch(regression_csv, store, scheduler_type):
     result = cardloop.run(looped(regression_csv, scheduler_type, epochs=4, interval="epoch"), store=store, threads=1)
@@ -69,6 +77,14 @@ def test_the_process_executor_runs_a_scheduler_inside_loop_blocks(regression_csv
     model, lrs, _ = hand_loop(regression_csv, "one_cycle")
     assert result.outputs["epochs"]["lr"] == [lrs[:BATCHES], lrs[BATCHES:]]
     assert_same_weights(result.outputs["epochs"]["model"], model)
+
+
+def test_the_process_executor_runs_a_training_loop_with_a_scheduler(regression_csv, store):
+    result = cardloop.run(looped(regression_csv, "reduce_on_plateau"), store=store, threads=1, executor="process")
+    model, lrs, scheduler = hand_loop(regression_csv, "reduce_on_plateau")
+    assert result.metrics("lr") == lrs
+    assert_same_weights(result.outputs["loop"]["model"], model)
+    assert result.outputs["loop"]["scheduler"].state_dict() == scheduler.state_dict()
 
 
 @pytest.mark.parametrize("executor", ["local", "process"])

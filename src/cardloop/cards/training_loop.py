@@ -71,8 +71,8 @@ class TrainingLoopConfig(CardConfig):
              Port("loop_info", INFO, "Steps, batches, first and last loss, learning rate, clipping."),
              Port("scheduler", SCHEDULER, "The scheduler after the last step (when one is connected).",
                   state_of="scheduler"),
-             Port("lr", TENSOR, "With a scheduler: the learning rate after each of its steps, in order (1-D float64); "
-                                "recorded as the lr metric.", metric=True)],
+             Port("lr", TENSOR, "The learning rate after each step of the scheduler, in order (1-D float64; empty "
+                                "without one); recorded as the lr metric.", metric=True)],
     config=TrainingLoopConfig,
     mutates_state=True,
 )
@@ -151,7 +151,7 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, s
                     scheduler_steps=len(lrs))
     return {"model": model, "optimizer": optimizer, "loss_value": torch.tensor(losses, dtype=torch.float32),
             "loop_info": info, "scheduler": scheduler,
-            "lr": torch.tensor(lrs, dtype=torch.float64) if scheduler is not None else None}
+            "lr": torch.tensor(lrs, dtype=torch.float64)}
 
 
 def _batch_range(config: TrainingLoopConfig, rows: int) -> tuple[range, int]:
