@@ -191,7 +191,8 @@ def test_the_catalogue_lists_both_cards_with_the_ports_of_the_issue():
 
     make = default_registry().get("training_lr_scheduler").to_json()
     step = default_registry().get("training_scheduler_step").to_json()
-    assert [p["name"] for p in make["inputs"]] == ["optimizer"] and [p["name"] for p in make["outputs"]] == ["scheduler"]
+    assert [p["name"] for p in make["inputs"]] == ["optimizer"]
+    assert [p["name"] for p in make["outputs"]] == ["scheduler"]
     assert make["config_schema"]["properties"]["scheduler_type"]["enum"] == [
         "step", "multistep", "exponential", "cosine", "linear_warmup", "warmup_cosine", "one_cycle",
         "reduce_on_plateau"]

@@ -107,9 +107,8 @@ def scheduler_recipe(config: LRSchedulerConfig) -> dict[str, Any]:
     given = {name: getattr(config, name) for name in required + optional if getattr(config, name) is not None}
     if config.scheduler_type != "warmup_cosine":
         return {"type": torch_name, "kwargs": given}
-    warmup = {"total_iters": given["warmup_steps"], **({"start_factor": config.start_factor}
-                                                       if config.start_factor is not None else {})}
-    cosine = {"T_max": given["T_max"], **({"eta_min": config.eta_min} if config.eta_min is not None else {})}
+    warmup = {"total_iters": given["warmup_steps"], **{k: v for k, v in given.items() if k == "start_factor"}}
+    cosine = {"T_max": given["T_max"], **{k: v for k, v in given.items() if k == "eta_min"}}
     return {"type": "SequentialLR", "kwargs": {"milestones": [given["warmup_steps"]]},
             "schedulers": [{"type": "LinearLR", "kwargs": warmup}, {"type": "CosineAnnealingLR", "kwargs": cosine}]}
 

@@ -1,8 +1,8 @@
 """Checks on the training state a card receives and makes, at that card, rather than at the run's end.
 
 A model a card makes must have an architecture recipe, an optimizer must be one of torch.optim's, and a
-scheduler must have a recipe (`cardloop.schedulers.build_scheduler`), or no snapshot can store them: found right after the card that made them, naming the port, instead of when the run
-ends and stores its final state. Likewise a value on an output of kind `any` that the run stores, whose codec
+scheduler must have a recipe (`cardloop.schedulers.build_scheduler`), or no snapshot can store them: found right
+after the card that made them, naming the port, instead of when the run ends and stores its final state. Likewise a value on an output of kind `any` that the run stores, whose codec
 is chosen by the value's type: the plan says which outputs those are (`work.check_storable`).
 
 A card that changes the training state it receives must declare `mutates_state=True`.
