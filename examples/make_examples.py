@@ -6,7 +6,9 @@
 - unrolled_training_loop.yaml: the guide's picture, unrolled: six cards for every batch of one epoch;
 - custom_l1.yaml: the same loop with the guide's "Custom loss with regularization": an
   `l1_regularization` card (examples/cards/l1_regularization.py) between Calculate Loss and Backward Pass;
-- training_loop.yaml: the same loop in one `training_loop` card (the guide's loop wrapper), for 3 epochs.
+- training_loop.yaml: the same loop in one `training_loop` card (the guide's loop wrapper), for 3 epochs;
+- warmup_cosine.yaml: the loop as blocks for 10 epochs with a warmup + cosine learning-rate schedule stepped after
+  every batch (one epoch of linear warmup, then a cosine over the other nine), its rate recorded each step.
 
     python examples/make_examples.py           # writes them here, in examples/
     python examples/make_examples.py FOLDER    # writes them into FOLDER (the tests compare those with these)
@@ -64,3 +66,9 @@ if __name__ == "__main__":
     parts = two_optimizers(epochs=BLOCK_EPOCHS, batch_size=BATCH_SIZE)
     path = parts.save(out / "two_optimizers.yaml")
     print(f"wrote {path}: {len(parts.cards)} top-level cards, {BLOCK_EPOCHS} epochs, two optimizers on two parts")
+    from cardloop.example_schedulers import warmup_cosine
+
+    scheduled = warmup_cosine(warmup_steps=batches, T_max=batches * (BLOCK_EPOCHS - 1), epochs=BLOCK_EPOCHS,
+                              batch_size=BATCH_SIZE, learning_rate=0.01)
+    path = scheduled.save(out / "warmup_cosine.yaml")
+    print(f"wrote {path}: {BLOCK_EPOCHS} epochs of {batches} batches, warmup + cosine over {BLOCK_EPOCHS * batches}")

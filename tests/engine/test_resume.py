@@ -325,3 +325,68 @@ def test_a_run_killed_inside_a_training_loop_card_goes_on_from_its_last_checkpoi
     assert_same_weights(resumed.outputs["loop"]["model"], whole.outputs["loop"]["model"])
     assert resumed.metrics("loss_value") == whole.metrics("loss_value")
     assert resumed.outputs["loop"]["loop_info"]["optimizer_steps"] == 4200
+
+
+
+def killed_after_a_checkpoint(tmp_path: Path, path: Path, store: Path, executor: str) -> int:
+    """Run the pipeline file in a process with the executor, SIGKILL it once it has stored a checkpoint inside a
+    card (a training_loop's step, a block's iteration); the step of the last one."""
+    run = LOOP_RUN.replace("checkpoint_seconds=0.05", f"checkpoint_seconds=0.05, executor={executor!r}")
+    process = start([sys.executable, "-c", run, str(path), str(store)], tmp_path / "killed")
+
+    def checkpointed() -> bool:
+        return (store / "runs.sqlite").exists() and bool(RunRecords(store / "runs.sqlite").cache_keys_with_progress())
+
+    assert wait_until(process, checkpointed), "the run ended before it left a checkpoint"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with RunRecords(store / "runs.sqlite") as records:
+        assert latest_run(records).status == "interrupted"
+        return max(records.latest_card_progress(key)[0] for key in records.cache_keys_with_progress())
+
+
+def test_a_run_killed_inside_a_training_loop_with_a_scheduler_goes_on_with_the_exact_schedule(tmp_path,
+                                                                                              regression_csv):
+    from cardloop.examples import training_loop
+
+    pipeline = training_loop(path=str(regression_csv), input_dim=4, layers=(8,), prepare=False, epochs=600,
+                             batch_size=16, learning_rate=0.01)  # 4200 steps
+    schedule = pipeline.add("training_lr_scheduler", "sched", optimizer=pipeline.card("opt")["optimizer"],
+                            scheduler_type="warmup_cosine", warmup_steps=300, T_max=3900, start_factor=0.01)
+    pipeline.cards.remove(schedule)
+    pipeline.cards.insert(pipeline.cards.index(pipeline.card("loop")), schedule)
+    pipeline.card("loop").inputs["scheduler"] = str(schedule["scheduler"])
+    path = pipeline.save(tmp_path / "loop.yaml")
+    store = tmp_path / "store"
+    step = killed_after_a_checkpoint(tmp_path, path, store, "local")
+    assert 0 < step < 4200
+
+    events = []
+    resumed = cardloop.run(path, store=store, threads=1, progress=events.append)
+    whole = cardloop.run(path, store=tmp_path / "whole", threads=1)
+    assert next(e.step for e in events if e.kind == "progress") == step + 1  # it went on from the checkpoint
+    assert_same_weights(resumed.outputs["loop"]["model"], whole.outputs["loop"]["model"])
+    assert resumed.metrics("lr") == whole.metrics("lr") and len(whole.metrics("lr")) == 4200
+    assert resumed.metrics("loss_value") == whole.metrics("loss_value")
+    assert resumed.outputs["loop"]["scheduler"].state_dict() == whole.outputs["loop"]["scheduler"].state_dict()
+
+
+def test_a_process_run_killed_in_an_epoch_with_a_scheduler_step_goes_on_bit_identically(tmp_path, regression_csv):
+    from tests.schedulers import blocks
+
+    epochs = 300  # 2100 steps
+    pipeline = blocks(regression_csv, "warmup_cosine", epochs=epochs,
+                      config={"warmup_steps": 70, "T_max": 2030, "start_factor": 0.01})
+    path = pipeline.save(tmp_path / "blocks.yaml")
+    store = tmp_path / "store"
+    assert 0 <= killed_after_a_checkpoint(tmp_path, path, store, "process") < epochs
+
+    resumed = cardloop.run(path, store=store, threads=1, executor="process")
+    whole = cardloop.run(path, store=tmp_path / "whole", threads=1)
+    with RunRecords(store / "runs.sqlite") as records:
+        stats = {row.path: row for row in records.iteration_cards(resumed.run_id)}
+    assert stats["epochs.batches.sched_step"].executions < 7 * epochs  # the killed run's epochs were taken up
+    mine, theirs = resumed.outputs["epochs"], whole.outputs["epochs"]
+    assert_same_weights(mine["model"], theirs["model"])
+    assert mine["lr"] == theirs["lr"] and len(mine["lr"]) == epochs
+    assert mine["scheduler"].state_dict() == theirs["scheduler"].state_dict()

@@ -261,16 +261,8 @@ def test_a_cached_rerun_whose_final_model_does_not_decode_recomputes_it_and_ends
 
 
 NO_CODEC_CARDS = """
-import torch
-
 from cardloop import Port, card
-from cardloop.kinds import OPTIMIZER, SCHEDULER
-
-
-@card("step_lr", title="Step LR", category="test", inputs=[Port("optimizer", OPTIMIZER)],
-      outputs=[Port("scheduler", SCHEDULER)])
-def step_lr(config, optimizer):
-    return {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, step_size=10)}
+from cardloop.kinds import OPTIMIZER
 
 
 @card("histogram", title="Histogram", category="test", inputs=[Port("optimizer", OPTIMIZER)],
@@ -282,7 +274,7 @@ def histogram(config, optimizer):
 
 @pytest.fixture
 def no_codec_cards(tmp_path, monkeypatch, isolated_default_registry):
-    """A card file with a card that makes a scheduler and one that makes a value of a kind without a codec."""
+    """A card file with a card that makes a value of a kind without a codec."""
     monkeypatch.setitem(kinds._custom_kinds, "histogram", "a histogram, which no codec stores")
     path = tmp_path / "no_codec_cards.py"
     path.write_text(NO_CODEC_CARDS)
@@ -290,7 +282,6 @@ def no_codec_cards(tmp_path, monkeypatch, isolated_default_registry):
 
 
 @pytest.mark.parametrize("type_id, port, why", [
-    ("step_lr", "scheduler", "training state is snapshotted"),
     ("histogram", "histogram", "no card reads it, so it is a result"),
 ])
 def test_an_output_that_no_codec_can_store_is_refused_before_any_card_runs(regression_csv, store, no_codec_cards,

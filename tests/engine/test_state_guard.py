@@ -21,7 +21,7 @@ CARDS = '''
 import torch
 
 from cardloop import Port, card
-from cardloop.kinds import ANY, INFO, MODEL, OPTIMIZER
+from cardloop.kinds import ANY, INFO, MODEL, OPTIMIZER, SCHEDULER
 
 
 class Halving(torch.optim.SGD):
@@ -32,6 +32,12 @@ class Halving(torch.optim.SGD):
       outputs=[Port("optimizer", OPTIMIZER)])
 def own_optimizer(config, model):
     return {"optimizer": Halving(model.parameters(), lr=0.1)}
+
+
+@card("raw_step_lr", title="Step LR", category="test", inputs=[Port("optimizer", OPTIMIZER)],
+      outputs=[Port("scheduler", SCHEDULER)])
+def raw_step_lr(config, optimizer):
+    return {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, step_size=10)}
 
 
 @card("halve_undeclared", title="Halve", category="test", inputs=[Port("model", MODEL)],
@@ -222,3 +228,15 @@ def test_a_step_or_a_new_learning_rate_changes_an_optimizers_fingerprint(change)
     before = fingerprint(optimizer)
     change(optimizer)
     assert fingerprint(optimizer) != before
+
+
+def test_a_scheduler_made_without_a_recipe_fails_the_card_that_made_it(regression_csv, store, card_file):
+    pipeline = with_card(regression_csv, "weight_norm")
+    pipeline.cards[-1] = type(pipeline.cards[-1])(id="custom", type="raw_step_lr",
+                                                  inputs={"optimizer": "step0.optimizer"})
+    with pytest.raises(CardFailed) as failed:
+        cardloop.run(pipeline, store=store, cards=[card_file], threads=1)
+    assert str(failed.value).startswith(
+        "card 'custom' (raw_step_lr) failed: its output 'scheduler' cannot be stored: a StepLR not built by "
+        "cardloop.schedulers.build_scheduler has no recipe, so it cannot be stored")
+

@@ -29,8 +29,9 @@ def batch_list(shuffled: bool, drop_last: bool = False) -> BatchList:
     return BatchList(lambda: rows, 4, drop_last=drop_last, epoch=2, features=["a", "b", "c"], targets=["t"])
 
 
-def test_every_builtin_kind_but_any_and_scheduler_has_a_codec():
-    for kind in ("dataframe", "batch", "batches", "model", "optimizer", "tensor", "loss", "scalar", "info"):
+def test_every_builtin_kind_but_any_has_a_codec():
+    for kind in ("dataframe", "batch", "batches", "model", "optimizer", "scheduler", "tensor", "loss", "scalar",
+                 "info"):
         assert codec_for_kind(kind).kind == kind
 
 

@@ -19,6 +19,7 @@ BUILTIN_MODULES = (
     "cardloop.cards.data",
     "cardloop.cards.model",
     "cardloop.cards.training",
+    "cardloop.cards.schedulers",
     "cardloop.cards.training_loop",
     "cardloop.cards.loss_combine",
     "cardloop.cards.regularization",

@@ -30,6 +30,19 @@ class NoConfig(CardConfig):
     """The config of a card type that takes none."""
 
 
+#: The error type of a rule between a config's fields, whose message validation shows as it is, after
+#: "config field '<field>'" (raise `config_rule(...)` from a field validator, so that the error names the field).
+CONFIG_RULE = "config_rule"
+
+
+def config_rule(message: str) -> Exception:
+    """The error a config's field validator raises when the field breaks a rule between fields: `message`
+    continues "config field '<field>' ..." (e.g. "is required for scheduler_type 'step'")."""
+    from pydantic_core import PydanticCustomError
+
+    return PydanticCustomError(CONFIG_RULE, message)
+
+
 @dataclass(frozen=True)
 class Port:
     """A named input or output of a card type.

@@ -5,11 +5,13 @@ order: its final weights equal the unrolled pipeline's bit for bit. It records e
 `loss_value` metric, but keeps no per-step outputs, so it costs what a hand-written loop costs. While it runs
 it reports its step and latest loss to the progress bar, at most every REPORT_SECONDS, and offers the run a
 checkpoint after every step (kept at the run's checkpoint interval); a run stopped inside it goes on from the
-last one.
+last one. With a learning-rate scheduler it steps the scheduler after every optimizer step, or after every pass
+(`scheduler_interval`), as Scheduler Step cards there would (docs/schedulers.md).
 
 With `accumulate: k` (docs/accumulation.md) each batch's loss is back-propagated times 1/k and the optimizer
 steps once every k batches and at a pass's end; losses, progress and checkpoints stay per batch (a checkpoint
-inside a window holds the model's gradients so far).
+inside a window holds the model's gradients so far). A scheduler steps after each optimizer step, plateau on the
+mean loss of the step's window.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from cardloop.batches import SHUFFLE_RULE
-from cardloop.cards import training  # as a module: registering the built-in cards may import this one first
+from cardloop.cards import schedulers, training  # as modules: registering the built-in cards may import this first
 from cardloop.cards.bounds import MAX_EPOCHS, MAX_INT64, MAX_SEED, MIN_SEED
 from cardloop.cards.losses import LABEL_SMOOTHING, SMOOTH_L1_BETA, LossType, loss_function
 from cardloop.cards.spec import CardConfig, CardContext, Port, card
 from cardloop.errors import CardError
-from cardloop.kinds import DATAFRAME, INFO, MODEL, OPTIMIZER, TENSOR
+from cardloop.kinds import DATAFRAME, INFO, MODEL, OPTIMIZER, SCHEDULER, TENSOR
 from cardloop.models import model_device
 from cardloop.values import OPTIMIZER_STEPS_ATTR as STEPS_ATTR
 
@@ -57,6 +59,9 @@ class TrainingLoopConfig(CardConfig):
                     "(at the next window's start) zero the gradients once every accumulate batches; a pass's "
                     "last window may be shorter, and steps with what it has. loss_value keeps every batch's "
                     "unscaled loss (docs/accumulation.md).")
+    scheduler_interval: Literal["step", "epoch"] = Field(
+        default="step", description="Step the scheduler after every optimizer step, or after every pass (epoch); "
+                                    "reduce_on_plateau steps on the step's loss, or on the mean loss of the pass.")
 
 
 @card(
@@ -68,16 +73,22 @@ class TrainingLoopConfig(CardConfig):
                 + SHUFFLE_RULE.replace("epoch e", "pass e"),
     inputs=[Port("train_dataset", DATAFRAME, "Training dataset (DataFrame)."),
             Port("model", MODEL, "Model to train."),
-            Port("optimizer", OPTIMIZER, "Optimizer bound to the model (from Initialize Optimizer).")],
+            Port("optimizer", OPTIMIZER, "Optimizer bound to the model (from Initialize Optimizer)."),
+            Port("scheduler", SCHEDULER, "Optional learning-rate scheduler over the optimizer, stepped after every "
+                                         "step or pass (scheduler_interval).", required=False)],
     outputs=[Port("model", MODEL, "Trained model.", state_of="model"),
              Port("optimizer", OPTIMIZER, "Optimizer after the last step.", state_of="optimizer"),
              Port("loss_value", TENSOR, "The loss of every step, in order (1-D float32); recorded as the "
                                         "loss_value metric, one value per step.", metric=True),
-             Port("loop_info", INFO, "Steps, batches, first and last loss, learning rate, clipping.")],
+             Port("loop_info", INFO, "Steps, batches, first and last loss, learning rate, clipping."),
+             Port("scheduler", SCHEDULER, "The scheduler after the last step (when one is connected).",
+                  state_of="scheduler"),
+             Port("lr", TENSOR, "The learning rate after each step of the scheduler, in order (1-D float64; empty "
+                                "without one); recorded as the lr metric.", metric=True)],
     config=TrainingLoopConfig,
     mutates_state=True,
 )
-def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, ctx: CardContext) -> dict:
+def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, scheduler, ctx: CardContext) -> dict:
     import time
 
     import torch
@@ -85,6 +96,9 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     tensors = training.frame_tensors(train_dataset, config.target_columns)
     batches, num_batches = _batch_range(config, tensors.rows)
     training.check_bound(optimizer, model)
+    if scheduler is not None:
+        schedulers.check_scheduler_bound(scheduler, optimizer)
+    per_pass = len(batches) if config.scheduler_interval == "epoch" else 1  # steps between scheduler steps
     device = model_device(model)
     move = tensors.X.device != device
     loss_of = loss_function(config)  # checks that predictions and targets fit the loss, then computes it
@@ -102,15 +116,19 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
     order = [(seed, index, i % k == 0, i % k == k - 1 or i == last)
              for seed in seeds for i, index in enumerate(batches)]
     losses: list[float] = []
+    lrs: list[float] = []  # the scheduler's learning rate after each of its steps
     clipped, largest_norm = 0, 0.0
-    if ctx.resumed is not None:  # the engine restored model and optimizer to this checkpoint of an earlier run
+    if ctx.resumed is not None:  # the engine restored model, optimizer and scheduler to this checkpoint
         step, extra = ctx.resumed
         losses, clipped, largest_norm = list(extra["losses"]), extra["clipped"], extra["largest_norm"]
+        lrs = list(extra.get("lrs", ()))
         order = order[step:]
     report, checkpoint, steps, clock = ctx.report, ctx.checkpoint, len(losses) + len(order), time.perf_counter
     next_report = clock() if report is not None else float("inf")  # the first step reports, then every REPORT_SECONDS
     rows, rows_seed = tensors, None
+    plateau = type(scheduler).__name__ == schedulers.PLATEAU
     try:
+        window = len(losses) - (len(losses) % len(batches)) % k  # where the (resumed) window began
         for seed, index, opens, closes in order:
             if seed != rows_seed:  # a new pass: its rows, gathered once when shuffled
                 rows, rows_seed = tensors.epoch(seed), seed
@@ -118,8 +136,10 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
             X, y = batch.X, batch.y
             if move:
                 X, y = X.to(device), y.to(device)
-            if zero_grad and opens:
-                optimizer.zero_grad(set_to_none=True)
+            if opens:
+                window = len(losses)
+                if zero_grad:
+                    optimizer.zero_grad(set_to_none=True)
             predictions = run_model(model, X)
             loss = loss_of(predictions, y)
             losses.append(loss.item())
@@ -130,8 +150,13 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
                     largest_norm = max(largest_norm, norm)
                     clipped += norm > clip
                 optimizer.step()
+                if scheduler is not None and (per_pass == 1 or len(losses) % per_pass == 0):
+                    since = window if per_pass == 1 else len(losses) - per_pass  # plateau: the mean loss since
+                    metric = sum(losses[since:]) / (len(losses) - since) if plateau else None
+                    lrs.append(schedulers.step_scheduler(scheduler, metric))
             if checkpoint is not None:  # the run keeps one when its checkpoint interval has passed
-                checkpoint(len(losses), {"losses": losses, "clipped": clipped, "largest_norm": largest_norm})
+                checkpoint(len(losses), {"losses": losses, "clipped": clipped, "largest_norm": largest_norm,
+                                         "lrs": lrs})
             if report is not None and next_report <= clock():
                 report(len(losses), steps, {"loss_value": losses[-1]})
                 next_report = clock() + REPORT_SECONDS
@@ -146,8 +171,12 @@ def training_loop(config: TrainingLoopConfig, train_dataset, model, optimizer, c
             "gradient_clip": clip, "clipped_steps": clipped, "micro_batches": len(losses), "accumulate": k}
     if clip > 0:
         info["max_grad_norm"] = largest_norm
+    if scheduler is not None:
+        info.update(scheduler=type(scheduler).__name__, scheduler_interval=config.scheduler_interval,
+                    scheduler_steps=len(lrs))
     return {"model": model, "optimizer": optimizer, "loss_value": torch.tensor(losses, dtype=torch.float32),
-            "loop_info": info}
+            "loop_info": info, "scheduler": scheduler,
+            "lr": torch.tensor(lrs, dtype=torch.float64)}
 
 
 def optimizer_steps(micro_batches: int, per_pass: int, k: int) -> int:

@@ -33,7 +33,7 @@ from cardloop.engine.record_rows import (
     summarized,
     versions_json,
 )
-from cardloop.engine.snapshot import Snapshot, latest_versions, snapshot_group
+from cardloop.engine.snapshot import RECORDED_MEMBER, Snapshot, latest_versions, snapshot_group
 from cardloop.errors import StoreError
 from cardloop.kinds import DATAFRAME
 from cardloop.store.artifacts import ArtifactStore
@@ -391,7 +391,7 @@ class RunRecorder:
                                                     member["size"], pc.id, name))
             rows.append({"run_id": self.run_id, "position": pc.position, "card_id": pc.id,
                          "group": snap["group"], "version": snap["version"], "cache_key": pc.cache_key,
-                         "members": {n: {"kind": m["kind"], "digest": m["digest"]}
+                         "members": {n: {k: v for k, v in m.items() if k in RECORDED_MEMBER}
                                      for n, m in snap["members"].items()}})
         return rows
 
@@ -435,7 +435,7 @@ def store_members(store: ArtifactStore, run_id: str, snap: Snapshot, artifacts: 
         digest = store.put(member.data, member.extension)
         artifacts.append(artifact_row(run_id, digest, member.kind, member.codec, len(member.data), snap.card_id,
                                       member.name))
-        members[member.name] = {"kind": member.kind, "digest": digest}
+        members[member.name] = member.record(digest)
     return members
 
 

@@ -10,20 +10,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from cardloop.engine.plan import Plan, PlannedCard
-from cardloop.kinds import MODEL
+from cardloop.kinds import MODEL, SCHEDULER
 from cardloop.pipeline.blocks import SKIPPED
 from cardloop.store.codecs import CodecContext, codec_for_kind
 
 
+#: What the run records keep of a snapshot's member (EncodedState.record).
+RECORDED_MEMBER = ("kind", "digest", "bound_to")
+
+
 @dataclass(frozen=True)
 class EncodedState:
-    """One member of a snapshot: the state's name and kind, the codec used and the bytes."""
+    """One member of a snapshot: the state's name and kind, the codec used and the bytes; for a scheduler, the
+    name of the member it is bound to (its optimizer), which loading decodes it over."""
 
     name: str
     kind: str
     codec: str
     extension: str
     data: bytes
+    bound_to: str | None = None
+
+    def record(self, digest: str) -> dict[str, str]:
+        """The member as the run records keep it: {kind, digest} and, for a scheduler, bound_to."""
+        found = {"kind": self.kind, "digest": digest}
+        if self.bound_to is not None:
+            found["bound_to"] = self.bound_to
+        return found
 
 
 @dataclass(frozen=True)
@@ -84,19 +97,34 @@ def snapshot_group(plan: Plan, slots: list[Any], group: str, version: int, pc: P
     root = plan.group_root(group)
     model = slots[root.slot] if root.kind == MODEL else None
     ctx = CodecContext(model=model)
+    live = {state.name: slots[state.slot] for state in plan.group_members(group)}
     members = []
     for state in plan.group_members(group):
-        if slots[state.slot] is SKIPPED:  # a member a skipped card did not make: the version is not stored, so a
-            return None  # card that needs it runs that card again (and skips it again)
-        if slots[state.slot] is None:  # made further down the script
+        value = live[state.name]
+        if value is SKIPPED:  # a member a skipped card did not make: the version is not stored, so a card that
+            return None  # needs it runs that card again (and skips it again)
+        if value is None:  # made further down the script
             continue
         codec = codec_for_kind(state.kind)
-        members.append(EncodedState(state.name, state.kind, codec.name, codec.extension,
-                                    codec.encode(slots[state.slot], ctx)))
+        bound_to = _bound_optimizer(state.name, value, live) if state.kind == SCHEDULER else None
+        encoded = codec.encode(value, ctx if bound_to is None else CodecContext(model=model,
+                                                                                optimizer=live[bound_to]))
+        members.append(EncodedState(state.name, state.kind, codec.name, codec.extension, encoded, bound_to))
     if not members:
         return None
     members.append(EncodedState(RNG_MEMBER, "rng", "rng-safetensors", "safetensors", encode_rng()))
     return Snapshot(group, version, pc.position, pc.id, pc.cache_key, tuple(members))
+
+
+def _bound_optimizer(name: str, scheduler: Any, live: dict[str, Any]) -> str:
+    """The member of the group that is the optimizer the scheduler acts on."""
+    from cardloop.errors import StoreError
+
+    found = next((member for member, value in live.items() if value is getattr(scheduler, "optimizer", None)), None)
+    if found is None:
+        raise StoreError(f"the scheduler '{name}' acts on an optimizer that is not in its training-state group, so "
+                         "it cannot be stored; make it from an optimizer of the pipeline")
+    return found
 
 
 def latest_versions(plan: Plan, upto: int) -> dict[str, tuple[int, PlannedCard]]:

@@ -1,8 +1,8 @@
 """Checks on the training state a card receives and makes, at that card, rather than at the run's end.
 
-A model a card makes must have an architecture recipe, and an optimizer must be one of torch.optim's, or no
-snapshot can store them: found right after the card that made them, naming the port, instead of when the run
-ends and stores its final state. Likewise a value on an output of kind `any` that the run stores, whose codec
+A model a card makes must have an architecture recipe, an optimizer must be one of torch.optim's, and a
+scheduler must have a recipe (`cardloop.schedulers.build_scheduler`), or no snapshot can store them: found right
+after the card that made them, naming the port, instead of when the run ends and stores its final state. Likewise a value on an output of kind `any` that the run stores, whose codec
 is chosen by the value's type: the plan says which outputs those are (`work.check_storable`).
 
 A card that changes the training state it receives must declare `mutates_state=True`.
@@ -21,7 +21,7 @@ from typing import Any, Callable
 from cardloop.cards.registry import BUILTIN_MODULES
 from cardloop.engine.plan import PlannedCard
 from cardloop.errors import CardError, StoreError
-from cardloop.kinds import MODEL, OPTIMIZER, STATE_KINDS
+from cardloop.kinds import MODEL, OPTIMIZER, SCHEDULER, STATE_KINDS
 
 
 class UndeclaredStateChange(CardError):
@@ -33,7 +33,7 @@ def guarded(pc: PlannedCard, run: Callable[..., Any], stored_by_type: Mapping[st
     """`run` with the checks this card needs: for most cards none, and `run` itself. `stored_by_type`:
     {port: why the run stores it} for its outputs of kind `any` that the run stores."""
     made = tuple(port.name for port in pc.card_type.outputs
-                 if port.kind in (MODEL, OPTIMIZER) and port.state_of is None)
+                 if port.kind in (MODEL, OPTIMIZER, SCHEDULER) and port.state_of is None)
     if made or stored_by_type:
         run = _checking_storable(run, made, stored_by_type or {})
     if needs_watching(pc):
@@ -44,12 +44,14 @@ def guarded(pc: PlannedCard, run: Callable[..., Any], stored_by_type: Mapping[st
 def _checking_storable(run: Callable[..., Any], ports: tuple[str, ...],
                        stored_by_type: Mapping[str, str]) -> Callable[..., Any]:
     """`run`, checking that each model it makes on `ports` has the recipe that storing it needs, that each
-    optimizer is one that loading can rebuild, and that a codec can store each value on `stored_by_type`."""
+    optimizer is one that loading can rebuild, that each scheduler has its recipe, and that a codec can store each
+    value on `stored_by_type`."""
     import torch
 
     from cardloop.store.codecs import codec_for_value
     from cardloop.store.model_codec import recipe_of
     from cardloop.store.optimizer_codec import check_rebuildable
+    from cardloop.store.scheduler_codec import check_storable
 
     def run_checked(**kwargs: Any) -> Any:
         outputs = run(**kwargs)
@@ -68,8 +70,10 @@ def _checking_storable(run: Callable[..., Any], ports: tuple[str, ...],
                 try:
                     if isinstance(made, torch.nn.Module):
                         recipe_of(made)
-                    else:
+                    elif isinstance(made, torch.optim.Optimizer):
                         check_rebuildable(made)
+                    else:
+                        check_storable(made)
                 except StoreError as error:
                     raise CardError(f"its output '{port}' cannot be stored: {error}") from None
         return outputs

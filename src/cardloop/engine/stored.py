@@ -9,7 +9,6 @@ from typing import Any
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import StoredState, StoredValue
 from cardloop.engine.persist import SUMMARIZED_KINDS
-from cardloop.kinds import MODEL
 from cardloop.store.artifacts import ArtifactStore, undecodable_as
 from cardloop.store.records import RunRecords
 
@@ -142,20 +141,12 @@ class StoreLoader:
         """Every member of a snapshot as a live object (docs/design.md §3 load order); `restore_random` also sets
         torch's RNG to the snapshot's, as a resumed run needs."""
         from cardloop.engine.snapshot import RNG_MEMBER
-        from cardloop.store.codecs import CodecContext
+        from cardloop.store.outputs import load_members
 
-        live: dict[str, Any] = {}
-        model = None
-        for name, member in stored.members.items():
-            if member["kind"] == MODEL:
-                model = live[name] = self.artifacts.load((member["digest"], MODEL), CodecContext(device=self._device()))
-        for name, member in stored.members.items():
-            if name == RNG_MEMBER:
-                if restore_random:
-                    self.restore_rng(member["digest"])
-            elif member["kind"] != MODEL:
-                live[name] = self.artifacts.load((member["digest"], member["kind"]),
-                                                 CodecContext(model=model, device=self._device()))
+        live = load_members(self.artifacts, stored.members, [name for name in stored.members if name != RNG_MEMBER],
+                            self._device())
+        if restore_random and RNG_MEMBER in stored.members:
+            self.restore_rng(stored.members[RNG_MEMBER]["digest"])
         return live
 
     def check_state(self, stored: StoredState) -> None:

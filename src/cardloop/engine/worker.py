@@ -179,8 +179,7 @@ class Worker:
             members = {}
             for member in snap.members:
                 digest = self.artifacts.put(member.data, member.extension)
-                members[member.name] = {"kind": member.kind, "digest": digest, "codec": member.codec,
-                                        "size": len(member.data)}
+                members[member.name] = {**member.record(digest), "codec": member.codec, "size": len(member.data)}
             self.loader.remember_state(members, {m.name: slots[plan.states[m.name].slot] for m in snap.members
                                                  if m.name in plan.states})
             snapshots.append({"group": group, "version": version, "members": members})

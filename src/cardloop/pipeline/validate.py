@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from cardloop.cards.registry import Registry, default_registry
-from cardloop.cards.spec import CardConfig, CardType, Port
+from cardloop.cards.spec import CONFIG_RULE, CardConfig, CardType, Port
 from cardloop.errors import PipelineInvalid, Problem
 from cardloop.kinds import ANY, compatible
 from cardloop.pipeline.blocks import check_block, is_block, parse_condition
@@ -253,6 +253,8 @@ def _config_message(card: Card, error: dict[str, Any], valid_fields: str) -> str
         return f"{where}: unknown config field '{field}'; valid fields: {valid_fields}"
     if error["type"] == "missing":
         return f"{where}: config field '{field}' is required"
+    if error["type"] == CONFIG_RULE:  # a card's rule between its fields: the message says it whole
+        return f"{where}: config field '{field}' {error['msg']}"
     return f"{where}: config field '{field}' is {error.get('input')!r}: {error['msg'].lower()}"
 
 

@@ -14,11 +14,13 @@ class CodecContext:
     """What a codec needs beyond the value or the bytes.
 
     `model` is the live module an optimizer is bound to (needed to encode and decode an optimizer);
+    `optimizer` the live optimizer a scheduler is bound to (needed to decode a scheduler, with its model);
     `device` is where decoded tensors and models are put: a device, or AS_STORED.
     """
 
     model: Any = None
     device: Any = "cpu"
+    optimizer: Any = None
 
 
 #: A CodecContext device: back onto the kind of device the value was on when it was stored (docs/design.md §3:

@@ -10,6 +10,7 @@ from cardloop.store.codec import Codec, CodecContext
 from cardloop.store.json_codecs import JSON_ITEM_KINDS, InfoCodec, ListCodec, ScalarCodec
 from cardloop.store.model_codec import ModelCodec
 from cardloop.store.optimizer_codec import OptimizerCodec
+from cardloop.store.scheduler_codec import SchedulerCodec
 from cardloop.store.table_codec import DataFrameCodec
 from cardloop.store.tensor_codecs import BatchCodec, BatchesCodec, LossCodec, TensorCodec
 
@@ -80,5 +81,5 @@ def codec_named(name: str) -> Codec:
 
 
 for _codec in (DataFrameCodec(), BatchCodec(), BatchesCodec(), TensorCodec(), LossCodec(), ModelCodec(),
-               OptimizerCodec(), ScalarCodec(), InfoCodec()):
+               OptimizerCodec(), SchedulerCodec(), ScalarCodec(), InfoCodec()):
     register_codec(_codec)

@@ -111,25 +111,38 @@ class RunOutputs:
 
     def _load_state(self, card_id: str, state: str, device: str) -> Any:
         from cardloop.store.artifacts import ArtifactStore
-        from cardloop.store.codecs import CodecContext
 
         snapshot = self.snapshot_of(card_id, state)
         if snapshot is None:
             raise StoreError(f"the state '{state}' as card '{card_id}' left it was not stored under persist policy "
                              f"'{self.run.persist}' (only checkpoints and the final state are); "
                              "run again with --persist all to keep every version")
-        artifacts = ArtifactStore(self.root)
-        models = {name: m for name, m in snapshot.members.items() if m["kind"] == MODEL}
         if state not in snapshot.members:
             raise StoreError(f"the snapshot of card '{card_id}' holds no state '{state}'")
-        model = None
-        if models:
-            name, member = next(iter(models.items()))
-            model = artifacts.load((member["digest"], MODEL), CodecContext(device=device))
-            if name == state:
-                return model
-        member = snapshot.members[state]
-        return artifacts.load((member["digest"], member["kind"]), CodecContext(model=model, device=device))
+        return load_members(ArtifactStore(self.root), snapshot.members, [state], device)[state]
+
+
+def load_members(artifacts: Any, members: dict[str, dict[str, str]], names: list[str], device: Any) -> dict[str, Any]:
+    """The members `names` of a state snapshot as live objects, each decoded over what it is bound to, which is
+    decoded first: an optimizer over the group's model, a scheduler over its optimizer (its `bound_to`) too. The
+    result holds those too, one object each, so a scheduler acts on the optimizer given beside it."""
+    from cardloop.store.codecs import CodecContext
+
+    model_name = next((name for name, member in members.items() if member["kind"] == MODEL), None)
+    live: dict[str, Any] = {}
+
+    def load(name: str) -> Any:
+        if name not in live:
+            member = members[name]
+            model = load(model_name) if model_name is not None and name != model_name else None
+            optimizer = load(member["bound_to"]) if member.get("bound_to") else None
+            live[name] = artifacts.load((member["digest"], member["kind"]),
+                                        CodecContext(model=model, optimizer=optimizer, device=device))
+        return live[name]
+
+    for name in names:
+        load(name)
+    return live
 
 
 def load_output(run_id: str, card_id: str, port: str, *, store: str | Path | None = None,

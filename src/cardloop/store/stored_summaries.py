@@ -17,6 +17,7 @@ TENSOR_TAG = "__tensor__"
 TUPLE_TAG = "__tuple__"
 METADATA_KEY = "cardloop"
 MODEL_CODEC, OPTIMIZER_CODEC = "model-safetensors", "optimizer-safetensors"  # the codecs whose bytes are read here
+SCHEDULER_CODEC = "scheduler-safetensors"
 _WIDTHS = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 _NUMPY_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "I64": "int64", "I32": "int32",
                  "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
@@ -70,6 +71,19 @@ def summarize_optimizer_bytes(data: bytes,
     return {"type": metadata["type"], "groups": groups, "parameters_with_state": len(metadata["state"])}
 
 
+def summarize_scheduler_bytes(data: bytes,
+                              tensor_value: Callable[[str], Any] | None = None) -> dict[str, Any] | None:
+    """The scheduler codec's summary of the scheduler stored in `data`: its type, learning rates after its last
+    step, step count and recipe (a learning rate held as a tensor of the file as `tensor_value` gives it)."""
+    _, metadata, _ = read_header(data)
+    state = metadata["state"]
+    try:
+        lr = _plain(state.get("_last_lr"), tensor_value)
+    except _HoldsTensor:
+        return None
+    return {"type": metadata["type"], "lr": lr, "last_epoch": state.get("last_epoch"), "recipe": metadata["recipe"]}
+
+
 def read_header(data: bytes) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Safetensors bytes' header (tensor name to dtype, shape and offsets), the cardloop metadata kept in it, and
     where the tensors' data starts."""
@@ -116,4 +130,5 @@ def _numel(shape: list[int]) -> int:
 
 #: The summaries above by port kind, with the name of the codec whose bytes they read.
 BYTE_SUMMARIES = {"model": (MODEL_CODEC, summarize_model_bytes),
-                  "optimizer": (OPTIMIZER_CODEC, summarize_optimizer_bytes)}
+                  "optimizer": (OPTIMIZER_CODEC, summarize_optimizer_bytes),
+                  "scheduler": (SCHEDULER_CODEC, summarize_scheduler_bytes)}
