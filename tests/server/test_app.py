@@ -220,8 +220,16 @@ def test_examples_lists_the_examples_with_descriptions(client):
     response = client.get("/api/examples")
     assert response.status_code == 200
     examples = {entry["name"]: entry["description"] for entry in response.json()}
-    assert {"basic-training-loop", "unrolled-training-loop", "one-batch", "training-loop"} <= set(examples)
+    assert {"basic-training-loop", "unrolled-training-loop", "one-batch", "training-loop", "warmup-cosine",
+            "gradient-accumulation", "two-optimizers", "skip-nonfinite-step"} <= set(examples)
+    assert "custom-l1" not in examples  # it needs a card file of examples/cards, which the editor does not load
     assert all(description for description in examples.values())
+
+
+def test_every_example_the_editor_offers_is_valid(client):
+    for entry in client.get("/api/examples").json():
+        example = client.get(f"/api/examples/{entry['name']}").json()
+        assert client.post("/api/validate", json=example).json() == {"problems": []}, entry["name"]
 
 
 def test_an_example_is_a_valid_pipeline(client):

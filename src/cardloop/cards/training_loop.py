@@ -16,6 +16,8 @@ mean loss of the step's window.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from cardloop.batches import SHUFFLE_RULE

@@ -352,12 +352,8 @@ def _run(records, run_id: str):
 
 
 def _examples() -> dict:
-    from cardloop.examples import basic_training_loop, loop_blocks, training_loop
+    """The pipelines of examples/ that need no card file (cardloop.example_files), and a one-batch loop."""
+    from cardloop.example_files import editor_examples
+    from cardloop.examples import basic_training_loop
 
-    return {
-        "basic-training-loop": loop_blocks(epochs=10, batch_size=8, learning_rate=0.01),
-        "unrolled-training-loop": basic_training_loop(batches=45, batch_size=8, learning_rate=0.01,
-                                                      name="unrolled-training-loop"),
-        "one-batch": basic_training_loop(batches=1, batch_size=32, name="one-batch"),
-        "training-loop": training_loop(epochs=3, batch_size=8, learning_rate=0.01),
-    }
+    return {**editor_examples(), "one-batch": basic_training_loop(batches=1, batch_size=32, name="one-batch")}
