@@ -128,17 +128,19 @@ def _is_module_class(value: Any, nn: Any) -> bool:
 def build_user_module(spec: str, kwargs: dict[str, Any], recorded: dict[str, str] | None = None) -> Any:
     """`Class(**kwargs)` for the class `spec` names. `recorded`: the source a stored recipe kept, to say what to
     load or install when that source is missing here."""
+    from cardloop.cards.registry import installed_packs, loaded_card_files
+
     try:
         find_source(spec)
     except ModuleRuleError as error:
-        if recorded and recorded.get("card_file"):
-            raise ModuleRuleError(f"model class '{spec}' (config field 'module') comes from card file "
-                                  f"{recorded['card_file']}, which is not loaded in this process; load it with "
-                                  f"--cards {recorded['card_file']} (in Python: cardloop.cards.registry."
-                                  "load_card_file)") from None
-        if recorded and recorded.get("pack"):
-            raise ModuleRuleError(f"model class '{spec}' (config field 'module') comes from card pack "
-                                  f"{recorded['pack']}, which is not installed here; install it") from None
+        card_file, pack = (recorded or {}).get("card_file"), (recorded or {}).get("pack")
+        if card_file and card_file not in loaded_card_files().values():
+            raise ModuleRuleError(f"model class '{spec}' (config field 'module') comes from card file {card_file}, "
+                                  f"which is not loaded in this process; load it with --cards {card_file} (in Python: "
+                                  "cardloop.cards.registry.load_card_file)") from None
+        if pack and pack.split()[0] not in {installed.split()[0] for installed in installed_packs().values()}:
+            raise ModuleRuleError(f"model class '{spec}' (config field 'module') comes from card pack {pack}, which "
+                                  "is not installed here; install it") from None
         raise ModuleRuleError(f"model class '{spec}' (config field 'module'): {error}") from None
     try:
         cls = resolve_class(spec)
