@@ -15,7 +15,6 @@ import torch
 
 from cardloop.cards.registry import load_card_file
 from cardloop.model_modules import ModuleRuleError, build_user_module, code_file, find_source
-from cardloop.models import architecture_of
 from tests.model_files import hand_net_weights, write_model_file
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -48,8 +48,9 @@ def split_spec(spec: str) -> tuple[str, str]:
     """(module name, class name) of `name:Class`; ModuleRuleError for anything else."""
     match = SPEC.fullmatch(spec)
     if match is None:
-        raise ModuleRuleError(f"write it as '<card file or card pack module>:<class name>', e.g. 'my_models:Net' for "
-                              "class Net of a card file my_models.py, or 'my_pack.models:Net' for a card pack's")
+        raise ModuleRuleError("write it as '<card file or card pack module>:<class name>', in letters, digits and '_' "
+                              "(a card file is named by its file name without .py), e.g. 'my_models:Net' for class "
+                              "Net of a card file my_models.py, or 'my_pack.models:Net' for a card pack's")
     return match.group(1), match.group(2)
 
 

@@ -49,7 +49,6 @@ def build_model(architecture: dict[str, Any]) -> Any:
 
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
-POOLS = ("max", "avg", "none")
 POOL_SIZE = 2  # each pooled convolution halves the spatial sizes (rounding down)
 
 

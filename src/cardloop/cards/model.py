@@ -149,9 +149,16 @@ class ModelDefineConfig(CardConfig):
 
 
 def _cnn_only(value: Any) -> None:
+    """A CNN setting on a model that is no CNN: refused when given, and kept empty."""
     if value is not None:
         raise ValueError("applies only to architecture cnn1d or cnn2d")
     return None
+
+
+def _class_files(config: ModelDefineConfig) -> list[str]:
+    """The file that defines a `module` class (a card file, or a card pack's module): it enters the cache key."""
+    found = code_file(config.module) if config.module is not None else None
+    return [found] if found else []
 
 
 @card(
@@ -164,7 +171,7 @@ def _cnn_only(value: Any) -> None:
     outputs=[Port("model", MODEL, "The new model (training state).")],
     config=ModelDefineConfig,
     resources={"gpu": 1},
-    code_files=lambda config: [path for path in [config.module and code_file(config.module)] if path],
+    code_files=_class_files,
 )
 def model_define(config: ModelDefineConfig) -> dict:
     import torch
