@@ -265,3 +265,27 @@ def test_show_a_training_card_summarizes_its_stored_state_without_needless_impor
                           "assert 'torch._dynamo' not in sys.modules, 'show built the optimizer'\n"
                           "assert 'pyarrow' not in sys.modules, 'show imported the table codec'\n")
     assert '"type": "SGD"' in done.stdout and '"parameters_with_state": 0' in done.stdout
+
+
+def test_a_model_of_a_card_file_class_is_shown_without_its_card_file_and_exported_with_cards(tmp_path, store,
+                                                                                            regression_csv):
+    from safetensors.torch import load_file
+
+    from cardloop.pipeline.model import Pipeline
+    from tests.model_files import write_model_file
+
+    path = write_model_file(tmp_path)
+    p = Pipeline(name="card-file-class")
+    p.add("data_load", "data", path=str(regression_csv))
+    p.add("model_define", "model", input_dim=4, module=f"{path.stem}:Net", kwargs={"input_dim": 4}, device="cpu")
+    run_id = cardloop.run(p, store=store, cards=[path]).run_id
+    shown = cli("show", run_id, "model", "--store", store)
+    assert shown.returncode == 0 and f'"module": "{path.stem}:Net"' in shown.stdout, shown.stderr
+    target = tmp_path / "net.safetensors"
+    refused = cli("export", run_id, "model", "model", target, "--store", store)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"which is not loaded in this process; load it with --cards {path.resolve()}" in \
+        " ".join(refused.stderr.split())
+    exported = cli("export", run_id, "model", "model", target, "--store", store, "--cards", path)
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(load_file(str(target))) == ["body.0.bias", "body.0.weight", "head.bias", "head.weight"]

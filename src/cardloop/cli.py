@@ -189,6 +189,8 @@ def export(
     file: Optional[Path] = typer.Argument(None, help="Where to write an output: .safetensors for a model or tensor, "
                                                      ".parquet or .csv for a table, .json for an info or scalar."),
     store: Optional[Path] = StoreOption,
+    cards: Optional[List[Path]] = typer.Option(None, "--cards", help="A card file whose model class the output "
+                                                                      "needs to be rebuilt (repeatable)."),
     debug: bool = DebugOption,
 ) -> None:
     """Write a stored output to a file (a model as safetensors, a table as Parquet or CSV); or what a loop block's
@@ -196,6 +198,7 @@ def export(
     from cardloop.export import export_iterations, export_output
 
     with friendly_errors(debug, store):
+        _load_cards(cards)
         if file is None:
             written = export_iterations(run_id, card, Path(port), store=store)
             console.print(f"wrote {', '.join(map(str, written))}", highlight=False)

@@ -49,6 +49,7 @@ def build_model(architecture: dict[str, Any]) -> Any:
 
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
+POOL_SIZE = 2  # each pooled convolution halves the spatial sizes (rounding down)
 
 
 @register_architecture("mlp")
@@ -56,16 +57,85 @@ def build_mlp(config: dict[str, Any]) -> Any:
     """Linear, activation (and dropout) layers in that order, then a final Linear to `output_dim`."""
     import torch.nn as nn
 
-    activation = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}[config["activation"]]
+    return nn.Sequential(*_dense_layers(config["input_dim"], config))
+
+
+def _dense_layers(width: int, config: dict[str, Any]) -> list[Any]:
+    """Linear, activation (and dropout) per size in `layers`, then a Linear from the last width to `output_dim`."""
+    import torch.nn as nn
+
     layers: list[nn.Module] = []
-    width = config["input_dim"]
     for hidden in config["layers"]:
-        layers += [nn.Linear(width, hidden), activation()]
+        layers += [nn.Linear(width, hidden), _activation(config["activation"])]
         if config.get("dropout", 0.0) > 0:
             layers.append(nn.Dropout(config["dropout"]))
         width = hidden
     layers.append(nn.Linear(width, config.get("output_dim", 1)))
-    return nn.Sequential(*layers)
+    return layers
+
+
+def _activation(name: str) -> Any:
+    import torch.nn as nn
+
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}[name]()
+
+
+def conv_output_shape(input_shape: list[int], channels: list[int], pool: str) -> list[int]:
+    """[channels, *spatial sizes] after the convolutions: each keeps the spatial sizes ('same' padding of an odd
+    kernel), each pooling halves them, rounding down. Torch-free, so a config can check a shape before building."""
+    spatial = list(input_shape[1:])
+    if pool != "none":
+        for _ in channels:
+            spatial = [size // POOL_SIZE for size in spatial]
+    return [channels[-1] if channels else input_shape[0], *spatial]
+
+
+def _build_cnn(config: dict[str, Any], dims: int) -> Any:
+    """Unflatten the (N, features) batch to (N, *input_shape); per entry of `channels` a convolution ('same'
+    padding), the activation, pooling by 2 (unless `pool: none`) and dropout (when > 0); then Flatten and the
+    MLP's dense layers (`layers`, `output_dim`)."""
+    import math
+
+    import torch.nn as nn
+
+    conv = (nn.Conv1d, nn.Conv2d)[dims - 1]
+    pool = {"max": (nn.MaxPool1d, nn.MaxPool2d), "avg": (nn.AvgPool1d, nn.AvgPool2d)}.get(config["pool"])
+    shape, kernel = list(config["input_shape"]), config["kernel_size"]
+    if len(shape) != dims + 1:
+        raise ValueError(f"input_shape {shape} has {len(shape)} sizes; a {dims}-D convolution reads {dims + 1}")
+    layers: list[nn.Module] = [nn.Unflatten(1, tuple(shape))]
+    width = shape[0]
+    for out in config["channels"]:
+        layers += [conv(width, out, kernel, padding=kernel // 2), _activation(config["activation"])]
+        if pool is not None:
+            layers.append(pool[dims - 1](POOL_SIZE))
+        if config.get("dropout", 0.0) > 0:
+            layers.append(nn.Dropout(config["dropout"]))
+        width = out
+    layers.append(nn.Flatten())
+    features = math.prod(conv_output_shape(shape, config["channels"], config["pool"]))
+    return nn.Sequential(*layers, *_dense_layers(features, config))
+
+
+@register_architecture("cnn1d")
+def build_cnn1d(config: dict[str, Any]) -> Any:
+    """A 1-D convolutional network over `input_shape` [channels, length] (see `_build_cnn`)."""
+    return _build_cnn(config, 1)
+
+
+@register_architecture("cnn2d")
+def build_cnn2d(config: dict[str, Any]) -> Any:
+    """A 2-D convolutional network over `input_shape` [channels, height, width] (see `_build_cnn`)."""
+    return _build_cnn(config, 2)
+
+
+@register_architecture("module")
+def build_module(config: dict[str, Any]) -> Any:
+    """An nn.Module class of a loaded card file or an installed card pack, `module: "name:Class"`, called with
+    `kwargs` (cardloop.model_modules says which classes qualify)."""
+    from cardloop.model_modules import build_user_module
+
+    return build_user_module(config["module"], config.get("kwargs", {}), config.get("source"))
 
 
 _device_probes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

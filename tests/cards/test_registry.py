@@ -13,7 +13,8 @@ import pytest
 
 from cardloop.cards import registry as registry_module
 from cardloop.cards import spec as spec_module
-from cardloop.cards.registry import Registry, card_files_of, default_registry, load_card_file, load_entry_points
+from cardloop.cards.registry import (Registry, card_files_of, default_registry, load_card_file, load_entry_points,
+                                     loaded_among, loaded_card_files)
 from cardloop.cards.spec import CardType, NoConfig
 from cardloop.errors import RegistryError
 
@@ -209,6 +210,13 @@ def test_the_card_files_of_card_types_are_those_that_define_them(user_card_file)
     assert card_files_of([registry.get("training_loss"), registry.get("user_answer")]) == \
         [str(user_card_file.resolve())]
     assert card_files_of([registry.get("training_loss")]) == []
+
+
+def test_loaded_among_keeps_the_paths_of_loaded_card_files_resolved(user_card_file, tmp_path, monkeypatch):
+    load_card_file(user_card_file)
+    monkeypatch.chdir(tmp_path)
+    assert loaded_among(["my_cards.py", tmp_path / "other.py"]) == [str(user_card_file.resolve())]
+    assert str(user_card_file.resolve()) in loaded_card_files().values()
 
 
 def test_a_missing_card_file_is_a_registry_error_naming_it(tmp_path):

@@ -91,3 +91,25 @@ def test_releases_name_each_last_reader_and_a_hold_key_for_values_that_may_carry
     assert (slot["batch0", "batch_data"], None) in released["loss0"]  # a batch carries no graph: dropped at once
     state = {slot[pc.id, port] for pc in plan.cards for port in pc.state_outputs}
     assert not state & {s for pairs in released.values() for s, _ in pairs}  # training state is never released
+
+
+def model_class_pipeline(spec: str):
+    from cardloop.pipeline.model import Pipeline
+
+    p = Pipeline(name="model-class")
+    model = p.add("model_define", "model", input_dim=4, module=spec, kwargs={"input_dim": 4})
+    p.add("training_init_optimizer", "opt", model=model["model"])
+    return p
+
+
+def test_editing_the_card_file_of_a_model_class_changes_the_model_cards_key_and_those_downstream(tmp_path):
+    from cardloop.cards.registry import load_card_file
+    from tests.model_files import write_model_file
+
+    path = write_model_file(tmp_path)
+    load_card_file(path)
+    before = keys(model_class_pipeline(f"{path.stem}:Net"))
+    assert keys(model_class_pipeline(f"{path.stem}:Net")) == before
+    path.write_text(path.read_text() + "\n# the class changed\n")
+    after = keys(model_class_pipeline(f"{path.stem}:Net"))
+    assert after["model"] != before["model"] and after["opt"] != before["opt"]

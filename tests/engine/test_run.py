@@ -540,3 +540,21 @@ def test_process_executor_weights_are_bit_identical_to_the_local_executor_and_th
     assert_same_weights(in_workers.outputs["step3"]["model"], in_process.outputs["step3"]["model"])
     assert_same_weights(in_workers.outputs["step3"]["model"], hand_written_loop(regression_csv, **ORACLE_SHAPE,
                                                                                 **options))
+
+
+def test_the_workers_load_the_card_files_of_model_classes_named_at_the_top_and_inside_a_block(tmp_path):
+    from cardloop.cards.registry import load_card_file
+    from cardloop.engine.plan import plan_pipeline
+    from cardloop.engine.run import worker_card_files
+    from tests.model_files import write_model_file
+
+    top, inner = write_model_file(tmp_path), write_model_file(tmp_path)
+    unused = write_model_file(tmp_path)
+    for path in (top, inner, unused):
+        load_card_file(path)
+    p = Pipeline(name="model-classes")
+    p.add("model_define", "model", input_dim=4, module=f"{top.stem}:Net", kwargs={"input_dim": 4})
+    block = p.add_block("again", times=2)
+    made = block.body.add("model_define", "inner", input_dim=4, module=f"{inner.stem}:Net", kwargs={"input_dim": 4})
+    block.body.outputs = {"model": str(made["model"])}
+    assert worker_card_files(plan_pipeline(p)) == [str(top.resolve()), str(inner.resolve())]

@@ -90,6 +90,13 @@ def test_unknown_config_field_lists_valid_fields():
     assert "unknown config field 'layer'" in message and "layers" in message
 
 
+def test_a_config_validators_own_sentence_is_kept_as_written_after_the_field_and_its_value():
+    [message] = messages(pipeline({"id": "model", "type": "model_define",
+                                   "config": {"input_dim": 3, "module": "My_Models:Net"}}))
+    assert message.startswith("card 'model' (model_define): config field 'module' is 'My_Models:Net': 'My_Models' is "
+                              "neither a card file loaded in this process nor an installed card pack")
+
+
 def test_missing_required_config_field():
     [message] = messages(pipeline({"id": "model", "type": "model_define"}))
     assert "config field 'input_dim' is required" in message

@@ -202,3 +202,96 @@ def test_as_stored_puts_a_model_back_on_its_device_or_on_the_cpu_where_there_is_
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     restored = CODEC.decode(data, CodecContext(device=AS_STORED))
     assert next(restored.parameters()).device.type == "cpu"
+
+
+CNN2D = {"name": "cnn2d", "config": {"input_shape": [2, 4, 4], "channels": [3], "kernel_size": 3, "pool": "avg",
+                                     "layers": [5], "activation": "tanh", "output_dim": 2, "dropout": 0.1}}
+
+
+def test_a_cnn_comes_back_with_its_recipe_weights_gradients_and_outputs():
+    torch.manual_seed(2)
+    model = build_model(CNN2D)
+    model(torch.randn(6, 32)).pow(2).sum().backward()
+    restored = round_trip(model)
+    assert restored._cardloop_architecture == CNN2D
+    for (name, p), (_, q) in zip(model.named_parameters(), restored.named_parameters(), strict=True):
+        assert torch.equal(p, q) and torch.equal(p.grad, q.grad), name
+    x = torch.randn(3, 32)
+    assert torch.equal(restored.eval()(x), model.eval()(x))
+
+
+@pytest.fixture
+def net_file(tmp_path):
+    """A freshly loaded card file that defines Net, and a trained Net of it."""
+    from cardloop.cards.registry import load_card_file
+    from tests.model_files import write_model_file
+
+    path = write_model_file(tmp_path)
+    load_card_file(path)
+    torch.manual_seed(0)
+    net = build_model({"name": "module", "config": {"module": f"{path.stem}:Net", "kwargs": {"input_dim": 4},
+                                                    "source": {"card_file": str(path.resolve())}}})
+    net(torch.randn(6, 4)).pow(2).sum().backward()
+    return path, net
+
+
+def test_a_card_file_class_comes_back_with_its_weights_gradients_and_recipe(net_file):
+    _, net = net_file
+    restored = round_trip(net)
+    assert type(restored) is type(net) and restored._cardloop_architecture == net._cardloop_architecture
+    for (name, p), (_, q) in zip(net.named_parameters(), restored.named_parameters(), strict=True):
+        assert torch.equal(p, q) and torch.equal(p.grad, q.grad), name
+
+
+DECODE_ELSEWHERE = """
+import sys
+from pathlib import Path
+from cardloop.cards.registry import load_card_file
+from cardloop.errors import StoreError
+from cardloop.store.codecs import CodecContext, codec_for_kind
+if len(sys.argv) > 2:
+    load_card_file(sys.argv[2])
+try:
+    net = codec_for_kind("model").decode(Path(sys.argv[1]).read_bytes(), CodecContext())
+except StoreError as error:
+    print(error)
+else:
+    print(type(net).__name__, float(sum(p.detach().double().sum() for p in net.parameters())))
+"""
+
+
+def test_a_new_process_that_loads_the_card_file_rebuilds_the_same_model(net_file, tmp_path):
+    path, net = net_file
+    (tmp_path / "net.safetensors").write_bytes(CODEC.encode(net, CTX))
+    out = subprocess.run([sys.executable, "-c", DECODE_ELSEWHERE, str(tmp_path / "net.safetensors"), str(path)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["Net", repr(float(sum(p.detach().double().sum() for p in net.parameters())))]
+
+
+def test_a_new_process_without_the_card_file_refuses_the_model_naming_the_file_to_load(net_file, tmp_path):
+    path, net = net_file
+    (tmp_path / "net.safetensors").write_bytes(CODEC.encode(net, CTX))
+    out = subprocess.run([sys.executable, "-c", DECODE_ELSEWHERE, str(tmp_path / "net.safetensors")],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    resolved = path.resolve()
+    assert out == (f"the stored model cannot be rebuilt: model class '{path.stem}:Net' (config field 'module') comes "
+                   f"from card file {resolved}, which is not loaded in this process; load it with --cards {resolved} "
+                   "(in Python: cardloop.cards.registry.load_card_file)")
+
+
+@pytest.mark.parametrize("spec", ["os:system", "builtins:eval"])
+def test_a_stored_recipe_naming_a_module_outside_the_card_files_is_refused_and_nothing_is_imported(net_file, spec):
+    _, net = net_file
+    tampered = with_metadata(CODEC.encode(net, CTX), lambda m: m["architecture"]["config"].update(module=spec))
+    with pytest.raises(StoreError, match=rf"the stored model cannot be rebuilt: model class '{spec}' \(config field "
+                                         rf"'module'\): '{spec.split(':')[0]}' is neither a card file loaded in this "
+                                         "process nor an installed card pack"):
+        CODEC.decode(tampered, CTX)
+
+
+def test_a_stored_recipe_naming_a_function_of_the_card_file_is_refused(net_file):
+    path, net = net_file
+    tampered = with_metadata(CODEC.encode(net, CTX),
+                             lambda m: m["architecture"]["config"].update(module=f"{path.stem}:helper", kwargs={}))
+    with pytest.raises(StoreError, match="is a function, not an nn.Module subclass"):
+        CODEC.decode(tampered, CTX)

@@ -146,6 +146,23 @@ def load_card_file(path: str | Path) -> None:
     _card_files[module_name] = str(file)
 
 
+def loaded_card_files() -> dict[str, str]:
+    """{module name: resolved path} of every card file loaded in this process."""
+    return dict(_card_files)
+
+
+def installed_packs() -> dict[str, str]:
+    """{top-level module: "distribution version"} of every installed card pack (entry points loaded first)."""
+    default_registry()
+    return dict(_pack_versions)
+
+
+def loaded_among(paths: Iterable[str | Path]) -> list[str]:
+    """Those of `paths` that are card files loaded in this process (resolved)."""
+    loaded = set(_card_files.values())
+    return [str(Path(path).resolve()) for path in paths if str(Path(path).resolve()) in loaded]
+
+
 def card_files_of(card_types: Iterable[CardType]) -> list[str]:
     """The card files (resolved paths) that this process loaded and that define these card types: what the
     process executor's workers load, however they were loaded here (`--cards`, `cards=`, or `load_card_file`)."""

@@ -123,6 +123,7 @@ class CardType:
     mutates_state: bool = False
     wants_context: bool = False
     source_files: Callable[[Any], list] | None = None
+    code_files: Callable[[Any], list] | None = None
 
     def input(self, name: str) -> Port | None:
         return next((p for p in self.inputs if p.name == name), None)
@@ -264,6 +265,7 @@ def card(
     resources: Mapping[str, float] | None = None,
     mutates_state: bool = False,
     source_files: Callable[[Any], list] | None = None,
+    code_files: Callable[[Any], list] | None = None,
     registry: Any = None,
 ) -> Callable[[Callable[..., Mapping[str, Any]]], CardType]:
     """Declare and register a card type.
@@ -271,7 +273,9 @@ def card(
     The decorated function is called as `run(config=..., <input ports>...)` (plus `ctx=` when it asks for
     it) and returns a dict with one entry per output port. `mutates_state` says the card changes the
     training state it receives (weights, gradients, optimizer state, RNG). `source_files(config)` lists
-    the files a data card reads, whose content hashes enter its cache key.
+    the files a data card reads, whose content hashes enter its cache key. `code_files(config)` lists the files
+    of user code a card runs by its config (the card file of `model_define`'s `module` class): their content
+    hashes enter its cache key too, and the process executor's workers load those that are card files.
     """
 
     def decorate(run: Callable[..., Mapping[str, Any]]) -> CardType:
@@ -282,7 +286,7 @@ def card(
             id=id, title=title, category=category, description=description or (run.__doc__ or "").strip(),
             inputs=ins, outputs=outs, config_model=config, run=run, deterministic=deterministic,
             version=version, resources=dict(resources or {}), mutates_state=mutates_state,
-            wants_context=wants_context, source_files=source_files,
+            wants_context=wants_context, source_files=source_files, code_files=code_files,
         )
         from cardloop.cards.registry import default_registry
 

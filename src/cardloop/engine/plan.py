@@ -257,9 +257,10 @@ class _Kind(NamedTuple):
 class _Lineage:
     """Cache keys: the sha256 of a card's lineage as canonical JSON (sorted keys, no spaces): its type, version,
     code, config, the keys of its value inputs, the keys of the state versions it sees, the content hashes of
-    the files it reads (data cards), a nonce (cards that are not deterministic). The text is put together from
-    parts encoded once per plan: a type's fields and names, a config (shared by the cards whose config is the
-    same). The key of a value is `<card key>:<port>`; the key of a state version, that of the card that made it."""
+    the files it reads (data cards) and of the user code its config names (the card file of a model class), a
+    nonce (cards that are not deterministic). The text is put together from parts encoded once per plan: a
+    type's fields and names, a config (shared by the cards whose config is the same). The key of a value is
+    `<card key>:<port>`; the key of a state version, that of the card that made it."""
 
     def __init__(self) -> None:
         self._kinds: dict[str, _Kind] = {}
@@ -283,9 +284,9 @@ class _Lineage:
             states: list[tuple[str, str]]) -> str:
         """`inputs` and `states`: (name, its `"name":value` JSON) for each value input and each state seen."""
         files = ""
-        if card_type.source_files is not None:
-            files = ',"files":' + _json({str(p): _file_hash(Path(p), self._files)
-                                         for p in card_type.source_files(config)})
+        if card_type.source_files is not None or card_type.code_files is not None:
+            paths = [*(card_type.source_files or _no_files)(config), *(card_type.code_files or _no_files)(config)]
+            files = ',"files":' + _json({str(p): _file_hash(Path(p), self._files) for p in paths})
         nonce = "" if card_type.deterministic else f',"nonce":"{uuid.uuid4().hex}"'
         text = (f'{kind.head}{self._config(config)}{files},"inputs":{_object(inputs)}{nonce},'
                 f'"states":{_object(states)}{kind.tail}')
@@ -310,6 +311,10 @@ def _object(members: list[tuple[str, str]]) -> str:
     if len(members) > 1:
         members = sorted(members)
     return "{" + ",".join([member for _, member in members]) + "}"
+
+
+def _no_files(config: CardConfig) -> list[Path]:
+    return []
 
 
 def _file_hash(path: Path, cache: dict[str, str]) -> str:

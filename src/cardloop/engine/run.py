@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cardloop.cards.registry import Registry, card_files_of, load_card_file
+from cardloop.cards.registry import Registry, card_files_of, loaded_among, load_card_file
 from cardloop.engine.blocks import first_iteration, iteration_target
 from cardloop.engine.events import CardEvent, EventForwarder, RunHooks
 from cardloop.engine.executors import ExecutorSetup, executor_entry, make_executor
@@ -21,7 +21,7 @@ from cardloop.engine.plan import Plan, collector_paused, plan_pipeline
 from cardloop.engine.result import ResultOutputs, RunResult
 from cardloop.engine.work import _position, check_storable, checkpoint_resumes, plan_work
 from cardloop.errors import CardFailed
-from cardloop.pipeline.blocks import card_types_within
+from cardloop.pipeline.blocks import cards_within
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
 
@@ -91,7 +91,16 @@ def run(
     options = RunOptions(executor, PersistPolicy.named(persist, checkpoint_seconds), threads, keep_outputs, cache,
                          only, until, from_card, workers)
     return execute_plan(plan, store=store, options=options, progress=progress,
-                        card_files=card_files_of(card_types_within(pc.card_type for pc in plan.cards)))
+                        card_files=worker_card_files(plan))
+
+
+def worker_card_files(plan: Plan) -> list[str]:
+    """The card files a worker of the process executor loads: those that define the plan's card types, then the
+    card files of user code that a card's config names (`code_files`: the card file of a model class)."""
+    cards = list(cards_within((pc.card_type, pc.config) for pc in plan.cards))
+    named = loaded_among(path for card_type, config in cards if card_type.code_files is not None
+                         for path in card_type.code_files(config))
+    return list(dict.fromkeys([*card_files_of(card_type for card_type, _ in cards), *named]))
 
 
 def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,

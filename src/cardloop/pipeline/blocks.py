@@ -213,12 +213,12 @@ class BlockType(CardType):
         return self.spec.digest if self.spec is not None else ""
 
 
-def card_types_within(card_types: Iterable[CardType]) -> Iterator[CardType]:
-    """These card types and those of the cards in the blocks' bodies, nested bodies included."""
-    for card_type in card_types:
-        yield card_type
+def cards_within(cards: Iterable[tuple[CardType, Any]]) -> Iterator[tuple[CardType, Any]]:
+    """These (card type, config) pairs and those of the cards in the blocks' bodies, nested bodies included."""
+    for card_type, config in cards:
+        yield card_type, config
         if isinstance(card_type, BlockType) and card_type.spec is not None:
-            yield from card_types_within(c.card_type for c in card_type.spec.checked[1:])
+            yield from cards_within((c.card_type, c.config) for c in card_type.spec.checked[1:])
 
 
 def is_block(card: Card) -> bool:

@@ -255,7 +255,9 @@ def _config_message(card: Card, error: dict[str, Any], valid_fields: str) -> str
         return f"{where}: config field '{field}' is required"
     if error["type"] == CONFIG_RULE:  # a card's rule between its fields: the message says it whole
         return f"{where}: config field '{field}' {error['msg']}"
-    return f"{where}: config field '{field}' is {error.get('input')!r}: {error['msg'].lower()}"
+    # a config validator's own sentence (a ValueError) is kept as written: it may name files and classes
+    message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"].lower()
+    return f"{where}: config field '{field}' is {error.get('input')!r}: {message}"
 
 
 def _input_problems(card: Card, found: tuple[CardType, dict[str, Port], dict[str, Port]], position: int,
