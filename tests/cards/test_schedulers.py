@@ -178,9 +178,11 @@ def test_a_metric_for_a_scheduler_other_than_plateau_is_an_error_naming_the_port
 
 def test_stepping_a_scheduler_with_another_optimizer_is_an_error(regression_csv, store):
     p = unrolled(regression_csv, "step", steps=1)
-    other = p.add("training_init_optimizer", "other", model=p.card("model")["model"])
-    p.cards.remove(other)
-    p.cards.insert(p.cards.index(p.card("lr0")), other)
+    second = p.add("model_define", "second", input_dim=4, layers=[8], seed=1)
+    other = p.add("training_init_optimizer", "other", model=second["model"])
+    for card in (second, other):
+        p.cards.remove(card)
+        p.cards.insert(p.cards.index(p.card("lr0")), card)
     p.card("lr0").inputs["optimizer"] = str(other["optimizer"])
     with pytest.raises(CardFailed, match="the scheduler does not act on this optimizer"):
         cardloop.run(p, store=store)

@@ -13,13 +13,14 @@ from cardloop.store.artifacts import ArtifactStore
 
 
 def two_optimizers() -> Pipeline:
-    """One model, an SGD and an Adam over it, a scheduler over the Adam, then an RMSprop: four members besides it."""
+    """One model, an SGD and an Adam over two of its layers, a scheduler over the Adam, then an RMSprop over the
+    third layer: four members besides it."""
     p = Pipeline("two")
-    model = p.add("model_define", "model", input_dim=4, layers=[8], seed=0)["model"]
-    p.add("training_init_optimizer", "sgd", model=model, optimizer_type="sgd", learning_rate=0.1)
-    adam = p.add("training_init_optimizer", "adam", model=model, learning_rate=0.01)
+    model = p.add("model_define", "model", input_dim=4, layers=[8, 8], seed=0)["model"]
+    p.add("training_init_optimizer", "sgd", model=model, optimizer_type="sgd", learning_rate=0.1, parameters=["0.*"])
+    adam = p.add("training_init_optimizer", "adam", model=model, learning_rate=0.01, parameters=["2.*"])
     p.add("training_lr_scheduler", "sched", optimizer=adam["optimizer"], scheduler_type="exponential", gamma=0.5)
-    p.add("training_init_optimizer", "later", model=model, optimizer_type="rmsprop")
+    p.add("training_init_optimizer", "later", model=model, optimizer_type="rmsprop", parameters=["4.*"])
     return p
 
 
