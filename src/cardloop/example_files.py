@@ -84,6 +84,12 @@ def _warmup_cosine() -> Pipeline:
                          batch_size=BATCH_SIZE, learning_rate=0.01)
 
 
+def _classification() -> Pipeline:
+    from cardloop.example_classification import classification
+
+    return classification()
+
+
 #: file name in examples/ -> its example, in the order the README lists them
 EXAMPLES: dict[str, Example] = {
     "basic_training_loop.yaml": Example(_blocks, f"up to {BLOCK_EPOCHS} epochs of {BATCHES} batches as loop blocks"),
@@ -96,6 +102,7 @@ EXAMPLES: dict[str, Example] = {
     "mse_l1_regularization.yaml": Example(_losses("mse_l1_regularization"), "MSE + L1 with built-in cards"),
     "skip_nonfinite_step.yaml": Example(_losses("skip_nonfinite_step"), "no step on a loss that is not finite"),
     "two_optimizers.yaml": Example(_two_optimizers, "SGD and Adam on two parts of one model"),
+    "classification.yaml": Example(_classification, "the digits: a CNN, cross-entropy, AdamW, warmup + cosine"),
 }
 
 
