@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cardloop.examples import data_and_model
 from cardloop.pipeline.model import Pipeline
 
 BODY = {"optimizer_type": "sgd", "learning_rate": 0.01, "momentum": 0.9, "parameters": ["0.*"]}
@@ -23,14 +24,7 @@ def two_optimizers(*, path: str = "cardloop:diabetes.csv", epochs: int = 10, bat
     p = Pipeline(name=name, description="Different optimizers for different parts of one model: SGD with momentum "
                                         "trains the first layer, Adam the layers after it; each has its own Zero "
                                         "Gradients and Optimizer Step in every batch.")
-    data = p.add("data_load", "data", path=path)
-    train, test = data["dataset"], None
-    if prepare:
-        split = p.add("data_split", "split", dataset=data["dataset"], test_fraction=0.2, seed=0)
-        norm = p.add("data_normalize", "normalize", train_dataset=split["train_dataset"],
-                     test_dataset=split["test_dataset"], normalize_targets=True)
-        train, test = norm["train_dataset"], norm["test_dataset"]
-    model = p.add("model_define", "model", input_dim=input_dim, layers=list(layers), seed=0)["model"]
+    train, test, model = data_and_model(p, path, prepare, input_dim, layers)
     opt_body = p.add("training_init_optimizer", "opt_body", model=model, **(body or BODY))
     opt_head = p.add("training_init_optimizer", "opt_head", model=model, **(head or HEAD))
     epoch = p.add_block("epochs", times=epochs, inputs={"train": train, "model": model, "body": opt_body["optimizer"],

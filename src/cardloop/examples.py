@@ -31,10 +31,9 @@ def add_training_step(p: Pipeline, i: int, dataset: OutputRef, model: OutputRef,
     return step["model"], step["optimizer"], loss_out
 
 
-def _model_and_data(p: Pipeline, path: str, prepare: bool, input_dim: int, layers: tuple[int, ...],
-                    optimizer_type: str, learning_rate: float, weight_decay: float) -> tuple:
-    """Load (and with `prepare`, split 80/20 and standardize), define the model and its optimizer; returns
-    (train, test or None, model, optimizer) outputs."""
+def data_and_model(p: Pipeline, path: str, prepare: bool, input_dim: int, layers: tuple[int, ...]) -> tuple:
+    """Load (and with `prepare`, split 80/20 and standardize) and define the MLP; returns (train, test or None,
+    model) outputs."""
     data = p.add("data_load", "data", path=path)
     train, test = data["dataset"], None
     if prepare:
@@ -43,6 +42,13 @@ def _model_and_data(p: Pipeline, path: str, prepare: bool, input_dim: int, layer
                      test_dataset=split["test_dataset"], normalize_targets=True)
         train, test = norm["train_dataset"], norm["test_dataset"]
     model = p.add("model_define", "model", input_dim=input_dim, layers=list(layers), seed=0)["model"]
+    return train, test, model
+
+
+def _model_and_data(p: Pipeline, path: str, prepare: bool, input_dim: int, layers: tuple[int, ...],
+                    optimizer_type: str, learning_rate: float, weight_decay: float) -> tuple:
+    """data_and_model, then the model's optimizer; returns (train, test or None, model, optimizer) outputs."""
+    train, test, model = data_and_model(p, path, prepare, input_dim, layers)
     optimizer = p.add("training_init_optimizer", "opt", model=model, optimizer_type=optimizer_type,
                       learning_rate=learning_rate, weight_decay=weight_decay)["optimizer"]
     return train, test, model, optimizer

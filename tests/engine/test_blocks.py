@@ -352,11 +352,7 @@ def test_a_block_carrying_a_best_model_goes_on_from_its_checkpoint_with_that_mod
                           keep_outputs=True)
     stats = {row.path: row for row in RunRecords(store / "runs.sqlite").iteration_cards(longer.run_id)}
     assert stats["epochs.steps.fwd"].executions == 4  # epochs 2 and 3: 0 and 1 from the run before
-    whole = cardloop.run(best_model_pipeline(regression_csv, 4), store=tmp_store(store), threads=1,
+    whole = cardloop.run(best_model_pipeline(regression_csv, 4), store=store.parent / "uninterrupted", threads=1,
                          keep_outputs=True)
     assert_same_weights(longer.outputs["epochs"]["best"], whole.outputs["epochs"]["best"])
     assert_same_weights(longer.outputs["epochs"]["model"], whole.outputs["epochs"]["model"])
-
-
-def tmp_store(store):
-    return store.parent / "uninterrupted"
