@@ -38,7 +38,7 @@ class OptimizerCodec(Codec):
     def encode(self, value: torch.optim.Optimizer, ctx: CodecContext) -> bytes:
         model = _bound_model(ctx, "store")
         check_rebuildable(value)
-        names = _parameter_names(value, model)
+        names = parameter_names(value, model)
         state_dict = value.state_dict()
         tensors: dict[str, torch.Tensor] = {}
         groups = []
@@ -48,11 +48,11 @@ class OptimizerCodec(Codec):
                 "params": [{"name": names[i], "shape": list(model.get_parameter(names[i]).shape)}
                            for i in group["params"]],
                 "named": "param_names" in group,
-                "hyperparameters": _pack(hyperparameters, f"groups/{index}", tensors),
+                "hyperparameters": pack_state(hyperparameters, f"groups/{index}", tensors),
             })
-        state = {names[i]: _pack(entry, f"state/{names[i]}", tensors) for i, entry in state_dict["state"].items()}
+        state = {names[i]: pack_state(entry, f"state/{names[i]}", tensors) for i, entry in state_dict["state"].items()}
         metadata = {"format": self.format, "type": type(value).__name__, "groups": groups, "state": state,
-                    "defaults": _pack(value.defaults, "defaults", tensors),
+                    "defaults": pack_state(value.defaults, "defaults", tensors),
                     "steps": getattr(value, STEPS_ATTR, 0)}
         if hasattr(value, TRAINER_CARD_ATTR):  # the card that made it: which parts of the model it trains
             metadata["card"] = getattr(value, TRAINER_CARD_ATTR)
@@ -69,7 +69,7 @@ class OptimizerCodec(Codec):
             for entry in group["params"]:
                 _check_parameter(parameters, entry["name"], entry["shape"])
             group_names = [entry["name"] for entry in group["params"]]
-            hyperparameters = _unpack(group["hyperparameters"], tensors)
+            hyperparameters = unpack_state(group["hyperparameters"], tensors)
             saved = {**hyperparameters, "params": list(range(len(names), len(names) + len(group_names)))}
             params: list[Any] = [parameters[n] for n in group_names]
             if group["named"]:
@@ -78,8 +78,8 @@ class OptimizerCodec(Codec):
             saved_groups.append(saved)
             groups.append({**hyperparameters, "params": params})
             names.extend(group_names)
-        state = {i: _unpack(metadata["state"][n], tensors) for i, n in enumerate(names) if n in metadata["state"]}
-        optimizer = _construct(cls, groups, _unpack(metadata["defaults"], tensors))
+        state = {i: unpack_state(metadata["state"][n], tensors) for i, n in enumerate(names) if n in metadata["state"]}
+        optimizer = _construct(cls, groups, unpack_state(metadata["defaults"], tensors))
         optimizer.load_state_dict({"state": state, "param_groups": saved_groups})
         if metadata.get("steps"):
             setattr(optimizer, STEPS_ATTR, metadata["steps"])
@@ -132,7 +132,7 @@ def _construct(cls: type[torch.optim.Optimizer], groups: list[dict[str, Any]],
     return optimizer
 
 
-def _parameter_names(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
+def parameter_names(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
     """The model's name of each optimized parameter, in `state_dict()` index order."""
     by_identity = {id(p): name for name, p in model.named_parameters()}
     names = []
@@ -153,31 +153,31 @@ def _check_parameter(parameters: dict[str, nn.Parameter], name: str, shape: list
                          f"but {shape} in the stored optimizer")
 
 
-def _pack(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+def pack_state(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
     """JSON for a nested value; tensors move to `tensors` under their path, tuples are tagged."""
     if isinstance(value, torch.Tensor):
         tensors[path] = value
         return {TENSOR_TAG: path}
     if isinstance(value, tuple):
-        return {TUPLE_TAG: [_pack(item, f"{path}/{i}", tensors) for i, item in enumerate(value)]}
+        return {TUPLE_TAG: [pack_state(item, f"{path}/{i}", tensors) for i, item in enumerate(value)]}
     if isinstance(value, list):
-        return [_pack(item, f"{path}/{i}", tensors) for i, item in enumerate(value)]
+        return [pack_state(item, f"{path}/{i}", tensors) for i, item in enumerate(value)]
     if isinstance(value, dict):
         for key in value:
             if not isinstance(key, str):
                 raise StoreError(f"optimizer entry '{path}' has the key {key!r}: JSON keys must be strings")
-        return {key: _pack(item, f"{path}/{key}", tensors) for key, item in value.items()}
+        return {key: pack_state(item, f"{path}/{key}", tensors) for key, item in value.items()}
     return to_jsonable(value, path)
 
 
-def _unpack(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """The nested value `_pack` described."""
+def unpack_state(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The nested value `pack_state` described."""
     if isinstance(value, list):
-        return [_unpack(item, tensors) for item in value]
+        return [unpack_state(item, tensors) for item in value]
     if isinstance(value, dict):
         if set(value) == {TENSOR_TAG}:
             return tensors[value[TENSOR_TAG]]
         if set(value) == {TUPLE_TAG}:
-            return tuple(_unpack(item, tensors) for item in value[TUPLE_TAG])
-        return {key: _unpack(item, tensors) for key, item in value.items()}
+            return tuple(unpack_state(item, tensors) for item in value[TUPLE_TAG])
+        return {key: unpack_state(item, tensors) for key, item in value.items()}
     return value

@@ -22,7 +22,7 @@ from cardloop.schedulers import build_scheduler, recipe_of
 from cardloop.store import safetensors_format
 from cardloop.store.codec import Codec, CodecContext
 from cardloop.store.json_codecs import to_jsonable
-from cardloop.store.optimizer_codec import _pack, _parameter_names, _unpack
+from cardloop.store.optimizer_codec import pack_state, parameter_names, unpack_state
 from cardloop.store.stored_summaries import SCHEDULER_CODEC, summarize_scheduler_bytes
 
 COUNTER_TAG = "__counter__"
@@ -45,7 +45,7 @@ class SchedulerCodec(Codec):
         tensors: dict[str, torch.Tensor] = {}
         metadata = {"format": self.format, "type": type(value).__name__, "recipe": recipe,
                     "optimizer": _binding(value.optimizer, model),
-                    "state": _pack(_tagged(value.state_dict()), "state", tensors)}
+                    "state": pack_state(_tagged(value.state_dict()), "state", tensors)}
         return safetensors_format.pack(tensors, metadata)
 
     def decode(self, data: bytes, ctx: CodecContext) -> Any:
@@ -56,7 +56,7 @@ class SchedulerCodec(Codec):
         hyperparameters = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
         try:
             scheduler = build_scheduler(optimizer, metadata["recipe"])
-            scheduler.load_state_dict(_untagged(_unpack(metadata["state"], tensors)))
+            scheduler.load_state_dict(_untagged(unpack_state(metadata["state"], tensors)))
         except (ValueError, TypeError, KeyError) as error:
             raise StoreError(f"the stored {metadata['type']} cannot be rebuilt from its recipe: {error}") from error
         finally:
@@ -97,7 +97,7 @@ def _needed(value: Any, action: str, what: str, where: str) -> Any:
 
 def _binding(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, Any]:
     """The optimizer a scheduler acts on, as stored: its type and the model's names of each group's parameters."""
-    names = iter(_parameter_names(optimizer, model))
+    names = iter(parameter_names(optimizer, model))
     return {"type": type(optimizer).__name__,
             "groups": [[next(names) for _ in group["params"]] for group in optimizer.param_groups]}
 
