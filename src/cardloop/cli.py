@@ -76,6 +76,9 @@ def run(
     pipeline: Path = typer.Argument(..., help="Pipeline file (YAML or JSON)."),
     store: Optional[Path] = StoreOption,
     executor: str = typer.Option("local", help=f"Where cards run: {executors_help()}."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS",
+                                              help="The Ray cluster --executor ray joins (default: a Ray it starts "
+                                                   "on loopback)."),
     persist: str = typer.Option("checkpoint", help="What to keep: checkpoint (default) or all."),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: torch's)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every card, even those the store already has."),
@@ -98,7 +101,7 @@ def run(
             with progress:
                 result = run_pipeline(pipeline, executor=executor, store=store, persist=persist, cards=cards,
                                       threads=threads, progress=progress.on_event, cache=not no_cache,
-                                      only=only, until=until, from_card=from_card)
+                                      only=only, until=until, from_card=from_card, ray_address=ray_address)
         except CardFailed as failure:
             result = getattr(failure, "result", None)
             if result is not None:

@@ -71,7 +71,7 @@ def loop(csv, batches=2):
 
 
 def test_the_built_in_executors_are_registered_by_name():
-    assert executor_names()[:2] == ["local", "process"]
+    assert executor_names()[:3] == ["local", "process", "ray"]
 
 
 def test_a_registered_executor_runs_the_cards_when_a_run_names_it(registry, regression_csv, store):
@@ -88,7 +88,7 @@ def test_an_unknown_executor_is_refused_naming_the_registered_ones(registry, reg
     register_executor("counting", CountingExecutor)
     with pytest.raises(InvalidOption) as refused:
         cardloop.run(loop(regression_csv), executor="gpu", store=store)
-    assert str(refused.value) == "unknown executor 'gpu'; valid executors: local, process, counting"
+    assert str(refused.value) == "unknown executor 'gpu'; valid executors: local, process, ray, counting"
     assert not store.exists()
 
 
@@ -148,4 +148,4 @@ def test_the_cli_refuses_an_unknown_executor_in_one_sentence(tmp_path, regressio
     pipeline = save_pipeline(loop(regression_csv, batches=1), tmp_path / "loop.yaml")
     done = cli("run", pipeline, "--executor", "gpu", "--store", store)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "unknown executor 'gpu'; valid executors: local, process" in done.stderr
+    assert "unknown executor 'gpu'; valid executors: local, process, ray" in done.stderr

@@ -1,7 +1,7 @@
 """Executors: what runs the cards a run schedules (docs/design.md, Executors), and the registry that names them.
 
 `cardloop.run(executor=NAME)`, the CLI's `--executor` and the server's run options take the registered names.
-The built-in `local` and `process` are registered here; `register_executor` adds another (or replaces one).
+The built-in `local`, `process` and `ray` are registered here; `register_executor` adds another (or replaces one).
 An executor's module is imported only when a run uses it: this module imports neither torch nor the engine.
 """
 
@@ -109,6 +109,14 @@ def _process(setup: ExecutorSetup) -> Executor:
     return ProcessExecutor(setup)
 
 
+def _ray(setup: ExecutorSetup) -> Executor:
+    from cardloop.engine.ray_executor import RayExecutor
+
+    return RayExecutor(setup)
+
+
 register_executor("local", _local, summary="this process", resumes_checkpoints=True)
 register_executor("process", _process, summary="a warm worker process per card, state through the store",
+                  stores_every_output=True)
+register_executor("ray", _ray, summary="a Ray actor that keeps the training state, on a local Ray or --ray-address",
                   stores_every_output=True)

@@ -200,7 +200,10 @@ STATIC = re.compile(r"\[\d+\]")  # an iteration path's indices: removed, it is t
 
 
 class ProcessExecutor:
-    """Runs each scheduled card as a CardTask in a warm worker process (engine/messages.py)."""
+    """Runs each scheduled card as a CardTask in a warm worker process (engine/messages.py).
+
+    An executor whose worker lives elsewhere (engine/ray_executor.py) subclasses it and overrides `worker`: the
+    per-card loop (tasks from the store's view, reports and outcomes to the run's hooks) is this one."""
 
     name = "process"
 
@@ -217,7 +220,7 @@ class ProcessExecutor:
 
         root = self.store_root
         view = RunOutputsView(StoreAvailability(plan, RunRecords(root / "runs.sqlite"), ArtifactStore(root)))
-        worker = worker_for(root, self.options.threads, self.card_files)
+        worker = self.worker(plan, work)
         pipeline = plan.pipeline.to_dict()
         plan_key = hashlib.sha256(json.dumps(pipeline, sort_keys=True).encode()).hexdigest()
         keep_all = self.options.persist.name == "all"
@@ -259,3 +262,7 @@ class ProcessExecutor:
                 continue
             hooks.card_stored(pc, outcome.outputs, outcome.snapshots, started, seconds)
         return slots
+
+    def worker(self, plan: Plan, work: Schedule) -> Any:
+        """What runs this run's tasks: anything with `call(task, on_report) -> CardOutcome`."""
+        return worker_for(self.store_root, self.options.threads, self.card_files)

@@ -20,7 +20,7 @@ from cardloop.engine.persist import DEFAULT_POLICY, PersistPolicy
 from cardloop.engine.plan import Plan, collector_paused, plan_pipeline
 from cardloop.engine.result import ResultOutputs, RunResult
 from cardloop.engine.work import _position, check_storable, checkpoint_resumes, plan_work
-from cardloop.errors import CardFailed
+from cardloop.errors import CardFailed, InvalidOption
 from cardloop.pipeline.blocks import cards_within
 from cardloop.pipeline.fileformat import load_pipeline
 from cardloop.pipeline.model import Pipeline
@@ -39,6 +39,8 @@ class RunOptions:
     until: str | None = None
     from_card: str | None = None
     workers: int = 1
+    #: the Ray cluster the ray executor joins (None: a Ray it starts on loopback)
+    ray_address: str | None = None
 
 
 def new_run_id() -> str:
@@ -68,11 +70,13 @@ def run(
     from_card: str | None = None,
     workers: int = 1,
     registry: Registry | None = None,
+    ray_address: str | None = None,
 ) -> RunResult:
     """Run a pipeline (object or file) and record it in the store.
 
     `executor`: "local" (live objects in this process), "process" (every card in a warm worker process,
-    its inputs read from the store and its outputs written back), or another registered name
+    its inputs read from the store and its outputs written back), "ray" (a Ray actor that keeps the training
+    state, on the cluster at `ray_address` or a Ray started on loopback), or another registered name
     (`cardloop.engine.executors.register_executor`). `store`: the store root (default
     `$CARDLOOP_STORE` or `./.cardloop`). `persist`: "checkpoint" (default) or "all". `threads`: torch's CPU
     thread count. `progress`: called with a CardEvent for every run event. `cards`: extra card files.
@@ -85,11 +89,13 @@ def run(
     for path in cards or ():
         load_card_file(path)
     executor_entry(executor)  # an unknown name is refused before the pipeline is read
+    if ray_address is not None and executor != "ray":
+        raise InvalidOption(f"ray_address is for the ray executor; this run's executor is '{executor}'")
     pipeline, source = resolve_pipeline(pipeline_or_path)
     plan = plan_pipeline(pipeline, registry, source)
     only, until, from_card = (first_iteration(plan, name) for name in (only, until, from_card))
     options = RunOptions(executor, PersistPolicy.named(persist, checkpoint_seconds), threads, keep_outputs, cache,
-                         only, until, from_card, workers)
+                         only, until, from_card, workers, ray_address)
     return execute_plan(plan, store=store, options=options, progress=progress,
                         card_files=worker_card_files(plan))
 

@@ -1,0 +1,184 @@
+"""The Ray executor: the process executor's per-card loop with its worker in a Ray actor (docs/ray.md).
+
+One actor, the run's "state actor", holds a `Worker` (engine/worker.py) over the run's store and takes the same
+CardTask messages the process executor sends, as plain JSON data. Training state stays live in it between
+consecutive cards (the Worker's CachingLoader reuses the state it has just written); everything a card makes
+is written to the store, which the actor and the run's process share. The actor asks Ray for what the run's
+cards declare in their `resources` (`actor_options`). If its process dies mid-card, the card is retried once
+on a fresh actor from what the store holds; a second death fails the run naming the card.
+
+Ray is an optional extra (`pip install cardloop[ray]`): this module imports it only when a run uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from cardloop.engine.executors import ExecutorSetup
+from cardloop.engine.messages import CardOutcome, CardTask, report_from_json
+from cardloop.engine.plan import Plan
+from cardloop.engine.process import ProcessExecutor
+from cardloop.engine.resolve import Schedule
+from cardloop.errors import CardloopError, InvalidOption
+from cardloop.pipeline.blocks import cards_within
+
+#: a card type's resource name -> the actor option it becomes; any other name is a custom Ray resource
+NAMED_OPTIONS = {"cpu": "num_cpus", "gpu": "num_gpus", "memory": "memory"}
+#: retries of a card whose actor died under it
+RETRIES = 1
+
+
+def import_ray() -> Any:
+    """The `ray` module; InvalidOption saying how to install it when it is missing."""
+    try:
+        import ray
+    except ImportError:
+        raise InvalidOption("the ray executor needs Ray: pip install 'cardloop[ray]'") from None
+    return ray
+
+
+def connect(address: str | None) -> Any:
+    """Ray, connected: to the cluster at `address`, or (without one) to a Ray this process started on loopback.
+    A Ray this process is already connected to (ray.init called before the run) is used as it is."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        if address is None:
+            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+                     logging_level="WARNING")
+        else:
+            try:
+                ray.init(address=address, logging_level="WARNING")
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise InvalidOption(f"cannot join the Ray cluster at '{address}' (--ray-address): {exc}") from None
+    return ray
+
+
+def actor_options(plan: Plan, work: Schedule, cluster: dict[str, float]) -> dict[str, Any]:
+    """The Ray options of the actor that runs `work`: for each resource the scheduled cards (and the cards in
+    their blocks) declare, the largest amount any asks for. `cpu` is num_cpus (1 when none asks), `gpu`
+    num_gpus, asked only where the cluster has GPUs (elsewhere the cards run on CPU, as they do locally),
+    `memory` memory in bytes; any other name is a custom resource, which some node must have."""
+    needs: dict[str, tuple[float, str]] = {}  # resource -> (largest amount, the card that asks for it)
+    for pc in work.run:
+        for card_type, _ in cards_within([(pc.card_type, pc.config)]):
+            for name, amount in card_type.resources.items():
+                if amount > needs.get(name, (0, ""))[0]:
+                    needs[name] = (amount, pc.id)
+    options: dict[str, Any] = {"num_cpus": needs.pop("cpu", (1, ""))[0]}
+    gpus = needs.pop("gpu", (0, ""))[0]
+    if gpus and cluster.get("GPU", 0) >= gpus:
+        options["num_gpus"] = gpus
+    if "memory" in needs:
+        options["memory"] = int(needs.pop("memory")[0])
+    for name, (amount, card) in needs.items():
+        if cluster.get(name, 0) < amount:
+            raise InvalidOption(f"card '{card}' asks for {amount:g} of the resource '{name}', which no node of the "
+                                f"Ray cluster has enough of (it has {cluster.get(name, 0):g})")
+    custom = {name: amount for name, (amount, _) in needs.items()}
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+class CardActor:
+    """The state actor's body: a Worker over the store, with the run's card files and thread count."""
+
+    def __init__(self, store_root: str, threads: int | None, card_files: list[str]):
+        import torch
+        import torch.optim  # noqa: F401  (first use loads torch._dynamo: pay it before the first card)
+
+        from cardloop.cards.registry import default_registry, load_card_file
+        from cardloop.engine.worker import Worker
+
+        if threads:
+            torch.set_num_threads(threads)
+        default_registry()
+        for path in card_files:
+            load_card_file(path)
+        self.reports: list[dict] = []
+        self.worker = Worker(store_root, lambda report: self.reports.append(report.to_json()))
+
+    def handle(self, task: dict) -> tuple[list[dict], dict]:
+        """A task (CardTask.to_json) -> (the reports it sent, its outcome), as JSON data."""
+        self.reports = []
+        outcome = self.worker.handle(CardTask.from_json(task)).to_json()
+        return self.reports, outcome
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def assigned(self) -> dict[str, float]:
+        """The resources Ray gave this actor."""
+        import ray
+
+        return dict(ray.get_runtime_context().get_assigned_resources())
+
+
+class RayWorker:
+    """The run's handle on its state actor: `call` as WorkerProcess.call, with a retry on a fresh actor when
+    the actor's process dies mid-card. The reports of a card reach the run when it ends."""
+
+    def __init__(self, ray: Any, plan: Plan, store_root: Path, threads: int | None, card_files: list[str],
+                 options: dict[str, Any]):
+        self.ray, self.plan = ray, plan
+        self.cls = ray.remote(CardActor).options(**options)
+        self.args = (str(store_root), threads, card_files)
+        self.actor = self.cls.remote(*self.args)
+        self.pipeline: dict | None = None
+
+    def call(self, task: CardTask, on_report: Callable[[Any], None] | None = None) -> CardOutcome:
+        if task.pipeline is not None:
+            self.pipeline = task.pipeline
+        for attempt in range(RETRIES + 1):
+            try:
+                reports, outcome = self.ray.get(self.actor.handle.remote(task.to_json()))
+                break
+            except self.ray.exceptions.RayActorError as died:
+                card = self.plan.cards[task.target].id
+                if attempt == RETRIES:
+                    raise CardloopError(f"the Ray actor running card '{card}' died {RETRIES + 1} times "
+                                        f"({died.__class__.__name__}); run again to resume from the stored "
+                                        "outputs") from None
+                self.actor = self.cls.remote(*self.args)  # a fresh one, which must be sent the pipeline
+                task = dataclasses.replace(task, pipeline=self.pipeline)
+            except BaseException:  # interrupted mid-card: its work would go on, so end the actor
+                self.ray.kill(self.actor)
+                raise
+        for report in reports:
+            if on_report is not None:
+                on_report(report_from_json(report))
+        return CardOutcome.from_json(outcome)
+
+    def pid(self) -> int:
+        """The actor's process id (the fault tests kill it)."""
+        return self.ray.get(self.actor.pid.remote())
+
+    def stop(self) -> None:
+        self.ray.kill(self.actor)
+
+
+class RayExecutor(ProcessExecutor):
+    """Runs each scheduled card as a CardTask on the run's Ray actor (docs/ray.md)."""
+
+    name = "ray"
+
+    def __init__(self, setup: ExecutorSetup):
+        super().__init__(setup)
+        self.address = setup.options.ray_address
+        self.current: RayWorker | None = None
+
+    def worker(self, plan: Plan, work: Schedule) -> RayWorker:
+        ray = connect(self.address)
+        options = actor_options(plan, work, ray.cluster_resources())
+        self.current = RayWorker(ray, plan, self.store_root, self.options.threads, self.card_files, options)
+        return self.current
+
+    def run(self, plan: Plan, hooks: Any, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
+        try:
+            return super().run(plan, hooks, slots, work, loader)
+        finally:
+            if self.current is not None:
+                self.current.stop()
