@@ -3,6 +3,10 @@ executor's tasks on a state actor, bit for bit the local executor's and the hand
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 import cardloop
@@ -10,12 +14,16 @@ from cardloop import CardFailed
 from cardloop.engine.ray_executor import actor_options
 from cardloop.errors import InvalidOption
 from cardloop.examples import basic_training_loop
+from cardloop.store.records import RunRecords
 from tests.engine.test_blocks import KILLER, hand_loop, repeated_batch
 from tests.oracle import assert_same_weights, hand_written_loop
 
 BATCHES = 3
 
 RESOURCE_CARDS = '''
+import os
+import signal
+
 from cardloop.cards.spec import CardConfig, Port, card
 from cardloop.kinds import INFO, MODEL
 
@@ -33,6 +41,13 @@ def probe(config, model):
       outputs=[Port("assigned", INFO)], config=CardConfig, resources={"tpu": 1})
 def needs_a_tpu(config, model):
     return {"assigned": {}}
+
+
+@card("test_kill_always", title="Kill always", category="test", inputs=[Port("model", MODEL)],
+      outputs=[Port("assigned", INFO)], config=CardConfig)
+def kill_always(config, model):
+    """SIGKILL the process it runs in, every time."""
+    os.kill(os.getpid(), signal.SIGKILL)
 '''
 
 
@@ -130,3 +145,35 @@ def test_an_actor_killed_mid_card_is_replaced_and_the_run_ends_bit_for_bit(regre
     assert marker.exists() and result.status == "succeeded"  # the actor's process was SIGKILLed once
     model, _ = hand_loop(regression_csv, 4, 2)
     assert_same_weights(cardloop.load_output(result.run_id, "epochs", "model", store=store), model)
+
+
+def test_a_card_whose_actor_dies_on_every_try_fails_naming_the_card(regression_csv, store, resource_cards):
+    with pytest.raises(CardFailed) as failed:
+        cardloop.run(with_card(loop(regression_csv, batches=1), "test_kill_always"), store=store, executor="ray",
+                     threads=1, cards=[resource_cards])
+    assert str(failed.value) == ("card 'probe' (test_kill_always) failed: the process of the Ray actor running it "
+                                 "died 2 times; run again to resume from the stored outputs")
+    records = RunRecords(store / "runs.sqlite")
+    assert records.get_run(failed.value.result.run_id).status == "failed"
+    assert records.card_execution(failed.value.result.run_id, "step0").status == "done"  # kept in the store
+
+
+def test_the_cli_runs_on_a_ray_it_starts_on_loopback(regression_csv, store, tmp_path_factory):
+    """Without --ray-address the run starts its own Ray (its files in the test's folders, RAY_TMPDIR and HOME)."""
+    pipeline = loop(regression_csv, batches=1).save(tmp_path_factory.mktemp("p") / "loop.yaml")
+    home, temp = tmp_path_factory.mktemp("h"), tmp_path_factory.mktemp("r")
+    done = subprocess.run([sys.executable, "-m", "cardloop.cli", "run", str(pipeline), "--store", str(store),
+                           "--executor", "ray", "--threads", "1", "--quiet"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HOME": str(home), "RAY_TMPDIR": str(temp)})
+    assert done.returncode == 0, done.stderr
+    run = RunRecords(store / "runs.sqlite").list_runs(1)[0]
+    assert (run.status, run.executor) == ("succeeded", "ray")
+    assert any(temp.iterdir()) and (home / ".ray").exists()  # Ray's files went where the test said
+
+
+def test_the_cli_refuses_a_ray_address_with_another_executor_in_one_sentence(regression_csv, store, tmp_path):
+    pipeline = loop(regression_csv, batches=1).save(tmp_path / "loop.yaml")
+    done = subprocess.run([sys.executable, "-m", "cardloop.cli", "run", str(pipeline), "--store", str(store),
+                           "--ray-address", "127.0.0.1:6379"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "ray_address is for the ray executor; this run's executor is 'local'" in " ".join(done.stderr.split())

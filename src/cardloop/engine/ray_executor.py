@@ -5,7 +5,7 @@ CardTask messages the process executor sends, as plain JSON data. Training state
 consecutive cards (the Worker's CachingLoader reuses the state it has just written); everything a card makes
 is written to the store, which the actor and the run's process share. The actor asks Ray for what the run's
 cards declare in their `resources` (`actor_options`). If its process dies mid-card, the card is retried once
-on a fresh actor from what the store holds; a second death fails the run naming the card.
+on a fresh actor from what the store holds; a second death fails the card (CardFailed naming it).
 
 Ray is an optional extra (`pip install cardloop[ray]`): this module imports it only when a run uses it.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cardloop.engine.executors import ExecutorSetup
-from cardloop.engine.messages import CardOutcome, CardTask, report_from_json
+from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_from_json
 from cardloop.engine.plan import Plan
 from cardloop.engine.process import ProcessExecutor
 from cardloop.engine.resolve import Schedule
-from cardloop.errors import CardloopError, InvalidOption
+from cardloop.errors import InvalidOption
 from cardloop.pipeline.blocks import cards_within
 
 #: a card type's resource name -> the actor option it becomes; any other name is a custom Ray resource
@@ -136,13 +136,13 @@ class RayWorker:
             try:
                 reports, outcome = self.ray.get(self.actor.handle.remote(task.to_json()))
                 break
-            except self.ray.exceptions.RayActorError as died:
-                card = self.plan.cards[task.target].id
-                if attempt == RETRIES:
-                    raise CardloopError(f"the Ray actor running card '{card}' died {RETRIES + 1} times "
-                                        f"({died.__class__.__name__}); run again to resume from the stored "
-                                        "outputs") from None
+            except self.ray.exceptions.RayActorError:
                 self.actor = self.cls.remote(*self.args)  # a fresh one, which must be sent the pipeline
+                if attempt == RETRIES:
+                    card = self.plan.cards[task.target]
+                    return CardOutcome(failure=TaskFailure(
+                        f"the process of the Ray actor running it died {RETRIES + 1} times; run again to resume "
+                        "from the stored outputs", card.id, card.card.type))
                 task = dataclasses.replace(task, pipeline=self.pipeline)
             except BaseException:  # interrupted mid-card: its work would go on, so end the actor
                 self.ray.kill(self.actor)
