@@ -11,7 +11,7 @@ RAY_MISSING = "Ray is not installed: pip install -e '.[test,ray]' (.ci/run does)
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
-    """A Ray started for the session on loopback with 2 CPUs and one `fake_gpu` (a custom resource standing in
+    """A Ray started for the session on this machine with 2 CPUs and one `fake_gpu` (a custom resource standing in
     for a GPU), its temp files and $HOME/.ray (its auth token) in the session's own folders. Without Ray the
     tests that use it are skipped, and fail under CI (whose set-up installs it)."""
     try:
@@ -25,7 +25,7 @@ def ray_cluster(tmp_path_factory):
     os.environ["HOME"] = str(home)
     try:
         ray.init(address="local", num_cpus=2, resources={"fake_gpu": 1}, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", _temp_dir=str(tmp_path_factory.mktemp("ray")),
+                 _temp_dir=str(tmp_path_factory.mktemp("ray")),
                  logging_level="WARNING")
         yield ray
     finally:

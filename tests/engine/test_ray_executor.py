@@ -11,6 +11,7 @@ import pytest
 
 import cardloop
 from cardloop import CardFailed
+from cardloop.engine import ray_executor
 from cardloop.engine.ray_executor import actor_options
 from cardloop.errors import InvalidOption
 from cardloop.examples import basic_training_loop
@@ -53,8 +54,10 @@ def kill_always(config, model):
 
 @pytest.fixture(autouse=True)
 def _ray(ray_cluster):
-    """Every test here runs on the session's Ray."""
-    return ray_cluster
+    """Every test here runs on the session's Ray, without warm actors, and leaves none behind."""
+    ray_executor.stop_workers()
+    yield ray_cluster
+    ray_executor.stop_workers()
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +92,15 @@ def test_nested_loop_blocks_on_ray_train_the_hand_written_loops_weights_bit_for_
     assert_same_weights(cardloop.load_output(result.run_id, "epochs", "model", store=store), model)
     done = [e.card_id for e in events if e.kind == "done" and "[" in (e.card_id or "")]
     assert done[:2] == ["epochs[0].steps[0].zero", "epochs[0].steps[0].fwd"]  # the body's events reach the run
+
+
+def test_a_state_actor_is_started_once_and_reused_by_later_runs(regression_csv, store):
+    first = cardloop.run(loop(regression_csv, batches=1), store=store, executor="ray", threads=1)
+    (warm,) = ray_executor._workers.values()
+    pid = warm.pid()
+    second = cardloop.run(loop(regression_csv, batches=2), store=store, executor="ray", threads=1)
+    assert list(ray_executor._workers.values()) == [warm] and warm.pid() == pid
+    assert second.cached == [c.id for c in loop(regression_csv, batches=1).cards] != first.cached
 
 
 def test_a_card_failing_on_ray_is_card_failed_naming_the_card(regression_csv, store):

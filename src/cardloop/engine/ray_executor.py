@@ -1,9 +1,10 @@
 """The Ray executor: the process executor's per-card loop with its worker in a Ray actor (docs/ray.md).
 
-One actor, the run's "state actor", holds a `Worker` (engine/worker.py) over the run's store and takes the same
+One actor, the "state actor", holds a `Worker` (engine/worker.py) over the run's store and takes the same
 CardTask messages the process executor sends, as plain JSON data. Training state stays live in it between
 consecutive cards (the Worker's CachingLoader reuses the state it has just written); everything a card makes
-is written to the store, which the actor and the run's process share. The actor asks Ray for what the run's
+is written to the store, which the actor and the run's process share. Like the process executor's worker, the
+actor stays warm for later runs of this process (per Ray job, store, thread count, card files and resources). The actor asks Ray for what the run's
 cards declare in their `resources` (`actor_options`). If its process dies mid-card, the card is retried once
 on a fresh actor from what the store holds; a second death fails the card (CardFailed naming it).
 
@@ -13,6 +14,7 @@ Ray is an optional extra (`pip install cardloop[ray]`): this module imports it o
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -46,7 +48,7 @@ def connect(address: str | None) -> Any:
     ray = import_ray()
     if not ray.is_initialized():
         if address is None:
-            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+            ray.init(address="local", include_dashboard=False,
                      logging_level="WARNING")
         else:
             try:
@@ -110,34 +112,31 @@ class CardActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def assigned(self) -> dict[str, float]:
-        """The resources Ray gave this actor."""
-        import ray
-
-        return dict(ray.get_runtime_context().get_assigned_resources())
-
 
 class RayWorker:
-    """The run's handle on its state actor: `call` as WorkerProcess.call, with a retry on a fresh actor when
-    the actor's process dies mid-card. The reports of a card reach the run when it ends."""
+    """A handle on a state actor: `call` as WorkerProcess.call, with a retry on a fresh actor when the actor's
+    process dies mid-card. The reports of a card reach the run when it ends."""
 
-    def __init__(self, ray: Any, plan: Plan, store_root: Path, threads: int | None, card_files: list[str],
+    def __init__(self, ray: Any, store_root: Path, threads: int | None, card_files: list[str],
                  options: dict[str, Any]):
-        self.ray, self.plan = ray, plan
+        self.ray = ray
         self.cls = ray.remote(CardActor).options(**options)
         self.args = (str(store_root), threads, card_files)
-        self.actor = self.cls.remote(*self.args)
+        self.actor: Any = None  # started on first use
+        self.plan: Plan | None = None  # the run's plan (set by each run), to name the card in a failure
         self.pipeline: dict | None = None
 
     def call(self, task: CardTask, on_report: Callable[[Any], None] | None = None) -> CardOutcome:
         if task.pipeline is not None:
             self.pipeline = task.pipeline
         for attempt in range(RETRIES + 1):
+            if self.actor is None:
+                self.actor = self.cls.remote(*self.args)
             try:
                 reports, outcome = self.ray.get(self.actor.handle.remote(task.to_json()))
                 break
             except self.ray.exceptions.RayActorError:
-                self.actor = self.cls.remote(*self.args)  # a fresh one, which must be sent the pipeline
+                self.actor = None  # a fresh one next, which must be sent the pipeline
                 if attempt == RETRIES:
                     card = self.plan.cards[task.target]
                     return CardOutcome(failure=TaskFailure(
@@ -145,7 +144,7 @@ class RayWorker:
                         "from the stored outputs", card.id, card.card.type))
                 task = dataclasses.replace(task, pipeline=self.pipeline)
             except BaseException:  # interrupted mid-card: its work would go on, so end the actor
-                self.ray.kill(self.actor)
+                self.stop()
                 raise
         for report in reports:
             if on_report is not None:
@@ -153,11 +152,34 @@ class RayWorker:
         return CardOutcome.from_json(outcome)
 
     def pid(self) -> int:
-        """The actor's process id (the fault tests kill it)."""
+        """The actor's process id (a test checks that later runs reuse the actor)."""
         return self.ray.get(self.actor.pid.remote())
 
     def stop(self) -> None:
-        self.ray.kill(self.actor)
+        if self.actor is not None:
+            self.ray.kill(self.actor)
+            self.actor = None
+
+
+_workers: dict[tuple, RayWorker] = {}
+
+
+def ray_worker_for(ray: Any, store_root: Path, threads: int | None, card_files: list[str],
+                   options: dict[str, Any]) -> RayWorker:
+    """A warm state actor's handle for this Ray job, store, thread count, card files and resource options, made
+    on first use: later runs reuse it (and what its Worker has cached, which is keyed by content hash)."""
+    key = (ray.get_runtime_context().get_job_id(), str(store_root.resolve()), threads, tuple(card_files),
+           json.dumps(options, sort_keys=True))
+    if key not in _workers:
+        _workers[key] = RayWorker(ray, store_root, threads, card_files, options)
+    return _workers[key]
+
+
+def stop_workers() -> None:
+    """End every warm state actor this process started."""
+    for found in _workers.values():
+        found.stop()
+    _workers.clear()
 
 
 class RayExecutor(ProcessExecutor):
@@ -168,17 +190,10 @@ class RayExecutor(ProcessExecutor):
     def __init__(self, setup: ExecutorSetup):
         super().__init__(setup)
         self.address = setup.options.ray_address
-        self.current: RayWorker | None = None
 
     def worker(self, plan: Plan, work: Schedule) -> RayWorker:
         ray = connect(self.address)
         options = actor_options(plan, work, ray.cluster_resources())
-        self.current = RayWorker(ray, plan, self.store_root, self.options.threads, self.card_files, options)
-        return self.current
-
-    def run(self, plan: Plan, hooks: Any, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
-        try:
-            return super().run(plan, hooks, slots, work, loader)
-        finally:
-            if self.current is not None:
-                self.current.stop()
+        found = ray_worker_for(ray, self.store_root, self.options.threads, self.card_files, options)
+        found.plan = plan
+        return found
