@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/bench_ray.py [--steps 25 50] [--reps 3] [--threads 1] [--json PATH]
 
 Needs the `ray` extra. Starts a Ray on this machine (temp files and $HOME/.ray in a temporary folder). The Ray
-executor starts one actor per run (its process imports torch), so a run's wall time is a fixed start-up plus a
-cost per card: the per-card cost is the slope between two run lengths, (T(long) − T(short)) / (cards(long) −
+executor's actor and the process executor's worker are started by a first run and stay warm. A run's wall time is
+a fixed part (planning, recording) plus a cost per card: the per-card cost is the slope between two run lengths, (T(long) − T(short)) / (cards(long) −
 cards(short)), the best of `--reps` runs each, and the overhead per card is that slope minus the local
-executor's. The process executor's worker is warm (started by a first run), as in bench_process.py.
+executor's.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def main() -> None:
         ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(folder / "ray"),
                  logging_level="WARNING")
         data = write_synthetic(folder, max(args.steps) * BATCH_SIZE)
-        cardloop.run(pipeline(data, 1), executor="process", store=folder / "warm", threads=args.threads)
+        for warm in ("process", "ray"):  # their worker and actor start here, and stay warm for the timed runs
+            cardloop.run(pipeline(data, 1), executor=warm, store=folder / "warm", threads=args.threads)
         figures = {}
         for executor in ("local", "process", "ray"):
             times = [best_seconds(executor, pipeline(data, steps), folder / executor, args.reps, args.threads)
