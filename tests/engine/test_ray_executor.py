@@ -4,6 +4,7 @@ executor's tasks on a state actor, bit for bit the local executor's and the hand
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -189,3 +190,16 @@ def test_the_cli_refuses_a_ray_address_with_another_executor_in_one_sentence(reg
                            "--ray-address", "127.0.0.1:6379"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "ray_address is for the ray executor; this run's executor is 'local'" in " ".join(done.stderr.split())
+
+
+def test_the_cli_refuses_a_ray_address_where_nothing_answers_in_one_sentence(regression_csv, store, tmp_path):
+    pipeline = loop(regression_csv, batches=1).save(tmp_path / "loop.yaml")
+    with socket.socket() as bound:  # bound but not listening: the port is taken, and refuses connections
+        bound.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{bound.getsockname()[1]}"
+        done = subprocess.run([sys.executable, "-m", "cardloop.cli", "run", str(pipeline), "--store", str(store),
+                               "--executor", "ray", "--ray-address", address], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"no Ray cluster answers at '{address}' (--ray-address): Connection refused" in " ".join(
+        done.stderr.split())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,11 +52,25 @@ def connect(address: str | None) -> Any:
             ray.init(address="local", include_dashboard=False,
                      logging_level="WARNING")
         else:
+            answering(address)
             try:
                 ray.init(address=address, logging_level="WARNING")
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise InvalidOption(f"cannot join the Ray cluster at '{address}' (--ray-address): {exc}") from None
     return ray
+
+
+def answering(address: str) -> None:
+    """Refuse a HOST:PORT address (or ray://HOST:PORT) where nothing answers, before Ray waits minutes for it;
+    other forms (`auto`) are Ray's to resolve."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise InvalidOption(f"no Ray cluster answers at '{address}' (--ray-address): {exc.strerror or exc}; "
+                            "start one with `ray start --head` or leave the address out for a local Ray") from None
 
 
 def actor_options(plan: Plan, work: Schedule, cluster: dict[str, float]) -> dict[str, Any]:
