@@ -5,8 +5,9 @@ CardTask messages the process executor sends, as plain JSON data. Training state
 consecutive cards (the Worker's CachingLoader reuses the state it has just written); everything a card makes
 is written to the store, which the actor and the run's process share. Like the process executor's worker, the
 actor stays warm for later runs of this process (per Ray job, store, thread count, card files and resources).
-The actor asks Ray for what the run's cards declare in their `resources` (`actor_options`). If its process dies mid-card, the card is retried once
-on a fresh actor from what the store holds; a second death fails the card (CardFailed naming it).
+The actor asks Ray for what the run's cards declare in their `resources` (`actor_options`). If its process
+dies mid-card, the card is retried once on a fresh actor from what the store holds; a second death fails the
+card (CardFailed naming it).
 
 Ray is an optional extra (`pip install cardloop[ray]`): this module imports it only when a run uses it.
 """
