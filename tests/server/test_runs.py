@@ -207,7 +207,7 @@ def test_bad_run_options_are_422(client, regression_csv, extra):
 
 def test_unknown_executor_names_the_valid_ones(client, regression_csv):
     detail = client.post("/api/runs", json={"pipeline": loop(regression_csv), "executor": "gpu"}).json()["detail"]
-    assert detail[0]["loc"][-1] == "executor" and "'local' or 'process'" in detail[0]["msg"]
+    assert detail[0]["loc"][-1] == "executor" and "'local', 'process' or 'ray'" in detail[0]["msg"]
 
 
 def test_an_executor_registered_after_the_server_started_runs_by_name(client, regression_csv, monkeypatch):
@@ -216,7 +216,7 @@ def test_an_executor_registered_after_the_server_started_runs_by_name(client, re
     monkeypatch.setattr(executors, "_executors", dict(executors._executors))
     executors.register_executor("also_local", executors.executor_entry("local").factory)
     detail = client.post("/api/runs", json={"pipeline": loop(regression_csv), "executor": "gpu"}).json()["detail"]
-    assert "'local', 'process' or 'also_local'" in detail[0]["msg"]
+    assert "'local', 'process', 'ray' or 'also_local'" in detail[0]["msg"]
     run_id = finished_run(client, regression_csv, executor="also_local")
     assert client.get(f"/api/runs/{run_id}").json()["executor"] == "also_local"
 
