@@ -149,3 +149,11 @@ def test_the_cli_refuses_an_unknown_executor_in_one_sentence(tmp_path, regressio
     done = cli("run", pipeline, "--executor", "gpu", "--store", store)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "unknown executor 'gpu'; valid executors: local, process, ray" in done.stderr
+
+
+def test_the_ray_executor_without_ray_installed_says_how_to_install_it(regression_csv, store, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where the extra is not installed
+    with pytest.raises(InvalidOption, match=r"the ray executor needs Ray: pip install 'cardloop\[ray\]'"):
+        cardloop.run(loop(regression_csv), executor="ray", store=store)
