@@ -78,7 +78,7 @@ def run(
     executor: str = typer.Option("local", help=f"Where cards run: {executors_help()}."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS",
                                               help="The Ray cluster --executor ray joins (default: a Ray it starts "
-                                                   "on loopback)."),
+                                                   "on this machine)."),
     persist: str = typer.Option("checkpoint", help="What to keep: checkpoint (default) or all."),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: torch's)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every card, even those the store already has."),

@@ -171,7 +171,7 @@ def test_a_card_whose_actor_dies_on_every_try_fails_naming_the_card(regression_c
     assert records.card_execution(failed.value.result.run_id, "step0").status == "done"  # kept in the store
 
 
-def test_the_cli_runs_on_a_ray_it_starts_on_loopback(regression_csv, store, tmp_path_factory):
+def test_the_cli_runs_on_a_ray_it_starts_itself(regression_csv, store, tmp_path_factory):
     """Without --ray-address the run starts its own Ray (its files in the test's folders, RAY_TMPDIR and HOME)."""
     pipeline = loop(regression_csv, batches=1).save(tmp_path_factory.mktemp("p") / "loop.yaml")
     home, temp = tmp_path_factory.mktemp("h"), tmp_path_factory.mktemp("r")

@@ -45,7 +45,7 @@ def import_ray() -> Any:
 
 
 def connect(address: str | None) -> Any:
-    """Ray, connected: to the cluster at `address`, or (without one) to a Ray this process started on loopback.
+    """Ray, connected: to the cluster at `address`, or (without one) to a Ray this process started on this machine.
     A Ray this process is already connected to (ray.init called before the run) is used as it is."""
     ray = import_ray()
     if not ray.is_initialized():

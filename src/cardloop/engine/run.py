@@ -39,7 +39,7 @@ class RunOptions:
     until: str | None = None
     from_card: str | None = None
     workers: int = 1
-    #: the Ray cluster the ray executor joins (None: a Ray it starts on loopback)
+    #: the Ray cluster the ray executor joins (None: a Ray it starts on this machine)
     ray_address: str | None = None
 
 
@@ -76,7 +76,7 @@ def run(
 
     `executor`: "local" (live objects in this process), "process" (every card in a warm worker process,
     its inputs read from the store and its outputs written back), "ray" (a Ray actor that keeps the training
-    state, on the cluster at `ray_address` or a Ray started on loopback), or another registered name
+    state, on the cluster at `ray_address` or a Ray started on this machine), or another registered name
     (`cardloop.engine.executors.register_executor`). `store`: the store root (default
     `$CARDLOOP_STORE` or `./.cardloop`). `persist`: "checkpoint" (default) or "all". `threads`: torch's CPU
     thread count. `progress`: called with a CardEvent for every run event. `cards`: extra card files.
