@@ -85,6 +85,9 @@ def run(
     from_card: Optional[str] = typer.Option(None, "--from", metavar="CARD",
                                             help="Re-run this card and every card after it."),
     cards: Optional[List[Path]] = CardsOption,
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", metavar="URL",
+                                            help="Keep the store's artifacts at this URL (s3://bucket/prefix), "
+                                                 "its run records in --store."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DebugOption,
 ) -> None:
@@ -98,7 +101,7 @@ def run(
             with progress:
                 result = run_pipeline(pipeline, executor=executor, store=store, persist=persist, cards=cards,
                                       threads=threads, progress=progress.on_event, cache=not no_cache,
-                                      only=only, until=until, from_card=from_card)
+                                      only=only, until=until, from_card=from_card, artifacts=artifacts)
         except CardFailed as failure:
             result = getattr(failure, "result", None)
             if result is not None:
