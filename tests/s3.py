@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -68,3 +70,63 @@ def overwrite(url: str, key: str, data: bytes) -> None:
 
     bucket = url.removeprefix("s3://").split("/")[0]
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
+
+
+class StallingProxy:
+    """A TCP relay on 127.0.0.1 in front of `endpoint` that forwards, on each connection, the first `limit` bytes
+    the client sends and then nothing more: an upload through it stalls part-way, deterministically (`stalled`),
+    so that a test can kill the uploading process mid-write. When that client is gone, it closes its side to the
+    server and waits until the server has finished with the request and closed too (`finished`)."""
+
+    def __init__(self, endpoint: str, limit: int):
+        host, port = endpoint.removeprefix("http://").split(":")
+        self.upstream, self.limit = (host, int(port)), limit
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stalled, self.finished = threading.Event(), threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        server = socket.create_connection(self.upstream)
+        back = threading.Thread(target=_copy, args=(server, client))
+        back.start()
+        sent, stalled = 0, False
+        while chunk := _receive(client):
+            forward = chunk[:max(self.limit - sent, 0)]
+            server.sendall(forward)
+            sent += len(forward)
+            if sent >= self.limit and not stalled:
+                stalled = True
+                self.stalled.set()
+        server.shutdown(socket.SHUT_WR)
+        back.join()
+        server.close()
+        client.close()
+        if stalled:
+            self.finished.set()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _copy(source: socket.socket, target: socket.socket) -> None:
+    while chunk := _receive(source):
+        try:
+            target.sendall(chunk)
+        except OSError:
+            pass
+
+
+def _receive(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(1 << 16)
+    except OSError:
+        return b""

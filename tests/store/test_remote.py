@@ -86,3 +86,32 @@ def test_a_file_system_without_atomic_whole_writes_commits_through_a_hidden_temp
 def test_a_url_scheme_that_no_backend_knows_is_a_clear_store_error(tmp_path):
     with pytest.raises(StoreError, match="artifacts at nosuch://x cannot be opened .*give an s3://"):
         ArtifactStore(tmp_path, artifacts="nosuch://x")
+
+
+def test_a_process_killed_mid_upload_leaves_no_object_on_s3(tmp_path, s3_url, s3_server):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.s3 import StallingProxy
+
+    data = bytes(range(256)) * 4096  # 1 MiB: the proxy lets 64 KiB of its upload through, then stalls it
+    digest = hashlib.sha256(data).hexdigest()
+    proxy = StallingProxy(s3_server, limit=64 * 1024)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from cardloop.store.artifacts import ArtifactStore; "
+         "ArtifactStore(sys.argv[1], artifacts=sys.argv[2]).put(bytes(range(256)) * 4096, 'bin')",
+         str(tmp_path), s3_url], env={**os.environ, "AWS_ENDPOINT_URL": proxy.url})
+    try:
+        assert proxy.stalled.wait(120), "the upload reached the proxy"
+        writer.send_signal(signal.SIGKILL)
+        assert writer.wait(60) == -signal.SIGKILL
+        assert proxy.finished.wait(60), "the server finished with the cut request"
+    finally:
+        writer.kill()
+        proxy.close()
+    assert s3_keys(s3_url) == []
+    store = ArtifactStore(tmp_path, artifacts=s3_url)
+    assert not store.has(digest)
+    assert store.put(data, "bin") == digest and store.get(digest) == data, "the store is as usable as before"
