@@ -32,6 +32,11 @@ def test_a_store_without_a_config_keeps_its_artifacts_in_its_folder(tmp_path):
     assert ArtifactStore(tmp_path).artifacts_dir == tmp_path / "artifacts"
 
 
+def test_a_store_that_is_a_file_has_no_binding_so_that_its_usual_error_says_it_is_a_file(tmp_path):
+    (tmp_path / "store").write_text("not a folder")
+    assert bound_artifacts(tmp_path / "store") is None
+
+
 def test_binding_a_store_again_to_its_url_changes_nothing(tmp_path):
     bind_artifacts(tmp_path, URL)
     bind_artifacts(tmp_path, URL)

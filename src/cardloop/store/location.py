@@ -17,13 +17,14 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 
 
 def bound_artifacts(root: Path) -> str | None:
-    """The artifacts URL of the store at `root`, None when it keeps them in `<root>/artifacts`."""
+    """The artifacts URL of the store at `root`, None when it keeps them in `<root>/artifacts`. An OSError
+    reading the config (a folder you may not read) is left to the caller, which names the store."""
     path = root / CONFIG_FILE
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a store that is a file is refused where it is used
         return None
-    except (OSError, ValueError) as error:
+    except ValueError as error:
         raise StoreError(f"the store config {path} cannot be read ({error}); it should be JSON such as "
                          '{"artifacts": "s3://bucket/prefix"}') from error
     url = config.get("artifacts") if isinstance(config, dict) else None
