@@ -95,8 +95,11 @@ _workers: dict[tuple, WorkerProcess] = {}
 
 
 def worker_for(store_root: Path, threads: int | None, card_files: list[str]) -> WorkerProcess:
-    """A warm worker for this store, thread count and card files, started on first use."""
-    key = (str(store_root.resolve()), threads, tuple(card_files))
+    """A warm worker for this store (and where it keeps its artifacts, which the worker reads when it starts),
+    thread count and card files, started on first use."""
+    from cardloop.store.location import bound_artifacts
+
+    key = (str(store_root.resolve()), bound_artifacts(store_root), threads, tuple(card_files))
     found = _workers.get(key)
     if found is None or found.process.poll() is not None:
         found = _workers[key] = WorkerProcess(store_root, threads, card_files)
