@@ -91,3 +91,22 @@ def test_cli_refuses_another_artifacts_url_for_a_bound_store_in_one_sentence(reg
     assert refused.returncode == 1
     assert f"keeps its artifacts at {s3_url}, not s3://elsewhere/artifacts" in " ".join(refused.stderr.split())
     assert "Traceback" not in refused.stderr
+
+
+def test_two_machines_with_their_own_store_folders_write_one_bucket_at_once_but_share_no_cache_hits(
+        regression_csv, tmp_path, s3_url):
+    pipeline = loop(regression_csv).save(tmp_path / "loop.yaml")
+    stores = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    runs = [subprocess.Popen([sys.executable, "-m", "cardloop.cli", "run", str(pipeline), "--store", str(store),
+                              "--artifacts", s3_url, "-q", "--threads", "1"], stderr=subprocess.PIPE, text=True)
+            for store in stores]
+    for process in runs:
+        assert process.wait(300) == 0, process.stderr.read()
+    models = []
+    for store in stores:
+        records = RunRecords(store / "runs.sqlite")
+        run_id = records.list_runs(1)[0].run_id
+        assert {e.status for e in records.card_executions(run_id)} == {"done"}, "no cache hit from the other store"
+        models.append(cardloop.load_output(run_id, "step1", "model", store=store))
+    assert_same_weights(models[0], models[1])
+    assert_same_weights(models[0], hand_written_loop(regression_csv, batches=2, **SHAPE))
