@@ -9,6 +9,7 @@ import pytest
 
 import cardloop
 from cardloop.engine.process import stop_workers
+from cardloop.errors import ArtifactCorrupt
 from cardloop.examples import basic_training_loop
 from cardloop.store.artifacts import ArtifactStore
 from cardloop.store.records import RunRecords
@@ -66,6 +67,16 @@ def test_a_corrupted_object_on_s3_is_never_served_a_run_recomputes_it(regression
     assert_same_weights(final_model(again), hand_written_loop(regression_csv, batches=2, **SHAPE))
     assert ArtifactStore(store).verify(batch["digest"]), "the recomputed batch replaced the corrupted object"
 
+
+def test_loading_a_stored_output_whose_object_was_overwritten_on_s3_is_refused_naming_it(regression_csv, tmp_path,
+                                                                                          s3_url):
+    store = tmp_path / "shared"
+    first = cardloop.run(loop(regression_csv), store=store, artifacts=s3_url, threads=1, persist="all")
+    batch = RunRecords(store / "runs.sqlite").card_execution(first.run_id, "batch1").outputs["batch_data"]
+    key = next(key for key in s3_keys(s3_url) if batch["digest"] in key)
+    overwrite(s3_url, key, b"not the batch")
+    with pytest.raises(ArtifactCorrupt, match=f"artifact {batch['digest']} is corrupt.*s3://.*{key.split('/')[-1]}"):
+        cardloop.load_output(first.run_id, "batch1", "batch_data", store=store)
 
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "cardloop.cli", *map(str, args)], capture_output=True, text=True,
