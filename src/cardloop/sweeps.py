@@ -1,0 +1,286 @@
+"""Sweeps: one pipeline run once per combination of settings (a grid, or `random` draws from it), each variant a
+normal run in the store (docs/sweeps.md).
+
+A setting is `<card path>.<config field>`: `opt.learning_rate`, a body card of a loop block by its static path
+(`epochs.batches.loss.loss_type`), a block's own loop settings (`epochs.times`), and keys inside a config field
+that is a mapping (`net.kwargs.hidden`). Every card the variants share (the same cache key in all of them) runs
+once: a first run of the shared part keeps every output (persist `all`), and each variant is then served those
+cards from the cache. The variants run in a pool: anything with `concurrent.futures.Executor`'s `submit` (a
+process pool by default; in this process, one after the other, with `parallel=1`), so another pool (a cluster's)
+can be passed as `pool=`. A variant that fails is recorded failed and the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import multiprocessing
+import os
+import random as random_module
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cardloop.errors import CardloopError, InvalidOption, PipelineInvalid, Problem
+from cardloop.pipeline.model import BLOCK_TYPE, Card, Pipeline
+
+SUCCEEDED, FAILED = "succeeded", "failed"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One combination of settings: {setting path: value}, in the order the sweep names its settings."""
+
+    index: int
+    settings: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """`opt.learning_rate=0.003, model.layers=[128, 128]`: what the variant's run is named after."""
+        return ", ".join(f"{path}={json.dumps(value)}" for path, value in self.settings.items())
+
+
+@dataclass
+class VariantOutcome:
+    """How a variant's run ended: its run id (None when it failed before its run started), status, error."""
+
+    variant: Variant
+    run_id: str | None
+    status: str
+    error: str | None = None
+
+
+@dataclass
+class SweepResult:
+    """What `sweep` made: the sweep's id, each variant's outcome, and the store they are recorded in."""
+
+    sweep_id: str
+    name: str
+    outcomes: list[VariantOutcome]
+    store_root: Path
+    shared_run_id: str | None = None
+    settings: dict[str, list[Any]] = field(default_factory=dict)
+
+    def table(self, sort: str | None = None):
+        """The results as a pandas DataFrame, one row per variant (cardloop.sweep_results.results_table)."""
+        from cardloop.sweep_results import results_table
+
+        return results_table(self.store_root, self.outcomes, sort=sort)
+
+
+# --- settings ----------------------------------------------------------------------------------------------
+
+
+def find_setting(pipeline: Pipeline, path: str, registry: Any = None) -> tuple[Card, list[str]]:
+    """The card a setting path names and the config keys under it (`epochs.batches.loss.loss_type` -> the body
+    card `loss`, ['loss_type']). The card is the longest prefix of the path that names a card (a body card is
+    reached through its blocks); the first key must be one of its type's config fields. CardloopError naming the
+    path and what is valid otherwise."""
+    if not isinstance(path, str) or not path or any(not part for part in path.split(".")):
+        raise InvalidOption(f"sweep setting {path!r} is not of the form '<card>.<config field>' "
+                            "(e.g. 'opt.learning_rate', or 'epochs.batches.loss.loss_type' for a card in a loop block)")
+    parts = path.split(".")
+    scope, card, used = pipeline.cards, None, 0
+    while used < len(parts):
+        found = next((c for c in scope if c.id == parts[used]), None)
+        if found is None:
+            break
+        card, used = found, used + 1
+        scope = card.body.cards if card.body is not None else []
+    if card is None:
+        raise InvalidOption(f"sweep setting '{path}': the pipeline has no card '{parts[0]}'; its cards: "
+                            f"{', '.join(c.id for c in pipeline.cards)}")
+    where = ".".join(parts[:used])
+    fields = _config_fields(card, registry)
+    keys = parts[used:]
+    inside = f" or a card of its body ({', '.join(c.id for c in card.body.cards)})" if card.body is not None else ""
+    if not keys:
+        raise InvalidOption(f"sweep setting '{path}' names card '{where}' ({card.type}) but none of its config "
+                            f"fields; add one: {', '.join(fields)}")
+    if keys[0] not in fields:
+        raise InvalidOption(f"sweep setting '{path}': card '{where}' ({card.type}) has no config field "
+                            f"'{keys[0]}'{'' if not inside else ' nor body card'}; its config fields: "
+                            f"{', '.join(fields)}{inside}")
+    return card, keys
+
+
+def _config_fields(card: Card, registry: Any) -> list[str]:
+    if card.type == BLOCK_TYPE:
+        from cardloop.pipeline.blocks import LoopConfig
+
+        return list(LoopConfig.model_fields)
+    from cardloop.cards.registry import default_registry
+
+    return list((registry or default_registry()).get(card.type).config_model.model_fields)
+
+
+def variant_pipeline(pipeline: Pipeline, variant: Variant, registry: Any = None) -> Pipeline:
+    """A copy of the pipeline with the variant's settings, named after them."""
+    copied = copy.deepcopy(pipeline)
+    for path, value in variant.settings.items():
+        card, keys = find_setting(copied, path, registry)
+        target = card.config
+        for key in keys[:-1]:
+            inner = target.get(key)
+            if inner is None:
+                inner = target[key] = {}
+            elif not isinstance(inner, dict):
+                raise InvalidOption(f"sweep setting '{path}': config field '{key}' of card '{card.id}' is "
+                                    f"{json.dumps(inner)}, not a mapping whose keys a setting could name")
+            target = inner
+        target[keys[-1]] = copy.deepcopy(value)
+    copied.name = f"{pipeline.name} [{variant.label}]"
+    return copied
+
+
+def variants(settings: Mapping[str, Sequence[Any]], random: int | None = None, seed: int = 0) -> list[Variant]:
+    """Every combination of the settings' values (the grid, in the order given: the last setting varies fastest),
+    or with `random`, that many of them drawn without repeats with `seed`."""
+    if not settings:
+        raise InvalidOption("a sweep needs at least one setting, e.g. set={'opt.learning_rate': [0.001, 0.003]}")
+    for path, values in settings.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise InvalidOption(f"sweep setting '{path}' needs a non-empty list of values, not {values!r}")
+    grid = [dict(zip(settings, combination)) for combination in itertools.product(*settings.values())]
+    if random is not None:
+        if random < 1 or random > len(grid):
+            raise InvalidOption(f"random={random}: a random sweep draws from 1 to {len(grid)} variants from this "
+                                f"grid of {len(grid)}")
+        picked = sorted(random_module.Random(seed).sample(range(len(grid)), random))
+        grid = [grid[i] for i in picked]
+    return [Variant(i, values) for i, values in enumerate(grid)]
+
+
+# --- running -----------------------------------------------------------------------------------------------
+
+
+class InProcess(Executor):
+    """A pool that runs each submitted call at once, in this process (a sweep with `parallel=1`)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(error)
+        return future
+
+
+def run_variant(pipeline: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Run one variant (in a pool's worker): its pipeline as a dict, `cardloop.run`'s options. Returns plain
+    values, {run_id, status, error}, so that any pool can send them back."""
+    import cardloop
+    from cardloop.pipeline.fileformat import pipeline_from_dict
+
+    from cardloop.errors import CardFailed
+
+    try:
+        result = cardloop.run(pipeline_from_dict(pipeline), **options)
+    except CardFailed as failure:
+        made = getattr(failure, "result", None)
+        return {"run_id": made.run_id if made is not None else None, "status": FAILED, "error": str(failure)}
+    except CardloopError as error:
+        return {"run_id": None, "status": FAILED, "error": str(error)}
+    return {"run_id": result.run_id, "status": result.status, "error": None}
+
+
+def new_sweep_id() -> str:
+    return "sweep-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def sweep(
+    pipeline: Pipeline | str | Path,
+    set: Mapping[str, Sequence[Any]],  # noqa: A002 - the name users write: sweep(p, set={...})
+    *,
+    random: int | None = None,
+    seed: int = 0,
+    store: str | Path | None = None,
+    executor: str = "local",
+    persist: str = "checkpoint",
+    threads: int | None = None,
+    parallel: int = 1,
+    pool: Executor | None = None,
+    cards: list[str | Path] | None = None,
+) -> SweepResult:
+    """Run `pipeline` once per variant of the settings `set` ({'<card>.<field>': [values]}): the grid, or
+    `random` variants drawn from it with `seed`. Each variant is a `cardloop.run` with `executor`, `persist`
+    and `threads`, recorded in `store` under a name that says its settings. `parallel` variants run at once, each
+    in its own process (`parallel=1`: one after the other, in this process); `pool` runs them instead (any
+    `concurrent.futures.Executor`). Without `threads`, parallel variants share the CPUs (os.cpu_count() //
+    parallel threads each). Raises CardloopError before anything runs when a setting or a variant is invalid;
+    a variant that fails while running is recorded `failed` and the sweep goes on."""
+    from cardloop.cards.registry import load_card_file
+    from cardloop.engine.plan import plan_pipeline
+    from cardloop.engine.run import resolve_pipeline
+    from cardloop.store.artifacts import default_store_root
+
+    if parallel < 1:
+        raise InvalidOption(f"parallel={parallel}: a sweep runs at least 1 variant at a time")
+    for path in cards or ():
+        load_card_file(path)
+    base, source = resolve_pipeline(pipeline)
+    for path in set:
+        find_setting(base, path)
+    chosen = variants(set, random, seed)
+    pipelines = [variant_pipeline(base, variant) for variant in chosen]
+    plans = []
+    for variant, variant_pipe in zip(chosen, pipelines):
+        try:
+            plans.append(plan_pipeline(variant_pipe, source=source))
+        except PipelineInvalid as invalid:
+            raise PipelineInvalid([Problem(f"variant {variant.label}: {problem.message}", problem.card,
+                                           problem.field) for problem in invalid.problems], source) from None
+    root = Path(store) if store is not None else default_store_root()
+    if threads is None and parallel > 1:
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+    options = {"store": str(root), "executor": executor, "persist": persist, "threads": threads,
+               "cards": [str(path) for path in cards or ()]}
+    sweep_id = new_sweep_id()
+    shared_run_id = _run_shared_cards(pipelines, plans, options)
+    if pool is None:
+        pool = InProcess() if parallel == 1 else ProcessPoolExecutor(
+            parallel, mp_context=multiprocessing.get_context("spawn"))
+        owned = True
+    else:
+        owned = False
+    try:
+        futures = [pool.submit(run_variant, p.to_dict(), options) for p in pipelines]
+        outcomes = [_outcome(variant, future) for variant, future in zip(chosen, futures)]
+    finally:
+        if owned:
+            pool.shutdown()
+    return SweepResult(sweep_id, base.name, outcomes, root, shared_run_id, {k: list(v) for k, v in set.items()})
+
+
+def _outcome(variant: Variant, future: Future) -> VariantOutcome:
+    try:
+        found = future.result()
+    except Exception as error:  # noqa: BLE001 - a worker that died, or an engine bug: this variant failed
+        return VariantOutcome(variant, None, FAILED, f"{type(error).__name__}: {error}")
+    return VariantOutcome(variant, found["run_id"], found["status"], found["error"])
+
+
+def shared_cards(plans: list[Any]) -> list[str]:
+    """The ids of the top-level cards with the same cache key in every plan (what the variants share), in
+    script order."""
+    keys = [{pc.id: pc.cache_key for pc in plan.cards} for plan in plans]
+    return [pc.id for pc in plans[0].cards if all(k.get(pc.id) == pc.cache_key for k in keys[1:])]
+
+
+def _run_shared_cards(pipelines: list[Pipeline], plans: list[Any], options: dict[str, Any]) -> str | None:
+    """Run, once, the first variant up to the last card every variant shares, keeping every output (persist
+    `all`), so that the variants are served the shared cards from the store instead of each running them (under
+    persist `checkpoint` a run keeps no table or batch that a card reads). Returns its run id; None when the
+    variants share no card, or there is one variant. A failure there is left to the variants to report."""
+    shared = shared_cards(plans) if len(plans) > 1 else []
+    if not shared:
+        return None
+    first = copy.deepcopy(pipelines[0])
+    first.name = pipelines[0].name.split(" [", 1)[0] + " [sweep: shared cards]"
+    outcome = run_variant(first.to_dict(), {**options, "persist": "all", "until": shared[-1]})
+    return outcome["run_id"]
