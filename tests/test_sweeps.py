@@ -168,3 +168,25 @@ def test_a_variant_stopped_early_by_early_stopping_says_how_many_epochs_it_ran_a
 def test_parallel_below_one_is_refused(store):
     with pytest.raises(CardloopError, match="parallel=0"):
         cardloop.sweep(tiny(), set={"opt.learning_rate": [0.001]}, store=store, parallel=0)
+
+
+def test_a_sweep_is_recorded_with_its_settings_options_and_each_variants_run(store):
+    result = cardloop.sweep(tiny(), set={"opt.learning_rate": [0.001, 0.01]}, random=1, seed=5, store=store,
+                            threads=1)
+    with RunRecords(store / "runs.sqlite") as records:
+        found = records.get_sweep(result.sweep_id)
+    assert (found.name, found.status, found.settings) == ("basic-training-loop", "succeeded",
+                                                          {"opt.learning_rate": [0.001, 0.01]})
+    assert (found.options["random"], found.options["seed"]) == (1, 5)
+    assert [(v.settings, v.run_id, v.status) for v in found.variants] == [
+        (o.settings, o.run_id, "succeeded") for o in result.outcomes]
+    assert found.options["shared_run_id"] is None  # one variant: nothing to share
+
+
+def test_a_sweep_with_a_failed_variant_is_recorded_failed(store):
+    result = cardloop.sweep(tiny(), set={"model.input_dim": [10, 3]}, store=store, threads=1)
+    with RunRecords(store / "runs.sqlite") as records:
+        found = records.get_sweep(result.sweep_id)
+    assert found.status == "failed"
+    assert [v.status for v in found.variants] == ["succeeded", "failed"]
+    assert "card 'epochs" in found.variants[1].error

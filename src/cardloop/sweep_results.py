@@ -76,8 +76,8 @@ def _watched_metrics(pipeline: dict[str, Any]) -> dict[str, str]:
 
 
 def results_table(store_root: Path, outcomes: list, sort: str | None = None):
-    """One row per variant (a pandas DataFrame): `variant` (its index), its settings, status, run_id, the
-    best epoch, the final metrics (variant_metrics) and the error of a failed one; sorted by the column `sort`
+    """A pandas DataFrame, one row per variant (`outcomes`: SweepVariant records): `variant` (its index), its
+    settings, status, run_id, the best epoch, the final metrics (variant_metrics) and the error of a failed one; sorted by the column `sort`
     (best first: descending for a metric that is better higher, else ascending; NaN last)."""
     import pandas as pd
 
@@ -87,14 +87,14 @@ def results_table(store_root: Path, outcomes: list, sort: str | None = None):
     records = existing_records(Path(store_root))
     rows = []
     for outcome in outcomes:
-        row: dict[str, Any] = {"variant": outcome.variant.index, **outcome.variant.settings,
+        row: dict[str, Any] = {"variant": outcome.index, **outcome.settings,
                                "status": outcome.status, "run_id": outcome.run_id}
         if outcome.run_id is not None:
             row.update(variant_metrics(records, outcome.run_id))
         row["error"] = outcome.error
         rows.append(row)
     table = pd.DataFrame(rows)
-    settings = list(outcomes[0].variant.settings) if outcomes else []
+    settings = list(outcomes[0].settings) if outcomes else []
     first = [c for c in ("variant", *settings, "status", "best_epoch", "best_metric", "best_value") if c in table]
     table = table[first + [c for c in table.columns if c not in first and c not in ("run_id", "error")]
                   + ["run_id", "error"]]

@@ -21,13 +21,14 @@ import random as random_module
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cardloop.errors import CardloopError, InvalidOption, PipelineInvalid, Problem
 from cardloop.pipeline.model import BLOCK_TYPE, Card, Pipeline
+from cardloop.store.record_types import SweepVariant
 
 SUCCEEDED, FAILED = "succeeded", "failed"
 
@@ -46,25 +47,15 @@ class Variant:
 
 
 @dataclass
-class VariantOutcome:
-    """How a variant's run ended: its run id (None when it failed before its run started), status, error."""
-
-    variant: Variant
-    run_id: str | None
-    status: str
-    error: str | None = None
-
-
-@dataclass
 class SweepResult:
-    """What `sweep` made: the sweep's id, each variant's outcome, and the store they are recorded in."""
+    """What `sweep` made: the sweep's id, each variant's outcome (its settings, run id, status, error), and the
+    store they are recorded in (the sweep too: `cardloop sweep-show ID`)."""
 
     sweep_id: str
     name: str
-    outcomes: list[VariantOutcome]
+    outcomes: list[SweepVariant]
     store_root: Path
     shared_run_id: str | None = None
-    settings: dict[str, list[Any]] = field(default_factory=dict)
 
     def table(self, sort: str | None = None):
         """The results as a pandas DataFrame, one row per variant (cardloop.sweep_results.results_table)."""
@@ -240,29 +231,59 @@ def sweep(
         threads = max(1, (os.cpu_count() or 1) // parallel)
     options = {"store": str(root), "executor": executor, "persist": persist, "threads": threads,
                "cards": [str(path) for path in cards or ()]}
+    from cardloop.store.records import RunRecords
+
     sweep_id = new_sweep_id()
-    shared_run_id = _run_shared_cards(pipelines, plans, options)
+    records = RunRecords(root / "runs.sqlite")
+    recorded = {"random": random, "seed": seed, "parallel": parallel, "executor": executor, "persist": persist,
+                "threads": threads}
+    records.start_sweep(sweep_id, name=base.name, pipeline=base.to_dict(),
+                        settings={path: list(values) for path, values in set.items()}, options=recorded,
+                        variants=[variant.settings for variant in chosen])
+    outcomes: list[SweepVariant] = []
+    try:
+        shared_run_id = _run_shared_cards(pipelines, plans, options)
+        outcomes = _run_variants(pool, parallel, [p.to_dict() for p in pipelines], chosen, options,
+                                 lambda o: records.finish_sweep_variant(sweep_id, o.index, o.run_id, o.status, o.error))
+    except BaseException:
+        records.finish_sweep(sweep_id, "cancelled")
+        raise
+    finally:
+        records.close()
+    with RunRecords(root / "runs.sqlite") as records:
+        records.finish_sweep(sweep_id, SUCCEEDED if all(o.status == SUCCEEDED for o in outcomes) else FAILED,
+                             {**recorded, "shared_run_id": shared_run_id})
+    return SweepResult(sweep_id, base.name, outcomes, root, shared_run_id)
+
+
+def _run_variants(pool: Executor | None, parallel: int, pipelines: list[dict[str, Any]], chosen: list[Variant],
+                  options: dict[str, Any], finished: Any) -> list[SweepVariant]:
+    """Run every variant in the pool (made here when none is given, and shut down after), calling `finished`
+    with each outcome as it comes; the outcomes in the variants' order."""
+    owned = pool is None
     if pool is None:
         pool = InProcess() if parallel == 1 else ProcessPoolExecutor(
             parallel, mp_context=multiprocessing.get_context("spawn"))
-        owned = True
-    else:
-        owned = False
     try:
-        futures = [pool.submit(run_variant, p.to_dict(), options) for p in pipelines]
-        outcomes = [_outcome(variant, future) for variant, future in zip(chosen, futures)]
+        futures = {}
+        for variant, pipeline in zip(chosen, pipelines):
+            futures[pool.submit(run_variant, pipeline, options)] = variant
+        found = {}
+        for future in as_completed(futures):
+            outcome = found[futures[future].index] = _outcome(futures[future], future)
+            finished(outcome)
+        return [found[variant.index] for variant in chosen]
     finally:
         if owned:
-            pool.shutdown()
-    return SweepResult(sweep_id, base.name, outcomes, root, shared_run_id, {k: list(v) for k, v in set.items()})
+            pool.shutdown(cancel_futures=True)
 
 
-def _outcome(variant: Variant, future: Future) -> VariantOutcome:
+def _outcome(variant: Variant, future: Future) -> SweepVariant:
     try:
         found = future.result()
     except Exception as error:  # noqa: BLE001 - a worker that died, or an engine bug: this variant failed
-        return VariantOutcome(variant, None, FAILED, f"{type(error).__name__}: {error}")
-    return VariantOutcome(variant, found["run_id"], found["status"], found["error"])
+        return SweepVariant(variant.index, variant.settings, None, FAILED, f"{type(error).__name__}: {error}")
+    return SweepVariant(variant.index, variant.settings, found["run_id"], found["status"], found["error"])
 
 
 def shared_cards(plans: list[Any]) -> list[str]:
