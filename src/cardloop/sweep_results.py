@@ -77,8 +77,9 @@ def _watched_metrics(pipeline: dict[str, Any]) -> dict[str, str]:
 
 def results_table(store_root: Path, outcomes: list, sort: str | None = None):
     """A pandas DataFrame, one row per variant (`outcomes`: SweepVariant records): `variant` (its index), its
-    settings, status, run_id, the best epoch, the final metrics (variant_metrics) and the error of a failed one; sorted by the column `sort`
-    (best first: descending for a metric that is better higher, else ascending; NaN last)."""
+    settings, status, run_id, the best epoch, the final metrics (variant_metrics) and the error of a failed one;
+    sorted by the column `sort` (best first: descending for a metric that is better higher, else ascending; NaN
+    last)."""
     import pandas as pd
 
     from cardloop.errors import InvalidOption

@@ -20,7 +20,7 @@ import os
 import random as random_module
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +42,12 @@ class Variant:
 
     @property
     def label(self) -> str:
-        """`opt.learning_rate=0.003, model.layers=[128, 128]`: what the variant's run is named after."""
-        return ", ".join(f"{path}={json.dumps(value)}" for path, value in self.settings.items())
+        return settings_label(self.settings)
+
+
+def settings_label(settings: Mapping[str, Any]) -> str:
+    """`opt.learning_rate=0.003, model.layers=[128, 128]`: what a variant's run is named after."""
+    return ", ".join(f"{path}={json.dumps(value)}" for path, value in settings.items())
 
 
 @dataclass
@@ -197,14 +201,16 @@ def sweep(
     parallel: int = 1,
     pool: Executor | None = None,
     cards: list[str | Path] | None = None,
+    on_variant: Callable[[SweepVariant], None] | None = None,
 ) -> SweepResult:
     """Run `pipeline` once per variant of the settings `set` ({'<card>.<field>': [values]}): the grid, or
     `random` variants drawn from it with `seed`. Each variant is a `cardloop.run` with `executor`, `persist`
     and `threads`, recorded in `store` under a name that says its settings. `parallel` variants run at once, each
     in its own process (`parallel=1`: one after the other, in this process); `pool` runs them instead (any
     `concurrent.futures.Executor`). Without `threads`, parallel variants share the CPUs (os.cpu_count() //
-    parallel threads each). Raises CardloopError before anything runs when a setting or a variant is invalid;
-    a variant that fails while running is recorded `failed` and the sweep goes on."""
+    parallel threads each). `on_variant` is called with each variant's outcome as its run ends. Raises
+    CardloopError before anything runs when a setting or a variant is invalid; a variant that fails while running
+    is recorded `failed` and the sweep goes on. The sweep is recorded in the store (`RunRecords.get_sweep`)."""
     from cardloop.cards.registry import load_card_file
     from cardloop.engine.plan import plan_pipeline
     from cardloop.engine.run import resolve_pipeline
@@ -243,8 +249,13 @@ def sweep(
     outcomes: list[SweepVariant] = []
     try:
         shared_run_id = _run_shared_cards(pipelines, plans, options)
-        outcomes = _run_variants(pool, parallel, [p.to_dict() for p in pipelines], chosen, options,
-                                 lambda o: records.finish_sweep_variant(sweep_id, o.index, o.run_id, o.status, o.error))
+
+        def finished(outcome: SweepVariant) -> None:
+            records.finish_sweep_variant(sweep_id, outcome.index, outcome.run_id, outcome.status, outcome.error)
+            if on_variant is not None:
+                on_variant(outcome)
+
+        outcomes = _run_variants(pool, parallel, [p.to_dict() for p in pipelines], chosen, options, finished)
     except BaseException:
         records.finish_sweep(sweep_id, "cancelled")
         raise
@@ -257,7 +268,7 @@ def sweep(
 
 
 def _run_variants(pool: Executor | None, parallel: int, pipelines: list[dict[str, Any]], chosen: list[Variant],
-                  options: dict[str, Any], finished: Any) -> list[SweepVariant]:
+                  options: dict[str, Any], finished: Callable[[SweepVariant], None]) -> list[SweepVariant]:
     """Run every variant in the pool (made here when none is given, and shut down after), calling `finished`
     with each outcome as it comes; the outcomes in the variants' order."""
     owned = pool is None
