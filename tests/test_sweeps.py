@@ -190,3 +190,18 @@ def test_a_sweep_with_a_failed_variant_is_recorded_failed(store):
     assert found.status == "failed"
     assert [v.status for v in found.variants] == ["succeeded", "failed"]
     assert "card 'epochs" in found.variants[1].error
+
+
+def test_a_sweep_runs_its_variants_in_the_pool_it_is_given(store):
+    from cardloop.sweeps import InProcess
+
+    class Counting(InProcess):
+        submitted = 0
+
+        def submit(self, fn, /, *args, **kwargs):
+            Counting.submitted += 1
+            return super().submit(fn, *args, **kwargs)
+
+    result = cardloop.sweep(tiny(), set={"opt.learning_rate": [0.001, 0.01]}, store=store, threads=1,
+                            pool=Counting())
+    assert Counting.submitted == 2 and [o.status for o in result.outcomes] == ["succeeded"] * 2

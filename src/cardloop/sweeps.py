@@ -212,18 +212,54 @@ def sweep(
     CardloopError before anything runs when a setting or a variant is invalid; a variant that fails while running
     is recorded `failed` and the sweep goes on. The sweep is recorded in the store (`RunRecords.get_sweep`)."""
     from cardloop.cards.registry import load_card_file
-    from cardloop.engine.plan import plan_pipeline
-    from cardloop.engine.run import resolve_pipeline
     from cardloop.store.artifacts import default_store_root
+    from cardloop.store.records import RunRecords
 
     if parallel < 1:
         raise InvalidOption(f"parallel={parallel}: a sweep runs at least 1 variant at a time")
     for path in cards or ():
         load_card_file(path)
+    base, chosen, pipelines, plans = _planned_variants(pipeline, set, random, seed)
+    root = Path(store) if store is not None else default_store_root()
+    if threads is None and parallel > 1:
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+    options = {"store": str(root), "executor": executor, "persist": persist, "threads": threads,
+               "cards": [str(path) for path in cards or ()]}
+    recorded = {"random": random, "seed": seed, "parallel": parallel, "executor": executor, "persist": persist,
+                "threads": threads}
+    sweep_id = new_sweep_id()
+    with RunRecords(root / "runs.sqlite") as records:
+        records.start_sweep(sweep_id, name=base.name, pipeline=base.to_dict(),
+                            settings={path: list(values) for path, values in set.items()}, options=recorded,
+                            variants=[variant.settings for variant in chosen])
+
+        def finished(outcome: SweepVariant) -> None:
+            records.finish_sweep_variant(sweep_id, outcome.index, outcome.run_id, outcome.status, outcome.error)
+            if on_variant is not None:
+                on_variant(outcome)
+
+        try:
+            shared_run_id = _run_shared_cards(base.name, pipelines, plans, options)
+            outcomes = _run_variants(pool, parallel, [p.to_dict() for p in pipelines], chosen, options, finished)
+        except BaseException:
+            records.finish_sweep(sweep_id, "cancelled")
+            raise
+        records.finish_sweep(sweep_id, SUCCEEDED if all(o.status == SUCCEEDED for o in outcomes) else FAILED,
+                             {**recorded, "shared_run_id": shared_run_id})
+    return SweepResult(sweep_id, base.name, outcomes, root, shared_run_id)
+
+
+def _planned_variants(pipeline: Pipeline | str | Path, settings: Mapping[str, Sequence[Any]], random: int | None,
+                      seed: int) -> tuple[Pipeline, list[Variant], list[Pipeline], list[Any]]:
+    """The pipeline swept, its variants, their pipelines and their plans; CardloopError naming the setting, or
+    the variant and its problems, for the first that is invalid."""
+    from cardloop.engine.plan import plan_pipeline
+    from cardloop.engine.run import resolve_pipeline
+
     base, source = resolve_pipeline(pipeline)
-    for path in set:
+    for path in settings:
         find_setting(base, path)
-    chosen = variants(set, random, seed)
+    chosen = variants(settings, random, seed)
     pipelines = [variant_pipeline(base, variant) for variant in chosen]
     plans = []
     for variant, variant_pipe in zip(chosen, pipelines):
@@ -232,39 +268,7 @@ def sweep(
         except PipelineInvalid as invalid:
             raise PipelineInvalid([Problem(f"variant {variant.label}: {problem.message}", problem.card,
                                            problem.field) for problem in invalid.problems], source) from None
-    root = Path(store) if store is not None else default_store_root()
-    if threads is None and parallel > 1:
-        threads = max(1, (os.cpu_count() or 1) // parallel)
-    options = {"store": str(root), "executor": executor, "persist": persist, "threads": threads,
-               "cards": [str(path) for path in cards or ()]}
-    from cardloop.store.records import RunRecords
-
-    sweep_id = new_sweep_id()
-    records = RunRecords(root / "runs.sqlite")
-    recorded = {"random": random, "seed": seed, "parallel": parallel, "executor": executor, "persist": persist,
-                "threads": threads}
-    records.start_sweep(sweep_id, name=base.name, pipeline=base.to_dict(),
-                        settings={path: list(values) for path, values in set.items()}, options=recorded,
-                        variants=[variant.settings for variant in chosen])
-    outcomes: list[SweepVariant] = []
-    try:
-        shared_run_id = _run_shared_cards(pipelines, plans, options)
-
-        def finished(outcome: SweepVariant) -> None:
-            records.finish_sweep_variant(sweep_id, outcome.index, outcome.run_id, outcome.status, outcome.error)
-            if on_variant is not None:
-                on_variant(outcome)
-
-        outcomes = _run_variants(pool, parallel, [p.to_dict() for p in pipelines], chosen, options, finished)
-    except BaseException:
-        records.finish_sweep(sweep_id, "cancelled")
-        raise
-    finally:
-        records.close()
-    with RunRecords(root / "runs.sqlite") as records:
-        records.finish_sweep(sweep_id, SUCCEEDED if all(o.status == SUCCEEDED for o in outcomes) else FAILED,
-                             {**recorded, "shared_run_id": shared_run_id})
-    return SweepResult(sweep_id, base.name, outcomes, root, shared_run_id)
+    return base, chosen, pipelines, plans
 
 
 def _run_variants(pool: Executor | None, parallel: int, pipelines: list[dict[str, Any]], chosen: list[Variant],
@@ -304,7 +308,7 @@ def shared_cards(plans: list[Any]) -> list[str]:
     return [pc.id for pc in plans[0].cards if all(k.get(pc.id) == pc.cache_key for k in keys[1:])]
 
 
-def _run_shared_cards(pipelines: list[Pipeline], plans: list[Any], options: dict[str, Any]) -> str | None:
+def _run_shared_cards(name: str, pipelines: list[Pipeline], plans: list[Any], options: dict[str, Any]) -> str | None:
     """Run, once, the first variant up to the last card every variant shares, keeping every output (persist
     `all`), so that the variants are served the shared cards from the store instead of each running them (under
     persist `checkpoint` a run keeps no table or batch that a card reads). Returns its run id; None when the
@@ -313,6 +317,6 @@ def _run_shared_cards(pipelines: list[Pipeline], plans: list[Any], options: dict
     if not shared:
         return None
     first = copy.deepcopy(pipelines[0])
-    first.name = pipelines[0].name.split(" [", 1)[0] + " [sweep: shared cards]"
+    first.name = f"{name} [sweep: shared cards]"
     outcome = run_variant(first.to_dict(), {**options, "persist": "all", "until": shared[-1]})
     return outcome["run_id"]
