@@ -205,3 +205,15 @@ def test_a_sweep_runs_its_variants_in_the_pool_it_is_given(store):
     result = cardloop.sweep(tiny(), set={"opt.learning_rate": [0.001, 0.01]}, store=store, threads=1,
                             pool=Counting())
     assert Counting.submitted == 2 and [o.status for o in result.outcomes] == ["succeeded"] * 2
+
+
+def test_variants_run_one_after_the_other_are_reported_each_as_it_ends(store):
+    reported = []
+
+    def on_variant(outcome):
+        with RunRecords(store / "runs.sqlite") as records:
+            reported.append((outcome.index, len(records.list_runs())))
+
+    cardloop.sweep(tiny(), set={"opt.learning_rate": [0.001, 0.003, 0.01]}, store=store, threads=1,
+                   on_variant=on_variant)
+    assert reported == [(0, 2), (1, 3), (2, 4)]  # the shared cards' run, then one more run before each report

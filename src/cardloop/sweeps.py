@@ -280,13 +280,21 @@ def _run_variants(pool: Executor | None, parallel: int, pipelines: list[dict[str
         pool = InProcess() if parallel == 1 else ProcessPoolExecutor(
             parallel, mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = {}
-        for variant, pipeline in zip(chosen, pipelines):
-            futures[pool.submit(run_variant, pipeline, options)] = variant
-        found = {}
-        for future in as_completed(futures):
-            outcome = found[futures[future].index] = _outcome(futures[future], future)
+        found: dict[int, SweepVariant] = {}
+
+        def collect(future: Future, variant: Variant) -> None:
+            outcome = found[variant.index] = _outcome(variant, future)
             finished(outcome)
+
+        waiting = {}
+        for variant, pipeline in zip(chosen, pipelines):
+            future = pool.submit(run_variant, pipeline, options)
+            if future.done():  # a pool that ran it at once (in this process): reported before the next starts
+                collect(future, variant)
+            else:
+                waiting[future] = variant
+        for future in as_completed(waiting):
+            collect(future, waiting[future])
         return [found[variant.index] for variant in chosen]
     finally:
         if owned:
