@@ -217,3 +217,23 @@ def test_variants_run_one_after_the_other_are_reported_each_as_it_ends(store):
     cardloop.sweep(tiny(), set={"opt.learning_rate": [0.001, 0.003, 0.01]}, store=store, threads=1,
                    on_variant=on_variant)
     assert reported == [(0, 2), (1, 3), (2, 4)]  # the shared cards' run, then one more run before each report
+
+
+def test_a_sweep_over_a_schedulers_setting_ends_each_variant_at_torchs_learning_rate(store):
+    import torch
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+
+    from cardloop.example_schedulers import warmup_cosine
+
+    def last_lr(warmup):
+        optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.001)
+        schedule = SequentialLR(optimizer, [LinearLR(optimizer, start_factor=0.01, total_iters=warmup),
+                                            CosineAnnealingLR(optimizer, T_max=4)], milestones=[warmup])
+        for _ in range(6):  # 353 rows in batches of 64
+            optimizer.step()
+            schedule.step()
+        return optimizer.param_groups[0]["lr"]
+
+    pipeline = warmup_cosine(warmup_steps=2, T_max=4, epochs=1, batch_size=64, layers=(8,))
+    result = cardloop.sweep(pipeline, set={"schedule.warmup_steps": [1, 3]}, store=store, threads=1)
+    assert list(result.table()["epochs.batches.lr_step.lr"]) == [last_lr(1), last_lr(3)]
