@@ -237,3 +237,24 @@ def test_a_sweep_over_a_schedulers_setting_ends_each_variant_at_torchs_learning_
     pipeline = warmup_cosine(warmup_steps=2, T_max=4, epochs=1, batch_size=64, layers=(8,))
     result = cardloop.sweep(pipeline, set={"schedule.warmup_steps": [1, 3]}, store=store, threads=1)
     assert list(result.table()["epochs.batches.lr_step.lr"]) == [last_lr(1), last_lr(3)]
+
+
+def test_variants_run_by_the_process_executor_end_as_under_the_local_one(tmp_path):
+    settings = {"opt.learning_rate": [0.001, 0.01]}
+    local = cardloop.sweep(tiny(), set=settings, store=tmp_path / "local", threads=1).table()
+    process = cardloop.sweep(tiny(), set=settings, store=tmp_path / "process", threads=1, executor="process").table()
+    assert list(process["status"]) == ["succeeded"] * 2
+    for column in ("evaluate.mse", "epochs.batches.loss.loss_value", "epochs.validate.mse"):
+        assert list(process[column]) == list(local[column])
+
+
+def test_a_sweep_interrupted_is_recorded_cancelled_with_the_variants_it_finished(store):
+    def stop(outcome):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cardloop.sweep(tiny(), set={"opt.learning_rate": [0.001, 0.01]}, store=store, threads=1, on_variant=stop)
+    with RunRecords(store / "runs.sqlite") as records:
+        (found,) = records.list_sweeps()
+    assert found.status == "cancelled"
+    assert [v.status for v in found.variants] == ["succeeded", "pending"]

@@ -241,8 +241,13 @@ def sweep(
             console.print(f"variant {outcome.index} {outcome.status}: {settings_label(outcome.settings)}{run}",
                           highlight=False)
 
-        result = run_sweep(pipeline, settings, random=random, seed=seed, store=store, executor=executor,
-                           persist=persist, threads=threads, parallel=parallel, cards=cards, on_variant=finished)
+        try:
+            result = run_sweep(pipeline, settings, random=random, seed=seed, store=store, executor=executor,
+                               persist=persist, threads=threads, parallel=parallel, cards=cards, on_variant=finished)
+        except KeyboardInterrupt:
+            errors.print("[yellow]interrupted[/yellow]: the sweep is recorded cancelled, and what its variants' runs "
+                         "stored is kept; run the same command again to resume from it", highlight=False)
+            raise typer.Exit(130) from None
         _print_sweep_results(result.sweep_id, result.table(sort=sort), csv, parquet)
         if any(outcome.status != "succeeded" for outcome in result.outcomes):
             raise typer.Exit(1)
