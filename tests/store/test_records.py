@@ -483,3 +483,35 @@ def test_a_sweep_id_that_matches_no_sweep_is_a_sentence_naming_it(tmp_path):
     with RunRecords(tmp_path / "runs.sqlite") as records:
         with pytest.raises(StoreError, match=r"no sweep has the id or id prefix 'nope' .*`cardloop sweeps` lists"):
             records.get_sweep("nope")
+
+
+HOLD_A_SWEEP = """
+import sys
+from cardloop.store.records import RunRecords
+records = RunRecords(sys.argv[1])
+records.start_sweep("sweep-held", name="held", pipeline={}, settings={"a.x": [1]}, options={}, variants=[{"a.x": 1}])
+print("started", flush=True)
+sys.stdin.read()  # runs until the test kills it
+"""
+
+
+def test_a_sweep_shows_running_while_its_process_lives_and_interrupted_once_killed(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", HOLD_A_SWEEP, str(tmp_path / "runs.sqlite")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "started"
+        with RunRecords(tmp_path / "runs.sqlite") as records:
+            assert records.get_sweep("sweep-held").status == "running"
+            process.kill()
+            process.wait()
+            assert [s.status for s in records.list_sweeps()] == ["interrupted"]
+    finally:
+        process.kill()
+
+
+def test_a_sweep_that_finished_lets_go_of_its_lock_file(records, tmp_path):
+    records.start_sweep("sweep-1", name="p", pipeline=PIPELINE, settings={"a.x": [1]}, options={}, variants=[])
+    assert (tmp_path / "locks" / "sweep-1.lock").exists()
+    records.finish_sweep("sweep-1", "succeeded")
+    assert not (tmp_path / "locks" / "sweep-1.lock").exists()
+    assert records.get_sweep("sweep-1").status == "succeeded"

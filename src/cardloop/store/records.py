@@ -353,12 +353,19 @@ class RunRecords:
 
     def start_sweep(self, sweep_id: str, *, name: str, pipeline: Mapping[str, Any], settings: Mapping[str, Any],
                     options: Mapping[str, Any], variants: list[dict[str, Any]]) -> None:
-        """Record a new sweep as `running`, with its variants (each's settings) `pending`."""
-        with self._write() as db:
-            db.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, 'running', ?, NULL)",
-                       (sweep_id, name, json.dumps(pipeline), json.dumps(settings), json.dumps(options), time.time()))
-            db.executemany("INSERT INTO sweep_variants VALUES (?, ?, ?, NULL, 'pending', NULL)",
-                           [(sweep_id, index, json.dumps(values)) for index, values in enumerate(variants)])
+        """Record a new sweep as `running`, with its variants (each's settings) `pending`, holding its lock (as a
+        run does) until `finish_sweep`: one whose process was killed reads `interrupted`."""
+        self._hold_run_lock(sweep_id)
+        try:
+            with self._write() as db:
+                db.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, 'running', ?, NULL)",
+                           (sweep_id, name, json.dumps(pipeline), json.dumps(settings), json.dumps(options),
+                            time.time()))
+                db.executemany("INSERT INTO sweep_variants VALUES (?, ?, ?, NULL, 'pending', NULL)",
+                               [(sweep_id, index, json.dumps(values)) for index, values in enumerate(variants)])
+        except BaseException:
+            self._release_run_lock(sweep_id)
+            raise
 
     def finish_sweep_variant(self, sweep_id: str, variant: int, run_id: str | None, status: str,
                              error: str | None = None) -> None:
@@ -370,9 +377,13 @@ class RunRecords:
     def finish_sweep(self, sweep_id: str, status: str, options: Mapping[str, Any] | None = None) -> None:
         """Record how a sweep ended (`succeeded`: every variant did; `failed`: one or more did not; `cancelled`),
         and its options as they came to be (the id of the run of its shared cards)."""
-        with self._write() as db:
-            db.execute("UPDATE sweeps SET status = ?, ended_at = ?, options = coalesce(?, options) WHERE sweep_id = ?",
-                       (status, time.time(), json.dumps(options) if options is not None else None, sweep_id))
+        try:
+            with self._write() as db:
+                db.execute("UPDATE sweeps SET status = ?, ended_at = ?, options = coalesce(?, options) "
+                           "WHERE sweep_id = ?",
+                           (status, time.time(), json.dumps(options) if options is not None else None, sweep_id))
+        finally:
+            self._release_run_lock(sweep_id)
 
     def list_sweeps(self, limit: int = 20) -> list[SweepRecord]:
         """The newest sweeps first, with their variants."""
@@ -394,6 +405,8 @@ class RunRecords:
 
     def _sweep(self, row: sqlite3.Row) -> SweepRecord:
         data = {**dict(row), **{key: json.loads(row[key]) for key in ("pipeline", "settings", "options")}}
+        if data["status"] == "running" and not self._still_running(data["sweep_id"], "sweeps", "sweep_id"):
+            data["status"] = INTERRUPTED
         found = self._read("SELECT variant, settings, run_id, status, error FROM sweep_variants WHERE sweep_id = ? "
                            "ORDER BY variant", (data["sweep_id"],), plain=True)
         return SweepRecord(**data, variants=[SweepVariant(index, json.loads(settings), run_id, status, error)
@@ -454,9 +467,9 @@ class RunRecords:
                 self._lock_path(run_id).unlink()
             os.close(descriptor)
 
-    def _still_running(self, run_id: str) -> bool:
-        """Whether the process of a run marked `running` still holds its lock; if nothing does, whether the run
-        finished in the meantime (it records its status before it lets go). A run recorded before runs held
+    def _still_running(self, run_id: str, table: str = "runs", key: str = "run_id") -> bool:
+        """Whether the process of a run (or sweep) marked `running` still holds its lock; if nothing does, whether
+        it finished in the meantime (it records its status before it lets go). A run recorded before runs held
         locks has no lock file: marked running still, it was stopped."""
         if run_id in self._run_locks:
             return True
@@ -472,7 +485,8 @@ class RunRecords:
                 held = True
             finally:
                 os.close(descriptor)  # which also lets go of the lock this took
-        return held or self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,), plain=True)[0][0] != "running"
+        status = self._read(f"SELECT status FROM {table} WHERE {key} = ?", (run_id,), plain=True)[0][0]
+        return held or status != "running"
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection (a new one after a fork: connections must not cross processes)."""
