@@ -117,3 +117,12 @@ def test_sweep_with_a_failed_variant_says_why_and_exits_1(swept, tmp_path):
     assert done.returncode == 1, done.stderr
     assert "variant 1 failed: model.input_dim=3" in done.stdout
     assert "variant 1 failed: card 'epochs" in done.stdout
+
+
+def test_sweep_sorted_by_a_column_its_results_lack_still_prints_and_writes_them_then_says_why(swept, tmp_path):
+    folder, _ = swept
+    done = cli("sweep", folder / "loop.yaml", "--store", tmp_path / "store", "--set", "epochs.times=1",
+               "--threads", 1, "--sort", "accuracy", "--csv", tmp_path / "results.csv")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "cannot sort by 'accuracy'" in done.stderr and "│ succeeded │" in done.stdout
+    assert list(pd.read_csv(tmp_path / "results.csv")["status"]) == ["succeeded"]

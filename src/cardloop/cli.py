@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from cardloop.engine.executors import executors_help
-from cardloop.errors import CardFailed, CardloopError, PipelineInvalid
+from cardloop.errors import CardFailed, CardloopError, InvalidOption, PipelineInvalid
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="PyTorch training loops as graphs of cards.")
@@ -248,7 +248,12 @@ def sweep(
             errors.print("[yellow]interrupted[/yellow]: the sweep is recorded cancelled, and what its variants' runs "
                          "stored is kept; run the same command again to resume from it", highlight=False)
             raise typer.Exit(130) from None
-        _print_sweep_results(result.sweep_id, result.table(sort=sort), csv, parquet)
+        try:
+            table = result.table(sort=sort)
+        except InvalidOption:  # a column the results lack: the table unsorted, then the sentence
+            _print_sweep_results(result.sweep_id, result.table(), csv, parquet)
+            raise
+        _print_sweep_results(result.sweep_id, table, csv, parquet)
         if any(outcome.status != "succeeded" for outcome in result.outcomes):
             raise typer.Exit(1)
 
