@@ -258,3 +258,12 @@ def test_a_sweep_interrupted_is_recorded_cancelled_with_the_variants_it_finished
         (found,) = records.list_sweeps()
     assert found.status == "cancelled"
     assert [v.status for v in found.variants] == ["succeeded", "pending"]
+
+
+def test_the_shared_cards_run_ahead_stop_before_training_even_when_the_variants_share_it(store):
+    result = cardloop.sweep(tiny(), set={"evaluate.batch_size": [16, 32]}, store=store, threads=1)
+    assert statuses(store, result.shared_run_id) == dict.fromkeys(("data", "split", "normalize", "model", "opt"),
+                                                                    "done")
+    first, second = (statuses(store, o.run_id) for o in result.outcomes)
+    assert (first["epochs"], second["epochs"]) == ("done", "cached")  # the first variant's checkpoint serves it
+    assert (first["evaluate"], second["evaluate"]) == ("done", "done")

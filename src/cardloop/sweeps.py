@@ -317,14 +317,19 @@ def shared_cards(plans: list[Any]) -> list[str]:
 
 
 def _run_shared_cards(name: str, pipelines: list[Pipeline], plans: list[Any], options: dict[str, Any]) -> str | None:
-    """Run, once, the first variant up to the last card every variant shares, keeping every output (persist
-    `all`), so that the variants are served the shared cards from the store instead of each running them (under
-    persist `checkpoint` a run keeps no table or batch that a card reads). Returns its run id; None when the
-    variants share no card, or there is one variant. A failure there is left to the variants to report."""
-    shared = shared_cards(plans) if len(plans) > 1 else []
+    """Run, once, the first variant up to the last card every variant shares before the first card that trains
+    (changes training state), keeping every output (persist `all`), so that the variants are served the shared
+    cards from the store instead of each running them (under persist `checkpoint` a run keeps no table or batch
+    that a card reads). Training is left out: under `all` it would store every step's outputs, and the
+    variants' own runs keep its checkpoints. Returns the run's id; None when the variants share no such card, or
+    there is one variant. A failure there is left to the variants to report."""
+    first = plans[0].cards
+    training = next((pc.position for pc in first if pc.card_type.mutates_state), len(first))
+    positions = {pc.id: pc.position for pc in first}
+    shared = [card for card in shared_cards(plans) if positions[card] < training] if len(plans) > 1 else []
     if not shared:
         return None
-    first = copy.deepcopy(pipelines[0])
-    first.name = f"{name} [sweep: shared cards]"
-    outcome = run_variant(first.to_dict(), {**options, "persist": "all", "until": shared[-1]})
+    ahead = copy.deepcopy(pipelines[0])
+    ahead.name = f"{name} [sweep: shared cards]"
+    outcome = run_variant(ahead.to_dict(), {**options, "persist": "all", "until": shared[-1]})
     return outcome["run_id"]
