@@ -3,11 +3,12 @@ normal run in the store (docs/sweeps.md).
 
 A setting is `<card path>.<config field>`: `opt.learning_rate`, a body card of a loop block by its static path
 (`epochs.batches.loss.loss_type`), a block's own loop settings (`epochs.times`), and keys inside a config field
-that is a mapping (`net.kwargs.hidden`). Every card the variants share (the same cache key in all of them) runs
-once: a first run of the shared part keeps every output (persist `all`), and each variant is then served those
-cards from the cache. The variants run in a pool: anything with `concurrent.futures.Executor`'s `submit` (a
-process pool by default; in this process, one after the other, with `parallel=1`), so another pool (a cluster's)
-can be passed as `pool=`. A variant that fails is recorded failed and the others go on.
+that is a mapping (`net.kwargs.hidden`). The cards every variant shares before training (the same cache key in
+all of them: the data cards) run once: a first run of them keeps every output (persist `all`), and each variant
+is then served them from the cache. The variants run in a pool: anything with `concurrent.futures.Executor`'s
+`submit` (by default one after the other in this process, or a process pool of `parallel` processes), so
+another pool (a cluster's) can be passed as `pool=`. A variant that fails is recorded failed and the others go
+on. The sweep and its variants are recorded in the run records (`sweeps`, `sweep_variants`).
 """
 
 from __future__ import annotations
