@@ -82,7 +82,6 @@ def results_table(store_root: Path, outcomes: list, sort: str | None = None):
     last)."""
     import pandas as pd
 
-    from cardloop.errors import InvalidOption
     from cardloop.store.records import existing_records
 
     records = existing_records(Path(store_root))
@@ -99,11 +98,18 @@ def results_table(store_root: Path, outcomes: list, sort: str | None = None):
     first = [c for c in ("variant", *settings, "status", "best_epoch", "best_metric", "best_value") if c in table]
     table = table[first + [c for c in table.columns if c not in first and c not in ("run_id", "error")]
                   + ["run_id", "error"]]
-    if sort is not None:
-        if sort not in table.columns:
-            metrics = [c for c in table.columns if c not in FIXED and c not in settings]
-            raise InvalidOption(f"cannot sort by '{sort}': the sweep's results have no such column; its metrics: "
-                                f"{', '.join(metrics) or 'none'}")
-        higher = any(word in sort.rsplit(".", 1)[-1] for word in HIGHER_IS_BETTER)
-        table = table.sort_values(sort, ascending=not higher, na_position="last", kind="stable")
-    return table.reset_index(drop=True)
+    return sorted_results(table, sort, settings) if sort is not None else table
+
+
+def sorted_results(table: Any, sort: str, settings: list[str]) -> Any:
+    """The results sorted by the column `sort`, best first: descending when its last part names a metric that is
+    better higher (accuracy, f1, r2), else ascending; NaN last, ties in variant order. InvalidOption listing the
+    metric columns when there is no such column."""
+    from cardloop.errors import InvalidOption
+
+    if sort not in table.columns:
+        metrics = [c for c in table.columns if c not in FIXED and c not in settings]
+        raise InvalidOption(f"cannot sort by '{sort}': the sweep's results have no such column; its metrics: "
+                            f"{', '.join(metrics) or 'none'}")
+    higher = any(word in sort.rsplit(".", 1)[-1] for word in HIGHER_IS_BETTER)
+    return table.sort_values(sort, ascending=not higher, na_position="last", kind="stable").reset_index(drop=True)
