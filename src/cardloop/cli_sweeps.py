@@ -99,7 +99,7 @@ def _cell(value: Any) -> str:
 
 
 def print_sweeps(console: Console, sweeps: list) -> None:
-    from cardloop.cli_display import _when
+    from cardloop.cli_display import started_text
 
     table = Table(title="sweeps")
     table.add_column("sweep", no_wrap=True)
@@ -108,5 +108,5 @@ def print_sweeps(console: Console, sweeps: list) -> None:
     for found in sweeps:
         done = sum(v.status == "succeeded" for v in found.variants)
         table.add_row(found.sweep_id, found.name, ", ".join(found.settings), f"{done}/{len(found.variants)} succeeded",
-                      found.status, _when(found.started_at))
+                      found.status, started_text(found.started_at))
     console.print(table)
