@@ -4,8 +4,6 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 # The CPU wheel of torch, installed before the package so that its `torch>=2.4` range is already met.
 TORCH ?= torch==2.13.0
-# The extras installed with the package (CI adds `ray`, whose tests are skipped without it).
-EXTRAS ?= test
 WEB_DEPS := web/node_modules/.package-lock.json
 
 .PHONY: demo test test-python web bench bench-instructions clean
@@ -13,7 +11,7 @@ WEB_DEPS := web/node_modules/.package-lock.json
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 $(WEB_DEPS): web/package-lock.json

@@ -42,6 +42,13 @@ def run(pipeline_or_path, **options):
     return run_pipeline(pipeline_or_path, **options)
 
 
+def sweep(pipeline_or_path, set, **options):  # noqa: A002 - the name users write: sweep(p, set={...})
+    """Run a pipeline once per variant of the settings `set`; see `cardloop.sweeps.sweep` for the options."""
+    from cardloop.sweeps import sweep as run_sweep
+
+    return run_sweep(pipeline_or_path, set, **options)
+
+
 def load_output(run_id: str, card_id: str, port: str, *, store=None, device: str = "cpu"):
     """A stored output of a run as a live value; see `cardloop.store.outputs.load_output`."""
     from cardloop.store.outputs import load_output as load
@@ -60,4 +67,4 @@ def validate(pipeline_or_path) -> list:
 
 
 __all__ = ["Card", "CardConfig", "CardContext", "CardError", "CardFailed", "CardloopError", "OutputRef",
-           "Pipeline", "PipelineInvalid", "Port", "card", "load_output", "load_pipeline", "run", "validate"]
+           "Pipeline", "PipelineInvalid", "Port", "card", "load_output", "load_pipeline", "run", "sweep", "validate"]

@@ -1,4 +1,4 @@
-"""The `cardloop` command line: run, validate, cards, runs, show."""
+"""The `cardloop` command line: run, validate, cards, runs, show, export, sweep, sweeps, sweep-show, serve."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from cardloop.engine.executors import executors_help
-from cardloop.errors import CardFailed, CardloopError, PipelineInvalid
+from cardloop.errors import CardFailed, CardloopError, InvalidOption, PipelineInvalid
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="PyTorch training loops as graphs of cards.")
@@ -88,6 +88,9 @@ def run(
     from_card: Optional[str] = typer.Option(None, "--from", metavar="CARD",
                                             help="Re-run this card and every card after it."),
     cards: Optional[List[Path]] = CardsOption,
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", metavar="URL",
+                                            help="Keep the store's artifacts at this URL (s3://bucket/prefix), "
+                                                 "its run records in --store."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DebugOption,
 ) -> None:
@@ -101,7 +104,8 @@ def run(
             with progress:
                 result = run_pipeline(pipeline, executor=executor, store=store, persist=persist, cards=cards,
                                       threads=threads, progress=progress.on_event, cache=not no_cache,
-                                      only=only, until=until, from_card=from_card, ray_address=ray_address)
+                                      only=only, until=until, from_card=from_card, ray_address=ray_address,
+                                      artifacts=artifacts)
         except CardFailed as failure:
             result = getattr(failure, "result", None)
             if result is not None:
@@ -207,6 +211,99 @@ def export(
             console.print(f"wrote {', '.join(map(str, written))}", highlight=False)
         else:
             console.print(f"wrote {export_output(run_id, card, port, file, store=store)}")
+
+
+@app.command()
+def sweep(
+    pipeline: Path = typer.Argument(..., help="Pipeline file (YAML or JSON)."),
+    set_: List[str] = typer.Option(..., "--set", metavar="CARD.FIELD=V1,V2,...",
+                                   help="A config field and its values, read as the items of a YAML list "
+                                        "(opt.learning_rate=1e-3,3e-3; 'model.layers=[64,64],[128,128]'); "
+                                        "repeatable: the sweep runs every combination."),
+    random: Optional[int] = typer.Option(None, "--random", metavar="N", help="Run N variants drawn from the grid."),
+    seed: int = typer.Option(0, help="The seed of --random's draw."),
+    sort: Optional[str] = typer.Option(None, "--sort", metavar="COLUMN", help="Sort the results by this column "
+                                       "(a metric such as evaluate.mse; best first)."),
+    parallel: int = typer.Option(1, help="Variants run at once, each in its own process."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the results table to this CSV file."),
+    parquet: Optional[Path] = typer.Option(None, "--parquet", help="Write the results table to this Parquet file."),
+    store: Optional[Path] = StoreOption,
+    executor: str = typer.Option("local", help=f"Where each variant's cards run: {executors_help()}."),
+    persist: str = typer.Option("checkpoint", help="What each variant keeps: checkpoint (default) or all."),
+    threads: Optional[int] = typer.Option(None, help="Torch CPU threads per variant (default: the CPUs shared "
+                                                     "among the parallel variants)."),
+    cards: Optional[List[Path]] = CardsOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Run a pipeline once per combination of settings; print (and write) one row of results per variant.
+    Exit code 1 when a variant failed."""
+    from cardloop.cli_sweeps import parse_settings
+    from cardloop.sweeps import settings_label, sweep as run_sweep
+
+    with friendly_errors(debug, store):
+        settings = parse_settings(set_)
+
+        def finished(outcome) -> None:
+            run = f" (run {outcome.run_id})" if outcome.run_id else ""
+            console.print(f"variant {outcome.index} {outcome.status}: {settings_label(outcome.settings)}{run}",
+                          highlight=False)
+
+        try:
+            result = run_sweep(pipeline, settings, random=random, seed=seed, store=store, executor=executor,
+                               persist=persist, threads=threads, parallel=parallel, cards=cards, on_variant=finished)
+        except KeyboardInterrupt:
+            errors.print("[yellow]interrupted[/yellow]: the sweep is recorded cancelled, and what its variants' runs "
+                         "stored is kept; run the same command again to resume from it", highlight=False)
+            raise typer.Exit(130) from None
+        try:
+            table = result.table(sort=sort)
+        except InvalidOption:  # a column the results lack: the table unsorted, then the sentence
+            _print_sweep_results(result.sweep_id, result.table(), csv, parquet)
+            raise
+        _print_sweep_results(result.sweep_id, table, csv, parquet)
+        if any(outcome.status != "succeeded" for outcome in result.outcomes):
+            raise typer.Exit(1)
+
+
+@app.command()
+def sweeps(
+    store: Optional[Path] = StoreOption,
+    limit: int = typer.Option(20, help="How many sweeps, newest first."),
+    debug: bool = DebugOption,
+) -> None:
+    """List recorded sweeps."""
+    from cardloop.cli_display import open_records
+    from cardloop.cli_sweeps import print_sweeps
+
+    with friendly_errors(debug, store):
+        print_sweeps(console, open_records(store).list_sweeps(limit))
+
+
+@app.command("sweep-show")
+def sweep_show(
+    sweep_id: str = typer.Argument(..., metavar="SWEEP", help="Sweep id (or a unique prefix)."),
+    sort: Optional[str] = typer.Option(None, "--sort", metavar="COLUMN", help="Sort the results by this column."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the results table to this CSV file."),
+    parquet: Optional[Path] = typer.Option(None, "--parquet", help="Write the results table to this Parquet file."),
+    store: Optional[Path] = StoreOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Show a recorded sweep's results table, one row per variant."""
+    from cardloop.cli_display import open_records
+    from cardloop.sweep_results import results_table
+
+    with friendly_errors(debug, store):
+        records = open_records(store)
+        found = records.get_sweep(sweep_id)
+        _print_sweep_results(found.sweep_id, results_table(records.root, found.variants, sort=sort), csv, parquet)
+
+
+def _print_sweep_results(sweep_id: str, table, csv: Optional[Path], parquet: Optional[Path]) -> None:
+    from cardloop.cli_sweeps import print_results, write_table
+
+    print_results(console, table, f"sweep {sweep_id}")
+    for path in write_table(table, csv, parquet):
+        console.print(f"wrote {path}", highlight=False)
 
 
 @app.command()

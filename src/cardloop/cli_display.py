@@ -192,7 +192,7 @@ def open_records(store: Path | None):
     return existing_records(Path(store) if store is not None else default_store_root())
 
 
-def _when(timestamp: float | None) -> str:
+def started_text(timestamp: float | None) -> str:
     if not timestamp:
         return ""
     return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
@@ -205,7 +205,7 @@ def print_runs(console: Console, runs: list) -> None:
         table.add_column(column)
     for run in runs:
         seconds = f"{run.ended_at - run.started_at:.2f}" if run.ended_at else ""
-        table.add_row(run.run_id, run.name, run.status, run.executor, run.persist, _when(run.started_at),
+        table.add_row(run.run_id, run.name, run.status, run.executor, run.persist, started_text(run.started_at),
                       seconds)
     console.print(table)
 
@@ -254,7 +254,7 @@ def print_run(console: Console, store: Path | None, run_id: str) -> None:
     records = open_records(store)
     run = records.get_run(run_id)
     console.print(f"[bold]run {run.run_id}[/bold] '{run.name}': {run.status} "
-                  f"({run.executor}, persist {run.persist}, started {_when(run.started_at)})")
+                  f"({run.executor}, persist {run.persist}, started {started_text(run.started_at)})")
     if run.error:
         console.print(f"[red]{run.error}[/red]", highlight=False)
     rows, blocks = [], []

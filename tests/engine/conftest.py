@@ -24,9 +24,9 @@ def ray_cluster(tmp_path_factory):
     previous = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     try:
-        ray.init(address="local", num_cpus=2, resources={"fake_gpu": 1}, include_dashboard=False,
-                 _temp_dir=str(tmp_path_factory.mktemp("ray")),
-                 logging_level="WARNING")
+        from cardloop.engine.ray_executor import start_local
+
+        start_local(num_cpus=2, resources={"fake_gpu": 1}, _temp_dir=str(tmp_path_factory.mktemp("ray")))
         yield ray
     finally:
         ray.shutdown()

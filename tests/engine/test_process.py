@@ -142,6 +142,15 @@ def test_a_worker_is_started_once_and_reused_by_later_runs(regression_csv, store
                         cardloop.load_output(first.run_id, "step0", "model", store=store))
 
 
+
+def test_a_store_bound_to_an_artifacts_url_since_its_worker_started_gets_a_new_worker(store):
+    from cardloop.store.location import bind_artifacts
+
+    before = process.worker_for(store, 1, [])
+    bind_artifacts(store, "memory://cardloop-test-process/artifacts")
+    after = process.worker_for(store, 1, [])
+    assert after is not before, "the warm worker keeps the artifacts location it read when it started"
+
 SLEEP_CARD = '''
 import time
 from cardloop import CardConfig, Port, card

@@ -203,3 +203,15 @@ def test_the_cli_refuses_a_ray_address_where_nothing_answers_in_one_sentence(reg
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"no Ray cluster answers at '{address}' (--ray-address): Connection refused" in " ".join(
         done.stderr.split())
+
+
+def test_a_ray_started_on_this_machine_listens_on_loopback_only(ray_cluster):
+    """Every server of the Ray that start_local started (GCS, raylet, workers) is bound to 127.0.0.1."""
+    import psutil
+
+    ray_pids = {proc.pid for proc in psutil.process_iter(["cmdline"])
+                if any(part in " ".join(proc.info["cmdline"] or ()) for part in ("gcs_server", "raylet", "ray::"))}
+    listening = [conn.laddr.ip for conn in psutil.net_connections(kind="inet")
+                 if conn.status == psutil.CONN_LISTEN and conn.pid in ray_pids]
+    assert ray_cluster.nodes()[0]["NodeManagerAddress"] == "127.0.0.1"
+    assert listening and all(ip.removeprefix("::ffff:") == "127.0.0.1" for ip in listening), listening

@@ -277,6 +277,8 @@ def test_openapi_document_lists_every_api_path(client):
         "/api/runs/{run_id}/cancel": {"post"},
         "/api/runs/{run_id}/metrics": {"get"},
         "/api/runs/{run_id}/cards/{card_id}/outputs": {"get"},
+        "/api/sweeps": {"get"},
+        "/api/sweeps/{sweep_id}": {"get"},
     }
     for path, methods in expected.items():
         assert path in paths, path

@@ -449,3 +449,69 @@ def test_a_run_that_finished_lets_go_of_its_lock_file(records, tmp_path):
     assert (tmp_path / "locks" / f"{run_id}.lock").exists()
     records.finish_run(run_id, "succeeded")
     assert records.get_run(run_id).status == "succeeded" and not (tmp_path / "locks" / f"{run_id}.lock").exists()
+
+
+def test_a_database_of_schema_version_2_gains_the_sweep_tables_and_keeps_its_runs(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    with RunRecords(path) as records:
+        records.start_run("old", name="old", pipeline=PIPELINE)
+        records.finish_run("old", "succeeded")
+    old = sqlite3.connect(path)
+    old.executescript("DROP TABLE sweeps; DROP TABLE sweep_variants; PRAGMA user_version = 2;")
+    old.close()
+    with RunRecords(path) as records:
+        assert records.get_run("old").status == "succeeded"
+        records.start_sweep("s1", name="p", pipeline=PIPELINE, settings={"a.x": [1]}, options={},
+                            variants=[{"a.x": 1}])
+        assert [s.sweep_id for s in records.list_sweeps()] == ["s1"]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_sweep_is_recorded_with_its_variants_pending_until_each_run_ends(tmp_path):
+    with RunRecords(tmp_path / "runs.sqlite") as records:
+        records.start_sweep("sweep-1", name="p", pipeline=PIPELINE, settings={"a.x": [1, 2]}, options={"seed": 0},
+                            variants=[{"a.x": 1}, {"a.x": 2}])
+        records.finish_sweep_variant("sweep-1", 1, "run-b", "failed", "card 'a' (t) failed: no")
+        assert [(v.index, v.settings, v.run_id, v.status) for v in records.get_sweep("sweep-1").variants] == [
+            (0, {"a.x": 1}, None, "pending"), (1, {"a.x": 2}, "run-b", "failed")]
+        records.finish_sweep("sweep-1", "failed", {"seed": 0, "shared_run_id": "run-s"})
+        found = records.get_sweep("sweep-")
+        assert (found.status, found.options["shared_run_id"], found.ended_at is not None) == ("failed", "run-s", True)
+
+
+def test_a_sweep_id_that_matches_no_sweep_is_a_sentence_naming_it(tmp_path):
+    with RunRecords(tmp_path / "runs.sqlite") as records:
+        with pytest.raises(StoreError, match=r"no sweep has the id or id prefix 'nope' .*`cardloop sweeps` lists"):
+            records.get_sweep("nope")
+
+
+HOLD_A_SWEEP = """
+import sys
+from cardloop.store.records import RunRecords
+records = RunRecords(sys.argv[1])
+records.start_sweep("sweep-held", name="held", pipeline={}, settings={"a.x": [1]}, options={}, variants=[{"a.x": 1}])
+print("started", flush=True)
+sys.stdin.read()  # runs until the test kills it
+"""
+
+
+def test_a_sweep_shows_running_while_its_process_lives_and_interrupted_once_killed(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", HOLD_A_SWEEP, str(tmp_path / "runs.sqlite")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "started"
+        with RunRecords(tmp_path / "runs.sqlite") as records:
+            assert records.get_sweep("sweep-held").status == "running"
+            process.kill()
+            process.wait()
+            assert [s.status for s in records.list_sweeps()] == ["interrupted"]
+    finally:
+        process.kill()
+
+
+def test_a_sweep_that_finished_lets_go_of_its_lock_file(records, tmp_path):
+    records.start_sweep("sweep-1", name="p", pipeline=PIPELINE, settings={"a.x": [1]}, options={}, variants=[])
+    assert (tmp_path / "locks" / "sweep-1.lock").exists()
+    records.finish_sweep("sweep-1", "succeeded")
+    assert not (tmp_path / "locks" / "sweep-1.lock").exists()
+    assert records.get_sweep("sweep-1").status == "succeeded"

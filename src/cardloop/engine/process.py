@@ -34,9 +34,9 @@ from cardloop.engine.messages import (
     report_from_json,
 )
 from cardloop.engine.persist import SUMMARIZED_KINDS
-from cardloop.engine.plan import WHEN_PORT, Plan, PlannedCard
+from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.resolve import Schedule, StoredState, StoredValue, schedule
-from cardloop.engine.when import Gate, gates
+from cardloop.engine.when import gates, mark_skipped, skip_before_sending
 from cardloop.errors import CardFailed, CardloopError
 from cardloop.pipeline.blocks import BlockType
 
@@ -95,8 +95,11 @@ _workers: dict[tuple, WorkerProcess] = {}
 
 
 def worker_for(store_root: Path, threads: int | None, card_files: list[str]) -> WorkerProcess:
-    """A warm worker for this store, thread count and card files, started on first use."""
-    key = (str(store_root.resolve()), threads, tuple(card_files))
+    """A warm worker for this store (and where it keeps its artifacts, which the worker reads when it starts),
+    thread count and card files, started on first use."""
+    from cardloop.store.location import bound_artifacts
+
+    key = (str(store_root.resolve()), bound_artifacts(store_root), threads, tuple(card_files))
     found = _workers.get(key)
     if found is None or found.process.poll() is not None:
         found = _workers[key] = WorkerProcess(store_root, threads, card_files)
@@ -178,24 +181,6 @@ class _Reports:
                 self.hooks.body_card_stored(report.path, body_pc, report.status, report.seconds, report.outputs)
 
 
-def parent_skip(plan: Plan, pc: PlannedCard, gate: Gate, skipped: set[int]) -> str | None:
-    """Why a card is skipped before it is sent anywhere: it needs a value, or its `when` reads one, that a
-    skipped card did not make (its own `when` its worker decides)."""
-    for port, slot in gate.required:
-        if slot in skipped:
-            return f"its input '{port}' comes from a card that was skipped"
-    if any(b.slot in skipped for b in pc.bindings if b.port.startswith(WHEN_PORT)):
-        return "the value its `when` reads comes from a card that was skipped"
-    return None
-
-
-def mark_skipped(gate: Gate | None, skipped: set[int]) -> None:
-    """Note the slots a skipped card leaves without a value: its value outputs, and the state it passes on when
-    that state was never made."""
-    if gate is not None:
-        skipped.update(slot for slot, source in gate.skipped_outputs if source is None or source in skipped)
-
-
 STATIC = re.compile(r"\[\d+\]")  # an iteration path's indices: removed, it is the static path
 
 
@@ -231,7 +216,7 @@ class ProcessExecutor:
         for pc in work.run:
             gate = gated.get(pc.position)
             if gate is not None and skipped:
-                reason = parent_skip(plan, pc, gate, skipped)
+                reason = skip_before_sending(pc, gate, skipped)
                 if reason is not None:  # it needs what a skipped card did not make: no task for it
                     mark_skipped(gate, skipped)
                     hooks.card_skipped(pc, reason)

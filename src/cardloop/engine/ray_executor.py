@@ -31,6 +31,8 @@ from cardloop.pipeline.blocks import cards_within
 
 #: a card type's resource name -> the actor option it becomes; any other name is a custom Ray resource
 NAMED_OPTIONS = {"cpu": "num_cpus", "gpu": "num_gpus", "memory": "memory"}
+#: Ray's switch for "no clusters on this machine", which makes every server it starts listen on loopback
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: retries of a card whose actor died under it
 RETRIES = 1
 
@@ -50,14 +52,36 @@ def connect(address: str | None) -> Any:
     ray = import_ray()
     if not ray.is_initialized():
         if address is None:
-            ray.init(address="local", include_dashboard=False,
-                     logging_level="WARNING")
+            start_local()
         else:
             answering(address)
             try:
                 ray.init(address=address, logging_level="WARNING")
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise InvalidOption(f"cannot join the Ray cluster at '{address}' (--ray-address): {exc}") from None
+    return ray
+
+
+def start_local(**options: Any) -> Any:
+    """Start a Ray on this machine whose servers all listen on loopback (127.0.0.1) only, and connect to it.
+
+    Ray takes the node's address for a new cluster unless it believes clusters are disabled, as on macOS and
+    Windows: `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` (read by Ray when imported, and by the processes it starts)
+    makes it use loopback for every server. `options` go to `ray.init` (num_cpus, resources, _temp_dir)."""
+    ray = import_ray()
+    from ray._private import ray_constants
+
+    previous = os.environ.get(LOOPBACK_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read when Ray picks this node's address
+    try:
+        ray.init(address="local", **{"include_dashboard": False, "logging_level": "WARNING"} | options)
+    finally:  # a later ray.init joining a cluster gets the node's own address again
+        ray_constants.ENABLE_RAY_CLUSTER = previous[1]
+        if previous[0] is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = previous[0]
     return ray
 
 

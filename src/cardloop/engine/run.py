@@ -71,6 +71,7 @@ def run(
     workers: int = 1,
     registry: Registry | None = None,
     ray_address: str | None = None,
+    artifacts: str | None = None,
 ) -> RunResult:
     """Run a pipeline (object or file) and record it in the store.
 
@@ -83,7 +84,8 @@ def run(
     `keep_outputs`: keep every value in `RunResult.outputs` (by default a value that cards read is dropped
     after its last reader). `cache=False` runs every card even if the store has its outputs. `only`: run
     just this card, from the stored outputs of the cards above it; `until`: run up to and including this
-    card; `from_card`: re-run this card and every card after it.
+    card; `from_card`: re-run this card and every card after it. `artifacts`: a URL (`s3://bucket/prefix`)
+    where the store keeps its artifacts from now on, its run records staying in the store folder (docs/store.md).
     Raises PipelineInvalid before anything runs, and CardFailed (with `.result`) when a card fails.
     """
     for path in cards or ():
@@ -91,6 +93,11 @@ def run(
     executor_entry(executor)  # an unknown name is refused before the pipeline is read
     if ray_address is not None and executor != "ray":
         raise InvalidOption(f"ray_address is for the ray executor; this run's executor is '{executor}'")
+    if artifacts is not None:
+        from cardloop.store.location import bind_artifacts
+        from cardloop.store.root import default_store_root
+
+        bind_artifacts(Path(store) if store is not None else default_store_root(), artifacts)
     pipeline, source = resolve_pipeline(pipeline_or_path)
     plan = plan_pipeline(pipeline, registry, source)
     only, until, from_card = (first_iteration(plan, name) for name in (only, until, from_card))

@@ -45,16 +45,37 @@ def gates(plan: Plan, running: list[PlannedCard] | None = None) -> dict[int, Gat
 
 def skip_reason(plan: Plan, pc: PlannedCard, gate: Gate, slots: list[Any]) -> str | None:
     """Why the card is skipped now, or None when it runs."""
-    for port, slot in gate.required:
-        if slots[slot] is SKIPPED:
-            return f"its input '{port}' comes from a card that was skipped"
-    if gate.condition is None:
-        return None
+    reason = _needs_skipped(gate, lambda slot: slots[slot] is SKIPPED)
+    if reason is not None or gate.condition is None:
+        return reason
     holds = condition_holds(gate.condition, lambda position, port: plan.cards[position].output_slots[port], slots,
                             [], [])
     if holds is None:
         return "the value its `when` reads comes from a card that was skipped"
     return None if holds else f"its `when` did not hold ({_brief(pc.card.when)})"
+
+
+def skip_before_sending(pc: PlannedCard, gate: Gate, skipped: set[int]) -> str | None:
+    """Why a card is skipped before it is sent to another process: it needs a value, or its `when` reads one, that
+    a skipped card did not make (`skipped`: those slots). Its own `when` is decided where it runs."""
+    reason = _needs_skipped(gate, skipped.__contains__)
+    if reason is None and any(b.slot in skipped for b in pc.bindings if b.port.startswith(WHEN_PORT)):
+        return "the value its `when` reads comes from a card that was skipped"
+    return reason
+
+
+def mark_skipped(gate: Gate | None, skipped: set[int]) -> None:
+    """Note the slots a skipped card leaves without a value: its value outputs, and the state it passes on when
+    that state was never made."""
+    if gate is not None:
+        skipped.update(slot for slot, source in gate.skipped_outputs if source is None or source in skipped)
+
+
+def _needs_skipped(gate: Gate, is_skipped: Any) -> str | None:
+    for port, slot in gate.required:
+        if is_skipped(slot):
+            return f"its input '{port}' comes from a card that was skipped"
+    return None
 
 
 def skip(gate: Gate, slots: list[Any]) -> None:

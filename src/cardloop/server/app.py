@@ -251,6 +251,26 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
         run = _run(records(), run_id)
         return JSONResponse(metric_points(records(), run, name))  # json.dumps: a block's 100,000 points in 0.1 s
 
+    @app.get("/api/sweeps", summary="Recorded sweeps, newest first")
+    def list_sweeps(limit: int = 50) -> list[dict]:
+        from cardloop.server.sweeps import sweep_summary
+
+        if not (store / "runs.sqlite").exists():
+            return []
+        return [sweep_summary(found) for found in records().list_sweeps(min(max(limit, 1), 500))]
+
+    @app.get("/api/sweeps/{sweep_id}", summary="A sweep: its results table and each variant's curve of a metric "
+                                               "(the loss per step by default)")
+    def sweep_detail(sweep_id: str, metric: str = "loss_value") -> dict:
+        from cardloop.server.sweeps import sweep_view
+
+        opened = records()
+        try:
+            found = opened.get_sweep(sweep_id)
+        except CardloopError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return sweep_view(opened, found, metric)
+
     @app.get("/api/runs/{run_id}/cards/{path}", summary="A card of a run by its path: a card id, a body card over "
                                                         "every iteration (epochs.batches.fwd) or one iteration "
                                                         "(epochs[3].batches[7].fwd, URL-encoded)")

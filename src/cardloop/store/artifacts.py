@@ -1,7 +1,9 @@
 """The artifact store: content-addressed files, written atomically and checked against their hash on every read.
 
-Layout: `<root>/artifacts/<first 2 hex digits>/<sha256>.<extension>`. A file only ever appears at its final
-path complete (temp file in the same folder, fsync, rename), so a crash leaves at most a hidden temp file.
+Layout: `<root>/artifacts/<first 2 hex digits>/<sha256>.<extension>`, or the same names under a URL that the
+store is bound to (store/location.py, store/remote.py: `s3://bucket/prefix`, `memory://...`). A file only ever
+appears at its final name complete (locally: temp file in the same folder, fsync, rename), so a crash leaves at
+most a hidden temp file; whatever the backend, a read whose bytes do not hash to their name is refused.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import secrets
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from cardloop.errors import ArtifactCorrupt, ArtifactUndecodable, StoreError
 from cardloop.kinds import ANY
 from cardloop.store.codec import CodecContext
 from cardloop.store.root import default_store_root
 
-__all__ = ["ArtifactRef", "ArtifactStore", "default_store_root", "undecodable_as"]
+__all__ = ["ArtifactFiles", "ArtifactRef", "ArtifactStore", "LocalFiles", "default_store_root", "undecodable_as"]
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _EXTENSION = re.compile(r"[A-Za-z0-9]+(\.[A-Za-z0-9]+)*")
@@ -37,46 +39,105 @@ class ArtifactRef:
     summary: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-class ArtifactStore:
-    """Content-addressed artifact files under `root` (default: `default_store_root()`)."""
+class ArtifactFiles(Protocol):
+    """Where artifact bytes live, by name (`<2 hex digits>/<sha256>.<extension>`): a local folder or a URL.
+    `write` makes a name appear complete or not at all; hashing and checking stay in ArtifactStore."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, durable: bool = True):
-        """`durable=False` skips the fsyncs: writes stay atomic (temp file, rename), and a file that a power
-        loss tears is still never served, because every read checks the hash. Runs write that way."""
+    location: str
+
+    def names(self, digest: str) -> list[str]:
+        """The stored names of `digest`, sorted."""
+
+    def read(self, name: str) -> bytes | None:
+        """The bytes stored under `name`, None if there are none."""
+
+    def write(self, name: str, data: bytes) -> None:
+        """Store `data` under `name` atomically: readers see nothing or all of it."""
+
+    def where(self, name: str) -> str:
+        """The path or URL of `name`, for messages."""
+
+
+class LocalFiles:
+    """Artifact files in a local folder (a shared file system mounted here counts): temp file, fsync, rename."""
+
+    def __init__(self, folder: Path, durable: bool):
+        self.folder, self.durable, self.location = folder, durable, str(folder)
+
+    def names(self, digest: str) -> list[str]:
+        folder = self.folder / digest[:2]
+        if not folder.is_dir():
+            return []
+        return sorted(f"{digest[:2]}/{path.name}" for path in folder.glob(f"{digest}.*"))
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return (self.folder / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        path = self.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, data, self.durable)
+
+    def where(self, name: str) -> str:
+        return str(self.folder / name)
+
+
+class ArtifactStore:
+    """Content-addressed artifacts of the store at `root` (default: `default_store_root()`), kept in
+    `<root>/artifacts`, or at the URL `artifacts` (default: the one the store is bound to, store/location.py)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, durable: bool = True,
+                 artifacts: str | None = None):
+        """`durable=False` skips the fsyncs of local files: writes stay atomic (temp file, rename), and a file
+        that a power loss tears is still never served, because every read checks the hash. Runs write that way.
+        An object store's writes are durable once they return, whatever `durable` says."""
+        from cardloop.store.location import bound_artifacts
+
         self.root = Path(root) if root is not None else default_store_root()
-        self.artifacts_dir = self.root / "artifacts"
         self.durable = durable
+        url = artifacts if artifacts is not None else bound_artifacts(self.root)
+        if url is None:
+            self.artifacts_dir: Path | None = self.root / "artifacts"
+            self.files: ArtifactFiles = LocalFiles(self.artifacts_dir, durable)
+        else:
+            from cardloop.store.remote import url_files
+
+            self.artifacts_dir = None
+            self.files = url_files(url, durable)
 
     def put(self, data: bytes, extension: str) -> str:
         """Store bytes and return their sha256; an intact file with the same content is left as it is."""
         if not _EXTENSION.fullmatch(extension):
             raise StoreError(f"'{extension}' is not a valid artifact extension")
         digest = hashlib.sha256(data).hexdigest()
-        path = self._folder(digest) / f"{digest}.{extension}"
-        if path.exists() and _sha256_of(path) == digest:
+        name = f"{digest[:2]}/{digest}.{extension}"
+        if _intact(self.files.read(name), digest):
             return digest
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, data, self.durable)
+        self.files.write(name, data)
         return digest
 
     def get(self, digest: str) -> bytes:
         """The bytes stored under `digest`, after checking that they still hash to it."""
-        path = self._find(digest)
-        if path is None:
-            raise StoreError(f"artifact {digest} is missing from the store at {self.root}")
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ArtifactCorrupt(f"artifact {digest} is corrupt: its content does not match its hash ({path})")
+        names = self._names(digest)
+        data = self.files.read(names[0]) if names else None
+        if data is None:
+            raise StoreError(f"artifact {digest} is missing from the store at {self.files.location}")
+        if not _intact(data, digest):
+            raise ArtifactCorrupt(f"artifact {digest} is corrupt: its content does not match its hash "
+                                  f"({self.files.where(names[0])})")
         return data
 
     def has(self, digest: str) -> bool:
         """Whether a file for `digest` exists (cheap: its content is checked by `get` and `verify`)."""
-        return self._find(digest) is not None
+        return bool(self._names(digest))
 
     def verify(self, digest: str) -> bool:
         """Whether `digest` is stored and its content still matches its hash."""
-        path = self._find(digest)
-        return path is not None and _sha256_of(path) == digest
+        names = self._names(digest)
+        return bool(names) and _intact(self.files.read(names[0]), digest)
 
     def save(self, kind: str, value: Any, ctx: CodecContext | None = None) -> ArtifactRef:
         """Encode a port value with its kind's codec (for `any`, its type's codec) and store it."""
@@ -103,16 +164,10 @@ class ArtifactStore:
         data = self.get(digest)
         return undecodable_as(digest, codec.name, lambda: codec.decode(data, ctx or CodecContext()))
 
-    def _folder(self, digest: str) -> Path:
-        return self.artifacts_dir / digest[:2]
-
-    def _find(self, digest: str) -> Path | None:
+    def _names(self, digest: str) -> list[str]:
         if not _DIGEST.fullmatch(digest):
             raise StoreError(f"'{digest}' is not an artifact digest (64 lowercase hex digits)")
-        folder = self._folder(digest)
-        if not folder.is_dir():
-            return None
-        return next(iter(sorted(folder.glob(f"{digest}.*"))), None)
+        return self.files.names(digest)
 
 
 def undecodable_as(digest: str, codec: str, decode: Callable[[], Any]) -> Any:
@@ -128,12 +183,8 @@ def undecodable_as(digest: str, codec: str, decode: Callable[[], Any]) -> Any:
                                   f"{reason}") from error
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _intact(data: bytes | None, digest: str) -> bool:
+    return data is not None and hashlib.sha256(data).hexdigest() == digest
 
 
 def _write_atomically(path: Path, data: bytes, durable: bool = True) -> None:

@@ -160,3 +160,31 @@ class IterationCards:
                    sum(c.skipped for c in chunks), sum(c.seconds for c in chunks),
                    b"".join(c.status for c in chunks), b"".join(c.times for c in chunks),
                    b"".join(c.indices for c in chunks), first.metric_names, values, first.chunk)
+
+
+@dataclass(frozen=True)
+class SweepVariant:
+    """One variant of a sweep: its settings ({'<card>.<field>': value}), its run (None until it ran, or when it
+    failed before its run started), its status (`pending`, then how its run ended) and error."""
+
+    index: int
+    settings: dict[str, Any]
+    run_id: str | None
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """One sweep (cardloop.sweeps): the pipeline swept, its settings ({path: [values]}), its options (random,
+    seed, parallel, executor, persist, the run of its shared cards), how it ended and its variants."""
+
+    sweep_id: str
+    name: str
+    pipeline: dict[str, Any]
+    settings: dict[str, Any]
+    options: dict[str, Any]
+    status: str
+    started_at: float
+    ended_at: float | None
+    variants: list[SweepVariant] = field(default_factory=list)

@@ -40,21 +40,25 @@ from cardloop.store.record_types import (
     IterationCards,
     RunRecord,
     StateSnapshot,
+    SweepRecord,
+    SweepVariant,
 )
 from cardloop.store.root import RECORDS_FILE, default_store_root, store_problem
 
 if TYPE_CHECKING:
     from typing import Self  # Python 3.11; annotations are not evaluated
 
-__all__ = ["ArtifactRecord", "CardExecution", "ExecutionRow", "Metric", "RunRecord", "RunRecords", "StateSnapshot"]
+__all__ = ["ArtifactRecord", "CardExecution", "ExecutionRow", "Metric", "RunRecord", "RunRecords", "StateSnapshot",
+           "SweepRecord", "SweepVariant"]
 
 BUSY_TIMEOUT_MS = 60_000
 LOCKS_DIR = "locks"
 
 #: The version of the tables below, kept in the database (`PRAGMA user_version`). 1: a metric's value may be
 #: NULL, which stands for NaN (SQLite stores a NaN as NULL; +/-inf are stored as they are). 2: a body card's
-#: iteration_cards are written in chunks as a long block runs (its memory stays flat), keyed by `chunk`.
-SCHEMA_VERSION = 2
+#: iteration_cards are written in chunks as a long block runs (its memory stays flat), keyed by `chunk`. 3: sweeps
+#: and their variants (cardloop.sweeps), two new tables.
+SCHEMA_VERSION = 3
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -89,7 +93,13 @@ CREATE TABLE IF NOT EXISTS iteration_cards (
     run_id TEXT NOT NULL, path TEXT NOT NULL, card_type TEXT NOT NULL, depth INTEGER NOT NULL,
     executions INTEGER NOT NULL, skipped INTEGER NOT NULL, seconds REAL NOT NULL, status BLOB NOT NULL,
     times BLOB NOT NULL, indices BLOB NOT NULL, metric_names TEXT NOT NULL, metric_values BLOB NOT NULL,
-    chunk INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, path, chunk))
+    chunk INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, path, chunk));
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep_id TEXT PRIMARY KEY, name TEXT NOT NULL, pipeline TEXT NOT NULL, settings TEXT NOT NULL,
+    options TEXT NOT NULL, status TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL);
+CREATE TABLE IF NOT EXISTS sweep_variants (
+    sweep_id TEXT NOT NULL, variant INTEGER NOT NULL, settings TEXT NOT NULL, run_id TEXT, status TEXT NOT NULL,
+    error TEXT, PRIMARY KEY (sweep_id, variant))
 """
 
 #: Version 1 -> 2: iteration_cards gains its `chunk` column, part of its key, its rows kept as chunk 0.
@@ -341,6 +351,67 @@ class RunRecords:
                           "ORDER BY created_at DESC, rowid DESC LIMIT 1", (cache_key, group))
         return _snapshot(rows[0]) if rows else None
 
+    def start_sweep(self, sweep_id: str, *, name: str, pipeline: Mapping[str, Any], settings: Mapping[str, Any],
+                    options: Mapping[str, Any], variants: list[dict[str, Any]]) -> None:
+        """Record a new sweep as `running`, with its variants (each's settings) `pending`, holding its lock (as a
+        run does) until `finish_sweep`: one whose process was killed reads `interrupted`."""
+        self._hold_run_lock(sweep_id)
+        try:
+            with self._write() as db:
+                db.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, 'running', ?, NULL)",
+                           (sweep_id, name, json.dumps(pipeline), json.dumps(settings), json.dumps(options),
+                            time.time()))
+                db.executemany("INSERT INTO sweep_variants VALUES (?, ?, ?, NULL, 'pending', NULL)",
+                               [(sweep_id, index, json.dumps(values)) for index, values in enumerate(variants)])
+        except BaseException:
+            self._release_run_lock(sweep_id)
+            raise
+
+    def finish_sweep_variant(self, sweep_id: str, variant: int, run_id: str | None, status: str,
+                             error: str | None = None) -> None:
+        """Record how a variant's run ended (its run id: None when it failed before it started)."""
+        with self._write() as db:
+            db.execute("UPDATE sweep_variants SET run_id = ?, status = ?, error = ? WHERE sweep_id = ? AND variant = ?",
+                       (run_id, status, error, sweep_id, variant))
+
+    def finish_sweep(self, sweep_id: str, status: str, options: Mapping[str, Any] | None = None) -> None:
+        """Record how a sweep ended (`succeeded`: every variant did; `failed`: one or more did not; `cancelled`),
+        and its options as they came to be (the id of the run of its shared cards)."""
+        try:
+            with self._write() as db:
+                db.execute("UPDATE sweeps SET status = ?, ended_at = ?, options = coalesce(?, options) "
+                           "WHERE sweep_id = ?",
+                           (status, time.time(), json.dumps(options) if options is not None else None, sweep_id))
+        finally:
+            self._release_run_lock(sweep_id)
+
+    def list_sweeps(self, limit: int = 20) -> list[SweepRecord]:
+        """The newest sweeps first, with their variants."""
+        rows = self._read("SELECT * FROM sweeps ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,))
+        return [self._sweep(row) for row in rows]
+
+    def get_sweep(self, sweep_id: str) -> SweepRecord:
+        """The sweep with this id, or with this unique id prefix."""
+        rows = (self._read("SELECT * FROM sweeps WHERE sweep_id = ?", (sweep_id,))
+                or self._read("SELECT * FROM sweeps WHERE substr(sweep_id, 1, ?) = ? LIMIT 5",
+                              (len(sweep_id), sweep_id)))
+        if len(rows) > 1:
+            shown = ", ".join(row["sweep_id"] for row in rows)
+            raise StoreError(f"sweep id prefix '{sweep_id}' matches several sweeps ({shown}, ...): give more of it")
+        if not rows:
+            raise StoreError(f"no sweep has the id or id prefix '{sweep_id}' (in {self.path}); "
+                             "`cardloop sweeps` lists them")
+        return self._sweep(rows[0])
+
+    def _sweep(self, row: sqlite3.Row) -> SweepRecord:
+        data = {**dict(row), **{key: json.loads(row[key]) for key in ("pipeline", "settings", "options")}}
+        if data["status"] == "running" and not self._still_running(data["sweep_id"], "sweeps", "sweep_id"):
+            data["status"] = INTERRUPTED
+        found = self._read("SELECT variant, settings, run_id, status, error FROM sweep_variants WHERE sweep_id = ? "
+                           "ORDER BY variant", (data["sweep_id"],), plain=True)
+        return SweepRecord(**data, variants=[SweepVariant(index, json.loads(settings), run_id, status, error)
+                                             for index, settings, run_id, status, error in found])
+
     def close(self) -> None:
         """Close every connection this object opened in this process."""
         with self._lock:
@@ -396,9 +467,9 @@ class RunRecords:
                 self._lock_path(run_id).unlink()
             os.close(descriptor)
 
-    def _still_running(self, run_id: str) -> bool:
-        """Whether the process of a run marked `running` still holds its lock; if nothing does, whether the run
-        finished in the meantime (it records its status before it lets go). A run recorded before runs held
+    def _still_running(self, run_id: str, table: str = "runs", key: str = "run_id") -> bool:
+        """Whether the process of a run (or sweep) marked `running` still holds its lock; if nothing does, whether
+        it finished in the meantime (it records its status before it lets go). A run recorded before runs held
         locks has no lock file: marked running still, it was stopped."""
         if run_id in self._run_locks:
             return True
@@ -414,7 +485,8 @@ class RunRecords:
                 held = True
             finally:
                 os.close(descriptor)  # which also lets go of the lock this took
-        return held or self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,), plain=True)[0][0] != "running"
+        status = self._read(f"SELECT status FROM {table} WHERE {key} = ?", (run_id,), plain=True)[0][0]
+        return held or status != "running"
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection (a new one after a fork: connections must not cross processes)."""
