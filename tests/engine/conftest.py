@@ -34,3 +34,14 @@ def ray_cluster(tmp_path_factory):
             os.environ.pop("HOME", None)
         else:
             os.environ["HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def killer_cards(tmp_path_factory):
+    """The card file of test_blocks.KILLER, written once for the session: the tests that load it in the test's own
+    process share it (a card type is registered once per process, by one file)."""
+    from tests.engine.test_blocks import KILLER
+
+    path = tmp_path_factory.mktemp("killer") / "killer.py"
+    path.write_text(KILLER)
+    return path

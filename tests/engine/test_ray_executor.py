@@ -17,7 +17,7 @@ from cardloop.engine.ray_executor import actor_options
 from cardloop.errors import InvalidOption
 from cardloop.examples import basic_training_loop
 from cardloop.store.records import RunRecords
-from tests.engine.test_blocks import KILLER, hand_loop, repeated_batch
+from tests.engine.test_blocks import hand_loop, repeated_batch
 from tests.oracle import assert_same_weights, hand_written_loop
 
 BATCHES = 3
@@ -145,9 +145,9 @@ def test_gpu_is_asked_for_only_where_the_cluster_has_gpus(regression_csv):
     assert actor_options(plan, work, {"CPU": 2, "GPU": 1}) == {"num_cpus": 1, "num_gpus": 1}
 
 
-def test_an_actor_killed_mid_card_is_replaced_and_the_run_ends_bit_for_bit(regression_csv, store, tmp_path):
-    cards = tmp_path / "killer.py"
-    cards.write_text(KILLER)
+def test_an_actor_killed_mid_card_is_replaced_and_the_run_ends_bit_for_bit(regression_csv, store, tmp_path,
+                                                                           killer_cards):
+    cards = killer_cards
     pipeline = repeated_batch(regression_csv, epochs=4)
     marker = tmp_path / "killed"
     pipeline.card("epochs").body.cards.insert(0, pipeline.card("epochs").body.cards[0].__class__(
