@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cellText, higherIsBetter, sortRows, sweepColumns, variantLabel } from './sweeps';
+import { cellText, higherIsBetter, settingText, sortRows, sweepColumns, variantLabel } from './sweeps';
 
 const results = [
   { variant: 0, 'opt.learning_rate': 0.001, status: 'succeeded', run_id: 'r0', error: null, best_epoch: 1, best_metric: 'epochs.validate.mse', best_value: 0.5, 'evaluate.mse': 0.5, 'evaluate.accuracy': 'NaN', 'evaluate.r2': 0.2 },
@@ -36,6 +36,16 @@ describe('labels and cells', () => {
     );
   });
   it('writes numbers to 4 digits, lists as JSON and nothing for a missing value', () => {
-    expect([cellText(0.123456), cellText(3), cellText([8, 8]), cellText(null), cellText('NaN')]).toEqual(['0.1235', '3', '[8,8]', '', 'NaN']);
+    expect([cellText(0.123456), cellText(0.001), cellText(3), cellText([8, 8]), cellText(null), cellText('NaN')]).toEqual([
+      '0.1235',
+      '0.001',
+      '3',
+      '[8,8]',
+      '',
+      'NaN',
+    ]);
+  });
+  it('writes a setting exactly as given', () => {
+    expect([settingText(0.0012345678), settingText([64, 64]), settingText('mse')]).toEqual(['0.0012345678', '[64, 64]', '"mse"']);
   });
 });

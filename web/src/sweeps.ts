@@ -67,10 +67,13 @@ function pythonJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** A setting's value exactly as given (and as the variant's run name writes it). */
+export const settingText = (value: unknown): string => pythonJson(value);
+
 /** A table cell's text: numbers to 4 significant digits, lists as JSON, nothing for a missing value. */
 export function cellText(value: unknown): string {
   if (value === null || value === undefined) return '';
-  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toPrecision(4);
+  if (typeof value === 'number') return String(Number(value.toPrecision(4)));
   if (typeof value === 'string') return value;
   return JSON.stringify(value);
 }

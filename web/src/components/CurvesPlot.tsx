@@ -91,7 +91,11 @@ export const CurvesPlot = memo(function CurvesPlot({ series, what }: { series: S
           )}
         </svg>
         {hover !== null && (
-          <div className="curves-tooltip" data-testid="sweep-plot-tooltip" style={{ left: `${(x(hover) / W) * 100}%` }}>
+          <div
+            className={`curves-tooltip${x(hover) > W / 2 ? ' left' : ''}`}
+            data-testid="sweep-plot-tooltip"
+            style={{ left: `${(x(hover) / W) * 100}%` }}
+          >
             <div className="muted">step {hover}</div>
             {series.map((s) => (
               <div key={s.key}>

@@ -5,7 +5,7 @@ import { useEffect, useMemo, useState } from 'react';
 import { api, type SweepDetail, type SweepSummary } from '../api';
 import { lossValue } from '../runs';
 import { useStore } from '../store';
-import { cellText, higherIsBetter, sortRows, sweepColumns, variantLabel } from '../sweeps';
+import { cellText, higherIsBetter, settingText, sortRows, sweepColumns, variantLabel } from '../sweeps';
 import { ui } from '../ui';
 import { CurvesPlot, seriesColour, type Series } from './CurvesPlot';
 
@@ -90,7 +90,7 @@ function ResultsTable({ sweep }: { sweep: SweepDetail }) {
                 </td>
                 {settings.map((c) => (
                   <td key={c} className="setting">
-                    {cellText(row[c])}
+                    {settingText(row[c])}
                   </td>
                 ))}
                 <td className={`status-${String(row.status)}`} title={row.error ? String(row.error) : String(row.run_id ?? '')}>
