@@ -39,12 +39,17 @@ def swept(server, tmp_path):  # noqa: F811
     return cardloop.sweep(tiny(), set={"opt.learning_rate": RATES}, store=tmp_path / "store", threads=1)
 
 
-def test_a_store_without_sweeps_shows_how_to_make_one(page):  # noqa: F811
+def test_a_store_without_sweeps_says_how_to_make_one_and_refresh_shows_one_made_since(page, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
     view = open_sweeps(page)
     expect(view.get_by_test_id("sweeps-empty")).to_contain_text("No sweeps in this store yet")
     expect(view.get_by_test_id("sweeps-empty")).to_contain_text("cardloop sweep")
+    made = cardloop.sweep(tiny(), set={"opt.learning_rate": RATES[:2]}, store=tmp_path / "store", threads=1)
+    view.get_by_test_id("sweeps-refresh").click()
+    expect(view.get_by_test_id(f"sweep-item-{made.sweep_id}")).to_contain_text("2/2 variants")
+    expect(view.get_by_test_id("sweep-row")).to_have_count(2)
+    expect(view.get_by_test_id("sweeps-empty")).to_have_count(0)
     page.keyboard.press("Escape")
     expect(page.get_by_test_id("sweep-view")).to_have_count(0)
 

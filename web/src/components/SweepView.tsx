@@ -111,7 +111,7 @@ function ResultsTable({ sweep }: { sweep: SweepDetail }) {
   );
 }
 
-function SweepDetails({ id }: { id: string }) {
+function SweepDetails({ id, version }: { id: string; version: number }) {
   const [metric, setMetric] = useState('loss_value');
   const [sweep, setSweep] = useState<SweepDetail | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -125,7 +125,7 @@ function SweepDetails({ id }: { id: string }) {
     return () => {
       live = false;
     };
-  }, [id, metric]);
+  }, [id, metric, version]);
   const series: Series[] = useMemo(
     () =>
       (sweep?.variants ?? []).map((v) => ({
@@ -173,9 +173,10 @@ export function SweepView() {
   const [sweeps, setSweeps] = useState<SweepSummary[] | null>(null);
   const [chosen, setChosen] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [version, setVersion] = useState(0);
   useEffect(() => {
     if (!open) return;
-    setSweeps(null);
+    setError(null);
     api
       .sweeps()
       .then((found) => {
@@ -183,7 +184,7 @@ export function SweepView() {
         setChosen((c) => (c && found.some((s) => s.sweep_id === c) ? c : (found[0]?.sweep_id ?? null)));
       })
       .catch((e) => setError(e instanceof Error ? e.message : String(e)));
-  }, [open]);
+  }, [open, version]);
   if (!open) return null;
   const close = () => ui.set({ sweeps: false });
   return (
@@ -191,6 +192,10 @@ export function SweepView() {
       <div className="modal sweep-view" role="dialog" aria-label="sweeps" data-testid="sweep-view" onClick={(e) => e.stopPropagation()}>
         <header>
           <h2>Sweeps</h2>
+          <span className="spacer" />
+          <button className="link-button" onClick={() => setVersion((v) => v + 1)} title="read the store's sweeps again" data-testid="sweeps-refresh">
+            ↻ refresh
+          </button>
           <button className="icon" onClick={close} aria-label="close" data-testid="sweeps-close">
             ✕
           </button>
@@ -209,7 +214,7 @@ export function SweepView() {
         {sweeps && sweeps.length > 0 && (
           <div className="sweep-body">
             <SweepList sweeps={sweeps} chosen={chosen} choose={setChosen} />
-            {chosen && <SweepDetails key={chosen} id={chosen} />}
+            {chosen && <SweepDetails key={chosen} id={chosen} version={version} />}
           </div>
         )}
       </div>
