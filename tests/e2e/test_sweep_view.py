@@ -115,6 +115,7 @@ def home(tmp_path, monkeypatch):
 def test_the_ray_address_is_offered_for_the_ray_executor_only_and_reaches_the_run(home, page):  # noqa: F811
     from playwright.sync_api import expect
 
+    page.set_viewport_size({"width": 1440, "height": 900})  # a laptop's screen: the run options still fit
     expect(page.get_by_test_id("example-unrolled-training-loop")).to_be_visible(timeout=WAIT)
     page.get_by_test_id("example-unrolled-training-loop").click()
     expect(page.get_by_test_id("pipeline-name")).to_have_value("unrolled-training-loop", timeout=WAIT)
@@ -125,6 +126,9 @@ def test_the_ray_address_is_offered_for_the_ray_executor_only_and_reaches_the_ru
     for name, offered in (("ray", 1), ("process", 0), ("ray", 1), ("local", 0), ("ray", 1)):
         executor.select_option(name)
         expect(address).to_have_count(offered)
+        assert page.evaluate("() => { const bar = document.querySelector('.toolbar');"
+                             " return bar.scrollWidth <= bar.clientWidth; }"), f"the toolbar overflows with {name}"
+        expect(page.get_by_test_id("cancel-button")).to_be_in_viewport(ratio=1)
     with socket.socket() as bound:  # bound but not listening: the port is taken, and refuses connections
         bound.bind(("127.0.0.1", 0))
         where = f"127.0.0.1:{bound.getsockname()[1]}"

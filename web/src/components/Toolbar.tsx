@@ -74,7 +74,7 @@ function RunOptions() {
   }, []);
   const chosen = executors.find((e) => e.name === executor);
   return (
-    <>
+    <div className="executor-option">
       <label className="small muted" title={chosen?.summary}>
         executor{' '}
         <select value={executor} onChange={(e) => ui.set({ executor: e.target.value })} data-testid="executor-select">
@@ -86,20 +86,18 @@ function RunOptions() {
         </select>
       </label>
       {executor === 'ray' && (
-        <label className="small muted" title="the Ray cluster to join (HOST:PORT or ray://HOST:PORT); empty: a Ray started on this machine">
-          Ray address{' '}
-          <input
-            className="ray-address"
-            value={rayAddress}
-            onChange={(e) => ui.set({ rayAddress: e.target.value })}
-            placeholder="this machine"
-            spellCheck={false}
-            data-testid="ray-address-input"
-            aria-label="Ray address"
-          />
-        </label>
+        <input
+          className="ray-address"
+          value={rayAddress}
+          onChange={(e) => ui.set({ rayAddress: e.target.value })}
+          placeholder="Ray address"
+          title="the Ray cluster to join (HOST:PORT or ray://HOST:PORT); empty: a Ray started on this machine"
+          spellCheck={false}
+          data-testid="ray-address-input"
+          aria-label="Ray address"
+        />
       )}
-    </>
+    </div>
   );
 }
 
@@ -170,9 +168,6 @@ export function Toolbar() {
           title="put the selected block's body back in its place (Ctrl+Shift+G)"
         >
           Ungroup
-        </button>
-        <button onClick={() => ui.set({ sweeps: true })} data-testid="sweeps-button" title="the store's sweeps: results tables and loss curves">
-          Sweeps
         </button>
         <button onClick={() => ui.set({ help: true })} data-testid="help-button" title="keyboard shortcuts (?)">
           ?
