@@ -95,6 +95,16 @@ def test_a_sweep_shows_a_row_and_a_line_per_variant_and_sorts_by_a_metric(swept,
         expect(line.locator("polyline")).to_have_count(1)
     expect(plot.get_by_test_id("sweep-legend-item")).to_have_text([f"opt.learning_rate={r}" for r in RATES])
 
+    # the curves of another metric the variants recorded: the validation's and evaluation's mse
+    mse_curves = {v["index"]: v["curve"] for v in get(server, f"/api/sweeps/{swept.sweep_id}?metric=mse")["variants"]}
+    detail.get_by_test_id("sweep-metric").select_option("mse")
+    expect(plot.locator("figcaption")).to_contain_text("mse per step")
+    for index in range(3):
+        expect(plot.locator(f"[data-testid='sweep-line'][data-variant='{index}']")).to_have_attribute(
+            "data-points", str(len(mse_curves[index])))
+    detail.get_by_test_id("sweep-metric").select_option("loss_value")
+    expect(plot.locator("figcaption")).to_contain_text("loss_value per step")
+
     # hovering the chart shows every variant's value at that step
     box = plot.locator("svg").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.99, box["y"] + box["height"] / 2)

@@ -51,8 +51,8 @@ class RunRequest(BaseModel):
     until: str | None = None
     from_card: str | None = Field(default=None, alias="from")
     threads: int | None = Field(default=None, ge=1, le=256)
-    #: the Ray cluster to join (`HOST:PORT`, `ray://HOST:PORT`); none or blank: a Ray started on this machine
-    ray_address: str | None = None
+    ray_address: str | None = Field(default=None, description="For the ray executor: the cluster to join "
+                                    "(HOST:PORT or ray://HOST:PORT); none or blank: a Ray started on this machine")
 
     model_config = {"populate_by_name": True, "extra": "forbid"}
 
