@@ -221,6 +221,30 @@ def test_an_executor_registered_after_the_server_started_runs_by_name(client, re
     assert client.get(f"/api/runs/{run_id}").json()["executor"] == "also_local"
 
 
+def test_the_executors_are_listed_in_registration_order_with_their_summaries(client):
+    listed = client.get("/api/executors").json()
+    assert [e["name"] for e in listed] == ["local", "process", "ray"]
+    assert listed[0]["summary"] == "this process" and "--ray-address" in listed[2]["summary"]
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_a_ray_address_with_another_executor_is_422_naming_the_field_and_what_is_valid(client, regression_csv,
+                                                                                         executor):
+    body = {"pipeline": loop(regression_csv), "executor": executor, "ray_address": "127.0.0.1:6379"}
+    response = client.post("/api/runs", json=body)
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"][-1] == "ray_address"
+    assert problem["msg"] == (f"ray_address is for the ray executor, not '{executor}': choose executor 'ray' or "
+                              "leave ray_address out")
+    assert client.get("/api/runs").json() == []
+
+
+def test_a_blank_ray_address_is_no_address(client, regression_csv):
+    run_id = finished_run(client, regression_csv, ray_address="  ")
+    assert client.get(f"/api/runs/{run_id}").json()["executor"] == "local"
+
+
 def test_until_only_and_from_are_accepted(client, regression_csv):
     finished_run(client, regression_csv, persist="all")
 

@@ -39,6 +39,7 @@ import { OpenPanel } from './components/OpenPanel';
 import { DRAG_TYPE, Legend, Palette } from './components/Palette';
 import { RunPanel } from './components/RunPanel';
 import { ShortcutHelp } from './components/ShortcutHelp';
+import { SweepView } from './components/SweepView';
 import { Toasts } from './components/Toasts';
 import { Toolbar } from './components/Toolbar';
 import { annotations, startDerivations } from './derive';
@@ -272,12 +273,12 @@ function useShortcuts() {
         return;
       }
       if (e.key === 'Escape') {
-        if (ui.get().search || ui.get().help) ui.set({ search: null, help: false });
+        if (ui.get().search || ui.get().help || ui.get().sweeps) ui.set({ search: null, help: false, sweeps: false });
         else if (!isEditable(e.target)) editor.selectOnly([]);
         return;
       }
       // inside a form field the browser's own editing (and its undo) stays in charge
-      if (isEditable(e.target) || ui.get().search) return;
+      if (isEditable(e.target) || ui.get().search || ui.get().sweeps) return;
       if (mod && key === 'z') {
         e.preventDefault();
         if (e.shiftKey) editor.redo();
@@ -545,6 +546,7 @@ function Editor() {
       <RunPanel />
       <CardSearch />
       <ShortcutHelp />
+      <SweepView />
       <Toasts />
       <ContextMenu />
       <BenchBox result={bench} />

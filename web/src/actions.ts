@@ -229,12 +229,13 @@ export function run(options: { until?: string; only?: string; persist?: 'checkpo
       topBlock[node.id] = top;
     }
   }
-  const { executor, cache } = ui.get();
+  const { executor, rayAddress, cache } = ui.get();
   const persist = options.persist ?? ui.get().persist;
   ui.set({ runPanel: true });
   startRun({
     file: editor.toFile(),
     executor,
+    rayAddress: executor === 'ray' ? rayAddress.trim() : undefined,
     persist,
     cache,
     until: options.until,

@@ -64,9 +64,17 @@ export interface SavedInfo {
   modified: number;
 }
 
+export interface ExecutorInfo {
+  name: string;
+  summary: string;
+}
+
 export interface RunRequest {
   pipeline: PipelineFile;
-  executor: 'local' | 'process';
+  /** A registered executor's name (GET /api/executors). */
+  executor: string;
+  /** For the ray executor: the cluster to join; left out, a Ray started on the server's machine. */
+  ray_address?: string;
   persist?: 'checkpoint' | 'all';
   cache?: boolean;
   until?: string;
@@ -113,6 +121,40 @@ export interface IterationDetail {
   outputs: Record<string, OutputPreview> | null;
 }
 
+/** A recorded sweep as GET /api/sweeps lists it. */
+export interface SweepSummary {
+  sweep_id: string;
+  name: string;
+  settings: Record<string, unknown[]>;
+  status: string;
+  /** Seconds since the epoch. */
+  started_at: number;
+  ended_at: number | null;
+  variants: number;
+  succeeded: number;
+}
+
+/** A row of a sweep's results table: variant, one column per setting, status, run_id, error, best_epoch,
+ * best_metric, best_value and one column per metric (NaN and infinities as strings). */
+export type SweepRow = Record<string, unknown>;
+
+export interface SweepVariantDetail {
+  index: number;
+  settings: Record<string, unknown>;
+  run_id: string | null;
+  status: string;
+  error: string | null;
+  /** The values of the sweep's metric in the order the variant's run made them (NaN and infinities as strings). */
+  curve: (number | string)[];
+}
+
+export interface SweepDetail extends Omit<SweepSummary, 'variants'> {
+  options: Record<string, unknown>;
+  metric: string;
+  results: SweepRow[];
+  variants: SweepVariantDetail[];
+}
+
 export const api = {
   cards: () => request<Catalogue>('GET', '/api/cards'),
   examples: () => request<ExampleInfo[]>('GET', '/api/examples'),
@@ -121,6 +163,10 @@ export const api = {
   pipeline: (name: string) => request<PipelineFile>('GET', `/api/pipelines/${enc(name)}`),
   save: (name: string, file: PipelineFile) => request<{ name: string; problems: Problem[] }>('PUT', `/api/pipelines/${enc(name)}`, file),
   validate: (file: PipelineFile) => request<{ problems: Problem[] }>('POST', '/api/validate', file),
+  executors: () => request<ExecutorInfo[]>('GET', '/api/executors'),
+  sweeps: () => request<SweepSummary[]>('GET', '/api/sweeps'),
+  sweep: (sweepId: string, metric = 'loss_value') =>
+    request<SweepDetail>('GET', `/api/sweeps/${enc(sweepId)}?metric=${enc(metric)}`),
   startRun: (body: RunRequest) => request<{ run_id: string; status: string }>('POST', '/api/runs', body),
   cancelRun: (runId: string) => request<{ cancelling: boolean }>('POST', `/api/runs/${enc(runId)}/cancel`),
   run: (runId: string) => request<RunDetail>('GET', `/api/runs/${enc(runId)}`),

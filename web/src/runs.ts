@@ -297,7 +297,9 @@ const flush = () => batcher.flush();
 
 export interface StartOptions {
   file: PipelineFile;
-  executor: 'local' | 'process';
+  executor: string;
+  /** The ray executor's cluster address; empty or absent: a Ray started on the server's machine. */
+  rayAddress?: string;
   persist: 'checkpoint' | 'all';
   cache: boolean;
   until?: string;
@@ -340,7 +342,7 @@ export async function startRun(options: StartOptions): Promise<string | null> {
     log: [
       ...runs.get().log,
       entry(
-        `starting a run (${mode}, ${options.executor} executor, persist ${options.persist}${options.cache ? '' : ', no cache'})`,
+        `starting a run (${mode}, ${options.executor} executor${options.rayAddress ? ` at ${options.rayAddress}` : ''}, persist ${options.persist}${options.cache ? '' : ', no cache'})`,
         'muted',
       ),
     ].slice(-LOG_LIMIT),
@@ -350,6 +352,7 @@ export async function startRun(options: StartOptions): Promise<string | null> {
     const started = await api.startRun({
       pipeline: options.file,
       executor: options.executor,
+      ray_address: options.rayAddress || undefined,
       persist: options.persist,
       cache: options.cache,
       until: options.until,

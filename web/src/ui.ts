@@ -14,7 +14,10 @@ export interface SearchRequest {
 export interface UiState {
   search: SearchRequest | null;
   help: boolean;
-  executor: 'local' | 'process';
+  /** A registered executor's name (the toolbar offers GET /api/executors' list). */
+  executor: string;
+  /** For the ray executor: the cluster to join (HOST:PORT or ray://HOST:PORT); empty, a Ray started on this machine. */
+  rayAddress: string;
   persist: 'checkpoint' | 'all';
   /** Serve unchanged cards from the store (off: run every card again). */
   cache: boolean;
@@ -28,12 +31,15 @@ export interface UiState {
   menu: { x: number; y: number } | null;
   /** The iteration chosen for each loop block (0-based) whose body cards' previews are shown. */
   iterations: Record<string, number>;
+  /** The sweep view is open. */
+  sweeps: boolean;
 }
 
 export const ui = createStore<UiState>({
   search: null,
   help: false,
   executor: 'local',
+  rayAddress: '',
   persist: 'checkpoint',
   cache: true,
   unsaved: false,
@@ -42,4 +48,5 @@ export const ui = createStore<UiState>({
   fitRequest: 0,
   menu: null,
   iterations: {},
+  sweeps: false,
 });

@@ -13,10 +13,10 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from cardloop.engine.executors import executor_names
+from cardloop.engine.executors import executor_entry, executor_names
 from cardloop.errors import CardloopError, PathInvalid, PathNotFound, PipelineInvalid, Problem, StoreError
 from cardloop.server.jsonsafe import finite_json
 from cardloop.server.runs import RunManager, next_batch
@@ -51,8 +51,21 @@ class RunRequest(BaseModel):
     until: str | None = None
     from_card: str | None = Field(default=None, alias="from")
     threads: int | None = Field(default=None, ge=1, le=256)
+    ray_address: str | None = Field(default=None, description="For the ray executor: the cluster to join "
+                                    "(HOST:PORT or ray://HOST:PORT); none or blank: a Ray started on this machine")
 
     model_config = {"populate_by_name": True, "extra": "forbid"}
+
+    @field_validator("ray_address")
+    @classmethod
+    def _only_for_ray(cls, address: str | None, info: ValidationInfo) -> str | None:
+        """A blank address is none; an address with another executor is refused, as `cardloop.run` refuses it."""
+        address = (address or "").strip() or None
+        executor = info.data.get("executor")
+        if address is not None and executor not in (None, "ray"):
+            raise PydanticCustomError("ray_address_executor", "ray_address is for the ray executor, not '{executor}': "
+                                      "choose executor 'ray' or leave ray_address out", {"executor": executor})
+        return address
 
 
 class PipelineJSONRequest(Request):
@@ -200,6 +213,10 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
             raise HTTPException(404, f"no example '{name}'; examples: {', '.join(_examples())}")
         return found.to_dict()
 
+    @app.get("/api/executors", summary="The executors a run may use (the run options' `executor`), in order")
+    def executors() -> list[dict]:
+        return [{"name": name, "summary": executor_entry(name).summary} for name in executor_names()]
+
     @app.post("/api/runs", status_code=201, summary="Start a run (with an executor and the partial-run options)")
     def start_run(request: RunRequest) -> dict:
         if (request.pipeline is None) == (request.name is None):
@@ -210,7 +227,7 @@ def create_app(store: Path, pipelines_dir: Path, data_root: Path, token: str | N
             raise _unprocessable(problems)
         options = {"executor": request.executor, "persist": request.persist, "cache": request.cache,
                    "only": request.only, "until": request.until, "from_card": request.from_card,
-                   "threads": request.threads}
+                   "threads": request.threads, "ray_address": request.ray_address}
         try:
             active = runs.start(pipeline, options)
         except CardloopError as exc:

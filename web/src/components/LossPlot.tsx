@@ -8,14 +8,14 @@ const W = 420;
 const H = 150;
 const PAD = { left: 44, right: 10, top: 10, bottom: 22 };
 
-function fmt(v: number): string {
+export function fmt(v: number): string {
   const a = Math.abs(v);
   return a !== 0 && (a < 1e-3 || a >= 1e4) ? v.toExponential(2) : v.toPrecision(3);
 }
 
 /** The range of the finite losses, the runs of consecutive finite steps (each drawn as a line) and the steps
  * whose loss is NaN or infinite. */
-export function lossShape(points: LossPoint[]): { min: number; max: number; lines: number[][]; notFinite: number[] } {
+export function lossShape(points: { value: number }[]): { min: number; max: number; lines: number[][]; notFinite: number[] } {
   let min = Infinity;
   let max = -Infinity;
   const lines: number[][] = [];

@@ -50,6 +50,14 @@ export const OpenPanel = memo(function OpenPanel() {
       <button className="list-button new" onClick={() => openFile({ version: 1, name: 'untitled', cards: [] }, 'a new pipeline')} data-testid="new-button">
         + New pipeline
       </button>
+      <button
+        className="list-button sweeps"
+        onClick={() => ui.set({ sweeps: true })}
+        title="the store's sweeps: each one's results table and its variants' loss curves overlaid"
+        data-testid="sweeps-button"
+      >
+        ▤ Sweeps
+      </button>
     </section>
   );
 });

@@ -1,6 +1,7 @@
 /** The top bar: the pipeline's name and unsaved marker, file actions, undo/redo, view, run. */
 import { useEffect, useRef, useState } from 'react';
 import { cancel, exportFile, fitSoon, groupSelection, importFile, relayout, run, save, ungroupSelection } from '../actions';
+import { api, type ExecutorInfo } from '../api';
 import { editor } from '../editor';
 import { isActive, runs, type RunState } from '../runs';
 import { useStore } from '../store';
@@ -54,9 +55,54 @@ function NameField() {
   );
 }
 
+/** Before the server's list arrives (or when it cannot be had): the executors every server has. */
+const BUILT_IN: ExecutorInfo[] = [
+  { name: 'local', summary: 'this process' },
+  { name: 'process', summary: 'a warm worker process per card' },
+];
+
+/** The executor (the server's registered ones) and, for ray, the address of the cluster to join. */
+function RunOptions() {
+  const executor = useStore(ui, (s) => s.executor);
+  const rayAddress = useStore(ui, (s) => s.rayAddress);
+  const [executors, setExecutors] = useState<ExecutorInfo[]>(BUILT_IN);
+  useEffect(() => {
+    api
+      .executors()
+      .then((found) => found.length && setExecutors(found))
+      .catch(() => undefined);
+  }, []);
+  const chosen = executors.find((e) => e.name === executor);
+  return (
+    <div className="executor-option">
+      <label className="small muted" title={chosen?.summary}>
+        executor{' '}
+        <select value={executor} onChange={(e) => ui.set({ executor: e.target.value })} data-testid="executor-select">
+          {executors.map((e) => (
+            <option key={e.name} value={e.name} title={e.summary}>
+              {e.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      {executor === 'ray' && (
+        <input
+          className="ray-address"
+          value={rayAddress}
+          onChange={(e) => ui.set({ rayAddress: e.target.value })}
+          placeholder="Ray address"
+          title="the Ray cluster to join (HOST:PORT or ray://HOST:PORT); empty: a Ray started on this machine"
+          spellCheck={false}
+          data-testid="ray-address-input"
+          aria-label="Ray address"
+        />
+      )}
+    </div>
+  );
+}
+
 export function Toolbar() {
   const unsaved = useStore(ui, (s) => s.unsaved);
-  const executor = useStore(ui, (s) => s.executor);
   const persist = useStore(ui, (s) => s.persist);
   const cache = useStore(ui, (s) => s.cache);
   const canUndo = useStore(editor.history, (s) => s.canUndo);
@@ -128,17 +174,7 @@ export function Toolbar() {
         </button>
       </div>
       <span className="spacer" />
-      <label className="small muted">
-        executor{' '}
-        <select
-          value={executor}
-          onChange={(e) => ui.set({ executor: e.target.value as 'local' | 'process' })}
-          data-testid="executor-select"
-        >
-          <option value="local">local</option>
-          <option value="process">process</option>
-        </select>
-      </label>
+      <RunOptions />
       <label className="small muted" title="'all' keeps every output so that every card's outputs can be previewed">
         persist{' '}
         <select value={persist} onChange={(e) => ui.set({ persist: e.target.value as 'checkpoint' | 'all' })} data-testid="persist-select">
