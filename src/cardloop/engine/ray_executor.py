@@ -5,9 +5,9 @@ CardTask messages the process executor sends, as plain JSON data. Training state
 consecutive cards (the Worker's CachingLoader reuses the state it has just written); everything a card makes
 is written to the store, which the actor and the run's process share. Like the process executor's worker, the
 actor stays warm for later runs of this process (per Ray job, store, thread count, card files and resources).
-The actor asks Ray for what the run's cards declare in their `resources` (`actor_options`). If its process
-dies mid-card, the card is retried once on a fresh actor from what the store holds; a second death fails the
-card (CardFailed naming it).
+The actor asks Ray for what the run's cards ask for in their `resources` (`actor_options`). If its process or
+its node dies mid-card, the card is retried once on a fresh actor, on a live node, from what the store holds; a
+second death fails the card (CardFailed naming it).
 
 Ray is an optional extra (`pip install cardloop[ray]`): this module imports it only when a run uses it.
 """
@@ -230,8 +230,9 @@ class RayWorker:
             try:
                 reports, outcome = self.ray.get(self.actor.handle.remote(task.to_json()))
                 break
-            except self.ray.exceptions.RayActorError:
-                self.actor = None  # a fresh one next, which must be sent the pipeline
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.NodeDiedError):  # its process or node
+                self.stop()  # died (an actor only unavailable may still run the card: end it); a fresh one next,
+                # which Ray places on a live node holding its resources, and which must be sent the pipeline
                 if attempt == RETRIES:
                     card = self.plan.cards[task.target]
                     return CardOutcome(failure=TaskFailure(
