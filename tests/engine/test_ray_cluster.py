@@ -248,3 +248,13 @@ def test_a_node_killed_mid_card_has_its_card_rescheduled_on_another_and_the_run_
     local = cardloop.run(loop(regression_csv, batches=2), store=tmp_path / "local", threads=1)
     assert_same_weights(cardloop.load_output(answer["run"], "step1", "model", store=store),
                         cardloop.load_output(local.run_id, "step1", "model", store=tmp_path / "local"))
+
+
+def test_the_tests_cluster_listens_on_loopback_only(cluster):
+    """Every server of every node the test started (GCS, raylets, agents, workers) is bound to 127.0.0.1."""
+    import psutil
+
+    ours = {pid for node in cluster.nodes for pid in processes_in(node.pid)}
+    listening = [conn.laddr.ip for conn in psutil.net_connections(kind="inet")
+                 if conn.status == psutil.CONN_LISTEN and conn.pid in ours]
+    assert listening and all(ip.removeprefix("::ffff:") == "127.0.0.1" for ip in listening), listening

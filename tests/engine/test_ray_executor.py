@@ -148,6 +148,21 @@ def test_a_model_on_device_cuda_is_refused_where_no_node_has_a_gpu_before_the_ru
     assert RunRecords(store / "runs.sqlite").list_runs(10) == []
 
 
+def test_the_cli_refuses_a_model_on_device_cuda_on_a_cluster_without_gpus_in_one_sentence(
+        ray_cluster, regression_csv, store, tmp_path):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("model").config["device"] = "cuda"
+    address = ray_cluster.get_runtime_context().gcs_address  # the session's Ray, joined by the CLI's process
+    done = subprocess.run([sys.executable, "-m", "cardloop.cli", "run", str(pipeline.save(tmp_path / "p.yaml")),
+                           "--store", str(store), "--executor", "ray", "--ray-address", address],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, ray_executor.LOOPBACK_SWITCH: "0"})  # 127.0.0.1 stays loopback
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "card 'model' needs a GPU (device: cuda, or resources gpu), but no node of the Ray cluster has one; set " \
+           "device: cpu (or auto)" in " ".join(done.stderr.split())
+    assert RunRecords(store / "runs.sqlite").list_runs(10) == []
+
+
 def schedule_of(pipeline):
     """The plan of `pipeline` and a schedule running all of it (for actor_options, which needs no cluster)."""
     from cardloop.engine.plan import plan_pipeline
@@ -185,6 +200,12 @@ def test_resources_in_the_pipeline_override_the_card_types_and_become_actor_opti
     pipeline.card("model").resources = {"cpu": 2, "memory": "4e9", "fake_gpu": 1}
     options = actor_options(*schedule_of(pipeline), [{"CPU": 1}, {"CPU": 4, "memory": 8e9, "fake_gpu": 1}])
     assert options == {"num_cpus": 2, "memory": 4_000_000_000, "resources": {"fake_gpu": 1}}
+
+
+def test_a_zero_amount_in_the_pipeline_asks_for_none_of_a_resource(regression_csv):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("model").resources = {"cpu": 0, "gpu": 0, "memory": 0, "fake_gpu": 0}
+    assert actor_options(*schedule_of(pipeline), [{"CPU": 2, "GPU": 1}]) == {"num_cpus": 0}
 
 
 def test_a_gpu_the_pipeline_asks_for_is_refused_where_no_node_has_one(regression_csv):

@@ -19,7 +19,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from cardloop.engine.executors import ExecutorSetup
 from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_from_json
@@ -29,8 +29,11 @@ from cardloop.engine.resolve import Schedule
 from cardloop.errors import InvalidOption
 from cardloop.pipeline.resources import CardResources, resources_within
 
-#: a card type's resource name -> the actor option it becomes; any other name is a custom Ray resource
-NAMED_OPTIONS = {"cpu": "num_cpus", "gpu": "num_gpus", "memory": "memory"}
+if TYPE_CHECKING:
+    from cardloop.engine.run import RunOptions
+
+#: the names Ray's nodes give the resources cardloop names cpu, gpu and memory; any other name is a custom one
+RAY_NAMES = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
 #: Ray's switch for "no clusters on this machine", which makes every server it starts listen on loopback
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: retries of a card whose actor died under it
@@ -111,7 +114,7 @@ def actor_options(plan: Plan, work: Schedule, nodes: list[dict[str, float]]) -> 
     for card in resources_within((pc.card, pc.card_type, pc.config) for pc in work.run):
         for name, (amount, required) in card_needs(card).items():
             chosen = needs if required else wishes
-            if amount > chosen.get(name, (0, ""))[0]:
+            if name not in chosen or amount > chosen[name][0]:
                 chosen[name] = (amount, card.path)
     for name, (amount, card) in wishes.items():
         if name not in needs and most(nodes, name) >= amount:
@@ -119,27 +122,22 @@ def actor_options(plan: Plan, work: Schedule, nodes: list[dict[str, float]]) -> 
     for name, (amount, card) in needs.items():
         if amount > most(nodes, name):
             raise InvalidOption(lacking(card, name, amount, most(nodes, name)))
-    wanted = {name: amount for name, (amount, _) in needs.items() if amount}
+    wanted = {"cpu": 1} | {name: amount for name, (amount, _) in needs.items()}
     if not any(all(node.get(RAY_NAMES.get(name, name), 0) >= amount for name, amount in wanted.items())
                for node in nodes):
-        shown = ", ".join(f"{name} {amount:g}" for name, amount in wanted.items())
+        shown = ", ".join(f"{name} {amount:g}" for name, amount in wanted.items() if amount)
         raise InvalidOption(f"the run's cards ask together for {shown} on one node (its state actor runs them "
                             "all), which no node of the Ray cluster has; lower their `resources` in the pipeline "
                             "or add such a node")
-    options: dict[str, Any] = {"num_cpus": needs.pop("cpu", (1, ""))[0]}
-    if needs.get("gpu", (0, ""))[0]:
-        options["num_gpus"] = needs["gpu"][0]
-    needs.pop("gpu", None)
-    if "memory" in needs:
-        options["memory"] = int(needs.pop("memory")[0])
-    custom = {name: amount for name, (amount, _) in needs.items()}
+    options: dict[str, Any] = {"num_cpus": wanted.pop("cpu")}
+    if wanted.get("gpu"):
+        options["num_gpus"] = wanted["gpu"]
+    if wanted.get("memory"):
+        options["memory"] = int(wanted["memory"])
+    custom = {name: amount for name, amount in wanted.items() if name not in RAY_NAMES and amount}
     if custom:
         options["resources"] = custom
     return options
-
-
-#: the resource names Ray's nodes use for the ones cardloop names
-RAY_NAMES = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
 
 
 def card_needs(card: CardResources) -> dict[str, tuple[float, bool]]:
@@ -174,7 +172,7 @@ def live_nodes(ray: Any) -> list[dict[str, float]]:
     return [node["Resources"] for node in ray.nodes() if node["Alive"]]
 
 
-def check_placement(plan: Plan, work: Schedule, options: Any) -> None:
+def check_placement(plan: Plan, work: Schedule, options: RunOptions) -> None:
     """Refuse, before the run is recorded, a run whose cards ask for what no node of the cluster has
     (registered as the ray executor's `check`: it connects to Ray, or starts it)."""
     actor_options(plan, work, live_nodes(connect(options.ray_address)))
