@@ -235,11 +235,11 @@ def test_resources_that_no_one_node_has_together_are_refused(regression_csv):
 
 def test_an_actor_killed_mid_card_is_replaced_and_the_run_ends_bit_for_bit(regression_csv, store, tmp_path):
     cards = tmp_path / "killer.py"
-    cards.write_text(KILLER)
+    cards.write_text(KILLER.replace("test_kill_once", "test_ray_kill_once"))  # other tests register their copy
     pipeline = repeated_batch(regression_csv, epochs=4)
     marker = tmp_path / "killed"
     pipeline.card("epochs").body.cards.insert(0, pipeline.card("epochs").body.cards[0].__class__(
-        id="kill", type="test_kill_once", config={"at": 2, "marker": str(marker),
+        id="kill", type="test_ray_kill_once", config={"at": 2, "marker": str(marker),
                                                   "records": str(store / "runs.sqlite")},
         inputs={"iteration": "epochs.iteration"}))
     result = cardloop.run(pipeline, store=store, executor="ray", threads=1, cards=[cards])
