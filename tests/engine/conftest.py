@@ -11,8 +11,8 @@ RAY_MISSING = "Ray is not installed: pip install -e '.[test,ray]' (.ci/run does)
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
-    """A Ray started for the session on this machine with 2 CPUs and one `fake_gpu` (a custom resource standing in
-    for a GPU), its temp files and $HOME/.ray (its auth token) in the session's own folders. Without Ray the
+    """A Ray started for the session on this machine with 2 CPUs, no GPU (even where the machine has one) and one
+    `fake_gpu` (a custom resource standing in for a GPU), its temp files and $HOME/.ray (its auth token) in the session's own folders. Without Ray the
     tests that use it are skipped, and fail under CI (whose set-up installs it)."""
     try:
         import ray
@@ -26,7 +26,7 @@ def ray_cluster(tmp_path_factory):
     try:
         from cardloop.engine.ray_executor import start_local
 
-        start_local(num_cpus=2, resources={"fake_gpu": 1}, _temp_dir=str(tmp_path_factory.mktemp("ray")))
+        start_local(num_cpus=2, num_gpus=0, resources={"fake_gpu": 1}, _temp_dir=str(tmp_path_factory.mktemp("ray")))
         yield ray
     finally:
         ray.shutdown()
@@ -35,13 +35,3 @@ def ray_cluster(tmp_path_factory):
         else:
             os.environ["HOME"] = previous
 
-
-@pytest.fixture(scope="session")
-def killer_cards(tmp_path_factory):
-    """The card file of test_blocks.KILLER, written once for the session: the tests that load it in the test's own
-    process share it (a card type is registered once per process, by one file)."""
-    from tests.engine.test_blocks import KILLER
-
-    path = tmp_path_factory.mktemp("killer") / "killer.py"
-    path.write_text(KILLER)
-    return path

@@ -84,6 +84,16 @@ def test_a_registered_executor_runs_the_cards_when_a_run_names_it(registry, regr
     assert_same_weights(result.outputs["step1"]["model"], local.outputs["step1"]["model"])
 
 
+def test_an_executors_check_refuses_a_run_before_it_is_recorded_or_run(registry, regression_csv, store):
+    def refuse(plan, schedule, options):
+        raise InvalidOption(f"the cluster cannot place card '{schedule.run[0].id}'")
+
+    register_executor("refusing", CountingExecutor, check=refuse)
+    with pytest.raises(InvalidOption, match="^the cluster cannot place card 'data'$"):
+        cardloop.run(loop(regression_csv), store=store, executor="refusing")
+    assert CountingExecutor.ran == [] and RunRecords(store / "runs.sqlite").list_runs(10) == []
+
+
 def test_an_unknown_executor_is_refused_naming_the_registered_ones(registry, regression_csv, store):
     register_executor("counting", CountingExecutor)
     with pytest.raises(InvalidOption) as refused:

@@ -60,8 +60,9 @@ def test_the_body_cards_statistics_are_recorded_as_a_local_run_records_them(regr
     assert metrics == local_stats["epochs.steps.loss"].arrays()[3]
 
 
-def test_workers_load_the_card_files_that_define_a_blocks_body_cards(regression_csv, store, killer_cards):
-    cards = killer_cards
+def test_workers_load_the_card_files_that_define_a_blocks_body_cards(regression_csv, store, tmp_path):
+    cards = tmp_path / "killer.py"
+    cards.write_text(KILLER)
     pipeline = repeated_batch(regression_csv, epochs=2)
     epochs = pipeline.card("epochs")
     epochs.body.cards.insert(0, epochs.body.cards[0].__class__(

@@ -17,7 +17,7 @@ from cardloop.engine.ray_executor import actor_options
 from cardloop.errors import InvalidOption
 from cardloop.examples import basic_training_loop
 from cardloop.store.records import RunRecords
-from tests.engine.test_blocks import hand_loop, repeated_batch
+from tests.engine.test_blocks import KILLER, hand_loop, repeated_batch
 from tests.oracle import assert_same_weights, hand_written_loop
 
 BATCHES = 3
@@ -129,29 +129,117 @@ def test_a_card_declaring_a_custom_resource_runs_on_an_actor_holding_it(regressi
     assert result.outputs["probe"]["assigned"].get("fake_gpu") == 1
 
 
-def test_a_custom_resource_no_node_has_is_refused_naming_the_card(regression_csv, store, resource_cards):
+def test_a_custom_resource_no_node_has_is_refused_naming_the_card_before_the_run_is_recorded(
+        regression_csv, store, resource_cards):
     with pytest.raises(InvalidOption, match="card 'probe' asks for 1 of the resource 'tpu', which no node"):
         cardloop.run(with_card(loop(regression_csv, batches=1), "test_needs_a_tpu"), store=store, executor="ray",
                      threads=1, cards=[resource_cards])
+    assert RunRecords(store / "runs.sqlite").list_runs(10) == []
 
 
-def test_gpu_is_asked_for_only_where_the_cluster_has_gpus(regression_csv):
+def test_a_model_on_device_cuda_is_refused_where_no_node_has_a_gpu_before_the_run_is_recorded(regression_csv, store):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("model").config["device"] = "cuda"
+    with pytest.raises(InvalidOption) as refused:
+        cardloop.run(pipeline, store=store, executor="ray", threads=1)
+    assert str(refused.value) == (
+        "card 'model' needs a GPU (device: cuda, or resources gpu), but no node of the Ray cluster has one; set "
+        "device: cpu (or auto) and leave gpu out of its resources, or run on a cluster with GPUs")
+    assert RunRecords(store / "runs.sqlite").list_runs(10) == []
+
+
+def test_the_cli_refuses_a_model_on_device_cuda_on_a_cluster_without_gpus_in_one_sentence(
+        ray_cluster, regression_csv, store, tmp_path):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("model").config["device"] = "cuda"
+    address = ray_cluster.get_runtime_context().gcs_address  # the session's Ray, joined by the CLI's process
+    done = subprocess.run([sys.executable, "-m", "cardloop.cli", "run", str(pipeline.save(tmp_path / "p.yaml")),
+                           "--store", str(store), "--executor", "ray", "--ray-address", address],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, ray_executor.LOOPBACK_SWITCH: "0"})  # 127.0.0.1 stays loopback
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "card 'model' needs a GPU (device: cuda, or resources gpu), but no node of the Ray cluster has one; set " \
+           "device: cpu (or auto)" in " ".join(done.stderr.split())
+    assert RunRecords(store / "runs.sqlite").list_runs(10) == []
+
+
+def schedule_of(pipeline):
+    """The plan of `pipeline` and a schedule running all of it (for actor_options, which needs no cluster)."""
     from cardloop.engine.plan import plan_pipeline
     from cardloop.engine.resolve import Schedule
 
-    plan = plan_pipeline(loop(regression_csv, batches=1))  # model_define declares {"gpu": 1}
-    work = Schedule(run=list(plan.cards), skipped=[], value_loads={}, state_loads={})
-    assert actor_options(plan, work, {"CPU": 2}) == {"num_cpus": 1}
-    assert actor_options(plan, work, {"CPU": 2, "GPU": 1}) == {"num_cpus": 1, "num_gpus": 1}
+    plan = plan_pipeline(pipeline)
+    return plan, Schedule(run=list(plan.cards), skipped=[], value_loads={}, state_loads={})
 
 
-def test_an_actor_killed_mid_card_is_replaced_and_the_run_ends_bit_for_bit(regression_csv, store, tmp_path,
-                                                                           killer_cards):
-    cards = killer_cards
+def test_gpu_is_asked_for_only_where_a_node_has_gpus(regression_csv):
+    plan, work = schedule_of(loop(regression_csv, batches=1))  # model_define declares {"gpu": 1}
+    assert actor_options(plan, work, [{"CPU": 2}]) == {"num_cpus": 1}
+    assert actor_options(plan, work, [{"CPU": 2}, {"CPU": 2, "GPU": 1}]) == {"num_cpus": 1, "num_gpus": 1}
+
+
+def test_a_model_on_device_cuda_asks_for_a_gpu(regression_csv):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("model").config["device"] = "cuda"
+    assert actor_options(*schedule_of(pipeline), [{"CPU": 2, "GPU": 1}]) == {"num_cpus": 1, "num_gpus": 1}
+    pipeline.card("model").resources = {"gpu": 0.5}  # a share of one GPU
+    assert actor_options(*schedule_of(pipeline), [{"CPU": 2, "GPU": 1}]) == {"num_cpus": 1, "num_gpus": 0.5}
+
+
+def test_a_model_on_device_cuda_with_no_gpu_in_its_resources_is_refused_naming_the_card(regression_csv):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("model").config["device"] = "cuda"
+    pipeline.card("model").resources = {"gpu": 0}
+    with pytest.raises(InvalidOption, match=r"^card 'model' has device: cuda but resources gpu: 0; give it a GPU "
+                                            r"\(gpu: 1, or a share such as 0.5\) or set device: cpu$"):
+        actor_options(*schedule_of(pipeline), [{"CPU": 2, "GPU": 1}])
+
+
+def test_resources_in_the_pipeline_override_the_card_types_and_become_actor_options(regression_csv):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("model").resources = {"cpu": 2, "memory": "4e9", "fake_gpu": 1}
+    options = actor_options(*schedule_of(pipeline), [{"CPU": 1}, {"CPU": 4, "memory": 8e9, "fake_gpu": 1}])
+    assert options == {"num_cpus": 2, "memory": 4_000_000_000, "resources": {"fake_gpu": 1}}
+
+
+def test_a_zero_amount_in_the_pipeline_asks_for_none_of_a_resource(regression_csv):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("model").resources = {"cpu": 0, "gpu": 0, "memory": 0, "fake_gpu": 0}
+    assert actor_options(*schedule_of(pipeline), [{"CPU": 2, "GPU": 1}]) == {"num_cpus": 0}
+
+
+def test_a_gpu_the_pipeline_asks_for_is_refused_where_no_node_has_one(regression_csv):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("step0").resources = {"gpu": 1}
+    with pytest.raises(InvalidOption, match="^card 'step0' needs a GPU"):
+        actor_options(*schedule_of(pipeline), [{"CPU": 2}])
+
+
+def test_a_blocks_resources_reach_the_actor_through_its_body_cards(regression_csv):
+    pipeline = repeated_batch(regression_csv, epochs=1, steps=1)
+    steps = next(card for card in pipeline.card("epochs").body.cards if card.id == "steps")
+    steps.resources = {"cpu": 2}
+    next(card for card in steps.body.cards if card.id == "fwd").resources = {"cpu": 3}
+    assert actor_options(*schedule_of(pipeline), [{"CPU": 4}]) == {"num_cpus": 3}
+    with pytest.raises(InvalidOption, match=r"^card 'epochs.steps.fwd' asks for 3 of the resource 'cpu', which no "
+                                            r"node of the Ray cluster has enough of \(the most one node has: 2\)"):
+        actor_options(*schedule_of(pipeline), [{"CPU": 2}, {"CPU": 2}])
+
+
+def test_resources_that_no_one_node_has_together_are_refused(regression_csv):
+    pipeline = loop(regression_csv, batches=1)
+    pipeline.card("model").resources = {"cpu": 2, "fake_gpu": 1}
+    with pytest.raises(InvalidOption, match=r"^the run's cards ask together for cpu 2, fake_gpu 1 on one node"):
+        actor_options(*schedule_of(pipeline), [{"CPU": 2}, {"CPU": 1, "fake_gpu": 1}])
+
+
+def test_an_actor_killed_mid_card_is_replaced_and_the_run_ends_bit_for_bit(regression_csv, store, tmp_path):
+    cards = tmp_path / "killer.py"
+    cards.write_text(KILLER.replace("test_kill_once", "test_ray_kill_once"))  # other tests register their copy
     pipeline = repeated_batch(regression_csv, epochs=4)
     marker = tmp_path / "killed"
     pipeline.card("epochs").body.cards.insert(0, pipeline.card("epochs").body.cards[0].__class__(
-        id="kill", type="test_kill_once", config={"at": 2, "marker": str(marker),
+        id="kill", type="test_ray_kill_once", config={"at": 2, "marker": str(marker),
                                                   "records": str(store / "runs.sqlite")},
         inputs={"iteration": "epochs.iteration"}))
     result = cardloop.run(pipeline, store=store, executor="ray", threads=1, cards=[cards])

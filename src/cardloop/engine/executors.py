@@ -62,15 +62,19 @@ class ExecutorEntry:
     stores_every_output: bool = False
     #: it goes on from the checkpoints cards take inside themselves (`ExecutorSetup.resumes`)
     resumes_checkpoints: bool = False
+    #: called with (plan, schedule, run options) before the run is recorded: raises InvalidOption to refuse it
+    check: Callable[[Plan, Schedule, RunOptions], None] | None = None
 
 
 _executors: dict[str, ExecutorEntry] = {}
 
 
 def register_executor(name: str, factory: Callable[[ExecutorSetup], Executor], *, summary: str = "",
-                      stores_every_output: bool = False, resumes_checkpoints: bool = False) -> None:
-    """Make `factory` the executor called `name`: runs given `executor=name` get `factory(setup)`."""
-    _executors[name] = ExecutorEntry(name, factory, summary, stores_every_output, resumes_checkpoints)
+                      stores_every_output: bool = False, resumes_checkpoints: bool = False,
+                      check: Callable[[Plan, Schedule, RunOptions], None] | None = None) -> None:
+    """Make `factory` the executor called `name`: runs given `executor=name` get `factory(setup)`; `check`
+    refuses a run (InvalidOption) before it is recorded."""
+    _executors[name] = ExecutorEntry(name, factory, summary, stores_every_output, resumes_checkpoints, check)
 
 
 def executor_names() -> list[str]:
@@ -115,8 +119,14 @@ def _ray(setup: ExecutorSetup) -> Executor:
     return RayExecutor(setup)
 
 
+def _ray_check(plan: Plan, schedule: Schedule, options: RunOptions) -> None:
+    from cardloop.engine.ray_executor import check_placement
+
+    check_placement(plan, schedule, options)
+
+
 register_executor("local", _local, summary="this process", resumes_checkpoints=True)
 register_executor("process", _process, summary="a warm worker process per card, state through the store",
                   stores_every_output=True)
 register_executor("ray", _ray, summary="a Ray actor that keeps the training state, on a local Ray or --ray-address",
-                  stores_every_output=True)
+                  stores_every_output=True, check=_ray_check)

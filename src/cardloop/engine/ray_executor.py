@@ -5,9 +5,9 @@ CardTask messages the process executor sends, as plain JSON data. Training state
 consecutive cards (the Worker's CachingLoader reuses the state it has just written); everything a card makes
 is written to the store, which the actor and the run's process share. Like the process executor's worker, the
 actor stays warm for later runs of this process (per Ray job, store, thread count, card files and resources).
-The actor asks Ray for what the run's cards declare in their `resources` (`actor_options`). If its process
-dies mid-card, the card is retried once on a fresh actor from what the store holds; a second death fails the
-card (CardFailed naming it).
+The actor asks Ray for what the run's cards ask for in their `resources` (`actor_options`). If its process or
+its node dies mid-card, the card is retried once on a fresh actor, on a live node, from what the store holds; a
+second death fails the card (CardFailed naming it).
 
 Ray is an optional extra (`pip install cardloop[ray]`): this module imports it only when a run uses it.
 """
@@ -19,7 +19,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from cardloop.engine.executors import ExecutorSetup
 from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_from_json
@@ -27,10 +27,13 @@ from cardloop.engine.plan import Plan
 from cardloop.engine.process import ProcessExecutor
 from cardloop.engine.resolve import Schedule
 from cardloop.errors import InvalidOption
-from cardloop.pipeline.blocks import cards_within
+from cardloop.pipeline.resources import CardResources, resources_within
 
-#: a card type's resource name -> the actor option it becomes; any other name is a custom Ray resource
-NAMED_OPTIONS = {"cpu": "num_cpus", "gpu": "num_gpus", "memory": "memory"}
+if TYPE_CHECKING:
+    from cardloop.engine.run import RunOptions
+
+#: the names Ray's nodes give the resources cardloop names cpu, gpu and memory; any other name is a custom one
+RAY_NAMES = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
 #: Ray's switch for "no clusters on this machine", which makes every server it starts listen on loopback
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: retries of a card whose actor died under it
@@ -98,31 +101,81 @@ def answering(address: str) -> None:
                             "start one with `ray start --head` or leave the address out for a local Ray") from None
 
 
-def actor_options(plan: Plan, work: Schedule, cluster: dict[str, float]) -> dict[str, Any]:
-    """The Ray options of the actor that runs `work`: for each resource the scheduled cards (and the cards in
-    their blocks) declare, the largest amount any asks for. `cpu` is num_cpus (1 when none asks), `gpu`
-    num_gpus, asked only where the cluster has GPUs (elsewhere the cards run on CPU, as they do locally),
-    `memory` memory in bytes; any other name is a custom resource, which some node must have."""
+def actor_options(plan: Plan, work: Schedule, nodes: list[dict[str, float]]) -> dict[str, Any]:
+    """The Ray options of the actor that runs `work`, on a cluster whose live nodes have `nodes` (each node's
+    Ray resources): for each resource the scheduled cards (and the cards in their blocks) ask for, the largest
+    amount any asks for, each card's type's `resources` overridden by the pipeline's (pipeline/resources.py).
+    `cpu` is num_cpus (1 when none asks), `gpu` num_gpus, `memory` memory in bytes; any other name is a custom
+    resource. A type's own `gpu` is asked for only where a node has that many GPUs (elsewhere the card runs on
+    CPU, as it does locally); a card with `device: cuda`, and anything the pipeline asks for, some node must
+    have. InvalidOption naming the card when none has it, or when no node has everything the actor asks for."""
     needs: dict[str, tuple[float, str]] = {}  # resource -> (largest amount, the card that asks for it)
-    for pc in work.run:
-        for card_type, _ in cards_within([(pc.card_type, pc.config)]):
-            for name, amount in card_type.resources.items():
-                if amount > needs.get(name, (0, ""))[0]:
-                    needs[name] = (amount, pc.id)
-    options: dict[str, Any] = {"num_cpus": needs.pop("cpu", (1, ""))[0]}
-    gpus = needs.pop("gpu", (0, ""))[0]
-    if gpus and cluster.get("GPU", 0) >= gpus:
-        options["num_gpus"] = gpus
-    if "memory" in needs:
-        options["memory"] = int(needs.pop("memory")[0])
+    wishes: dict[str, tuple[float, str]] = {}  # the same, for what a node may lack (a type's own gpu)
+    for card in resources_within((pc.card, pc.card_type, pc.config) for pc in work.run):
+        for name, (amount, required) in card_needs(card).items():
+            chosen = needs if required else wishes
+            if name not in chosen or amount > chosen[name][0]:
+                chosen[name] = (amount, card.path)
+    for name, (amount, card) in wishes.items():
+        if name not in needs and most(nodes, name) >= amount:
+            needs[name] = (amount, card)
     for name, (amount, card) in needs.items():
-        if cluster.get(name, 0) < amount:
-            raise InvalidOption(f"card '{card}' asks for {amount:g} of the resource '{name}', which no node of the "
-                                f"Ray cluster has enough of (it has {cluster.get(name, 0):g})")
-    custom = {name: amount for name, (amount, _) in needs.items()}
+        if amount > most(nodes, name):
+            raise InvalidOption(lacking(card, name, amount, most(nodes, name)))
+    wanted = {"cpu": 1} | {name: amount for name, (amount, _) in needs.items()}
+    if not any(all(node.get(RAY_NAMES.get(name, name), 0) >= amount for name, amount in wanted.items())
+               for node in nodes):
+        shown = ", ".join(f"{name} {amount:g}" for name, amount in wanted.items() if amount)
+        raise InvalidOption(f"the run's cards ask together for {shown} on one node (its state actor runs them "
+                            "all), which no node of the Ray cluster has; lower their `resources` in the pipeline "
+                            "or add such a node")
+    options: dict[str, Any] = {"num_cpus": wanted.pop("cpu")}
+    if wanted.get("gpu"):
+        options["num_gpus"] = wanted["gpu"]
+    if wanted.get("memory"):
+        options["memory"] = int(wanted["memory"])
+    custom = {name: amount for name, amount in wanted.items() if name not in RAY_NAMES and amount}
     if custom:
         options["resources"] = custom
     return options
+
+
+def card_needs(card: CardResources) -> dict[str, tuple[float, bool]]:
+    """What one card asks for: {resource: (amount, whether some node must have it)}. A card whose config says
+    `device: cuda` needs a GPU (1, or the share its `resources` give)."""
+    needs = {name: (amount, name != "gpu" or name in card.asked) for name, amount in card.amounts.items()}
+    if getattr(card.config, "device", None) == "cuda":
+        if "gpu" in card.asked and not card.amounts["gpu"]:
+            raise InvalidOption(f"card '{card.path}' has device: cuda but resources gpu: 0; give it a GPU (gpu: 1, "
+                                "or a share such as 0.5) or set device: cpu")
+        needs["gpu"] = (card.amounts.get("gpu") or 1, True)
+    return needs
+
+
+def most(nodes: list[dict[str, float]], name: str) -> float:
+    """The most of a resource any one node has."""
+    return max((node.get(RAY_NAMES.get(name, name), 0) for node in nodes), default=0)
+
+
+def lacking(card: str, name: str, amount: float, most_any: float) -> str:
+    """Why no node can run `card`, and what would be valid."""
+    if name == "gpu" and most_any == 0:
+        return (f"card '{card}' needs a GPU (device: cuda, or resources gpu), but no node of the Ray cluster has "
+                "one; set device: cpu (or auto) and leave gpu out of its resources, or run on a cluster with GPUs")
+    return (f"card '{card}' asks for {amount:g} of the resource '{name}', which no node of the Ray cluster has "
+            f"enough of (the most one node has: {most_any:g}); lower it in the card's `resources` in the pipeline "
+            "or add a node that has it")
+
+
+def live_nodes(ray: Any) -> list[dict[str, float]]:
+    """The Ray resources of each live node of the cluster."""
+    return [node["Resources"] for node in ray.nodes() if node["Alive"]]
+
+
+def check_placement(plan: Plan, work: Schedule, options: RunOptions) -> None:
+    """Refuse, before the run is recorded, a run whose cards ask for what no node of the cluster has
+    (registered as the ray executor's `check`: it connects to Ray, or starts it)."""
+    actor_options(plan, work, live_nodes(connect(options.ray_address)))
 
 
 class CardActor:
@@ -175,8 +228,9 @@ class RayWorker:
             try:
                 reports, outcome = self.ray.get(self.actor.handle.remote(task.to_json()))
                 break
-            except self.ray.exceptions.RayActorError:
-                self.actor = None  # a fresh one next, which must be sent the pipeline
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.NodeDiedError):  # its process or node
+                self.stop()  # died (an actor only unavailable may still run the card: end it); a fresh one next,
+                # which Ray places on a live node holding its resources, and which must be sent the pipeline
                 if attempt == RETRIES:
                     card = self.plan.cards[task.target]
                     return CardOutcome(failure=TaskFailure(
@@ -233,7 +287,7 @@ class RayExecutor(ProcessExecutor):
 
     def worker(self, plan: Plan, work: Schedule) -> RayWorker:
         ray = connect(self.address)
-        options = actor_options(plan, work, ray.cluster_resources())
+        options = actor_options(plan, work, live_nodes(ray))
         found = ray_worker_for(ray, self.store_root, self.options.threads, self.card_files, options)
         found.plan = plan
         return found

@@ -134,6 +134,8 @@ def execute_plan(plan: Plan, *, store: str | Path | None, options: RunOptions,
             else NothingStored()
         plan, work = plan_work(plan, options, available)
         stored_by_type = check_storable(plan, work, options.persist, chosen.stores_every_output)
+        if chosen.check is not None:  # e.g. resources no node of the cluster has: refused before it is recorded
+            chosen.check(plan, work, options)
         run_id = new_run_id()
         records.start_run(run_id, name=plan.pipeline.name, pipeline=plan.pipeline.to_dict(),
                           executor=options.executor, persist=options.persist.name,

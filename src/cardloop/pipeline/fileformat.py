@@ -12,7 +12,7 @@ from cardloop.errors import PipelineInvalid, Problem
 from cardloop.pipeline.model import FORMAT_VERSION, Body, Card, Pipeline
 from cardloop.pipeline.parsing import collector_paused, decode, parse_json, parse_yaml
 
-CARD_KEYS = {"id", "type", "config", "inputs", "ui", "when", "body"}
+CARD_KEYS = {"id", "type", "config", "inputs", "ui", "when", "body", "resources"}
 BODY_KEYS = {"cards", "outputs"}
 PIPELINE_KEYS = {"version", "name", "description", "cards"}
 
@@ -78,7 +78,7 @@ def _card_from_dict(raw: Any, position: int, problems: list[Problem], scope: str
     for key in sorted(set(raw) - CARD_KEYS):
         problems.append(Problem(f"{where}: unknown field '{key}'; valid fields: {', '.join(sorted(CARD_KEYS))}",
                                 card=card_id, field=key))
-    for key, kind in (("config", dict), ("inputs", dict), ("ui", dict), ("when", dict)):
+    for key, kind in (("config", dict), ("inputs", dict), ("ui", dict), ("when", dict), ("resources", dict)):
         if raw.get(key) is not None and not isinstance(raw[key], kind):
             problems.append(Problem(f"{where}: '{key}' must be a mapping", card=card_id, field=key))
     if card_id is None or not isinstance(raw.get("type"), str):
@@ -87,9 +87,10 @@ def _card_from_dict(raw: Any, position: int, problems: list[Problem], scope: str
     config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
     ui = raw.get("ui") if isinstance(raw.get("ui"), dict) else None
     when = raw.get("when") if isinstance(raw.get("when"), dict) else None
+    resources = dict(raw["resources"]) if isinstance(raw.get("resources"), dict) else None
     body = _body_from_dict(raw["body"], f"{scope}{card_id}.", card_id, problems) if "body" in raw else None
     return Card(id=card_id, type=raw["type"], config=dict(config), inputs={str(k): v for k, v in inputs.items()},
-                ui=ui, when=when, body=body)
+                ui=ui, when=when, body=body, resources=resources)
 
 
 def _body_from_dict(raw: Any, scope: str, card_id: str, problems: list[Problem]) -> Body | None:

@@ -45,29 +45,32 @@ class _Script:
     cards: list[Card]
 
     def add(self, type_id: str, id: str | None = None, *, config: Mapping[str, Any] | None = None,
-            when: Mapping[str, Any] | None = None, **ports_and_config: Any) -> Card:
+            when: Mapping[str, Any] | None = None, resources: Mapping[str, float] | None = None,
+            **ports_and_config: Any) -> Card:
         """Append a card. Keyword arguments that are `OutputRef`s (`other["port"]`) become input links;
-        the rest become config, merged with `config`. `when`: the condition it runs under (in a block)."""
+        the rest become config, merged with `config`. `when`: the condition it runs under (in a block);
+        `resources`: what it asks an executor for instead of what its type declares (pipeline/resources.py)."""
         inputs = {k: str(v) for k, v in ports_and_config.items() if isinstance(v, OutputRef)}
         settings = {k: v for k, v in ports_and_config.items() if not isinstance(v, OutputRef)}
         card = Card(id=id or self._fresh_id(type_id), type=type_id, config={**(config or {}), **settings},
-                    inputs=inputs, when=_plain_refs(when))
+                    inputs=inputs, when=_plain_refs(when), resources=_copied(resources))
         self.cards.append(card)
         return card
 
     def add_block(self, id: str, *, inputs: Mapping[str, OutputRef] | None = None, times: int | None = None,
                   max: int | None = None, until: OutputRef | str | None = None,
                   carry: Mapping[str, tuple[Any, OutputRef | str]] | None = None,
-                  when: Mapping[str, Any] | None = None) -> Card:
+                  when: Mapping[str, Any] | None = None, resources: Mapping[str, float] | None = None) -> Card:
         """Append a loop block (docs/blocks.md); add its cards with `block.body.add(...)`, name its outputs in
-        `block.body.outputs`, and use its ports inside as `block["port"]`. `carry`: {name: (init, next)}."""
+        `block.body.outputs`, and use its ports inside as `block["port"]`. `carry`: {name: (init, next)}.
+        `resources`: what its body cards ask an executor for, unless one says otherwise (pipeline/resources.py)."""
         config: dict[str, Any] = {key: value for key, value in (("times", times), ("max", max)) if value is not None}
         if until is not None:
             config["until"] = str(until)
         if carry:
             config["carry"] = {name: {"init": init, "next": str(ref)} for name, (init, ref) in carry.items()}
         card = Card(id=id, type=BLOCK_TYPE, config=config, inputs={k: str(v) for k, v in (inputs or {}).items()},
-                    when=_plain_refs(when), body=Body())
+                    when=_plain_refs(when), body=Body(), resources=_copied(resources))
         self.cards.append(card)
         return card
 
@@ -78,6 +81,10 @@ class _Script:
         while f"{stem}{n}" in taken:
             n += 1
         return f"{stem}{n}"
+
+
+def _copied(resources: Mapping[str, float] | None) -> dict[str, float] | None:
+    return None if resources is None else dict(resources)
 
 
 def _plain_refs(when: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -106,7 +113,8 @@ class Body(_Script):
 @dataclass
 class Card:
     """One use of a card type: an id unique in its scope, its type, config and input links; `when`, the
-    condition it runs under; `body`, for a block, the cards it runs (docs/blocks.md)."""
+    condition it runs under; `body`, for a block, the cards it runs (docs/blocks.md); `resources`, what it asks
+    an executor for instead of what its type declares (placement only: pipeline/resources.py)."""
 
     id: str
     type: str
@@ -115,6 +123,7 @@ class Card:
     ui: dict[str, Any] | None = None
     when: dict[str, Any] | None = None
     body: Body | None = None
+    resources: dict[str, float] | None = None
 
     def __getitem__(self, port: str) -> OutputRef:
         """`card["model"]` is a reference to this card's output port `model`, for wiring in code."""
@@ -128,6 +137,8 @@ class Card:
             data["config"] = dict(self.config)
         if self.when is not None:
             data["when"] = self.when
+        if self.resources is not None:
+            data["resources"] = dict(self.resources)
         if self.body is not None:
             data["body"] = self.body.to_dict()
         if self.ui:

@@ -13,6 +13,7 @@ from cardloop.kinds import ANY, compatible
 from cardloop.pipeline.blocks import check_block, is_block, parse_condition
 from cardloop.pipeline.model import CARD_ID, Card, Pipeline, split_ref
 from cardloop.pipeline.parsing import collector_paused
+from cardloop.pipeline.resources import resource_problems
 
 
 class CheckedCard(NamedTuple):
@@ -71,6 +72,7 @@ def _check_cards(pipeline: Pipeline, registry: Registry, extra_types: dict[str, 
     configs = _Configs()
     checked: list[CheckedCard] = []
     for position, card in enumerate(pipeline.cards):
+        problems += resource_problems(card)
         if is_block(card) and not (path and position == 0):
             problems += _block_problems(card, position, pipeline, positions, types, path, registry, checked,
                                         outside | set(positions))
