@@ -336,6 +336,26 @@ describe('loop blocks and when (docs/blocks.md)', () => {
     expect(roundTrip(conditional)).toEqual(conditional);
   });
 
+  it('keeps the resources of a card and of a block across a round trip (docs/ray.md)', () => {
+    const placed: PipelineFile = {
+      version: 1,
+      name: 'resources',
+      cards: [
+        { id: 'model', type: 'model_define', resources: { gpu: 1, memory: 4000000000 } },
+        {
+          id: 'epochs',
+          type: 'loop',
+          config: { times: 2 },
+          resources: { fake_gpu: 1 },
+          body: { cards: [{ id: 'fwd', type: 'training_forward', resources: { cpu: 2 } }] },
+        },
+      ],
+    };
+    const doc = fromPipelineFile(placed, catalogue);
+    expect(doc.nodes.find((n) => n.id === 'fwd')!.data.resources).toEqual({ cpu: 2 });
+    expect(roundTrip(placed)).toEqual(placed);
+  });
+
   it('keeps a block collapsed or expanded, and its frame size, across a round trip', () => {
     const expanded: PipelineFile = {
       version: 1,

@@ -398,6 +398,7 @@ function buildScope(
     const data: CardData = { cardType: card.type, config: { ...(card.config ?? {}) } };
     if (ui.rest) data.ui = ui.rest;
     if (card.when !== undefined) data.when = card.when;
+    if (card.resources !== undefined) data.resources = card.resources;
     if (catalogue?.types.size && !catalogue.get(card.type) && !bodies.has(card.id)) {
       // a card type the server does not know (a custom card not loaded): draw the ports the file shows it uses
       const outputs = new Set<string>();
@@ -511,6 +512,7 @@ export function toPipelineFile(
     const config = Object.fromEntries(Object.entries(node.data.config ?? {}).filter(([, v]) => v !== undefined));
     if (Object.keys(config).length) card.config = config;
     if (node.data.when !== undefined) card.when = node.data.when;
+    if (node.data.resources !== undefined) card.resources = node.data.resources;
     const ui: CardUi = { ...(node.data.ui ?? {}), position: { x: round(node.position.x), y: round(node.position.y) } };
     if (node.type === 'group') {
       const data = node.data as GroupData;

@@ -70,6 +70,8 @@ export interface PipelineCardFile {
   ui?: CardUi;
   /** Run the card only when this holds (docs/blocks.md, "`when`: conditional cards"); otherwise it is skipped. */
   when?: WhenCondition;
+  /** What the card (or every card of a block) asks a Ray cluster for: {cpu, gpu, memory, <custom>: amount}. */
+  resources?: Record<string, unknown>;
   /** A block's body (type `loop`): its cards in script order and its output ports. */
   body?: SubPipelineFile;
 }
@@ -103,6 +105,8 @@ export type CardData = {
   ports?: { inputs: PortSpec[]; outputs: PortSpec[] };
   /** The card's `when`, kept as the file has it. */
   when?: WhenCondition;
+  /** The card's `resources` (docs/ray.md), kept as the file has it. */
+  resources?: Record<string, unknown>;
 };
 
 /** A block holding a sub-pipeline: a group node whose children are the body's cards. */
