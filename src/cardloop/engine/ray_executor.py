@@ -30,7 +30,7 @@ from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.process import CardWalk, ProcessExecutor
 from cardloop.engine.resolve import Schedule
-from cardloop.errors import CardFailed, InvalidOption
+from cardloop.errors import CardFailed, CardloopError, InvalidOption
 from cardloop.pipeline.blocks import cards_within
 
 #: a card type's resource name -> the actor option it becomes; any other name is a custom Ray resource
@@ -193,33 +193,40 @@ class RayWorker:
 
     def run_segment(self, walk: CardWalk, cards: list[PlannedCard]) -> None:
         """Run `cards` (consecutive cards of the run) on the actor in one call, each card's events replayed onto
-        the run's hooks as they arrive (`walk`). If the actor's process dies, the cards without an outcome go to
-        a fresh actor (from what the store holds); a second death fails the card it died in, naming it. A failing
-        card stops the segment (CardFailed); anything else raised meanwhile (Ctrl-C, a cancelled run) kills the
-        actor, which stops the card running on it."""
-        remaining = list(cards)
-        for attempt in range(RETRIES + 1):
+        the run's hooks as they arrive (`walk`). A failing card stops them (CardFailed). If the actor's process
+        dies, the cards without an outcome go to a fresh actor (from what the store holds), one call per card from
+        then on, so that the card an actor dies in is known (the events it sent last may be lost with it): a card
+        in which it dies twice fails, naming it. Anything else raised meanwhile (Ctrl-C, a cancelled run) kills
+        the actor, which stops the card running on it."""
+        remaining, alone, deaths = list(cards), False, 0  # deaths: while remaining[0] ran alone
+        while remaining:
             if self.actor is None:
                 self.actor = self.cls.remote(*self.args)
-            task = walk.task(remaining, with_pipeline=True).to_json()
+            count = len(remaining)
+            task = walk.task(remaining[:1] if alone else remaining, with_pipeline=True).to_json()
             try:
                 for ref in self.actor.segment.options(num_returns="streaming").remote(task):
                     for event in self.ray.get(ref):
                         if _replay(walk, event):
                             remaining.pop(0)
-                return
+                            deaths = 0
             except CardFailed:
                 raise
             except self.ray.exceptions.RayActorError:
                 self.actor = None
-                if attempt == RETRIES:
+                deaths += alone and len(remaining) == count
+                alone = True
+                if deaths > RETRIES:
                     card = remaining[0]
                     walk.finish(card, CardOutcome(failure=TaskFailure(
-                        f"the process of the Ray actor running it died {RETRIES + 1} times; run again to resume "
+                        f"the process of the Ray actor running it died {deaths} times; run again to resume "
                         "from the stored outputs", card.id, card.card.type)), time.perf_counter(), 0.0)
+                continue
             except BaseException:  # interrupted or cancelled mid-card: its work would go on, so end the actor
                 self.stop()
                 raise
+            if len(remaining) == count:
+                raise CardloopError(f"the Ray actor ended a call without the outcome of card '{remaining[0].id}'")
 
     def pid(self) -> int:
         """The actor's process id (a test checks that later runs reuse the actor)."""
