@@ -191,8 +191,8 @@ STATIC = re.compile(r"\[\d+\]")  # an iteration path's indices: removed, it is t
 class ProcessExecutor:
     """Runs each scheduled card as a CardTask in a warm worker process (engine/messages.py).
 
-    An executor whose worker lives elsewhere (engine/ray_executor.py) subclasses it and overrides `worker`: the
-    per-card loop (tasks from the store's view, reports and outcomes to the run's hooks) is this one."""
+    An executor whose worker lives elsewhere (engine/ray_executor.py) subclasses it: what its tasks carry and how
+    their outcomes become the run's hooks is `CardWalk`, shared by both."""
 
     name = "process"
 
