@@ -363,3 +363,30 @@ def test_the_cli_shows_a_blocks_body_cards_while_the_block_runs_on_ray(regressio
     _, stderr = cli.communicate(timeout=300)
     assert cli.returncode == 130, stderr
     assert "interrupted after card 'epochs[0]." in " ".join(stderr.split())
+
+
+@pytest.mark.parametrize("limit, steps", [(1e-6, False), (1e9, True)])
+def test_a_step_on_ray_runs_only_when_its_when_holds_inside_the_call(regression_csv, store, limit, steps):
+    from tests.engine.test_when import hand_model, one_step, statuses
+
+    result = cardloop.run(one_step(regression_csv, {"value": "loss.loss_value", "below": limit}), store=store,
+                          threads=1, executor="ray")
+    assert result.status == "succeeded"
+    assert statuses(store, result.run_id)["step"] == ("done" if steps else "skipped")
+    assert_same_weights(cardloop.load_output(result.run_id, "clone", "model", store=store),
+                        hand_model(regression_csv, steps))
+
+
+def test_cards_on_ray_that_need_what_a_skipped_card_did_not_make_are_skipped_as_on_the_local_executor(
+        regression_csv, tmp_path):
+    from tests.engine.test_when import one_step
+
+    never = {"value": "model.model", "equals": "a model is never this text"}
+    found = {}
+    for executor in ("ray", "local"):
+        result = cardloop.run(one_step(regression_csv, when_opt=never), store=tmp_path / executor, threads=1,
+                              executor=executor)
+        found[executor] = [(row.card_id, row.status, row.error) for row in
+                           RunRecords(tmp_path / executor / "runs.sqlite").execution_rows(result.run_id)]
+    skipped_zero = ("zero", "skipped", "its input 'optimizer' comes from a card that was skipped")
+    assert found["ray"] == found["local"] and skipped_zero in found["ray"]
