@@ -390,3 +390,14 @@ def test_cards_on_ray_that_need_what_a_skipped_card_did_not_make_are_skipped_as_
                            RunRecords(tmp_path / executor / "runs.sqlite").execution_rows(result.run_id)]
     skipped_zero = ("zero", "skipped", "its input 'optimizer' comes from a card that was skipped")
     assert found["ray"] == found["local"] and skipped_zero in found["ray"]
+
+
+def test_a_run_failing_on_ray_keeps_the_state_the_last_finished_card_left_as_the_local_executor_does(
+        regression_csv, tmp_path):
+    snapshots = {}
+    for executor in ("ray", "local"):
+        with pytest.raises(CardFailed) as failed:  # 100 rows in batches of 16 make 7 batches: batch7 fails
+            cardloop.run(loop(regression_csv, batches=8), store=tmp_path / executor, executor=executor, threads=1)
+        snapshots[executor] = [(s.card_id, s.group, s.version) for s in RunRecords(
+            tmp_path / executor / "runs.sqlite").state_snapshots(failed.value.result.run_id)]
+    assert snapshots["ray"] == snapshots["local"] and snapshots["ray"][-1][0] == "step6"  # the last one finished

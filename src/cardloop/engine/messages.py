@@ -216,7 +216,8 @@ class CardOutcome:
     #: a stored artifact "codec" and "size"}; for a training-state port {"kind", "digest": None, "state": name}
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: each state version the target made, as stored: {"group", "version", "members": {name: {"kind", "digest",
-    #: "codec", "size"}}}
+    #: "codec", "size"}}}; with a failure, the versions earlier targets of the task made and left unstored, stored
+    #: after it (`Worker.run`)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     #: None when the task succeeded
     failure: TaskFailure | None = None
@@ -235,7 +236,8 @@ class CardOutcome:
         if self.failure is not None:
             failed = self.failure
             found = {"error": failed.reason, "card": failed.card_id, "type": failed.card_type,
-                     "traceback": failed.traceback, "iteration_stats": stats or None}
+                     "traceback": failed.traceback, "iteration_stats": stats or None,
+                     "snapshots": self.snapshots or None}
             return {key: value for key, value in found.items() if value is not None}
         return {"seconds": self.seconds, "outputs": self.outputs, "snapshots": self.snapshots,
                 "iteration_stats": stats, "stopped_at": self.stopped_at, "skipped": self.skipped,
@@ -247,7 +249,7 @@ class CardOutcome:
                  for s in data.get("iteration_stats", ())]
         if "error" in data:
             return cls(failure=TaskFailure(data["error"], data.get("card"), data.get("type"), data.get("traceback")),
-                       iteration_stats=stats)
+                       iteration_stats=stats, snapshots=data.get("snapshots", []))
         return cls(data["seconds"], data["outputs"], data["snapshots"], None, stats, data.get("stopped_at"),
                    data.get("skipped"), data.get("started", 0.0))
 

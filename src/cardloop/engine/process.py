@@ -278,6 +278,9 @@ class CardWalk:
         if isinstance(pc.card_type, BlockType):
             hooks.block_stats(pc, [IterationStats.from_plain(stats) for stats in outcome.iteration_stats])
         if outcome.failure is not None:
+            for snap in outcome.snapshots:  # what the cards before it left, stored after their own events
+                maker = next(c for c in self.plan.cards if c.states_made.get(snap["group"]) == snap["version"])
+                hooks.state_stored(maker, [snap])
             failed = outcome.failure
             failure = CardFailed(failed.card_id or pc.id, failed.card_type or pc.card.type, failed.reason)
             hooks.card_failed(pc, failure, started, seconds)

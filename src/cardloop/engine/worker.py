@@ -132,7 +132,7 @@ class Worker:
         try:
             executor.run(plan, hooks, slots, task.schedule(plan), self.loader)
         except CardFailed as failure:  # what a block's body cards did up to the failure is recorded too
-            outcomes.fail(_failed(failure, block.stats if block is not None else ()))
+            outcomes.fail(_failed(failure, block.stats if block is not None else ()), failure.changed_state)
         finally:
             if token is not None:
                 reset(token)
@@ -282,6 +282,7 @@ class _Outcomes:
         self.last_change = {group: position for position, pc in self.targets.items() for group in pc.states_made}
         self.every_change = task.keep_all or len(self.targets) == 1
         self.next_checkpoint = self.began + task.checkpoint_seconds
+        self.unstored: dict[str, int] = {}  # state group -> the target that made its live, unstored version
 
     def card_started(self, pc: Any) -> None:
         if pc.position in self.targets:
@@ -312,10 +313,17 @@ class _Outcomes:
             self._done(pc, CardOutcome(outputs=self.worker.write_outputs(pc, {}, False, only_state=True),
                                        snapshots=self._snapshots(pc), skipped=reason))
 
-    def fail(self, outcome: CardOutcome) -> None:
-        """The task stopped at a failure: the outcome of the target it was running (or about to run). The live
-        state the loader remembers may have changed since its snapshot (by the failed card, or by the cards
-        after the snapshot): it is forgotten, and the next task loads the snapshot from the store."""
+    def fail(self, outcome: CardOutcome, changed_state: bool = True) -> None:
+        """The task stopped at a failure: the outcome of the target it was running (or about to run), with the
+        snapshots of the state the last finished targets left unstored, as the run's recorder takes them for the
+        local executor, unless the failed card may have changed that state (`changed_state`, or a card that
+        changes state). The live state the loader remembers may have changed since its snapshot: it is
+        forgotten, and the next task loads the snapshot from the store."""
+        if self.pending and self.unstored and not changed_state \
+                and not self.targets[self.pending[0]].card_type.mutates_state:
+            outcome = dataclasses.replace(outcome, snapshots=[
+                snap for group, position in self.unstored.items()
+                for snap in self.worker.write_snapshots(self.plan, self.targets[position], self.slots, [group])])
         self.worker.loader.last_state = None
         if self.pending:
             self.on_outcome(self.pending.pop(0), outcome)
@@ -326,8 +334,14 @@ class _Outcomes:
         if self.every_change or now >= self.next_checkpoint:
             if pc.states_made and not self.every_change:
                 self.next_checkpoint = now + self.task.checkpoint_seconds
-            return self.worker.write_snapshots(self.plan, pc, self.slots)
-        groups = [group for group in pc.states_made if self.last_change[group] == pc.position]
+            groups = list(pc.states_made)
+        else:
+            groups = [group for group in pc.states_made if self.last_change[group] == pc.position]
+        for group in pc.states_made:  # the state versions left unstored, for a failure after them (`fail`)
+            if group in groups:
+                self.unstored.pop(group, None)
+            else:
+                self.unstored[group] = pc.position
         return self.worker.write_snapshots(self.plan, pc, self.slots, groups) if groups else []
 
     def _block_results(self) -> tuple[list[dict], str | None]:
