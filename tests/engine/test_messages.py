@@ -61,7 +61,7 @@ def backward_task(stored_run):
     """The task that runs the second Backward card elsewhere: loads from the store, the loss's lineage first."""
     root, plan = stored_run
     available = StoreAvailability(plan, RunRecords(root / "runs.sqlite"), ArtifactStore(root))
-    return card_task(plan, available, plan.card("back1"), "plan-key", {}, keep_all=True, report_progress=True,
+    return card_task(plan, available, [plan.card("back1")], "plan-key", {}, keep_all=True, report_progress=True,
                      pipeline=plan.pipeline.to_dict())
 
 

@@ -53,6 +53,39 @@ def kill_always(config, model):
 '''
 
 
+WAITING_CARDS = '''
+import os
+import time
+from pathlib import Path
+
+from cardloop.cards.spec import CardConfig, Port, card
+from cardloop.errors import CardError
+from cardloop.kinds import SCALAR
+
+
+class WaitConfig(CardConfig):
+    signal: str = ""
+    marker: str = ""
+
+
+@card("test_wait_for_driver", title="Wait for the driver", category="test", inputs=[Port("iteration", SCALAR)],
+      outputs=[Port("iteration", SCALAR)], config=WaitConfig)
+def wait_for_driver(config, iteration):
+    """Append its process id to `marker`; from iteration 1 on, wait for the file `signal` (which the run's process
+    writes once it has seen the events of iteration 0), failing after 5 minutes without it."""
+    with open(config.marker, "a") as marker:
+        marker.write(f"{os.getpid()}\\n")
+    if iteration >= 1:
+        for _ in range(30000):
+            if Path(config.signal).exists():
+                break
+            time.sleep(0.01)
+        else:
+            raise CardError("the run's process never saw the events of iteration 0")
+    return {"iteration": iteration}
+'''
+
+
 @pytest.fixture(autouse=True)
 def _ray(ray_cluster):
     """Every test here runs on the session's Ray, without warm actors, and leaves none behind."""
@@ -67,6 +100,22 @@ def resource_cards(tmp_path_factory):
     path = tmp_path_factory.mktemp("cards") / "resource_cards.py"
     path.write_text(RESOURCE_CARDS)
     return path
+
+
+@pytest.fixture(scope="module")
+def waiting_cards(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cards") / "waiting_cards.py"
+    path.write_text(WAITING_CARDS)
+    return path
+
+
+def waiting_blocks(csv, signal, marker, epochs=3):
+    """Nested loop blocks whose epochs start with a card that waits, from the second epoch on, for `signal`."""
+    pipeline = repeated_batch(csv, epochs=epochs)
+    body = pipeline.card("epochs").body.cards
+    body.insert(0, body[0].__class__(id="wait", type="test_wait_for_driver", inputs={"iteration": "epochs.iteration"},
+                                     config={"signal": str(signal), "marker": str(marker)}))
+    return pipeline
 
 
 def loop(csv, batches=BATCHES, **options):
@@ -101,7 +150,33 @@ def test_a_state_actor_is_started_once_and_reused_by_later_runs(regression_csv, 
     pid = warm.pid()
     second = cardloop.run(loop(regression_csv, batches=2), store=store, executor="ray", threads=1)
     assert list(ray_executor._workers.values()) == [warm] and warm.pid() == pid
-    assert second.cached == [c.id for c in loop(regression_csv, batches=1).cards] != first.cached
+    assert second.cached and first.cached == []
+
+
+def test_a_run_on_ray_records_and_stores_what_the_same_run_on_the_local_executor_does(regression_csv, tmp_path):
+    """Per card: its status, which outputs are stored (the rest recorded by their summaries), its metrics; and the
+    snapshots of the training state (under persist `checkpoint`: the final state)."""
+    recorded = {}
+    for executor in ("ray", "local"):
+        result = cardloop.run(loop(regression_csv), store=tmp_path / executor, executor=executor, threads=1)
+        records = RunRecords(tmp_path / executor / "runs.sqlite")
+        recorded[executor] = ([(e.card_id, e.status, sorted(p for p, out in e.outputs.items() if out.get("digest")))
+                               for e in records.card_executions(result.run_id)],
+                              [(m.card_id, m.name, m.step, m.value) for m in records.metrics(result.run_id)],
+                              [(s.card_id, s.group, s.version) for s in records.state_snapshots(result.run_id)])
+    assert recorded["ray"] == recorded["local"] and recorded["ray"][2]  # the final state's snapshot at least
+
+
+def test_a_later_run_on_ray_takes_from_the_cache_what_it_would_take_on_the_local_executor(regression_csv, tmp_path):
+    """What a run on Ray stores is what the local executor stores (docs/ray.md): the same cards come from the cache
+    in a longer run, and the same cards run again (those whose outputs were only read, never stored)."""
+    cached = {}
+    for executor in ("ray", "local"):
+        store = tmp_path / executor
+        cardloop.run(loop(regression_csv, batches=1), store=store, executor=executor, threads=1)
+        cached[executor] = cardloop.run(loop(regression_csv, batches=2), store=store, executor=executor,
+                                        threads=1).cached
+    assert cached["ray"] == cached["local"] and "step0" in cached["ray"]
 
 
 def test_a_card_failing_on_ray_is_card_failed_naming_the_card(regression_csv, store):
@@ -303,3 +378,114 @@ def test_a_ray_started_on_this_machine_listens_on_loopback_only(ray_cluster):
                  if conn.status == psutil.CONN_LISTEN and conn.pid in ray_pids]
     assert ray_cluster.nodes()[0]["NodeManagerAddress"] == "127.0.0.1"
     assert listening and all(ip.removeprefix("::ffff:") == "127.0.0.1" for ip in listening), listening
+
+
+def test_a_blocks_body_card_events_reach_the_run_while_the_block_runs_on_the_actor(regression_csv, store, tmp_path,
+                                                                                  waiting_cards):
+    """Epoch 1 waits until the run's progress callback has seen epoch 0's events: it would wait in vain if the events
+    came with the block's outcome. They come before the block's own event, in order."""
+    signal, events = tmp_path / "seen", []
+
+    def progress(event):
+        events.append((event.kind, event.card_id))
+        if event.card_id == "epochs[0].wait" and event.kind == "done":
+            signal.touch()
+
+    result = cardloop.run(waiting_blocks(regression_csv, signal, tmp_path / "marker"), store=store, executor="ray",
+                          threads=1, cards=[waiting_cards], progress=progress)
+    assert result.status == "succeeded"
+    assert events.index(("done", "epochs[0].wait")) < events.index(("started", "epochs[1].wait")) \
+        < events.index(("done", "epochs[2].steps[1].step")) < events.index(("done", "epochs"))
+
+
+@pytest.mark.parametrize("interruption", ["cancelled", "interrupted"])
+def test_a_run_stopped_while_a_card_runs_on_ray_ends_the_actor_and_keeps_what_was_stored(regression_csv, store,
+                                                                                         tmp_path, waiting_cards,
+                                                                                         interruption):
+    """The server cancels a run by raising RunCancelled from its progress callback (Ctrl-C is KeyboardInterrupt):
+    raised while epoch 1's first card waits on the actor, the actor's process ends (it would wait on otherwise),
+    the run is recorded cancelled and the cards before the block stay stored."""
+    import psutil
+
+    from cardloop.server.runs import RunCancelled
+
+    marker, run_ids = tmp_path / "marker", []
+
+    def progress(event):
+        run_ids.append(event.run_id)
+        if event.card_id == "epochs[1].wait" and event.kind == "started":
+            raise RunCancelled("the run was cancelled") if interruption == "cancelled" else KeyboardInterrupt
+
+    with pytest.raises(RunCancelled if interruption == "cancelled" else KeyboardInterrupt):
+        cardloop.run(waiting_blocks(regression_csv, tmp_path / "never", marker), store=store, executor="ray",
+                     threads=1, cards=[waiting_cards], progress=progress)
+    pid = int(marker.read_text().split()[0])  # the actor's process, which ran epoch 0's card
+    try:
+        psutil.Process(pid).wait(timeout=120)  # psutil.TimeoutExpired if the actor's process goes on
+    except psutil.NoSuchProcess:
+        pass
+    assert not ray_executor._workers or all(w.actor is None for w in ray_executor._workers.values())
+    records = RunRecords(store / "runs.sqlite")
+    assert records.get_run(run_ids[0]).status == "cancelled"
+    assert records.card_execution(run_ids[0], "opt").status == "done"
+
+
+def test_the_cli_shows_a_blocks_body_cards_while_the_block_runs_on_ray(regression_csv, store, tmp_path,
+                                                                      tmp_path_factory, waiting_cards):
+    """Interrupted while epoch 1 waits, the CLI names the last body card it saw done: it saw them as they ran."""
+    import signal as signals
+    import time
+
+    marker = tmp_path / "marker"
+    pipeline = waiting_blocks(regression_csv, tmp_path / "never", marker).save(tmp_path / "blocks.yaml")
+    home, temp = tmp_path_factory.mktemp("h"), tmp_path_factory.mktemp("r")  # short: Ray's socket paths go in it
+    cli = subprocess.Popen([sys.executable, "-m", "cardloop.cli", "run", str(pipeline), "--store", str(store),
+                            "--executor", "ray", "--threads", "1", "--cards", str(waiting_cards)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "HOME": str(home), "RAY_TMPDIR": str(temp)})
+    for _ in range(30000):  # until epoch 1's card has started on the actor (the second line), or the CLI ended
+        if cli.poll() is not None or (marker.exists() and len(marker.read_text().split()) >= 2):
+            break
+        time.sleep(0.01)
+    cli.send_signal(signals.SIGINT)
+    _, stderr = cli.communicate(timeout=300)
+    assert cli.returncode == 130, stderr
+    assert "interrupted after card 'epochs[0]." in " ".join(stderr.split())
+
+
+@pytest.mark.parametrize("limit, steps", [(1e-6, False), (1e9, True)])
+def test_a_step_on_ray_runs_only_when_its_when_holds_inside_the_call(regression_csv, store, limit, steps):
+    from tests.engine.test_when import hand_model, one_step, statuses
+
+    result = cardloop.run(one_step(regression_csv, {"value": "loss.loss_value", "below": limit}), store=store,
+                          threads=1, executor="ray")
+    assert result.status == "succeeded"
+    assert statuses(store, result.run_id)["step"] == ("done" if steps else "skipped")
+    assert_same_weights(cardloop.load_output(result.run_id, "clone", "model", store=store),
+                        hand_model(regression_csv, steps))
+
+
+def test_cards_on_ray_that_need_what_a_skipped_card_did_not_make_are_skipped_as_on_the_local_executor(
+        regression_csv, tmp_path):
+    from tests.engine.test_when import one_step
+
+    never = {"value": "model.model", "equals": "a model is never this text"}
+    found = {}
+    for executor in ("ray", "local"):
+        result = cardloop.run(one_step(regression_csv, when_opt=never), store=tmp_path / executor, threads=1,
+                              executor=executor)
+        found[executor] = [(row.card_id, row.status, row.error) for row in
+                           RunRecords(tmp_path / executor / "runs.sqlite").execution_rows(result.run_id)]
+    skipped_zero = ("zero", "skipped", "its input 'optimizer' comes from a card that was skipped")
+    assert found["ray"] == found["local"] and skipped_zero in found["ray"]
+
+
+def test_a_run_failing_on_ray_keeps_the_state_the_last_finished_card_left_as_the_local_executor_does(
+        regression_csv, tmp_path):
+    snapshots = {}
+    for executor in ("ray", "local"):
+        with pytest.raises(CardFailed) as failed:  # 100 rows in batches of 16 make 7 batches: batch7 fails
+            cardloop.run(loop(regression_csv, batches=8), store=tmp_path / executor, executor=executor, threads=1)
+        snapshots[executor] = [(s.card_id, s.group, s.version) for s in RunRecords(
+            tmp_path / executor / "runs.sqlite").state_snapshots(failed.value.result.run_id)]
+    assert snapshots["ray"] == snapshots["local"] and snapshots["ray"][-1][0] == "step6"  # the last one finished

@@ -44,7 +44,7 @@ class RunHooks:
     METHODS = ("run_started", "card_started", "card_progress", "card_checkpoint", "card_done", "card_stored",
                "card_cached", "card_skipped", "card_failed", "card_interrupted", "run_finished", "body_card_started",
                "body_card_finished", "body_card_stored", "block_progress", "block_stats", "block_checkpoint",
-               "block_stopped")
+               "block_stopped", "state_stored")
 
     def __init__(self, listeners: list[Any]):
         for method in self.METHODS:
@@ -149,6 +149,12 @@ class RunHooks:
         """The top-level block `pc` ended (or stopped): what each of its body cards did (engine/blocks.py)."""
         for call in self._block_stats:
             call(pc, stats)
+
+    def state_stored(self, pc: PlannedCard, snapshots: list[dict]) -> None:
+        """Snapshots of the state `pc` made, stored elsewhere after its `card_stored` (by a Ray call that stopped
+        at a failure: the state the last finished card left, as the recorder keeps it for the local executor)."""
+        for call in self._state_stored:
+            call(pc, snapshots)
 
 
 def _ignore(*args: Any) -> None:

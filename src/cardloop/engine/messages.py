@@ -22,11 +22,11 @@ StateLoad = tuple[str, int, StoredState]
 
 @dataclass(frozen=True)
 class CardTask:
-    """Run one card of a plan where the store is at hand, and store what it makes.
+    """Run one card of a plan where the store is at hand (or several, `targets`), and store what it makes.
 
     The worker rebuilds the plan from the pipeline, loads what the task says from the store, executes
-    `positions` (the target last), writes the target's outputs and the training state it made back to the store,
-    and answers with a CardOutcome.
+    `positions` (the target last), writes the targets' outputs and the training state they made back to the store
+    as far as cards outside the task need them (`Worker.run`), and answers with a CardOutcome per target.
     """
 
     #: the pipeline's content hash: the worker keeps the plan it made for it across the tasks of a run
@@ -40,9 +40,9 @@ class CardTask:
     value_loads: dict[int, StoredValue] = field(default_factory=dict)
     #: position -> the training-state snapshots to load before that card
     state_loads: dict[int, list[StateLoad]] = field(default_factory=dict)
-    #: the target's outputs of kind `any` that the run stores -> why (checked by type as the card returns them,
-    #: `state_guard.guarded`)
-    stored_by_type: dict[str, str] = field(default_factory=dict)
+    #: {target's position: {output of kind `any` that the run stores: why}} (checked by type as the card returns
+    #: them, `state_guard.guarded`)
+    stored_by_type: dict[int, dict[str, str]] = field(default_factory=dict)
     #: persist 'all': infos and scalars are stored as artifacts too, not only summarized in the answer
     keep_all: bool = False
     #: send the target's progress reports (CardProgress) while it runs, before the outcome
@@ -51,6 +51,14 @@ class CardTask:
     pipeline: dict[str, Any] | None = None
     #: when the target is a block: how the run has it run (its RunServices' settings), None for any other card
     block: BlockRun | None = None
+    #: the cards whose outcomes are reported, in script order, the last being `target` (empty: the target alone):
+    #: consecutive cards of a run sent in one task (the Ray executor's segments, docs/ray.md)
+    targets: list[int] = field(default_factory=list)
+    #: persist `checkpoint`: the training state of a task of several targets is snapshotted at most this often
+    checkpoint_seconds: float = 60.0
+
+    def all_targets(self) -> list[int]:
+        return self.targets or [self.target]
 
     def schedule(self, plan: Plan) -> Schedule:
         """What the worker executes and loads, as a Schedule of the plan made from the pipeline."""
@@ -62,7 +70,8 @@ class CardTask:
             "op": "run", "plan_key": self.plan_key, "target": self.target, "positions": self.positions,
             "value_loads": {slot: [v.kind, v.digest, v.summary] for slot, v in self.value_loads.items()},
             "state_loads": {p: [[g, v, s.members] for g, v, s in loads] for p, loads in self.state_loads.items()},
-            "stored_by_type": self.stored_by_type, "keep_all": self.keep_all, "progress": self.report_progress}
+            "stored_by_type": self.stored_by_type, "keep_all": self.keep_all, "progress": self.report_progress,
+            "targets": self.targets, "checkpoint_seconds": self.checkpoint_seconds}
         if self.pipeline is not None:
             found["pipeline"] = self.pipeline
         if self.block is not None:
@@ -75,9 +84,10 @@ class CardTask:
                    value_loads={int(slot): StoredValue(*value) for slot, value in data["value_loads"].items()},
                    state_loads={int(p): [(g, v, StoredState(m)) for g, v, m in loads]
                                 for p, loads in data["state_loads"].items()},
-                   stored_by_type=dict(data["stored_by_type"]), keep_all=data["keep_all"],
-                   report_progress=data["progress"], pipeline=data.get("pipeline"),
-                   block=BlockRun.from_json(data["block"]) if "block" in data else None)
+                   stored_by_type={int(p): dict(ports) for p, ports in data["stored_by_type"].items()},
+                   keep_all=data["keep_all"], report_progress=data["progress"], pipeline=data.get("pipeline"),
+                   block=BlockRun.from_json(data["block"]) if "block" in data else None,
+                   targets=list(data["targets"]), checkpoint_seconds=data["checkpoint_seconds"])
 
 
 @dataclass(frozen=True)
@@ -206,7 +216,8 @@ class CardOutcome:
     #: a stored artifact "codec" and "size"}; for a training-state port {"kind", "digest": None, "state": name}
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: each state version the target made, as stored: {"group", "version", "members": {name: {"kind", "digest",
-    #: "codec", "size"}}}
+    #: "codec", "size"}}}; with a failure, the versions earlier targets of the task made and left unstored, stored
+    #: after it (`Worker.run`)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     #: None when the task succeeded
     failure: TaskFailure | None = None
@@ -216,6 +227,8 @@ class CardOutcome:
     stopped_at: str | None = None
     #: the target did not run: why (its `when` did not hold); `outputs` then holds its state ports only
     skipped: str | None = None
+    #: when the target started in the worker, in seconds since the epoch (0: not known)
+    started: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         stats = [{**s, **{name: base64.b64encode(s[name]).decode() for name in BINARY_STATS}}
@@ -223,10 +236,12 @@ class CardOutcome:
         if self.failure is not None:
             failed = self.failure
             found = {"error": failed.reason, "card": failed.card_id, "type": failed.card_type,
-                     "traceback": failed.traceback, "iteration_stats": stats or None}
+                     "traceback": failed.traceback, "iteration_stats": stats or None,
+                     "snapshots": self.snapshots or None}
             return {key: value for key, value in found.items() if value is not None}
         return {"seconds": self.seconds, "outputs": self.outputs, "snapshots": self.snapshots,
-                "iteration_stats": stats, "stopped_at": self.stopped_at, "skipped": self.skipped}
+                "iteration_stats": stats, "stopped_at": self.stopped_at, "skipped": self.skipped,
+                "started": self.started}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CardOutcome:
@@ -234,9 +249,9 @@ class CardOutcome:
                  for s in data.get("iteration_stats", ())]
         if "error" in data:
             return cls(failure=TaskFailure(data["error"], data.get("card"), data.get("type"), data.get("traceback")),
-                       iteration_stats=stats)
+                       iteration_stats=stats, snapshots=data.get("snapshots", []))
         return cls(data["seconds"], data["outputs"], data["snapshots"], None, stats, data.get("stopped_at"),
-                   data.get("skipped"))
+                   data.get("skipped"), data.get("started", 0.0))
 
 
 #: the fields of a body card's statistics that are arrays, as bytes (base64 in JSON)

@@ -141,13 +141,17 @@ class RunOutputsView:
             self.states[(snap["group"], snap["version"])] = StoredState(snap["members"])
 
 
-def card_task(plan: Plan, available: Any, pc: PlannedCard, plan_key: str, stored_by_type: dict[str, str],
-              keep_all: bool, report_progress: bool, pipeline: dict | None, block: BlockRun | None = None) -> CardTask:
-    """The task that runs `pc` where only the store is shared: what to load from the store as `available` says,
-    and which cards to recompute before it, from the same scheduler as a whole run."""
-    context = schedule(plan, available, {pc.position}, with_skipped=False)
-    return CardTask(plan_key, pc.position, [c.position for c in context.run], context.value_loads,
-                    context.state_loads, stored_by_type, keep_all, report_progress, pipeline, block)
+def card_task(plan: Plan, available: Any, targets: list[PlannedCard], plan_key: str,
+              stored_by_type: dict[int, dict[str, str]], keep_all: bool, report_progress: bool, pipeline: dict | None,
+              block: BlockRun | None = None, checkpoint_seconds: float = 60.0) -> CardTask:
+    """The task that runs `targets` (one card, or consecutive cards of a run) where only the store is shared: what
+    to load from the store as `available` says, and which cards to recompute before them, from the same scheduler
+    as a whole run. `stored_by_type`: the run's, by position (the targets' are sent)."""
+    positions = [pc.position for pc in targets]
+    context = schedule(plan, available, set(positions), with_skipped=False)
+    return CardTask(plan_key, positions[-1], [c.position for c in context.run], context.value_loads,
+                    context.state_loads, {p: stored_by_type[p] for p in positions if p in stored_by_type}, keep_all,
+                    report_progress, pipeline, block, positions if len(positions) > 1 else [], checkpoint_seconds)
 
 
 def block_run(services: Any, hooks: RunHooks) -> BlockRun | None:
@@ -187,8 +191,8 @@ STATIC = re.compile(r"\[\d+\]")  # an iteration path's indices: removed, it is t
 class ProcessExecutor:
     """Runs each scheduled card as a CardTask in a warm worker process (engine/messages.py).
 
-    An executor whose worker lives elsewhere (engine/ray_executor.py) subclasses it and overrides `worker`: the
-    per-card loop (tasks from the store's view, reports and outcomes to the run's hooks) is this one."""
+    An executor whose worker lives elsewhere (engine/ray_executor.py) subclasses it: what its tasks carry and how
+    their outcomes become the run's hooks is `CardWalk`, shared by both."""
 
     name = "process"
 
@@ -199,19 +203,8 @@ class ProcessExecutor:
         self.stored_by_type = setup.stored_by_type
 
     def run(self, plan: Plan, hooks: RunHooks, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
-        from cardloop.engine.stored import StoreAvailability
-        from cardloop.store.artifacts import ArtifactStore
-        from cardloop.store.records import RunRecords
-
-        root = self.store_root
-        view = RunOutputsView(StoreAvailability(plan, RunRecords(root / "runs.sqlite"), ArtifactStore(root)))
+        walk = CardWalk(self, plan, hooks)
         worker = self.worker(plan, work)
-        pipeline = plan.pipeline.to_dict()
-        plan_key = hashlib.sha256(json.dumps(pipeline, sort_keys=True).encode()).hexdigest()
-        keep_all = self.options.persist.name == "all"
-        reporting = listens(hooks, "card_progress")
-        services = current()
-        sent_plan = False
         gated, skipped = gates(plan, work.run), set()  # skipped: the value slots of cards that were skipped
         for pc in work.run:
             gate = gated.get(pc.position)
@@ -221,33 +214,80 @@ class ProcessExecutor:
                     mark_skipped(gate, skipped)
                     hooks.card_skipped(pc, reason)
                     continue
-            is_block = isinstance(pc.card_type, BlockType)
-            block = block_run(services, hooks) if is_block else None
-            task = card_task(plan, view, pc, plan_key, self.stored_by_type.get(pc.position, {}), keep_all,
-                             reporting, None if sent_plan else pipeline, block)
-            sent_plan = True
+            task = walk.task([pc])
             hooks.card_started(pc)
             started = time.perf_counter()
-            body = body_cards(pc.card_type.spec) if block is not None and block.body_events else {}
-            outcome = worker.call(task, _Reports(hooks, pc, body))
-            seconds = time.perf_counter() - started
-            if outcome.stopped_at is not None:
-                hooks.block_stopped(pc, outcome.stopped_at)
-            if is_block:
-                hooks.block_stats(pc, [IterationStats.from_plain(stats) for stats in outcome.iteration_stats])
-            if outcome.failure is not None:
-                failed = outcome.failure
-                failure = CardFailed(failed.card_id or pc.id, failed.card_type or pc.card.type, failed.reason)
-                hooks.card_failed(pc, failure, started, seconds)
-                raise failure
-            view.add(pc, outcome)
-            if outcome.skipped is not None:
+            outcome = worker.call(task, walk.reports(pc))
+            if walk.finish(pc, outcome, started, time.perf_counter() - started):
                 mark_skipped(gate, skipped)
-                hooks.card_skipped(pc, outcome.skipped, outcome.snapshots)
-                continue
-            hooks.card_stored(pc, outcome.outputs, outcome.snapshots, started, seconds)
         return slots
 
     def worker(self, plan: Plan, work: Schedule) -> Any:
         """What runs this run's tasks: anything with `call(task, on_report) -> CardOutcome`."""
         return worker_for(self.store_root, self.options.threads, self.card_files)
+
+
+class CardWalk:
+    """What an executor whose cards run where only the store is shared keeps across a run's cards: the store's
+    view of what this run wrote (for the next tasks), the run's settings for its tasks, and each card's outcome
+    turned into the run's hooks. The process executor sends a task per card; the Ray executor consecutive cards in
+    one task, whose outcomes come back one by one (engine/ray_executor.py)."""
+
+    def __init__(self, executor: ProcessExecutor, plan: Plan, hooks: RunHooks):
+        from cardloop.engine.stored import StoreAvailability
+        from cardloop.store.artifacts import ArtifactStore
+        from cardloop.store.records import RunRecords
+
+        root, options = executor.store_root, executor.options
+        self.plan, self.hooks, self.stored_by_type = plan, hooks, executor.stored_by_type
+        self.view = RunOutputsView(StoreAvailability(plan, RunRecords(root / "runs.sqlite"), ArtifactStore(root)))
+        self.pipeline = plan.pipeline.to_dict()
+        self.plan_key = hashlib.sha256(json.dumps(self.pipeline, sort_keys=True).encode()).hexdigest()
+        self.keep_all = options.persist.name == "all"
+        self.checkpoint_seconds = options.persist.checkpoint_seconds
+        self.reporting = listens(hooks, "card_progress")
+        self.block = block_run(current(), hooks)
+        self.sent_plan = False
+        self._reports: dict[int, _Reports] = {}
+
+    def task(self, targets: list[PlannedCard], with_pipeline: bool = False) -> CardTask:
+        """The task of `targets`, from what the store and this run's earlier tasks hold; the pipeline goes with
+        the run's first task (or with any, `with_pipeline`: for a worker that may not hold the plan)."""
+        blocks = any(isinstance(pc.card_type, BlockType) for pc in targets)
+        task = card_task(self.plan, self.view, targets, self.plan_key, self.stored_by_type, self.keep_all,
+                         self.reporting, self.pipeline if with_pipeline or not self.sent_plan else None,
+                         self.block if blocks else None, self.checkpoint_seconds)
+        self.sent_plan = True
+        return task
+
+    def reports(self, pc: PlannedCard) -> _Reports:
+        """What turns the reports of `pc`'s task into the run's hooks."""
+        found = self._reports.get(pc.position)
+        if found is None:
+            block = self.block if isinstance(pc.card_type, BlockType) else None
+            body = body_cards(pc.card_type.spec) if block is not None and block.body_events else {}
+            found = self._reports[pc.position] = _Reports(self.hooks, pc, body)
+        return found
+
+    def finish(self, pc: PlannedCard, outcome: CardOutcome, started: float, seconds: float) -> bool:
+        """Report a card's outcome to the run's hooks; raises CardFailed naming the card for a failure. Returns
+        whether it was skipped."""
+        hooks = self.hooks
+        if outcome.stopped_at is not None:
+            hooks.block_stopped(pc, outcome.stopped_at)
+        if isinstance(pc.card_type, BlockType):
+            hooks.block_stats(pc, [IterationStats.from_plain(stats) for stats in outcome.iteration_stats])
+        if outcome.failure is not None:
+            for snap in outcome.snapshots:  # what the cards before it left, stored after their own events
+                maker = next(c for c in self.plan.cards if c.states_made.get(snap["group"]) == snap["version"])
+                hooks.state_stored(maker, [snap])
+            failed = outcome.failure
+            failure = CardFailed(failed.card_id or pc.id, failed.card_type or pc.card.type, failed.reason)
+            hooks.card_failed(pc, failure, started, seconds)
+            raise failure
+        self.view.add(pc, outcome)
+        if outcome.skipped is not None:
+            hooks.card_skipped(pc, outcome.skipped, outcome.snapshots)
+            return True
+        hooks.card_stored(pc, outcome.outputs, outcome.snapshots, started, seconds)
+        return False

@@ -1,32 +1,37 @@
-"""The Ray executor: the process executor's per-card loop with its worker in a Ray actor (docs/ray.md).
+"""The Ray executor: a run's cards on a Ray actor that keeps the training state live (docs/ray.md).
 
-One actor, the "state actor", holds a `Worker` (engine/worker.py) over the run's store and takes the same
-CardTask messages the process executor sends, as plain JSON data. Training state stays live in it between
-consecutive cards (the Worker's CachingLoader reuses the state it has just written); everything a card makes
-is written to the store, which the actor and the run's process share. Like the process executor's worker, the
-actor stays warm for later runs of this process (per Ray job, store, thread count, card files and resources).
-The actor asks Ray for what the run's cards ask for in their `resources` (`actor_options`). If its process or
-its node dies mid-card, the card is retried once on a fresh actor, on a live node, from what the store holds; a
-second death fails the card (CardFailed naming it).
+One actor, the "state actor", holds a `Worker` (engine/worker.py) over the run's store. The run sends it its
+scheduled cards in one call, a CardTask of several targets as plain JSON data (`CardWalk.task`, engine/process.py);
+the actor runs them as the local executor does, values and state live from card to card, writes to the store
+what cards outside the call need and what the persist policy keeps, and streams back each card's start, reports
+and outcome while it runs (a Ray streaming generator), which the run replays onto its hooks. Like the process
+executor's worker, the actor stays warm for later runs of this process (per Ray job, store, thread count, card
+files and resources). The actor asks Ray for what the run's cards ask for in their `resources` (`actor_options`).
+If its process or its node dies mid-card, the cards without an outcome are sent again to a fresh actor, on a live
+node, from what the store holds; a second death fails the card (CardFailed naming it). An interrupted or cancelled
+run kills the actor.
 
 Ray is an optional extra (`pip install cardloop[ray]`): this module imports it only when a run uses it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
+import queue
 import socket
+import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Iterator
 
+from cardloop.engine.events import RunHooks
 from cardloop.engine.executors import ExecutorSetup
 from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_from_json
-from cardloop.engine.plan import Plan
-from cardloop.engine.process import ProcessExecutor
+from cardloop.engine.plan import Plan, PlannedCard
+from cardloop.engine.process import CardWalk, ProcessExecutor
 from cardloop.engine.resolve import Schedule
-from cardloop.errors import InvalidOption
+from cardloop.errors import CardFailed, CardloopError, InvalidOption
 from cardloop.pipeline.resources import CardResources, resources_within
 
 if TYPE_CHECKING:
@@ -193,22 +198,45 @@ class CardActor:
         default_registry()
         for path in card_files:
             load_card_file(path)
-        self.reports: list[dict] = []
-        self.worker = Worker(store_root, lambda report: self.reports.append(report.to_json()))
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.worker = Worker(store_root, lambda report: self.events.put({"at": self.worker.running,
+                                                                         **report.to_json()}))
 
-    def handle(self, task: dict) -> tuple[list[dict], dict]:
-        """A task (CardTask.to_json) -> (the reports it sent, its outcome), as JSON data."""
-        self.reports = []
-        outcome = self.worker.handle(CardTask.from_json(task)).to_json()
-        return self.reports, outcome
+    def segment(self, task: dict) -> Iterator[list[dict]]:
+        """Run a task of consecutive cards (CardTask.to_json), yielding what happens as it happens, in batches
+        (a Ray streaming generator): {"started": position}, a report on the card running ({"at": position, ...},
+        engine/messages.report_from_json), and each card's outcome ({"outcome": position, ...CardOutcome}).
+        The cards run in a thread of their own, so that the events go out while they run."""
+        events = self.events = queue.SimpleQueue()
+
+        def run() -> None:
+            try:
+                self.worker.handle(CardTask.from_json(task),
+                                   lambda position, outcome: events.put({"outcome": position, **outcome.to_json()}),
+                                   lambda position: events.put({"started": position}))
+            finally:
+                events.put(None)
+
+        threading.Thread(target=run, name="cardloop-segment", daemon=True).start()
+        while True:
+            batch, event = [], events.get()
+            while event is not None:
+                batch.append(event)
+                if events.empty():
+                    break
+                event = events.get()
+            if batch:
+                yield batch
+            if event is None:
+                return
 
     def pid(self) -> int:
         return os.getpid()
 
 
 class RayWorker:
-    """A handle on a state actor: `call` as WorkerProcess.call, with a retry on a fresh actor when the actor's
-    process dies mid-card. The reports of a card reach the run when it ends."""
+    """A handle on a state actor: runs a segment of a run's cards (`run_segment`), with a retry on a fresh actor
+    when the actor's process dies mid-card; ends the actor when the run is interrupted or cancelled."""
 
     def __init__(self, ray: Any, store_root: Path, threads: int | None, card_files: list[str],
                  options: dict[str, Any]):
@@ -216,34 +244,44 @@ class RayWorker:
         self.cls = ray.remote(CardActor).options(**options)
         self.args = (str(store_root), threads, card_files)
         self.actor: Any = None  # started on first use
-        self.plan: Plan | None = None  # the run's plan (set by each run), to name the card in a failure
-        self.pipeline: dict | None = None
 
-    def call(self, task: CardTask, on_report: Callable[[Any], None] | None = None) -> CardOutcome:
-        if task.pipeline is not None:
-            self.pipeline = task.pipeline
-        for attempt in range(RETRIES + 1):
+    def run_segment(self, walk: CardWalk, cards: list[PlannedCard]) -> None:
+        """Run `cards` (consecutive cards of the run) on the actor in one call, each card's events replayed onto
+        the run's hooks as they arrive (`walk`). A failing card stops them (CardFailed). If the actor's process
+        dies, the cards without an outcome go to a fresh actor (from what the store holds), one call per card from
+        then on, so that the card an actor dies in is known (the events it sent last may be lost with it): a card
+        in which it dies twice fails, naming it. Anything else raised meanwhile (Ctrl-C, a cancelled run) kills
+        the actor, which stops the card running on it."""
+        remaining, alone, deaths = list(cards), False, 0  # deaths: while remaining[0] ran alone
+        while remaining:
             if self.actor is None:
                 self.actor = self.cls.remote(*self.args)
+            count = len(remaining)
+            task = walk.task(remaining[:1] if alone else remaining, with_pipeline=True).to_json()
             try:
-                reports, outcome = self.ray.get(self.actor.handle.remote(task.to_json()))
-                break
+                for ref in self.actor.segment.options(num_returns="streaming").remote(task):
+                    for event in self.ray.get(ref):
+                        if _replay(walk, event):
+                            remaining.pop(0)
+                            deaths = 0
+            except CardFailed:
+                raise
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.NodeDiedError):  # its process or node
                 self.stop()  # died (an actor only unavailable may still run the card: end it); a fresh one next,
-                # which Ray places on a live node holding its resources, and which must be sent the pipeline
-                if attempt == RETRIES:
-                    card = self.plan.cards[task.target]
-                    return CardOutcome(failure=TaskFailure(
-                        f"the process of the Ray actor running it died {RETRIES + 1} times; run again to resume "
-                        "from the stored outputs", card.id, card.card.type))
-                task = dataclasses.replace(task, pipeline=self.pipeline)
-            except BaseException:  # interrupted mid-card: its work would go on, so end the actor
+                # which Ray places on a live node holding its resources
+                deaths += alone and len(remaining) == count
+                alone = True
+                if deaths > RETRIES:
+                    card = remaining[0]
+                    walk.finish(card, CardOutcome(failure=TaskFailure(
+                        f"the process of the Ray actor running it died {deaths} times; run again to resume "
+                        "from the stored outputs", card.id, card.card.type)), time.perf_counter(), 0.0)
+                continue
+            except BaseException:  # interrupted or cancelled mid-card: its work would go on, so end the actor
                 self.stop()
                 raise
-        for report in reports:
-            if on_report is not None:
-                on_report(report_from_json(report))
-        return CardOutcome.from_json(outcome)
+            if len(remaining) == count:
+                raise CardloopError(f"the Ray actor ended a call without the outcome of card '{remaining[0].id}'")
 
     def pid(self) -> int:
         """The actor's process id (a test checks that later runs reuse the actor)."""
@@ -253,6 +291,21 @@ class RayWorker:
         if self.actor is not None:
             self.ray.kill(self.actor)
             self.actor = None
+
+
+def _replay(walk: CardWalk, event: dict) -> bool:
+    """Turn one event of a segment into the run's hooks; True for a card's outcome."""
+    pc = walk.plan.cards[event.get("outcome", event.get("at", event.get("started")))]
+    if "outcome" in event:
+        outcome = CardOutcome.from_json(event)
+        started = outcome.started - (time.time() - time.perf_counter()) if outcome.started else time.perf_counter()
+        walk.finish(pc, outcome, started, outcome.seconds)
+        return True
+    if "at" in event:
+        walk.reports(pc)(report_from_json(event))
+    else:
+        walk.hooks.card_started(pc)
+    return False
 
 
 _workers: dict[tuple, RayWorker] = {}
@@ -277,7 +330,7 @@ def stop_workers() -> None:
 
 
 class RayExecutor(ProcessExecutor):
-    """Runs each scheduled card as a CardTask on the run's Ray actor (docs/ray.md)."""
+    """Runs the scheduled cards on the run's Ray actor, consecutive cards in one call (docs/ray.md)."""
 
     name = "ray"
 
@@ -285,9 +338,12 @@ class RayExecutor(ProcessExecutor):
         super().__init__(setup)
         self.address = setup.options.ray_address
 
+    def run(self, plan: Plan, hooks: RunHooks, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
+        if work.run:
+            self.worker(plan, work).run_segment(CardWalk(self, plan, hooks), list(work.run))
+        return slots
+
     def worker(self, plan: Plan, work: Schedule) -> RayWorker:
         ray = connect(self.address)
         options = actor_options(plan, work, live_nodes(ray))
-        found = ray_worker_for(ray, self.store_root, self.options.threads, self.card_files, options)
-        found.plan = plan
-        return found
+        return ray_worker_for(ray, self.store_root, self.options.threads, self.card_files, options)

@@ -231,6 +231,9 @@ class RunRecorder:
         self.pending.append(("failed", pc, f"stopped after {self.stopped_at[pc.position]}", started_at, seconds,
                              "stopped"))
 
+    def state_stored(self, pc: PlannedCard, snapshots: list[dict]) -> None:
+        self.pending.append(("stored_snapshots", pc, snapshots))
+
     def card_cached(self, pc: PlannedCard, recorded: dict[str, Any]) -> None:
         self.pending.append(("cached", pc, recorded, time.time()))
 

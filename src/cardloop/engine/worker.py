@@ -10,13 +10,14 @@ CardProgress reports and a CardOutcome out), as JSON over a pipe: nothing is unp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import traceback
 from typing import Any, Callable
 
 from cardloop.engine.messages import CardOutcome, CardProgress, CardTask, TaskFailure
-from cardloop.engine.record_rows import stored_summary
+from cardloop.engine.record_rows import metric_series, stored_summary
 from cardloop.engine.resolve import StoredState, StoredValue
 from cardloop.kinds import DATAFRAME, INFO, SCALAR, STATE_KINDS
 
@@ -73,17 +74,27 @@ class Worker:
         self.plans: dict[str, Any] = {}
         self.send_progress = send_progress
         self.records: Any = None  # the store's run records, opened for the first block task
+        self.running: int | None = None  # the position of the target running now (reports are about it)
 
-    def handle(self, task: CardTask) -> CardOutcome:
-        """The task's outcome; a failure is an outcome too, never an exception."""
-        from cardloop.errors import CardFailed
+    def handle(self, task: CardTask, on_outcome: Callable[[int, CardOutcome], None] | None = None,
+               on_started: Callable[[int], None] | None = None) -> CardOutcome:
+        """The task's outcome (its last target's): a failure is an outcome too, never an exception. A task of
+        several targets hands each target's outcome to `on_outcome(position, outcome)` as soon as it is known,
+        and says when each starts (`on_started(position)`); it stops at the first that fails."""
+        found: list[CardOutcome] = []
 
+        def outcome(position: int, made: CardOutcome) -> None:
+            found.append(made)
+            if on_outcome is not None:
+                on_outcome(position, made)
+
+        outcomes = _Outcomes(self, task, outcome, on_started)
         try:
-            return self.run(task)
-        except CardFailed as failure:
-            return _failed(failure)
+            self.run(task, outcomes)
         except Exception as exc:  # a bug, not a card's failure: keep the traceback for --debug
-            return CardOutcome(failure=TaskFailure(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()))
+            outcomes.fail(CardOutcome(failure=TaskFailure(f"{type(exc).__name__}: {exc}",
+                                                          traceback=traceback.format_exc())))
+        return found[-1]
 
     def plan(self, task: CardTask) -> Any:
         key = task.plan_key
@@ -91,47 +102,40 @@ class Worker:
             from cardloop.engine.plan import plan_pipeline
             from cardloop.pipeline.fileformat import pipeline_from_dict
 
-            self.plans = {key: plan_pipeline(pipeline_from_dict(task.pipeline))}
-        return self.plans[key]
+            plan = plan_pipeline(pipeline_from_dict(task.pipeline))
+            readers: dict[int, list[int]] = {}
+            for pc in plan.cards:
+                for binding in pc.bindings:
+                    readers.setdefault(binding.slot, []).append(pc.position)
+            self.plans = {key: (plan, readers)}
+        return self.plans[key][0]
 
-    def run(self, task: CardTask) -> CardOutcome:
+    def readers(self, task: CardTask) -> dict[int, list[int]]:
+        """{value slot: the positions of the cards that read it} in the task's plan."""
+        return self.plans[task.plan_key][1]
+
+    def run(self, task: CardTask, outcomes: _Outcomes) -> None:
         from cardloop.engine.blocks import reset, serving
         from cardloop.engine.events import RunHooks
         from cardloop.engine.local import LocalExecutor
         from cardloop.errors import CardFailed
 
         plan = self.plan(task)
-        target = plan.cards[task.target]
         slots: list[Any] = [None] * plan.slot_count
-        started = time.perf_counter()
-        relay = task.report_progress and self.send_progress is not None
-        listeners: list[Any] = [_ProgressRelay(self.send_progress, target)] if relay else []
-        skipped = _SkipListener(target)  # its `when`, or a skipped card it needs, may skip it
-        listeners.append(skipped)
         block = self.block_listener(task, plan, slots) if task.block is not None else None
-        if block is not None:
-            listeners.append(block)
-        hooks = RunHooks(listeners)
+        outcomes.start(plan, slots, self.readers(task), block)
+        hooks = RunHooks([outcomes] + ([block] if block is not None else []))
         token = serving(block.services(hooks, self.loader)) if block is not None else None
-        executor = LocalExecutor(keep_outputs=True, stored_by_type={target.position: task.stored_by_type})
+        # one target: its outputs stay in the slots (as the process executor always did); several: the local
+        # executor's releases, or a long segment would hold every step's batch and graph
+        executor = LocalExecutor(keep_outputs=len(task.all_targets()) == 1, stored_by_type=task.stored_by_type)
         try:
             executor.run(plan, hooks, slots, task.schedule(plan), self.loader)
-        except CardFailed as failure:
-            if block is None:
-                raise
-            return _failed(failure, block.stats)  # what the body cards did up to the failure is recorded too
+        except CardFailed as failure:  # what a block's body cards did up to the failure is recorded too
+            outcomes.fail(_failed(failure, block.stats if block is not None else ()), failure.changed_state)
         finally:
             if token is not None:
                 reset(token)
-        seconds = time.perf_counter() - started
-        if block is not None and block.stopped is not None:  # a part of its iterations: nothing to store
-            return CardOutcome(seconds, iteration_stats=block.stats, stopped_at=block.stopped)
-        if skipped.reason is not None:  # the state it passed on unchanged is stored; its values were not made
-            return CardOutcome(seconds, self.write_outputs(target, {}, False, only_state=True),
-                               self.write_snapshots(plan, target, slots), skipped=skipped.reason)
-        return CardOutcome(seconds, self.write_outputs(target, {p: slots[s] for p, s in target.output_slots.items()},
-                                                       task.keep_all),
-                           self.write_snapshots(plan, target, slots), iteration_stats=block.stats if block else [])
 
     def block_listener(self, task: CardTask, plan: Any, slots: list[Any]) -> Any:
         """The listener that gives a block task its run services (engine/worker_blocks.py)."""
@@ -143,9 +147,11 @@ class Worker:
         return BlockListener(task.block, plan, slots, self.send_progress, self.artifacts, self.records,
                              self.write_outputs, task.keep_all)
 
-    def write_outputs(self, pc: Any, outputs: dict[str, Any], keep_all: bool, only_state: bool = False) -> dict:
+    def write_outputs(self, pc: Any, outputs: dict[str, Any], keep_all: bool, only_state: bool = False,
+                      live: frozenset[str] = frozenset()) -> dict:
         """Store a card's outputs (by port) as the task asks; what was stored, in CardOutcome.outputs's form
-        (`only_state`: its training-state ports alone, for a card that was skipped)."""
+        (`only_state`: its training-state ports alone, for a card that was skipped; `live`: ports only cards of
+        the same task read, recorded by their summaries as the local executor records them, not stored)."""
         from cardloop.store.codecs import CodecContext
 
         written = {}
@@ -159,6 +165,8 @@ class Worker:
                 written[port.name] = {"kind": port.kind, "digest": None, "summary": None}
             elif port.kind in SUMMARIZED and not keep_all:
                 written[port.name] = {"kind": port.kind, "digest": None, "summary": plain_data(value)}
+            elif port.name in live:
+                written[port.name] = {"kind": port.kind, "digest": None, "summary": _live_summary(port, value)}
             else:
                 ref = self.artifacts.save(port.kind, value, CodecContext())
                 self.loader.remember(ref.digest, value)
@@ -168,11 +176,14 @@ class Worker:
                                       "codec": ref.codec, "size": ref.size}
         return written
 
-    def write_snapshots(self, plan: Any, pc: Any, slots: list[Any]) -> list[dict]:
+    def write_snapshots(self, plan: Any, pc: Any, slots: list[Any], groups: Any = None) -> list[dict]:
+        """Store the state versions the card made (of `groups`, default all), as CardOutcome.snapshots has them."""
         from cardloop.engine.snapshot import snapshot_group
 
         snapshots = []
         for group, version in pc.states_made.items():
+            if groups is not None and group not in groups:
+                continue
             snap = snapshot_group(plan, slots, group, version, pc)
             if snap is None:
                 continue
@@ -184,17 +195,6 @@ class Worker:
                                                  if m.name in plan.states})
             snapshots.append({"group": group, "version": version, "members": members})
         return snapshots
-
-
-class _ProgressRelay:
-    """Sends the target card's progress reports to the run's process while the card runs."""
-
-    def __init__(self, send: Callable[[CardProgress], None], target: Any):
-        self.send, self.target = send, target
-
-    def card_progress(self, pc: Any, step: int, steps: int, metrics: dict[str, float]) -> None:
-        if pc is self.target:
-            self.send(CardProgress(step, steps, metrics))
 
 
 class CachingLoader:
@@ -252,15 +252,120 @@ def _brief(kind: str, value: Any, summary: Any) -> Any:
     return summary
 
 
-class _SkipListener:
-    """Notes why the task's target was skipped (its `when`), if it was."""
+class _Outcomes:
+    """The listener of a task's run that turns what its targets did into their outcomes, as each finishes.
 
-    def __init__(self, target: Any):
-        self.target, self.reason = target, None
+    What a target made is written as far as cards outside the task need it (docs/ray.md, "What moves through the
+    store"): a value output that a card outside the task reads, or that no card reads (a result), is stored;
+    one that only cards of the same task read stays live, recorded by its summary, as the local executor records
+    it under persist `checkpoint`. Training state is snapshotted after every change under persist `all`, after a
+    task's last change of each state group (one target: after each), and otherwise at most every
+    `checkpoint_seconds`, as the run's recorder does for the local executor."""
+
+    def __init__(self, worker: Worker, task: CardTask, on_outcome: Callable[[int, CardOutcome], None],
+                 on_started: Callable[[int], None] | None):
+        self.worker, self.task, self.on_outcome, self.on_started = worker, task, on_outcome, on_started
+        self.pending = list(task.all_targets())  # the targets without an outcome yet, in order
+        self.first = self.pending[0]
+        self.began = time.perf_counter()  # the first target's seconds include the task's loads and lineage
+        self.started_at = (time.time(), self.began)
+
+    def start(self, plan: Any, slots: list[Any], readers: dict[int, list[int]], block: Any) -> None:
+        task = self.task
+        self.plan, self.slots, self.block = plan, slots, block
+        self.targets = {position: plan.cards[position] for position in self.pending}
+        inside = set(task.positions)
+        self.live = {} if task.keep_all else {
+            position: frozenset(port for port, slot in pc.output_slots.items()
+                                if readers.get(slot) and all(reader in inside for reader in readers[slot]))
+            for position, pc in self.targets.items()}
+        self.last_change = {group: position for position, pc in self.targets.items() for group in pc.states_made}
+        self.every_change = task.keep_all or len(self.targets) == 1
+        self.next_checkpoint = self.began + task.checkpoint_seconds
+        self.unstored: dict[str, int] = {}  # state group -> the target that made its live, unstored version
+
+    def card_started(self, pc: Any) -> None:
+        if pc.position in self.targets:
+            self.worker.running = pc.position
+            if pc.position != self.first:
+                self.started_at = (time.time(), time.perf_counter())
+            if self.on_started is not None:
+                self.on_started(pc.position)
+
+    def card_progress(self, pc: Any, step: int, steps: int, metrics: dict[str, float]) -> None:
+        if self.task.report_progress and pc.position in self.targets and self.worker.send_progress is not None:
+            self.worker.send_progress(CardProgress(step, steps, metrics))
+
+    def card_done(self, pc: Any, outputs: dict[str, Any], started: float, seconds: float) -> None:
+        if pc.position not in self.targets:
+            return
+        stats, stopped = self._block_results()
+        if stopped is not None:  # a part of its iterations: nothing to store
+            self._done(pc, CardOutcome(iteration_stats=stats, stopped_at=stopped))
+            return
+        written = self.worker.write_outputs(pc, outputs, self.task.keep_all, live=self.live.get(pc.position, ()))
+        self._done(pc, CardOutcome(outputs=written, snapshots=self._snapshots(pc), iteration_stats=stats))
 
     def card_skipped(self, pc: Any, reason: str, snapshots: Any = ()) -> None:
-        if pc is self.target:
-            self.reason = reason
+        """Its `when` (or a skipped card it needs) skipped it: the state it passed on unchanged is stored as a
+        version like any other; its values were not made."""
+        if pc.position in self.targets:
+            self._done(pc, CardOutcome(outputs=self.worker.write_outputs(pc, {}, False, only_state=True),
+                                       snapshots=self._snapshots(pc), skipped=reason))
+
+    def fail(self, outcome: CardOutcome, changed_state: bool = True) -> None:
+        """The task stopped at a failure: the outcome of the target it was running (or about to run), with the
+        snapshots of the state the last finished targets left unstored, as the run's recorder takes them for the
+        local executor, unless the failed card may have changed that state (`changed_state`, or a card that
+        changes state). The live state the loader remembers may have changed since its snapshot: it is
+        forgotten, and the next task loads the snapshot from the store."""
+        if self.pending and self.unstored and not changed_state \
+                and not self.targets[self.pending[0]].card_type.mutates_state:
+            outcome = dataclasses.replace(outcome, snapshots=[
+                snap for group, position in self.unstored.items()
+                for snap in self.worker.write_snapshots(self.plan, self.targets[position], self.slots, [group])])
+        self.worker.loader.last_state = None
+        if self.pending:
+            self.on_outcome(self.pending.pop(0), outcome)
+            self.pending.clear()
+
+    def _snapshots(self, pc: Any) -> list[dict]:
+        now = time.perf_counter()
+        if self.every_change or now >= self.next_checkpoint:
+            if pc.states_made and not self.every_change:
+                self.next_checkpoint = now + self.task.checkpoint_seconds
+            groups = list(pc.states_made)
+        else:
+            groups = [group for group in pc.states_made if self.last_change[group] == pc.position]
+        for group in pc.states_made:  # the state versions left unstored, for a failure after them (`fail`)
+            if group in groups:
+                self.unstored.pop(group, None)
+            else:
+                self.unstored[group] = pc.position
+        return self.worker.write_snapshots(self.plan, pc, self.slots, groups) if groups else []
+
+    def _block_results(self) -> tuple[list[dict], str | None]:
+        """What the block that just finished left in its listener (statistics, where it stopped), taken."""
+        if self.block is None:
+            return [], None
+        stats, stopped = self.block.stats, self.block.stopped
+        self.block.stats, self.block.stopped = [], None
+        return stats, stopped
+
+    def _done(self, pc: Any, outcome: CardOutcome) -> None:
+        wall, began = self.started_at
+        self.pending.remove(pc.position)
+        self.on_outcome(pc.position, dataclasses.replace(outcome, seconds=time.perf_counter() - began,
+                                                         started=wall))
+
+
+def _live_summary(port: Any, value: Any) -> Any:
+    """The recorded summary of an output that stays live: what the local executor's recorder keeps of it."""
+    if port.kind == DATAFRAME:
+        return _brief(port.kind, value, None)
+    if port.metric:
+        return {"values": metric_series(value)}
+    return None
 
 
 if __name__ == "__main__":
