@@ -114,7 +114,9 @@ class LoopbackCluster:
         self.folder, self.port = folder, free_port()
         self.home = folder / "home"
         self.home.mkdir()
-        self.env = {**os.environ, **LOOPBACK, "HOME": str(self.home), "RAY_TMPDIR": str(folder / "tmp")}
+        inherited = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}  # a Ray
+        # this process started sets RAY_AUTH_MODE=token, under which `ray start --head` wants a token already made
+        self.env = {**inherited, **LOOPBACK, "HOME": str(self.home), "RAY_TMPDIR": str(folder / "tmp")}
         self.nodes: list[subprocess.Popen] = []
 
     @property
