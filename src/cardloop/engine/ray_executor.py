@@ -4,7 +4,8 @@ One actor, the "state actor", holds a `Worker` (engine/worker.py) over the run's
 CardTask messages the process executor sends, as plain JSON data. Training state stays live in it between
 consecutive cards (the Worker's CachingLoader reuses the state it has just written); everything a card makes
 is written to the store, which the actor and the run's process share. Like the process executor's worker, the
-actor stays warm for later runs of this process (per Ray job, store, thread count, card files and resources).
+actor stays warm for later runs of this process (per thread, Ray job, store, thread count, card files and
+resources).
 The actor asks Ray for what the run's cards declare in their `resources` (`actor_options`). If its process
 dies mid-card, the card is retried once on a fresh actor from what the store holds; a second death fails the
 card (CardFailed naming it).
@@ -18,6 +19,7 @@ import dataclasses
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -206,20 +208,20 @@ _workers: dict[tuple, RayWorker] = {}
 
 def ray_worker_for(ray: Any, store_root: Path, threads: int | None, card_files: list[str],
                    options: dict[str, Any]) -> RayWorker:
-    """A warm state actor's handle for this Ray job, store, thread count, card files and resource options, made
-    on first use: later runs reuse it (and what its Worker has cached, which is keyed by content hash)."""
-    key = (ray.get_runtime_context().get_job_id(), str(store_root.resolve()), threads, tuple(card_files),
-           json.dumps(options, sort_keys=True))
+    """A warm state actor's handle for this thread, Ray job, store, thread count, card files and resource options,
+    made on first use: later runs reuse it (and what its Worker has cached, which is keyed by content hash). Runs
+    in other threads at the same time (a sweep's variants) never share it."""
+    key = (threading.get_ident(), ray.get_runtime_context().get_job_id(), str(store_root.resolve()), threads,
+           tuple(card_files), json.dumps(options, sort_keys=True))
     if key not in _workers:
         _workers[key] = RayWorker(ray, store_root, threads, card_files, options)
     return _workers[key]
 
 
-def stop_workers() -> None:
-    """End every warm state actor this process started."""
-    for found in _workers.values():
-        found.stop()
-    _workers.clear()
+def stop_workers(thread: int | None = None) -> None:
+    """End every warm state actor this process started, or with `thread` those of that thread's runs."""
+    for key in [key for key in _workers if thread is None or key[0] == thread]:
+        _workers.pop(key).stop()
 
 
 class RayExecutor(ProcessExecutor):
