@@ -218,6 +218,7 @@ def sweep(
     pool: Executor | None = None,
     cards: list[str | Path] | None = None,
     ray_address: str | None = None,
+    artifacts: str | None = None,
     on_variant: Callable[[SweepVariant], None] | None = None,
 ) -> SweepResult:
     """Run `pipeline` once per variant of the settings `set` ({'<card>.<field>': [values]}): the grid, or
@@ -227,6 +228,7 @@ def sweep(
     `concurrent.futures.Executor`). Without `threads`, parallel variants share the CPUs (os.cpu_count() //
     parallel threads each). With `executor="ray"` the variants run on the Ray cluster at `ray_address`
     (default: a Ray started on this machine), `parallel` at once, each run's cards on an actor of its own.
+    `artifacts`: a URL (`s3://bucket/prefix`) the store keeps its artifacts at from now on, as in `cardloop.run`.
     `on_variant` is called with each variant's outcome as its run ends. Raises CardloopError before anything runs
     when a setting or a variant is invalid; a variant that fails while running is recorded `failed` and the sweep
     goes on. The sweep is recorded in the store (`RunRecords.get_sweep`)."""
@@ -243,6 +245,10 @@ def sweep(
         load_card_file(path)
     base, chosen, pipelines, plans = _planned_variants(pipeline, set, random, seed)
     root = Path(store) if store is not None else default_store_root()
+    if artifacts is not None:
+        from cardloop.store.location import bind_artifacts
+
+        bind_artifacts(root, artifacts)
     if threads is None and parallel > 1 and not on_ray:  # on Ray the cards run on the cluster's CPUs
         threads = max(1, (os.cpu_count() or 1) // parallel)
     if on_ray:  # joined (or started) once, here, before any variant's thread would

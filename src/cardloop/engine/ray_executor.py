@@ -30,6 +30,7 @@ from cardloop.engine.process import ProcessExecutor
 from cardloop.engine.resolve import Schedule
 from cardloop.errors import InvalidOption
 from cardloop.pipeline.blocks import cards_within
+from cardloop.store.location import bound_artifacts
 
 #: a card type's resource name -> the actor option it becomes; any other name is a custom Ray resource
 NAMED_OPTIONS = {"cpu": "num_cpus", "gpu": "num_gpus", "memory": "memory"}
@@ -128,9 +129,10 @@ def actor_options(plan: Plan, work: Schedule, cluster: dict[str, float]) -> dict
 
 
 class CardActor:
-    """The state actor's body: a Worker over the store, with the run's card files and thread count."""
+    """The state actor's body: a Worker over the store, with the run's card files and thread count. `artifacts`: the
+    URL the driver's store keeps its artifacts at (its store.json), which a node without that file must be told."""
 
-    def __init__(self, store_root: str, threads: int | None, card_files: list[str]):
+    def __init__(self, store_root: str, threads: int | None, card_files: list[str], artifacts: str | None = None):
         import torch
         import torch.optim  # noqa: F401  (first use loads torch._dynamo: pay it before the first card)
 
@@ -143,7 +145,7 @@ class CardActor:
         for path in card_files:
             load_card_file(path)
         self.reports: list[dict] = []
-        self.worker = Worker(store_root, lambda report: self.reports.append(report.to_json()))
+        self.worker = Worker(store_root, lambda report: self.reports.append(report.to_json()), artifacts)
 
     def handle(self, task: dict) -> tuple[list[dict], dict]:
         """A task (CardTask.to_json) -> (the reports it sent, its outcome), as JSON data."""
@@ -163,7 +165,7 @@ class RayWorker:
                  options: dict[str, Any]):
         self.ray = ray
         self.cls = ray.remote(CardActor).options(**options)
-        self.args = (str(store_root), threads, card_files)
+        self.args = (str(store_root), threads, card_files, bound_artifacts(store_root))
         self.actor: Any = None  # started on first use
         self.plan: Plan | None = None  # the run's plan (set by each run), to name the card in a failure
         self.pipeline: dict | None = None
