@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,36 @@ class InProcess(Executor):
         except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
             future.set_exception(error)
         return future
+
+
+class DaemonThreads(Executor):
+    """A pool of `size` daemon threads (a sweep on Ray): an interrupted sweep's process exits without waiting for
+    the variants still running (Ray then ends the actors of a driver that is gone), and those not yet started
+    never start once the pool is shut down."""
+
+    def __init__(self, size: int):
+        self.slots = threading.BoundedSemaphore(size)
+        self.closed = False
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+
+        def work() -> None:
+            with self.slots:
+                if self.closed:
+                    future.cancel()
+                if not future.set_running_or_notify_cancel():
+                    return
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
+                    future.set_exception(error)
+
+        threading.Thread(target=work, name="cardloop-sweep", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.closed = True
 
 
 def run_variant(pipeline: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +345,7 @@ def _run_variants(pool: Executor | None, parallel: int, pipelines: list[dict[str
         if parallel == 1:
             pool = InProcess()
         elif on_ray:
-            pool = ThreadPoolExecutor(parallel, thread_name_prefix="cardloop-sweep")
+            pool = DaemonThreads(parallel)
         else:
             pool = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"))
     run = run_variant_on_ray if on_ray else run_variant
