@@ -2,47 +2,22 @@
 tests use): the S3 API over HTTP, reached through s3fs and boto3 exactly as a cloud bucket is. Credentials and
 endpoint are the AWS_* environment variables (which the process executor's workers inherit).
 
-Use: `from tests.s3 import s3_server, s3_url  # noqa: F401 (fixtures)`.
+Use: `from tests.s3 import s3_url  # noqa: F401 (fixture)`; the session's server, `s3_server`, is in
+tests/conftest.py, so that the session's Ray (`ray_cluster`) can be started after it, with its settings.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 
-moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
-s3fs = pytest.importorskip("s3fs", reason="the S3 tests need s3fs (cardloop[s3])")
+from tests.conftest import S3_MISSING
 
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory) -> Iterator[str]:
-    """The endpoint URL of a moto S3 server on 127.0.0.1, with the AWS_* variables pointing at it (and at no
-    credentials file of the user's) for the session."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    nowhere = str(tmp_path_factory.mktemp("aws") / "none")
-    settings = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL": endpoint, "AWS_CONFIG_FILE": nowhere, "AWS_SHARED_CREDENTIALS_FILE": nowhere}
-    previous = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    s3fs.S3FileSystem.clear_instance_cache()
-    try:
-        yield endpoint
-    finally:
-        server.stop()
-        s3fs.S3FileSystem.clear_instance_cache()
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+pytest.importorskip("moto.server", reason=S3_MISSING)
+pytest.importorskip("s3fs", reason=S3_MISSING)
 
 
 @pytest.fixture

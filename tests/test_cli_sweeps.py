@@ -3,7 +3,9 @@ table printed, sorted and written to CSV and Parquet, the sweep listed and shown
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -126,3 +128,26 @@ def test_sweep_sorted_by_a_column_its_results_lack_still_prints_and_writes_them_
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "cannot sort by 'accuracy'" in done.stderr and "│ succeeded │" in done.stdout
     assert list(pd.read_csv(tmp_path / "results.csv")["status"]) == ["succeeded"]
+
+
+def test_sweep_on_a_ray_address_where_nothing_answers_is_one_sentence_exit_code_1_and_nothing_recorded(swept,
+                                                                                                      tmp_path):
+    folder, _ = swept
+    with socket.socket() as probe:  # a loopback port nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = cli("sweep", folder / "loop.yaml", "--store", tmp_path / "store", "--set", "opt.learning_rate=0.1",
+               "--executor", "ray", "--ray-address", f"127.0.0.1:{port}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"no Ray cluster answers at '127.0.0.1:{port}' (--ray-address)" in done.stderr
+    assert not (tmp_path / "store" / "runs.sqlite").exists()
+
+
+def test_sweep_with_artifacts_binds_the_store_to_the_url(swept, tmp_path):
+    folder, _ = swept
+    target = tmp_path / "shared"
+    done = cli("sweep", folder / "loop.yaml", "--store", tmp_path / "store", "--set", "opt.learning_rate=0.1",
+               "--threads", 1, "--artifacts", target.as_uri())
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "store" / "store.json").read_text()) == {"artifacts": target.as_uri()}
+    assert any(target.rglob("*.safetensors")) and not (tmp_path / "store" / "artifacts").exists()

@@ -36,6 +36,10 @@ errors = _console(stderr=True)
 StoreOption = typer.Option(None, "--store", help="Store root (default: $CARDLOOP_STORE or ./.cardloop).")
 CardsOption = typer.Option(None, "--cards", help="A Python file of extra card types (repeatable).")
 DebugOption = typer.Option(False, "--debug", help="Show Python tracebacks.")
+ArtifactsOption = typer.Option(None, "--artifacts", metavar="URL", help="Keep the store's artifacts at this URL "
+                               "(s3://bucket/prefix), its run records in --store.")
+RayAddressOption = typer.Option(None, "--ray-address", metavar="ADDRESS",
+                                help="The Ray cluster --executor ray joins (default: a Ray it starts on this machine).")
 
 
 @contextmanager
@@ -76,9 +80,7 @@ def run(
     pipeline: Path = typer.Argument(..., help="Pipeline file (YAML or JSON)."),
     store: Optional[Path] = StoreOption,
     executor: str = typer.Option("local", help=f"Where cards run: {executors_help()}."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS",
-                                              help="The Ray cluster --executor ray joins (default: a Ray it starts "
-                                                   "on this machine)."),
+    ray_address: Optional[str] = RayAddressOption,
     persist: str = typer.Option("checkpoint", help="What to keep: checkpoint (default) or all."),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: torch's)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every card, even those the store already has."),
@@ -88,9 +90,7 @@ def run(
     from_card: Optional[str] = typer.Option(None, "--from", metavar="CARD",
                                             help="Re-run this card and every card after it."),
     cards: Optional[List[Path]] = CardsOption,
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", metavar="URL",
-                                            help="Keep the store's artifacts at this URL (s3://bucket/prefix), "
-                                                 "its run records in --store."),
+    artifacts: Optional[str] = ArtifactsOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DebugOption,
 ) -> None:
@@ -224,11 +224,14 @@ def sweep(
     seed: int = typer.Option(0, help="The seed of --random's draw."),
     sort: Optional[str] = typer.Option(None, "--sort", metavar="COLUMN", help="Sort the results by this column "
                                        "(a metric such as evaluate.mse; best first)."),
-    parallel: int = typer.Option(1, help="Variants run at once, each in its own process."),
+    parallel: int = typer.Option(1, help="Variants run at once, each in its own process (with --executor ray, each "
+                                         "on its own actor of the Ray cluster)."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write the results table to this CSV file."),
     parquet: Optional[Path] = typer.Option(None, "--parquet", help="Write the results table to this Parquet file."),
     store: Optional[Path] = StoreOption,
     executor: str = typer.Option("local", help=f"Where each variant's cards run: {executors_help()}."),
+    ray_address: Optional[str] = RayAddressOption,
+    artifacts: Optional[str] = ArtifactsOption,
     persist: str = typer.Option("checkpoint", help="What each variant keeps: checkpoint (default) or all."),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads per variant (default: the CPUs shared "
                                                      "among the parallel variants)."),
@@ -250,7 +253,8 @@ def sweep(
 
         try:
             result = run_sweep(pipeline, settings, random=random, seed=seed, store=store, executor=executor,
-                               persist=persist, threads=threads, parallel=parallel, cards=cards, on_variant=finished)
+                               persist=persist, threads=threads, parallel=parallel, cards=cards,
+                               ray_address=ray_address, artifacts=artifacts, on_variant=finished)
         except KeyboardInterrupt:
             errors.print("[yellow]interrupted[/yellow]: the sweep is recorded cancelled, and what its variants' runs "
                          "stored is kept; run the same command again to resume from it", highlight=False)

@@ -7,8 +7,10 @@ that is a mapping (`net.kwargs.hidden`). The cards every variant shares before t
 all of them: the data cards) run once: a first run of them keeps every output (persist `all`), and each variant
 is then served them from the cache. The variants run in a pool: anything with `concurrent.futures.Executor`'s
 `submit` (by default one after the other in this process, or a process pool of `parallel` processes), so
-another pool (a cluster's) can be passed as `pool=`. A variant that fails is recorded failed and the others go
-on. The sweep and its variants are recorded in the run records (`sweeps`, `sweep_variants`).
+another pool can be passed as `pool=`. On Ray (`executor="ray"`), `parallel` threads of this process each
+drive one variant's run at a time, whose cards run on that run's own state actor on the cluster. A variant that
+fails is recorded failed and the others go on. The sweep and its variants are recorded in the run records
+(`sweeps`, `sweep_variants`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import multiprocessing
 import os
 import random as random_module
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -167,6 +170,36 @@ class InProcess(Executor):
         return future
 
 
+class DaemonThreads(Executor):
+    """A pool of `size` daemon threads (a sweep on Ray): an interrupted sweep's process exits without waiting for
+    the variants still running (Ray then ends the actors of a driver that is gone), and those not yet started
+    never start once the pool is shut down."""
+
+    def __init__(self, size: int):
+        self.slots = threading.BoundedSemaphore(size)
+        self.closed = False
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+
+        def work() -> None:
+            with self.slots:
+                if self.closed:
+                    future.cancel()
+                if not future.set_running_or_notify_cancel():
+                    return
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
+                    future.set_exception(error)
+
+        threading.Thread(target=work, name="cardloop-sweep", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.closed = True
+
+
 def run_variant(pipeline: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """Run one variant (in a pool's worker): its pipeline as a dict, `cardloop.run`'s options. Returns plain
     values, {run_id, status, error}, so that any pool can send them back."""
@@ -183,6 +216,18 @@ def run_variant(pipeline: dict[str, Any], options: dict[str, Any]) -> dict[str, 
     except CardloopError as error:
         return {"run_id": None, "status": FAILED, "error": str(error)}
     return {"run_id": result.run_id, "status": result.status, "error": None}
+
+
+def run_variant_on_ray(pipeline: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """`run_variant` with the Ray executor, in a thread of the sweep's process: its run gets a state actor of its
+    own (the warm actors are kept per thread), which is ended with the run, so that it holds no CPU of the
+    cluster that a later variant's actor waits for."""
+    from cardloop.engine.ray_executor import stop_workers
+
+    try:
+        return run_variant(pipeline, options)
+    finally:
+        stop_workers(thread=threading.get_ident())
 
 
 def new_sweep_id() -> str:
@@ -202,6 +247,8 @@ def sweep(
     parallel: int = 1,
     pool: Executor | None = None,
     cards: list[str | Path] | None = None,
+    ray_address: str | None = None,
+    artifacts: str | None = None,
     on_variant: Callable[[SweepVariant], None] | None = None,
 ) -> SweepResult:
     """Run `pipeline` once per variant of the settings `set` ({'<card>.<field>': [values]}): the grid, or
@@ -209,25 +256,39 @@ def sweep(
     and `threads`, recorded in `store` under a name that says its settings. `parallel` variants run at once, each
     in its own process (`parallel=1`: one after the other, in this process); `pool` runs them instead (any
     `concurrent.futures.Executor`). Without `threads`, parallel variants share the CPUs (os.cpu_count() //
-    parallel threads each). `on_variant` is called with each variant's outcome as its run ends. Raises
-    CardloopError before anything runs when a setting or a variant is invalid; a variant that fails while running
-    is recorded `failed` and the sweep goes on. The sweep is recorded in the store (`RunRecords.get_sweep`)."""
+    parallel threads each). With `executor="ray"` the variants run on the Ray cluster at `ray_address`
+    (default: a Ray started on this machine), `parallel` at once, each run's cards on an actor of its own.
+    `artifacts`: a URL (`s3://bucket/prefix`) the store keeps its artifacts at from now on, as in `cardloop.run`.
+    `on_variant` is called with each variant's outcome as its run ends. Raises CardloopError before anything runs
+    when a setting or a variant is invalid; a variant that fails while running is recorded `failed` and the sweep
+    goes on. The sweep is recorded in the store (`RunRecords.get_sweep`)."""
     from cardloop.cards.registry import load_card_file
     from cardloop.store.artifacts import default_store_root
     from cardloop.store.records import RunRecords
 
     if parallel < 1:
         raise InvalidOption(f"parallel={parallel}: a sweep runs at least 1 variant at a time")
+    on_ray = executor == "ray"
+    if ray_address is not None and not on_ray:
+        raise InvalidOption(f"ray_address is for the ray executor; this sweep's executor is '{executor}'")
     for path in cards or ():
         load_card_file(path)
     base, chosen, pipelines, plans = _planned_variants(pipeline, set, random, seed)
     root = Path(store) if store is not None else default_store_root()
-    if threads is None and parallel > 1:
+    if artifacts is not None:
+        from cardloop.store.location import bind_artifacts
+
+        bind_artifacts(root, artifacts)
+    if threads is None and parallel > 1 and not on_ray:  # on Ray the cards run on the cluster's CPUs
         threads = max(1, (os.cpu_count() or 1) // parallel)
+    if on_ray:  # joined (or started) once, here, before any variant's thread would
+        from cardloop.engine.ray_executor import connect
+
+        connect(ray_address)
     options = {"store": str(root), "executor": executor, "persist": persist, "threads": threads,
-               "cards": [str(path) for path in cards or ()]}
+               "cards": [str(path) for path in cards or ()], **({"ray_address": ray_address} if on_ray else {})}
     recorded = {"random": random, "seed": seed, "parallel": parallel, "executor": executor, "persist": persist,
-                "threads": threads}
+                "threads": threads, **({"ray_address": ray_address} if on_ray else {})}
     sweep_id = new_sweep_id()
     with RunRecords(root / "runs.sqlite") as records:
         records.start_sweep(sweep_id, name=base.name, pipeline=base.to_dict(),
@@ -241,7 +302,8 @@ def sweep(
 
         try:
             shared_run_id = _run_shared_cards(base.name, pipelines, plans, options)
-            outcomes = _run_variants(pool, parallel, [p.to_dict() for p in pipelines], chosen, options, finished)
+            outcomes = _run_variants(pool, parallel, [p.to_dict() for p in pipelines], chosen, options, finished,
+                                     on_ray)
         except BaseException:
             records.finish_sweep(sweep_id, "cancelled")
             raise
@@ -273,13 +335,20 @@ def _planned_variants(pipeline: Pipeline | str | Path, settings: Mapping[str, Se
 
 
 def _run_variants(pool: Executor | None, parallel: int, pipelines: list[dict[str, Any]], chosen: list[Variant],
-                  options: dict[str, Any], finished: Callable[[SweepVariant], None]) -> list[SweepVariant]:
+                  options: dict[str, Any], finished: Callable[[SweepVariant], None],
+                  on_ray: bool = False) -> list[SweepVariant]:
     """Run every variant in the pool (made here when none is given, and shut down after), calling `finished`
-    with each outcome as it comes; the outcomes in the variants' order."""
+    with each outcome as it comes; the outcomes in the variants' order. On Ray the pool's workers are threads:
+    the cards run on the cluster, and this process is the one Ray driver."""
     owned = pool is None
     if pool is None:
-        pool = InProcess() if parallel == 1 else ProcessPoolExecutor(
-            parallel, mp_context=multiprocessing.get_context("spawn"))
+        if parallel == 1:
+            pool = InProcess()
+        elif on_ray:
+            pool = DaemonThreads(parallel)
+        else:
+            pool = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"))
+    run = run_variant_on_ray if on_ray else run_variant
     try:
         found: dict[int, SweepVariant] = {}
 
@@ -289,7 +358,7 @@ def _run_variants(pool: Executor | None, parallel: int, pipelines: list[dict[str
 
         waiting = {}
         for variant, pipeline in zip(chosen, pipelines):
-            future = pool.submit(run_variant, pipeline, options)
+            future = pool.submit(run, pipeline, options)
             if future.done():  # a pool that ran it at once (in this process): reported before the next starts
                 collect(future, variant)
             else:
@@ -332,5 +401,6 @@ def _run_shared_cards(name: str, pipelines: list[Pipeline], plans: list[Any], op
         return None
     ahead = copy.deepcopy(pipelines[0])
     ahead.name = f"{name} [sweep: shared cards]"
-    outcome = run_variant(ahead.to_dict(), {**options, "persist": "all", "until": shared[-1]})
+    run = run_variant_on_ray if options.get("executor") == "ray" else run_variant
+    outcome = run(ahead.to_dict(), {**options, "persist": "all", "until": shared[-1]})
     return outcome["run_id"]

@@ -1,4 +1,4 @@
-"""The Ray executor (engine/ray_executor.py) on a real local Ray (tests/engine/conftest.py): the process
+"""The Ray executor (engine/ray_executor.py) on a real local Ray (tests/conftest.py): the process
 executor's tasks on a state actor, bit for bit the local executor's and the hand-written loop's results."""
 
 from __future__ import annotations

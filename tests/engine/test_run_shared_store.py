@@ -14,7 +14,7 @@ from cardloop.examples import basic_training_loop
 from cardloop.store.artifacts import ArtifactStore
 from cardloop.store.records import RunRecords
 from tests.oracle import assert_same_weights, hand_written_loop
-from tests.s3 import overwrite, s3_keys, s3_server, s3_url  # noqa: F401  (fixtures)
+from tests.s3 import overwrite, s3_keys, s3_url  # noqa: F401  (fixture)
 
 SHAPE = {"batch_size": 16, "layers": [8]}
 

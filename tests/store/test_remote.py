@@ -10,7 +10,7 @@ import pytest
 from cardloop.errors import ArtifactCorrupt, StoreError
 from cardloop.store.artifacts import ArtifactStore, LocalFiles
 from cardloop.store.remote import UrlFiles, url_files
-from tests.s3 import overwrite, s3_keys, s3_server, s3_url  # noqa: F401  (fixtures)
+from tests.s3 import overwrite, s3_keys, s3_url  # noqa: F401  (fixture)
 
 
 def test_an_artifact_put_on_s3_reads_back_by_its_sha256(tmp_path, s3_url):

@@ -5,8 +5,9 @@ scheduled cards in one call, a CardTask of several targets as plain JSON data (`
 the actor runs them as the local executor does, values and state live from card to card, writes to the store
 what cards outside the call need and what the persist policy keeps, and streams back each card's start, reports
 and outcome while it runs (a Ray streaming generator), which the run replays onto its hooks. Like the process
-executor's worker, the actor stays warm for later runs of this process (per Ray job, store, thread count, card
-files and resources). The actor asks Ray for what the run's cards ask for in their `resources` (`actor_options`).
+executor's worker, the actor stays warm for later runs of this process (per thread, Ray job, store, thread
+count, card files and resources). The actor asks Ray for what the run's cards ask for in their `resources`
+(`actor_options`).
 If its process or its node dies mid-card, the cards without an outcome are sent again to a fresh actor, on a live
 node, from what the store holds; a second death fails the card (CardFailed naming it). An interrupted or cancelled
 run kills the actor.
@@ -21,7 +22,9 @@ import os
 import queue
 import socket
 import threading
-import time
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.worker = Worker(store_root, lambda report: self.events.put({"at": self.worker.running,
+                                                                         **report.to_json()}), artifacts)
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -31,8 +34,9 @@ from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.process import CardWalk, ProcessExecutor
 from cardloop.engine.resolve import Schedule
-from cardloop.errors import CardFailed, CardloopError, InvalidOption
-from cardloop.pipeline.resources import CardResources, resources_within
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.worker = Worker(store_root, lambda report: self.events.put({"at": self.worker.running,
+                                                                         **report.to_json()}), artifacts)
 
 if TYPE_CHECKING:
     from cardloop.engine.run import RunOptions
@@ -184,9 +188,10 @@ def check_placement(plan: Plan, work: Schedule, options: RunOptions) -> None:
 
 
 class CardActor:
-    """The state actor's body: a Worker over the store, with the run's card files and thread count."""
+    """The state actor's body: a Worker over the store, with the run's card files and thread count. `artifacts`: the
+    URL the driver's store keeps its artifacts at (its store.json), which a node without that file must be told."""
 
-    def __init__(self, store_root: str, threads: int | None, card_files: list[str]):
+    def __init__(self, store_root: str, threads: int | None, card_files: list[str], artifacts: str | None = None):
         import torch
         import torch.optim  # noqa: F401  (first use loads torch._dynamo: pay it before the first card)
 
@@ -200,7 +205,7 @@ class CardActor:
             load_card_file(path)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.worker = Worker(store_root, lambda report: self.events.put({"at": self.worker.running,
-                                                                         **report.to_json()}))
+                                                                         **report.to_json()}), artifacts)
 
     def segment(self, task: dict) -> Iterator[list[dict]]:
         """Run a task of consecutive cards (CardTask.to_json), yielding what happens as it happens, in batches
@@ -242,7 +247,7 @@ class RayWorker:
                  options: dict[str, Any]):
         self.ray = ray
         self.cls = ray.remote(CardActor).options(**options)
-        self.args = (str(store_root), threads, card_files)
+        self.args = (str(store_root), threads, card_files, bound_artifacts(store_root))
         self.actor: Any = None  # started on first use
 
     def run_segment(self, walk: CardWalk, cards: list[PlannedCard]) -> None:
@@ -313,20 +318,20 @@ _workers: dict[tuple, RayWorker] = {}
 
 def ray_worker_for(ray: Any, store_root: Path, threads: int | None, card_files: list[str],
                    options: dict[str, Any]) -> RayWorker:
-    """A warm state actor's handle for this Ray job, store, thread count, card files and resource options, made
-    on first use: later runs reuse it (and what its Worker has cached, which is keyed by content hash)."""
-    key = (ray.get_runtime_context().get_job_id(), str(store_root.resolve()), threads, tuple(card_files),
-           json.dumps(options, sort_keys=True))
+    """A warm state actor's handle for this thread, Ray job, store, thread count, card files and resource options,
+    made on first use: later runs reuse it (and what its Worker has cached, which is keyed by content hash). Runs
+    in other threads at the same time (a sweep's variants) never share it."""
+    key = (threading.get_ident(), ray.get_runtime_context().get_job_id(), str(store_root.resolve()), threads,
+           tuple(card_files), json.dumps(options, sort_keys=True))
     if key not in _workers:
         _workers[key] = RayWorker(ray, store_root, threads, card_files, options)
     return _workers[key]
 
 
-def stop_workers() -> None:
-    """End every warm state actor this process started."""
-    for found in _workers.values():
-        found.stop()
-    _workers.clear()
+def stop_workers(thread: int | None = None) -> None:
+    """End every warm state actor this process started, or with `thread` those of that thread's runs."""
+    for key in [key for key in _workers if thread is None or key[0] == thread]:
+        _workers.pop(key).stop()
 
 
 class RayExecutor(ProcessExecutor):

@@ -63,13 +63,16 @@ def run_from_command_line(argv: list[str]) -> None:
 class Worker:
     """Runs card tasks against one store; any executor's worker, whatever carries its messages."""
 
-    def __init__(self, store_root: str, send_progress: Callable[[CardProgress], None] | None = None):
+    def __init__(self, store_root: str, send_progress: Callable[[CardProgress], None] | None = None,
+                 artifacts: str | None = None):
         """`send_progress`: where the reports sent before a task's outcome go (when its task asks for them): the
-        target's progress (CardProgress), a block's body card events and progress (BodyCardEvent, BlockProgress)."""
+        target's progress (CardProgress), a block's body card events and progress (BodyCardEvent, BlockProgress).
+        `artifacts`: the URL the store keeps its artifacts at, when the store folder here may not say it (a Ray
+        actor on another node); by default what the store's config says."""
         from cardloop.engine.stored import StoreLoader
         from cardloop.store.artifacts import ArtifactStore
 
-        self.artifacts = ArtifactStore(store_root, durable=False)
+        self.artifacts = ArtifactStore(store_root, durable=False, artifacts=artifacts)
         self.loader = CachingLoader(StoreLoader(self.artifacts))
         self.plans: dict[str, Any] = {}
         self.send_progress = send_progress
