@@ -22,9 +22,7 @@ import os
 import queue
 import socket
 import threading
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.worker = Worker(store_root, lambda report: self.events.put({"at": self.worker.running,
-                                                                         **report.to_json()}), artifacts)
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -34,9 +32,9 @@ from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.process import CardWalk, ProcessExecutor
 from cardloop.engine.resolve import Schedule
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.worker = Worker(store_root, lambda report: self.events.put({"at": self.worker.running,
-                                                                         **report.to_json()}), artifacts)
+from cardloop.errors import CardFailed, CardloopError, InvalidOption
+from cardloop.pipeline.resources import CardResources, resources_within
+from cardloop.store.location import bound_artifacts
 
 if TYPE_CHECKING:
     from cardloop.engine.run import RunOptions
