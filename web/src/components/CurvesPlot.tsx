@@ -2,7 +2,7 @@
  * each, and on hover the value of every series at the step under the pointer. Drawn as LossPlot draws one curve
  * (its scale, its breaks at NaN and infinities), over the finite values of every series together. */
 import { memo, useState, type MouseEvent } from 'react';
-import { fmt, lossShape } from './LossPlot';
+import { PlotFrame, fmt, lossShape } from './LossPlot';
 
 export interface Series {
   key: string;
@@ -48,23 +48,7 @@ export const CurvesPlot = memo(function CurvesPlot({ series, what }: { series: S
           onMouseMove={onMove}
           onMouseLeave={() => setHover(null)}
         >
-          <rect x={PAD.left} y={PAD.top} width={W - PAD.left - PAD.right} height={H - PAD.top - PAD.bottom} className="plot-bg" />
-          {n > 0 && (
-            <>
-              <text x={PAD.left - 4} y={PAD.top + 8} textAnchor="end" className="axis">
-                {fmt(max)}
-              </text>
-              <text x={PAD.left - 4} y={H - PAD.bottom} textAnchor="end" className="axis">
-                {fmt(min)}
-              </text>
-              <text x={PAD.left} y={H - 6} className="axis">
-                0
-              </text>
-              <text x={W - PAD.right} y={H - 6} textAnchor="end" className="axis">
-                step {n - 1}
-              </text>
-            </>
-          )}
+          <PlotFrame size={{ W, H, PAD }} min={min} max={max} steps={n} />
           {series.map((s) => (
             <g key={s.key} data-testid="sweep-line" data-variant={s.key} data-points={s.values.length} stroke={s.colour} fill={s.colour}>
               {lossShape(s.values.map((value) => ({ value }))).lines.map((line) =>

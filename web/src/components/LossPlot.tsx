@@ -42,6 +42,39 @@ export function lossShape(points: { value: number }[]): { min: number; max: numb
   return { min, max, lines, notFinite };
 }
 
+export interface PlotSize {
+  W: number;
+  H: number;
+  PAD: { left: number; right: number; top: number; bottom: number };
+}
+
+/** A plot's background and axis labels (the value range on the left, the steps below), shared by the loss chart
+ * and the sweep view's curves. */
+export function PlotFrame({ size, min, max, steps }: { size: PlotSize; min: number; max: number; steps: number }) {
+  const { W, H, PAD } = size;
+  return (
+    <>
+      <rect x={PAD.left} y={PAD.top} width={W - PAD.left - PAD.right} height={H - PAD.top - PAD.bottom} className="plot-bg" />
+      {steps > 0 && (
+        <>
+          <text x={PAD.left - 4} y={PAD.top + 8} textAnchor="end" className="axis">
+            {fmt(max)}
+          </text>
+          <text x={PAD.left - 4} y={H - PAD.bottom} textAnchor="end" className="axis">
+            {fmt(min)}
+          </text>
+          <text x={PAD.left} y={H - 6} className="axis">
+            0
+          </text>
+          <text x={W - PAD.right} y={H - 6} textAnchor="end" className="axis">
+            step {steps - 1}
+          </text>
+        </>
+      )}
+    </>
+  );
+}
+
 export const LossPlot = memo(function LossPlot({ points }: { points: LossPoint[] }) {
   const n = points.length;
   const { min, max, lines, notFinite } = lossShape(points);
@@ -60,21 +93,9 @@ export const LossPlot = memo(function LossPlot({ points }: { points: LossPoint[]
         )}
       </figcaption>
       <svg viewBox={`0 0 ${W} ${H}`} width="100%" height={H} role="img" aria-label={`loss curve, ${n} points`}>
-        <rect x={PAD.left} y={PAD.top} width={W - PAD.left - PAD.right} height={H - PAD.top - PAD.bottom} className="plot-bg" />
+        <PlotFrame size={{ W, H, PAD }} min={min} max={max} steps={n} />
         {n > 0 && (
           <>
-            <text x={PAD.left - 4} y={PAD.top + 8} textAnchor="end" className="axis">
-              {fmt(max)}
-            </text>
-            <text x={PAD.left - 4} y={H - PAD.bottom} textAnchor="end" className="axis">
-              {fmt(min)}
-            </text>
-            <text x={PAD.left} y={H - 6} className="axis">
-              0
-            </text>
-            <text x={W - PAD.right} y={H - 6} textAnchor="end" className="axis">
-              step {n - 1}
-            </text>
             {lines.map((line) =>
               line.length === 1 ? (
                 <circle key={line[0]} cx={x(line[0])} cy={y(points[line[0]].value)} r={3} className="plot-line-dot" />
