@@ -111,6 +111,18 @@ def ray_cluster(request, tmp_path_factory):
             ray.shutdown()
 
 
+
+@pytest.fixture
+def ray_without_actors(ray_cluster):
+    """The session's Ray, with no warm state actor before the test and none left behind after it (each test's
+    store gets an actor of its own)."""
+    from cardloop.engine import ray_executor
+
+    ray_executor.stop_workers()
+    yield ray_cluster
+    ray_executor.stop_workers()
+
+
 @contextmanager
 def _environment(settings: dict[str, str]) -> Iterator[None]:
     """The environment variables `settings` set, and put back as they were afterwards."""

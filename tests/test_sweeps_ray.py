@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 import cardloop
-from cardloop.engine import ray_executor
 from cardloop.errors import CardloopError
 from cardloop.example_schedulers import warmup_cosine
 from cardloop.store.records import RunRecords
@@ -19,12 +18,7 @@ SETTINGS = {"opt.learning_rate": [0.001, 0.01, 0.05]}
 DATA_CARDS = ("data", "split", "normalize")
 
 
-@pytest.fixture(autouse=True)
-def _ray(ray_cluster):
-    """Every test here runs on the session's Ray, and leaves no warm actor behind."""
-    ray_executor.stop_workers()
-    yield ray_cluster
-    ray_executor.stop_workers()
+pytestmark = pytest.mark.usefixtures("ray_without_actors")
 
 
 @pytest.fixture(scope="module")

@@ -86,12 +86,7 @@ def wait_for_driver(config, iteration):
 '''
 
 
-@pytest.fixture(autouse=True)
-def _ray(ray_cluster):
-    """Every test here runs on the session's Ray, without warm actors, and leaves none behind."""
-    ray_executor.stop_workers()
-    yield ray_cluster
-    ray_executor.stop_workers()
+pytestmark = pytest.mark.usefixtures("ray_without_actors")
 
 
 @pytest.fixture(scope="module")

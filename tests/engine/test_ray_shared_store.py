@@ -6,7 +6,6 @@ for bit as the hand-written loop, a second run is served from the cache through 
 import pytest
 
 import cardloop
-from cardloop.engine import ray_executor
 from cardloop.engine.ray_executor import CardActor
 from cardloop.examples import loop_blocks
 from cardloop.store.records import RunRecords
@@ -19,11 +18,7 @@ from tests.test_sweeps import tiny
 FEW = [COMBINATIONS[0], COMBINATIONS[-1]]
 
 
-@pytest.fixture(autouse=True)
-def _ray(ray_cluster):
-    """Each test has its own store, and so its own actor: stopped after it."""
-    yield ray_cluster
-    ray_executor.stop_workers()
+pytestmark = pytest.mark.usefixtures("ray_without_actors")
 
 
 def options_of(optimizer_type, loss_type, gradient_clip):
