@@ -31,6 +31,7 @@ from cardloop.engine.executors import ExecutorSetup
 from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_from_json
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.process import CardWalk, ProcessExecutor
+from cardloop.engine.ray_tasks import run_waves, task_waves
 from cardloop.engine.resolve import Schedule
 from cardloop.errors import CardFailed, CardloopError, InvalidOption
 from cardloop.pipeline.resources import CardResources, resources_within
@@ -333,7 +334,8 @@ def stop_workers(thread: int | None = None) -> None:
 
 
 class RayExecutor(ProcessExecutor):
-    """Runs the scheduled cards on the run's Ray actor, consecutive cards in one call (docs/ray.md)."""
+    """Runs the scheduled cards on the run's Ray actor, consecutive cards in one call, after its data cards as Ray
+    tasks (engine/ray_tasks.py) where some run in parallel (docs/ray.md)."""
 
     name = "ray"
 
@@ -342,8 +344,18 @@ class RayExecutor(ProcessExecutor):
         self.address = setup.options.ray_address
 
     def run(self, plan: Plan, hooks: RunHooks, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
-        if work.run:
-            self.worker(plan, work).run_segment(CardWalk(self, plan, hooks), list(work.run))
+        """The data cards as tasks first, in parallel waves (engine/ray_tasks.py), then the rest on the actor."""
+        if not work.run:
+            return slots
+        walk, waves, worker = CardWalk(self, plan, hooks), task_waves(work), self.worker(plan, work)
+        if waves:
+            nodes = live_nodes(worker.ray)
+            run_waves(worker.ray, walk, waves, worker.args,
+                      lambda pc: actor_options(plan, Schedule([pc], []), nodes), RETRIES)
+        tasks = {pc.position for wave in waves for pc in wave}
+        rest = [pc for pc in work.run if pc.position not in tasks]
+        if rest:
+            worker.run_segment(walk, rest)
         return slots
 
     def worker(self, plan: Plan, work: Schedule) -> RayWorker:
