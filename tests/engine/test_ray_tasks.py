@@ -33,6 +33,7 @@ class ProbeConfig(CardConfig):
     folder: str
     name: str
     partner: str = ""
+    always: bool = False
 
 
 @card("test_task_probe", title="Task probe", category="data", inputs=[Port("dataset", DATAFRAME)],
@@ -57,9 +58,9 @@ def task_probe(config, dataset):
 @card("test_task_killed_once", title="Killed once", category="data", inputs=[Port("dataset", DATAFRAME)],
       outputs=[Port("where", INFO)], config=ProbeConfig)
 def killed_once(config, dataset):
-    """SIGKILL the process it runs in the first time (when its marker is missing), then run."""
+    """SIGKILL the process it runs in the first time (when its marker is missing; `always`: every time), then run."""
     marker = Path(config.folder, config.name)
-    if not marker.exists():
+    if config.always or not marker.exists():
         marker.touch()
         os.kill(os.getpid(), signal.SIGKILL)
     return {"where": {"pid": os.getpid()}}
@@ -148,3 +149,14 @@ def test_a_data_card_whose_task_process_dies_is_retried_once(_ray, regression_cs
     result = cardloop.run(pipeline, store=store, executor="ray", threads=1, cards=[probe_cards], keep_outputs=True)
     assert result.status == "succeeded" and (tmp_path / "killed").exists()
     assert result.outputs["killed"]["where"]["pid"] != os.getpid()
+
+
+def test_a_data_card_whose_task_process_dies_on_every_try_fails_naming_it(_ray, regression_csv, store, tmp_path,
+                                                                          probe_cards):
+    pipeline = guide(regression_csv)
+    dataset = pipeline.card("data")["dataset"]
+    pipeline.add("test_task_killed_once", "killed", dataset=dataset, folder=str(tmp_path), name="killed", always=True)
+    pipeline.add("test_task_probe", "probe", dataset=dataset, folder=str(tmp_path), name="probe")
+    with pytest.raises(CardFailed, match="the process of the Ray task running it died 2 times") as failed:
+        cardloop.run(pipeline, store=store, executor="ray", threads=1, cards=[probe_cards])
+    assert (failed.value.card_id, failed.value.card_type) == ("killed", "test_task_killed_once")
