@@ -4,7 +4,8 @@ One actor, the "state actor", holds a `Worker` (engine/worker.py) over the run's
 scheduled cards in one call, a CardTask of several targets as plain JSON data (`CardWalk.task`, engine/process.py);
 the actor runs them as the local executor does, values and state live from card to card, writes to the store
 what cards outside the call need and what the persist policy keeps, and streams back each card's start, reports
-and outcome while it runs (a Ray streaming generator), which the run replays onto its hooks. Like the process
+and outcome while it runs (a Ray streaming generator), which the run replays onto its hooks. Before that call,
+data cards independent of each other run as Ray tasks, at the same time (engine/ray_tasks.py). Like the process
 executor's worker, the actor stays warm for later runs of this process (per thread, Ray job, store, thread
 count, card files and resources). The actor asks Ray for what the run's cards ask for in their `resources`
 (`actor_options`).

@@ -11,6 +11,7 @@ actor's call then loads what they stored.
 
 from __future__ import annotations
 
+import functools
 import queue
 from typing import Any, Callable
 
@@ -67,6 +68,12 @@ def run_card(args: tuple, task: dict) -> dict:
     return {"reports": [reports.get() for _ in range(reports.qsize())], "outcome": outcome.to_json()}
 
 
+@functools.cache
+def remote_run_card(ray: Any) -> Any:
+    """`run_card` as a Ray remote function, made once (Ray exports a remote function's code once)."""
+    return ray.remote(run_card)
+
+
 def run_waves(ray: Any, walk: CardWalk, waves: list[list[PlannedCard]], args: tuple,
               options: Callable[[PlannedCard], dict[str, Any]], retries: int) -> None:
     """Run the waves' cards as Ray tasks, a wave's launched together and awaited with ray.wait, each card's start,
@@ -75,7 +82,7 @@ def run_waves(ray: Any, walk: CardWalk, waves: list[list[PlannedCard]], args: tu
     while a wave runs (Ctrl-C, a cancelled run) cancels its tasks."""
     from cardloop.engine.ray_executor import _replay
 
-    remote = ray.remote(run_card)
+    remote = remote_run_card(ray)
     for wave in waves:
         refs = []
         for pc in wave:
