@@ -4,7 +4,8 @@ One actor, the "state actor", holds a `Worker` (engine/worker.py) over the run's
 scheduled cards in one call, a CardTask of several targets as plain JSON data (`CardWalk.task`, engine/process.py);
 the actor runs them as the local executor does, values and state live from card to card, writes to the store
 what cards outside the call need and what the persist policy keeps, and streams back each card's start, reports
-and outcome while it runs (a Ray streaming generator), which the run replays onto its hooks. Like the process
+and outcome while it runs (a Ray streaming generator), which the run replays onto its hooks. Before that call,
+data cards independent of each other run as Ray tasks, at the same time (engine/ray_tasks.py). Like the process
 executor's worker, the actor stays warm for later runs of this process (per thread, Ray job, store, thread
 count, card files and resources). The actor asks Ray for what the run's cards ask for in their `resources`
 (`actor_options`).
@@ -31,6 +32,7 @@ from cardloop.engine.executors import ExecutorSetup
 from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_from_json
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.process import CardWalk, ProcessExecutor
+from cardloop.engine.ray_tasks import run_waves, task_waves
 from cardloop.engine.resolve import Schedule
 from cardloop.errors import CardFailed, CardloopError, InvalidOption
 from cardloop.pipeline.resources import CardResources, resources_within
@@ -333,7 +335,8 @@ def stop_workers(thread: int | None = None) -> None:
 
 
 class RayExecutor(ProcessExecutor):
-    """Runs the scheduled cards on the run's Ray actor, consecutive cards in one call (docs/ray.md)."""
+    """Runs the scheduled cards on the run's Ray actor, consecutive cards in one call, after its data cards as Ray
+    tasks (engine/ray_tasks.py) where some run in parallel (docs/ray.md)."""
 
     name = "ray"
 
@@ -342,8 +345,18 @@ class RayExecutor(ProcessExecutor):
         self.address = setup.options.ray_address
 
     def run(self, plan: Plan, hooks: RunHooks, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
-        if work.run:
-            self.worker(plan, work).run_segment(CardWalk(self, plan, hooks), list(work.run))
+        """The data cards as tasks first, in parallel waves (engine/ray_tasks.py), then the rest on the actor."""
+        if not work.run:
+            return slots
+        walk, waves, worker = CardWalk(self, plan, hooks), task_waves(work), self.worker(plan, work)
+        if waves:
+            nodes = live_nodes(worker.ray)
+            run_waves(worker.ray, walk, waves, worker.args,
+                      lambda pc: actor_options(plan, Schedule([pc], []), nodes), RETRIES)
+        tasks = {pc.position for wave in waves for pc in wave}
+        rest = [pc for pc in work.run if pc.position not in tasks]
+        if rest:
+            worker.run_segment(walk, rest)
         return slots
 
     def worker(self, plan: Plan, work: Schedule) -> RayWorker:
