@@ -9,7 +9,6 @@ import pytest
 
 import cardloop
 from cardloop import CardFailed
-from cardloop.engine import ray_executor
 from cardloop.engine.plan import plan_pipeline
 from cardloop.engine.ray_tasks import task_waves
 from cardloop.engine.resolve import Schedule
@@ -101,16 +100,8 @@ def test_a_single_chain_of_data_cards_runs_on_the_state_actor(regression_csv):
     assert waves(guide(regression_csv)) == []
 
 
-@pytest.fixture
-def _ray(ray_cluster):
-    """The session's Ray without warm state actors (one would hold one of its two CPUs), leaving none behind."""
-    ray_executor.stop_workers()
-    yield ray_cluster
-    ray_executor.stop_workers()
-
-
 def test_the_guides_pipeline_with_two_data_branches_on_ray_trains_the_local_executors_weights(
-        _ray, regression_csv, tmp_path):
+        ray_without_actors, regression_csv, tmp_path):
     pipeline = guide(regression_csv, holdout=regression_csv)
     on_ray = cardloop.run(pipeline, store=tmp_path / "ray", executor="ray", threads=1)
     local = cardloop.run(pipeline, store=tmp_path / "local", executor="local", threads=1)
@@ -121,7 +112,7 @@ def test_the_guides_pipeline_with_two_data_branches_on_ray_trains_the_local_exec
     assert on_ray.metrics() == local.metrics()
 
 
-def test_two_independent_data_cards_run_as_ray_tasks_at_the_same_time(_ray, regression_csv, store, tmp_path,
+def test_two_independent_data_cards_run_as_ray_tasks_at_the_same_time(ray_without_actors, regression_csv, store, tmp_path,
                                                                      probe_cards):
     """Each probe finishes only once the other has started (markers, not timing), and runs in a task."""
     pipeline = guide(regression_csv)
@@ -133,7 +124,7 @@ def test_two_independent_data_cards_run_as_ray_tasks_at_the_same_time(_ray, regr
     assert all(w["actor"] is None and w["task"] and w["pid"] != os.getpid() for w in where)
 
 
-def test_a_data_card_failing_in_its_task_fails_the_run_naming_it(_ray, regression_csv, store, tmp_path):
+def test_a_data_card_failing_in_its_task_fails_the_run_naming_it(ray_without_actors, regression_csv, store, tmp_path):
     pipeline = guide(regression_csv, holdout=tmp_path / "missing.csv")
     with pytest.raises(CardFailed) as failed:
         cardloop.run(pipeline, store=store, executor="ray", threads=1)
@@ -141,7 +132,7 @@ def test_a_data_card_failing_in_its_task_fails_the_run_naming_it(_ray, regressio
     assert failed.value.result.status == "failed"
 
 
-def test_a_data_card_whose_task_process_dies_is_retried_once(_ray, regression_csv, store, tmp_path, probe_cards):
+def test_a_data_card_whose_task_process_dies_is_retried_once(ray_without_actors, regression_csv, store, tmp_path, probe_cards):
     pipeline = guide(regression_csv)
     dataset = pipeline.card("data")["dataset"]
     pipeline.add("test_task_killed_once", "killed", dataset=dataset, folder=str(tmp_path), name="killed")
@@ -151,7 +142,7 @@ def test_a_data_card_whose_task_process_dies_is_retried_once(_ray, regression_cs
     assert result.outputs["killed"]["where"]["pid"] != os.getpid()
 
 
-def test_a_data_card_whose_task_process_dies_on_every_try_fails_naming_it(_ray, regression_csv, store, tmp_path,
+def test_a_data_card_whose_task_process_dies_on_every_try_fails_naming_it(ray_without_actors, regression_csv, store, tmp_path,
                                                                           probe_cards):
     pipeline = guide(regression_csv)
     dataset = pipeline.card("data")["dataset"]
