@@ -1,0 +1,129 @@
+"""Independent training-state groups on Ray (engine/ray_groups.py): which cards go to which stage, and two models
+trained on the same data, each on an actor of its own at the same time, bit for bit the local executor's."""
+
+from __future__ import annotations
+
+import pytest
+
+import cardloop
+from cardloop.cards.registry import load_card_file
+from cardloop.engine.plan import plan_pipeline
+from cardloop.engine.ray_groups import stages
+from cardloop.examples import add_training_step, basic_training_loop
+from tests.oracle import assert_same_weights
+
+BATCHES = 2
+
+GROUP_CARDS = '''
+import time
+from pathlib import Path
+
+import ray
+
+from cardloop.cards.spec import CardConfig, Port, card
+from cardloop.errors import CardError
+from cardloop.kinds import INFO, MODEL
+
+
+class MeetConfig(CardConfig):
+    folder: str
+    name: str
+    partner: str
+
+
+@card("test_group_meet", title="Group meet", category="evaluation", inputs=[Port("model", MODEL)],
+      outputs=[Port("where", INFO)], config=MeetConfig)
+def group_meet(config, model):
+    """Leave a marker and wait (up to 5 minutes) for the partner's, so that it finishes only if both run at the
+    same time; say which actor it ran on."""
+    Path(config.folder, config.name).touch()
+    for _ in range(30000):
+        if Path(config.folder, config.partner).exists():
+            break
+        time.sleep(0.01)
+    else:
+        raise CardError(f"card {config.name} never saw {config.partner} start")
+    return {"where": {"actor": ray.get_runtime_context().get_actor_id()}}
+
+
+@card("test_group_pair", title="Group pair", category="evaluation",
+      inputs=[Port("model", MODEL), Port("other", MODEL)], outputs=[Port("where", INFO)])
+def group_pair(config, model, other):
+    """Read two models (a card joining two state groups)."""
+    return {"where": {"same": model is other}}
+'''
+
+
+@pytest.fixture(scope="module")
+def group_cards(tmp_path_factory):
+    """The card file of these tests, written and loaded once (a card type is registered once per process)."""
+    path = tmp_path_factory.mktemp("cards") / "group_cards.py"
+    path.write_text(GROUP_CARDS)
+    load_card_file(str(path))
+    return path
+
+
+def two_models(csv, folder=None):
+    """The guide's loop on the split, standardized data, and a second model trained alone on the same batches;
+    with `folder`, each model's branch ends with a card that meets the other's."""
+    pipeline = basic_training_loop(path=str(csv), input_dim=4, layers=(8,), batches=BATCHES, batch_size=16,
+                                   optimizer_type="sgd", learning_rate=0.05, evaluate=False)
+    train = pipeline.card("normalize")["train_dataset"]
+    model = pipeline.add("model_define", "model_b", input_dim=4, layers=[8], seed=1)["model"]
+    optimizer = pipeline.add("training_init_optimizer", "opt_b", model=model, optimizer_type="sgd",
+                             learning_rate=0.05)["optimizer"]
+    for i in range(BATCHES):
+        model, optimizer, _ = add_training_step(pipeline, 100 + i, train, model, optimizer, batch_size=16,
+                                                batch_index=i)
+    if folder is not None:
+        for name, partner, last in (("meet_a", "meet_b", f"step{BATCHES - 1}"), ("meet_b", "meet_a", last_b())):
+            pipeline.add("test_group_meet", name, model=pipeline.card(last)["model"], folder=str(folder),
+                         name=name, partner=partner)
+    return pipeline
+
+
+def last_b():
+    return f"step{100 + BATCHES - 1}"
+
+
+def stage_ids(pipeline):
+    found = stages(list(plan_pipeline(pipeline).cards))
+    return found and ([pc.id for pc in found.prelude],
+                      {group: [pc.id for pc in cards] for group, cards in found.segments.items()},
+                      [pc.id for pc in found.join])
+
+
+def test_two_models_trained_on_the_same_data_make_two_segments_after_the_data_cards(regression_csv):
+    prelude, segments, join = stage_ids(two_models(regression_csv))
+    assert prelude == ["data", "split", "normalize"] and join == []
+    assert list(segments) == ["model.model", "model_b.model"]
+    assert segments["model_b.model"][:3] == ["model_b", "opt_b", "batch100"]
+    assert all(not card.startswith(("model_b", "opt_b")) and not card.endswith(("100", "101"))
+               for card in segments["model.model"])
+
+
+def test_a_run_with_one_state_group_is_not_cut(regression_csv):
+    assert stage_ids(basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), batches=BATCHES)) is None
+
+
+def test_a_card_reading_two_groups_runs_after_both_segments(regression_csv, group_cards):
+    pipeline = two_models(regression_csv)
+    pipeline.add("test_group_pair", "pair", model=pipeline.card(f"step{BATCHES - 1}")["model"],
+                 other=pipeline.card(last_b())["model"])
+    assert stage_ids(pipeline)[2] == ["pair"]
+
+
+def test_two_models_on_ray_train_the_local_executors_weights_on_two_actors_at_the_same_time(
+        ray_without_actors, regression_csv, tmp_path, group_cards):
+    """Each branch's last card finishes only once the other's has started (markers, not timing); the local run
+    after it finds both markers there."""
+    pipeline = two_models(regression_csv, folder=tmp_path)
+    on_ray = cardloop.run(pipeline, store=tmp_path / "ray", executor="ray", threads=1, cards=[group_cards],
+                          keep_outputs=True)
+    local = cardloop.run(pipeline, store=tmp_path / "local", executor="local", threads=1, cards=[group_cards])
+    assert on_ray.status == "succeeded" and on_ray.executed == [c.id for c in pipeline.cards] == local.executed
+    actors = {on_ray.outputs[name]["where"]["actor"] for name in ("meet_a", "meet_b")}
+    assert len(actors) == 2 and None not in actors
+    for last in (f"step{BATCHES - 1}", last_b()):
+        assert_same_weights(cardloop.load_output(on_ray.run_id, last, "model", store=tmp_path / "ray"),
+                            cardloop.load_output(local.run_id, last, "model", store=tmp_path / "local"))
