@@ -3,18 +3,24 @@ trained on the same data, each on an actor of its own at the same time, bit for 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import cardloop
+from cardloop import CardFailed
 from cardloop.cards.registry import load_card_file
 from cardloop.engine.plan import plan_pipeline
 from cardloop.engine.ray_groups import stages
+from cardloop.store.records import RunRecords
 from cardloop.examples import add_training_step, basic_training_loop
 from tests.oracle import assert_same_weights
 
 BATCHES = 2
 
 GROUP_CARDS = '''
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -23,6 +29,21 @@ import ray
 from cardloop.cards.spec import CardConfig, Port, card
 from cardloop.errors import CardError
 from cardloop.kinds import INFO, MODEL
+
+
+class MarkerConfig(CardConfig):
+    marker: str
+    always: bool = False
+
+
+@card("test_group_kill_once", title="Group kill once", category="evaluation", inputs=[Port("model", MODEL)],
+      outputs=[Port("where", INFO)], config=MarkerConfig)
+def group_kill_once(config, model):
+    """SIGKILL the process it runs in the first time (when its marker is missing; `always`: every time)."""
+    if config.always or not Path(config.marker).exists():
+        Path(config.marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"where": {"pid": os.getpid()}}
 
 
 class MeetConfig(CardConfig):
@@ -127,3 +148,48 @@ def test_two_models_on_ray_train_the_local_executors_weights_on_two_actors_at_th
     for last in (f"step{BATCHES - 1}", last_b()):
         assert_same_weights(cardloop.load_output(on_ray.run_id, last, "model", store=tmp_path / "ray"),
                             cardloop.load_output(local.run_id, last, "model", store=tmp_path / "local"))
+
+
+def records_of(result, store):
+    """Per card: its status and metrics; and the snapshots of the training state."""
+    records = RunRecords(store / "runs.sqlite")
+    return ([(e.card_id, e.status) for e in records.card_executions(result.run_id)],
+            [(m.card_id, m.name, m.step, m.value) for m in records.metrics(result.run_id)],
+            [(s.card_id, s.group, s.version) for s in records.state_snapshots(result.run_id)])
+
+
+def test_two_models_on_ray_record_what_the_local_executor_records(ray_without_actors, regression_csv, tmp_path):
+    """The same cards, statuses, metrics and snapshots (the final state of both groups), in the same order."""
+    pipeline = two_models(regression_csv)
+    recorded = {executor: records_of(cardloop.run(pipeline, store=tmp_path / executor, executor=executor, threads=1),
+                                     tmp_path / executor) for executor in ("ray", "local")}
+    assert recorded["ray"] == recorded["local"]
+    assert {group for _, group, _ in recorded["ray"][2]} == {"model.model", "model_b.model"}
+
+
+def test_an_actor_of_one_segment_killed_mid_card_is_replaced_and_both_models_end_bit_for_bit(
+        ray_without_actors, regression_csv, tmp_path, group_cards):
+    pipeline = two_models(regression_csv)
+    marker = tmp_path / "killed"
+    pipeline.cards.insert(len(pipeline.cards) - 5, pipeline.cards[0].__class__(
+        id="kill", type="test_group_kill_once", config={"marker": str(marker)}, inputs={"model": "step100.model"}))
+    on_ray = cardloop.run(pipeline, store=tmp_path / "ray", executor="ray", threads=1, cards=[group_cards],
+                          keep_outputs=True)
+    assert marker.exists() and on_ray.status == "succeeded" and on_ray.outputs["kill"]["where"]["pid"] != os.getpid()
+    local = cardloop.run(pipeline, store=tmp_path / "local", executor="local", threads=1, cards=[group_cards])
+    for last in (f"step{BATCHES - 1}", last_b()):
+        assert_same_weights(cardloop.load_output(on_ray.run_id, last, "model", store=tmp_path / "ray"),
+                            cardloop.load_output(local.run_id, last, "model", store=tmp_path / "local"))
+
+
+def test_a_card_failing_in_one_segment_fails_the_run_naming_it(ray_without_actors, regression_csv, tmp_path,
+                                                              group_cards):
+    pipeline = two_models(regression_csv)
+    pipeline.add("test_group_kill_once", "kill", model=pipeline.card(last_b())["model"],
+                 marker=str(tmp_path / "killed"), always=True)
+    with pytest.raises(CardFailed, match="died 2 times") as failed:
+        cardloop.run(pipeline, store=tmp_path / "ray", executor="ray", threads=1, cards=[group_cards])
+    assert (failed.value.card_id, failed.value.card_type) == ("kill", "test_group_kill_once")
+    records = RunRecords(tmp_path / "ray" / "runs.sqlite")
+    assert records.get_run(failed.value.result.run_id).status == "failed"
+    assert records.card_execution(failed.value.result.run_id, f"step{BATCHES - 1}").status == "done"
