@@ -8,7 +8,8 @@ and outcome while it runs (a Ray streaming generator), which the run replays ont
 data cards independent of each other run as Ray tasks, at the same time (engine/ray_tasks.py). Like the process
 executor's worker, the actor stays warm for later runs of this process (per thread, Ray job, store, thread
 count, card files and resources). The actor asks Ray for what the run's cards ask for in their `resources`
-(`actor_options`).
+(`actor_options`). A run whose cards work on independent state groups runs each group's cards on an actor of its
+own, at the same time (engine/ray_groups.py).
 If its process or its node dies mid-card, the cards without an outcome are sent again to a fresh actor, on a live
 node, from what the store holds; a second death fails the card (CardFailed naming it). An interrupted or cancelled
 run kills the actor.
