@@ -4,6 +4,7 @@ trained on the same data, each on an actor of its own at the same time, bit for 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -67,11 +68,26 @@ def group_meet(config, model):
     return {"where": {"actor": ray.get_runtime_context().get_actor_id()}}
 
 
+class CountConfig(CardConfig):
+    path: str
+
+
+@card("test_group_count", title="Group count", category="evaluation", inputs=[Port("model", MODEL)],
+      outputs=[Port("note", INFO)], config=CountConfig)
+def group_count(config, model):
+    """Add a line to a file each time it runs."""
+    with open(config.path, "a") as handle:
+        handle.write("ran\\n")
+    return {"note": {"weight": float(next(model.parameters()).detach().sum())}}
+
+
 @card("test_group_pair", title="Group pair", category="evaluation",
-      inputs=[Port("model", MODEL), Port("other", MODEL)], outputs=[Port("where", INFO)])
-def group_pair(config, model, other):
-    """Read two models (a card joining two state groups)."""
-    return {"where": {"same": model is other}}
+      inputs=[Port("model", MODEL), Port("other", MODEL), Port("note", INFO)], outputs=[Port("where", INFO)],
+      config=CountConfig)
+def group_pair(config, model, other, note):
+    """Read two models and a value (a card joining two state groups); leave a marker."""
+    Path(config.path).touch()
+    return {"where": {"note": note, "other": float(next(other.parameters()).detach().sum())}}
 '''
 
 
@@ -127,11 +143,41 @@ def test_a_run_with_one_state_group_is_not_cut(regression_csv):
     assert stage_ids(basic_training_loop(path=str(regression_csv), input_dim=4, layers=(8,), batches=BATCHES)) is None
 
 
-def test_a_card_reading_two_groups_runs_after_both_segments(regression_csv, group_cards):
-    pipeline = two_models(regression_csv)
+def joined(csv, count_file):
+    """Two models, a count of model B's weights at the end of its segment, and a card reading both models and the
+    count."""
+    pipeline = two_models(csv)
+    count = pipeline.add("test_group_count", "count", model=pipeline.card(last_b())["model"], path=str(count_file))
     pipeline.add("test_group_pair", "pair", model=pipeline.card(f"step{BATCHES - 1}")["model"],
-                 other=pipeline.card(last_b())["model"])
-    assert stage_ids(pipeline)[2] == ["pair"]
+                 other=pipeline.card(last_b())["model"], note=count["note"], path=str(count_file) + ".pair")
+    return pipeline
+
+
+def test_a_card_reading_two_groups_runs_after_both_segments(regression_csv, group_cards, tmp_path):
+    prelude, segments, join = stage_ids(joined(regression_csv, tmp_path / "count"))
+    assert segments["model_b.model"][-1] == "count" and join == ["pair"]
+
+
+def test_a_card_joining_two_groups_on_ray_reads_what_both_segments_made_each_card_running_once(
+        ray_without_actors, regression_csv, tmp_path, group_cards):
+    """The run's thread holds back the events from the count's start on until the join's card has run (its
+    marker): the join's call must still know that the count's output is stored, and not run it again."""
+    pipeline = joined(regression_csv, tmp_path / "count")
+
+    def hold(event):
+        if event.card_id == "count" and event.kind == "started":
+            for _ in range(30000):
+                if (tmp_path / "count.pair").exists():
+                    break
+                time.sleep(0.01)
+
+    on_ray = cardloop.run(pipeline, store=tmp_path / "ray", executor="ray", threads=1, cards=[group_cards],
+                          keep_outputs=True, progress=hold)
+    assert (tmp_path / "count").read_text() == "ran\n"
+    local = cardloop.run(pipeline, store=tmp_path / "local", executor="local", threads=1, cards=[group_cards],
+                         keep_outputs=True)
+    assert on_ray.executed == local.executed
+    assert on_ray.outputs["pair"]["where"] == local.outputs["pair"]["where"]
 
 
 def test_two_models_on_ray_train_the_local_executors_weights_on_two_actors_at_the_same_time(

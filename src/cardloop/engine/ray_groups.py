@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from cardloop.engine.messages import CardOutcome
 from cardloop.engine.plan import PlannedCard
 from cardloop.errors import CardFailed
 
@@ -85,7 +86,7 @@ def run_stages(found: Stages, workers: list[Any], walk: Any, replay: Callable[[A
     in this thread. The segments' extra workers are ended when the run ends; a failure, or anything raised here
     (Ctrl-C, a cancelled run), ends every worker, which stops what runs on it."""
     events: queue.SimpleQueue = queue.SimpleQueue()
-    lock, stopping = threading.Lock(), threading.Event()
+    lock, stopping = threading.Lock(), threading.Event()  # lock: the stages' threads' use of `walk`
 
     def send(event: dict) -> None:
         if stopping.is_set():
@@ -93,6 +94,9 @@ def run_stages(found: Stages, workers: list[Any], walk: Any, replay: Callable[[A
         events.put(event)
         if "outcome" in event and "error" in event:  # the call stops at a failing card: so does the stage
             raise CardFailed(event.get("card") or "", event.get("type") or "", event["error"])
+        if "outcome" in event:  # what it stored, for the next stage's tasks, which may be made before the
+            with lock:  # run's thread replays it (its events wait for the cards before it in the script)
+                walk.view.add(walk.plan.cards[event["outcome"]], CardOutcome.from_json(event))
 
     def segment(worker: Any, cards: list[PlannedCard], errors: list) -> None:
         try:
@@ -134,11 +138,10 @@ def run_stages(found: Stages, workers: list[Any], walk: Any, replay: Callable[[A
                 errors = item[1]
             else:
                 buffered[item.get("outcome", item.get("at", item.get("started")))].append(item)
-            at = _flush(order, at, buffered, done, walk, replay, lock)
+            at = _flush(order, at, buffered, done, walk, replay)
         for position in order[at:]:  # a stage failed: what ran, in script order, then its failure
             for event in buffered[position]:
-                with lock:
-                    replay(walk, event)
+                replay(walk, event)
         real = [exc for exc in errors if not isinstance(exc, (CardFailed, _Stop))]
         if real:
             raise real[0]
@@ -151,15 +154,15 @@ def run_stages(found: Stages, workers: list[Any], walk: Any, replay: Callable[[A
 
 
 def _flush(order: list[int], at: int, buffered: dict[int, list[dict]], done: set[int], walk: Any,
-           replay: Callable[[Any, dict], bool], lock: threading.Lock) -> int:
+           replay: Callable[[Any, dict], bool]) -> int:
     """Replay the buffered events of the cards from `order[at]` on, in order, up to the first card whose outcome
-    has not come yet; returns its index."""
+    has not come yet; returns its index. No lock is held meanwhile, so that a slow hook holds back no stage: what
+    the replay adds to `walk.view`, a stage's thread has added already (the same entries)."""
     while at < len(order):
         position = order[at]
         while buffered[position]:
-            with lock:
-                if replay(walk, buffered[position].pop(0)):
-                    done.add(position)
+            if replay(walk, buffered[position].pop(0)):
+                done.add(position)
         if position not in done:
             break
         at += 1
