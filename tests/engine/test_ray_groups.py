@@ -12,6 +12,7 @@ import cardloop
 from cardloop import CardFailed
 from cardloop.cards.registry import load_card_file
 from cardloop.engine.plan import plan_pipeline
+from cardloop.engine.ray_executor import room_for_two
 from cardloop.engine.ray_groups import stages
 from cardloop.store.records import RunRecords
 from cardloop.examples import add_training_step, basic_training_loop
@@ -156,6 +157,13 @@ def joined(csv, count_file):
 def test_a_card_reading_two_groups_runs_after_both_segments(regression_csv, group_cards, tmp_path):
     prelude, segments, join = stage_ids(joined(regression_csv, tmp_path / "count"))
     assert segments["model_b.model"][-1] == "count" and join == ["pair"]
+
+
+def test_segments_run_on_actors_of_their_own_only_where_the_cluster_has_cpus_for_two_at_once():
+    """Else the second segment's actor would wait for ever for the CPU the warm first actor holds."""
+    one, two = {"num_cpus": 1}, {"num_cpus": 2}
+    assert room_for_two(one, [one], [{"CPU": 1}, {"CPU": 1}]) and room_for_two(one, [one, one], [{"CPU": 2}])
+    assert not room_for_two(one, [one], [{"CPU": 1}]) and not room_for_two(one, [one, two], [{"CPU": 2}])
 
 
 def test_a_card_joining_two_groups_on_ray_reads_what_both_segments_made_each_card_running_once(

@@ -180,6 +180,12 @@ def lacking(card: str, name: str, amount: float, most_any: float) -> str:
             "or add a node that has it")
 
 
+def room_for_two(first: dict[str, Any], others: list[dict[str, Any]], nodes: list[dict[str, float]]) -> bool:
+    """Whether the live nodes have CPUs for the actor with options `first` and the largest of `others` at once."""
+    needed = first["num_cpus"] + max(options["num_cpus"] for options in others)
+    return needed <= sum(node.get("CPU", 0) for node in nodes)
+
+
 def live_nodes(ray: Any) -> list[dict[str, float]]:
     """The Ray resources of each live node of the cluster."""
     return [node["Resources"] for node in ray.nodes() if node["Alive"]]
@@ -250,6 +256,7 @@ class RayWorker:
     def __init__(self, ray: Any, store_root: Path, threads: int | None, card_files: list[str],
                  options: dict[str, Any]):
         self.ray = ray
+        self.options = options
         self.cls = ray.remote(CardActor).options(**options)
         self.args = (str(store_root), threads, card_files, bound_artifacts(store_root))
         self.actor: Any = None  # started on first use
@@ -375,8 +382,9 @@ class RayExecutor(ProcessExecutor):
         tasks = {pc.position for wave in waves for pc in wave}
         rest = [pc for pc in work.run if pc.position not in tasks]
         found = stages(rest)
-        if found is not None:
-            run_stages(found, self.group_workers(plan, found), walk, _replay)
+        workers = self.group_workers(plan, found) if found is not None else None
+        if workers:
+            run_stages(found, workers, walk, _replay)
         elif rest:
             worker.run_segment(walk, rest)
         return slots
@@ -388,9 +396,14 @@ class RayExecutor(ProcessExecutor):
 
     def group_workers(self, plan: Plan, found: Stages) -> list[RayWorker]:
         """A worker per segment, each asking Ray for what its own cards ask for: the first segment's is the run's
-        warm actor (it also runs the prelude and the join), the others' are new, ended when the run ends."""
+        warm actor (it also runs the prelude and the join), the others' are new, ended when their segment ends.
+        None (an empty list) where the cluster has too few CPUs for the first actor and another at once (the other segments would
+        wait for ever for the warm first actor's CPU): then the run's cards go to one actor as usual."""
         groups = list(found.segments.values())
         first = self.worker(plan, Schedule([*found.prelude, *groups[0], *found.join], []))
         nodes = live_nodes(first.ray)
-        return [first, *(RayWorker(first.ray, self.store_root, self.options.threads, self.card_files,
-                                   actor_options(plan, Schedule(cards, []), nodes)) for cards in groups[1:])]
+        others = [actor_options(plan, Schedule(cards, []), nodes) for cards in groups[1:]]
+        if not room_for_two(first.options, others, nodes):
+            return []
+        return [first, *(RayWorker(first.ray, self.store_root, self.options.threads, self.card_files, options)
+                         for options in others)]

@@ -83,7 +83,7 @@ class _Stop(Exception):
 def run_stages(found: Stages, workers: list[Any], walk: Any, replay: Callable[[Any, dict], bool]) -> None:
     """Run the stages: the prelude on `workers[0]`, then each segment on its own worker (RayWorker, in a thread of
     its own), together, then the join on `workers[0]`. Events are replayed in script order (`replay(walk, event)`)
-    in this thread. The segments' extra workers are ended when the run ends; a failure, or anything raised here
+    in this thread. The other segments' workers are ended when their segment ends; a failure, or anything raised here
     (Ctrl-C, a cancelled run), ends every worker, which stops what runs on it."""
     events: queue.SimpleQueue = queue.SimpleQueue()
     lock, stopping = threading.Lock(), threading.Event()  # lock: the stages' threads' use of `walk`
@@ -102,6 +102,8 @@ def run_stages(found: Stages, workers: list[Any], walk: Any, replay: Callable[[A
         try:
             if cards and not stopping.is_set():
                 worker.run_segment(walk, cards, send, lock)
+            if worker is not workers[0]:  # its CPU to a segment still waiting for one
+                worker.halt()
         except BaseException as exc:  # noqa: BLE001  (handed to the run's thread)
             errors.append(exc)
 
