@@ -36,8 +36,9 @@ class Stages:
 def stages(cards: list[PlannedCard]) -> Stages | None:
     """The stages of `cards` (scheduled, in script order); None when fewer than two segments would run at once,
     or when a card has a `when` (its gate is decided within one call)."""
-    if any(pc.condition is not None for pc in cards):
-        return None
+    if (len({group for pc in cards for group in (*pc.states_seen, *pc.states_made)}) < 2
+            or any(pc.condition is not None for pc in cards)):
+        return None  # one state group (or none): nothing to cut, at the cost of one look at each card
     scheduled = {pc.position for pc in cards}
     touched = {pc.position: [*pc.states_seen, *(g for g in pc.states_made if g not in pc.states_seen)]
                for pc in cards}
