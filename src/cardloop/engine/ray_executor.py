@@ -8,7 +8,8 @@ and outcome while it runs (a Ray streaming generator), which the run replays ont
 data cards independent of each other run as Ray tasks, at the same time (engine/ray_tasks.py). Like the process
 executor's worker, the actor stays warm for later runs of this process (per thread, Ray job, store, thread
 count, card files and resources). The actor asks Ray for what the run's cards ask for in their `resources`
-(`actor_options`).
+(`actor_options`). A run whose cards work on independent state groups runs each group's cards on an actor of its
+own, at the same time (engine/ray_groups.py).
 If its process or its node dies mid-card, the cards without an outcome are sent again to a fresh actor, on a live
 node, from what the store holds; a second death fails the card (CardFailed naming it). An interrupted or cancelled
 run kills the actor.
@@ -18,6 +19,8 @@ Ray is an optional extra (`pip install cardloop[ray]`): this module imports it o
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import queue
@@ -25,13 +28,14 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from cardloop.engine.events import RunHooks
 from cardloop.engine.executors import ExecutorSetup
 from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_from_json
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.process import CardWalk, ProcessExecutor
+from cardloop.engine.ray_groups import Stages, run_stages, stages
 from cardloop.engine.ray_tasks import run_waves, task_waves
 from cardloop.engine.resolve import Schedule
 from cardloop.errors import CardFailed, CardloopError, InvalidOption
@@ -176,6 +180,12 @@ def lacking(card: str, name: str, amount: float, most_any: float) -> str:
             "or add a node that has it")
 
 
+def room_for_two(first: dict[str, Any], others: list[dict[str, Any]], nodes: list[dict[str, float]]) -> bool:
+    """Whether the live nodes have CPUs for the actor with options `first` and the largest of `others` at once."""
+    needed = first["num_cpus"] + max(options["num_cpus"] for options in others)
+    return needed <= sum(node.get("CPU", 0) for node in nodes)
+
+
 def live_nodes(ray: Any) -> list[dict[str, float]]:
     """The Ray resources of each live node of the cluster."""
     return [node["Resources"] for node in ray.nodes() if node["Alive"]]
@@ -246,41 +256,52 @@ class RayWorker:
     def __init__(self, ray: Any, store_root: Path, threads: int | None, card_files: list[str],
                  options: dict[str, Any]):
         self.ray = ray
+        self.options = options
         self.cls = ray.remote(CardActor).options(**options)
         self.args = (str(store_root), threads, card_files, bound_artifacts(store_root))
         self.actor: Any = None  # started on first use
+        self.halted = False  # ended for good (engine/ray_groups.py): no retry on a fresh actor
 
-    def run_segment(self, walk: CardWalk, cards: list[PlannedCard]) -> None:
+    def run_segment(self, walk: CardWalk, cards: list[PlannedCard], send: Callable[[dict], Any] | None = None,
+                    lock: Any = None) -> None:
         """Run `cards` (consecutive cards of the run) on the actor in one call, each card's events replayed onto
         the run's hooks as they arrive (`walk`). A failing card stops them (CardFailed). If the actor's process
         dies, the cards without an outcome go to a fresh actor (from what the store holds), one call per card from
         then on, so that the card an actor dies in is known (the events it sent last may be lost with it): a card
         in which it dies twice fails, naming it. Anything else raised meanwhile (Ctrl-C, a cancelled run) kills
-        the actor, which stops the card running on it."""
+        the actor, which stops the card running on it. `send`: where the events go (by default, replayed onto
+        `walk` at once); `lock`: held while a task is made from `walk` (engine/ray_groups.py)."""
+        send = send or functools.partial(_replay, walk)
+        lock = lock or contextlib.nullcontext()
+        self.halted = False
         remaining, alone, deaths = list(cards), False, 0  # deaths: while remaining[0] ran alone
         while remaining:
             if self.actor is None:
                 self.actor = self.cls.remote(*self.args)
             count = len(remaining)
-            task = walk.task(remaining[:1] if alone else remaining, with_pipeline=True).to_json()
+            with lock:
+                task = walk.task(remaining[:1] if alone else remaining, with_pipeline=True).to_json()
             try:
                 for ref in self.actor.segment.options(num_returns="streaming").remote(task):
                     for event in self.ray.get(ref):
-                        if _replay(walk, event):
+                        send(event)
+                        if "outcome" in event:
                             remaining.pop(0)
                             deaths = 0
             except CardFailed:
                 raise
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.NodeDiedError):  # its process or node
+                if self.halted:
+                    raise
                 self.stop()  # died (an actor only unavailable may still run the card: end it); a fresh one next,
                 # which Ray places on a live node holding its resources
                 deaths += alone and len(remaining) == count
                 alone = True
                 if deaths > RETRIES:
                     card = remaining[0]
-                    walk.finish(card, CardOutcome(failure=TaskFailure(
+                    send({"outcome": card.position, **CardOutcome(failure=TaskFailure(
                         f"the process of the Ray actor running it died {deaths} times; run again to resume "
-                        "from the stored outputs", card.id, card.card.type)), time.perf_counter(), 0.0)
+                        "from the stored outputs", card.id, card.card.type)).to_json()})
                 continue
             except BaseException:  # interrupted or cancelled mid-card: its work would go on, so end the actor
                 self.stop()
@@ -291,6 +312,11 @@ class RayWorker:
     def pid(self) -> int:
         """The actor's process id (a test checks that later runs reuse the actor)."""
         return self.ray.get(self.actor.pid.remote())
+
+    def halt(self) -> None:
+        """End the actor for good: a call running on it fails, and is not retried on a fresh actor."""
+        self.halted = True
+        self.stop()
 
     def stop(self) -> None:
         if self.actor is not None:
@@ -355,7 +381,11 @@ class RayExecutor(ProcessExecutor):
                       lambda pc: actor_options(plan, Schedule([pc], []), nodes), RETRIES)
         tasks = {pc.position for wave in waves for pc in wave}
         rest = [pc for pc in work.run if pc.position not in tasks]
-        if rest:
+        found = stages(rest)
+        workers = self.group_workers(plan, found) if found is not None else None
+        if workers:
+            run_stages(found, workers, walk, _replay)
+        elif rest:
             worker.run_segment(walk, rest)
         return slots
 
@@ -363,3 +393,17 @@ class RayExecutor(ProcessExecutor):
         ray = connect(self.address)
         options = actor_options(plan, work, live_nodes(ray))
         return ray_worker_for(ray, self.store_root, self.options.threads, self.card_files, options)
+
+    def group_workers(self, plan: Plan, found: Stages) -> list[RayWorker]:
+        """A worker per segment, each asking Ray for what its own cards ask for: the first segment's is the run's
+        warm actor (it also runs the prelude and the join), the others' are new, ended when their segment ends.
+        None (an empty list) where the cluster has too few CPUs for the first actor and another at once (the other segments would
+        wait for ever for the warm first actor's CPU): then the run's cards go to one actor as usual."""
+        groups = list(found.segments.values())
+        first = self.worker(plan, Schedule([*found.prelude, *groups[0], *found.join], []))
+        nodes = live_nodes(first.ray)
+        others = [actor_options(plan, Schedule(cards, []), nodes) for cards in groups[1:]]
+        if not room_for_two(first.options, others, nodes):
+            return []
+        return [first, *(RayWorker(first.ray, self.store_root, self.options.threads, self.card_files, options)
+                         for options in others)]
