@@ -26,6 +26,8 @@ import pytest
 import cardloop
 from cardloop.cards.registry import load_card_file
 from cardloop.store.records import RunRecords
+from cardloop.store.root import RECORDS_FILE
+from tests.engine.test_blocks import hand_loop, repeated_batch
 from tests.engine.test_ray_executor import loop
 from tests.oracle import assert_same_weights
 
@@ -86,17 +88,24 @@ def node_probe(config, model):
 
 DRIVER = """
 import json
+import os
 import sys
 
 import ray
 
 import cardloop
+from cardloop.engine import ray_executor
 
-pipeline, store, cards, address, out = sys.argv[1:]
-result = cardloop.run(pipeline, store=store, executor="ray", ray_address=address, threads=1, cards=[cards])
+pipeline, store, cards, address, out, options = sys.argv[1:]
+result = cardloop.run(pipeline, store=store, executor="ray", ray_address=address, threads=1, cards=[cards],
+                      **json.loads(options))
 nodes = {node["NodeID"]: node["Resources"] for node in ray.nodes()}
+(actor,) = ray_executor._workers.values()  # the run's state actor, still warm: where it ran, what it holds open
+pid = actor.pid()
+opened = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
 with open(out, "w") as file:
-    json.dump({"run": result.run_id, "nodes": nodes}, file)
+    json.dump({"run": result.run_id, "nodes": nodes, "driver_node": ray.get_runtime_context().get_node_id(),
+               "actor_node": actor.node(), "actor_opened": opened}, file)
 """
 
 
@@ -210,12 +219,13 @@ def probed(csv, hold: Path | None = None):
     return pipeline
 
 
-def drive(cluster: LoopbackCluster, pipeline, store: Path, cards: Path, folder: Path) -> subprocess.Popen:
-    """Run `pipeline` on the cluster from a driver process of its own; its answer goes to folder/answer.json."""
+def drive(cluster: LoopbackCluster, pipeline, store: Path, cards: Path, folder: Path, **options) -> subprocess.Popen:
+    """Run `pipeline` on the cluster from a driver process of its own, with cardloop.run's `options`; its answer
+    goes to folder/answer.json."""
     path = pipeline.save(folder / "pipeline.yaml")
     return subprocess.Popen([sys.executable, "-c", DRIVER, str(path), str(store), str(cards), cluster.address,
-                             str(folder / "answer.json")], env=cluster.env, stdout=(folder / "driver.log").open("w"),
-                            stderr=subprocess.STDOUT)
+                             str(folder / "answer.json"), json.dumps(options)], env=cluster.env,
+                            stdout=(folder / "driver.log").open("w"), stderr=subprocess.STDOUT)
 
 
 def finished(driver: subprocess.Popen, folder: Path) -> dict:
@@ -255,6 +265,28 @@ def test_a_node_killed_mid_card_has_its_card_rescheduled_on_another_and_the_run_
     local = cardloop.run(loop(regression_csv, batches=2), store=tmp_path / "local", threads=1)
     assert_same_weights(cardloop.load_output(answer["run"], "step1", "model", store=store),
                         cardloop.load_output(local.run_id, "step1", "model", store=tmp_path / "local"))
+
+
+def test_a_loop_block_on_another_node_than_the_driver_records_through_the_drivers_node(cluster, regression_csv,
+                                                                                      store, probe_cards, tmp_path):
+    """A loop block whose resources put its actor on a worker node: the actor opens no run records of its own
+    (on a real cluster that node's copy of the store folder, if any, would be another file); its checkpoints and
+    its body cards' records reach the driver's store through the records actor on the driver's node, and the
+    run trains the hand-written loop's weights bit for bit."""
+    pipeline = repeated_batch(regression_csv, epochs=2, steps=2)
+    pipeline.card("epochs").resources = {"fake_gpu": 1}
+    answer = finished(drive(cluster, pipeline, store, probe_cards, tmp_path, checkpoint_seconds=0), tmp_path)
+    assert answer["actor_node"] != answer["driver_node"]
+    assert answer["nodes"][answer["actor_node"]].get("fake_gpu") == 1
+    assert not [path for path in answer["actor_opened"] if RECORDS_FILE in path], answer["actor_opened"]
+    model, _ = hand_loop(regression_csv, 2, 2)
+    assert_same_weights(cardloop.load_output(answer["run"], "epochs", "model", store=store), model)
+    local = cardloop.run(pipeline, store=tmp_path / "local", threads=1, checkpoint_seconds=0)
+    with RunRecords(store / RECORDS_FILE) as records, RunRecords(tmp_path / "local" / RECORDS_FILE) as there:
+        assert records.get_run(answer["run"]).status == "succeeded"
+        assert records.last_progress_step("epochs") == there.last_progress_step("epochs") is not None
+        ours = [(card.path, card.executions) for card in records.iteration_cards(answer["run"])]
+        assert ours and ours == [(card.path, card.executions) for card in there.iteration_cards(local.run_id)]
 
 
 def test_the_tests_cluster_listens_on_loopback_only(cluster):

@@ -36,6 +36,7 @@ from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure, report_
 from cardloop.engine.plan import Plan, PlannedCard
 from cardloop.engine.process import CardWalk, ProcessExecutor
 from cardloop.engine.ray_groups import Stages, run_stages, stages
+from cardloop.engine.ray_records import elsewhere, remote_records
 from cardloop.engine.ray_tasks import run_waves, task_waves
 from cardloop.engine.resolve import Schedule
 from cardloop.errors import CardFailed, CardloopError, InvalidOption
@@ -199,9 +200,13 @@ def check_placement(plan: Plan, work: Schedule, options: RunOptions) -> None:
 
 class CardActor:
     """The state actor's body: a Worker over the store, with the run's card files and thread count. `artifacts`: the
-    URL the driver's store keeps its artifacts at (its store.json), which a node without that file must be told."""
+    URL the driver's store keeps its artifacts at (its store.json), which a node without that file must be told;
+    `driver_node`: the node of the run's process, where the run records are (on another node, a block goes
+    through a records actor there: engine/ray_records.py)."""
 
-    def __init__(self, store_root: str, threads: int | None, card_files: list[str], artifacts: str | None = None):
+    def __init__(self, store_root: str, threads: int | None, card_files: list[str], artifacts: str | None = None,
+                 driver_node: str | None = None):
+        import ray
         import torch
         import torch.optim  # noqa: F401  (first use loads torch._dynamo: pay it before the first card)
 
@@ -215,7 +220,9 @@ class CardActor:
             load_card_file(path)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.worker = Worker(store_root, lambda report: self.events.put({"at": self.worker.running,
-                                                                         **report.to_json()}), artifacts)
+                                                                         **report.to_json()}), artifacts,
+                             (lambda: remote_records(ray, driver_node, store_root))
+                             if elsewhere(ray, driver_node) else None)
 
     def segment(self, task: dict) -> Iterator[list[dict]]:
         """Run a task of consecutive cards (CardTask.to_json), yielding what happens as it happens, in batches
@@ -248,6 +255,11 @@ class CardActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
 
 class RayWorker:
     """A handle on a state actor: runs a segment of a run's cards (`run_segment`), with a retry on a fresh actor
@@ -258,7 +270,8 @@ class RayWorker:
         self.ray = ray
         self.options = options
         self.cls = ray.remote(CardActor).options(**options)
-        self.args = (str(store_root), threads, card_files, bound_artifacts(store_root))
+        self.args = (str(Path(store_root).resolve()), threads, card_files, bound_artifacts(store_root),
+                     ray.get_runtime_context().get_node_id())  # the driver's node: engine/ray_records.py
         self.actor: Any = None  # started on first use
         self.halted = False  # ended for good (engine/ray_groups.py): no retry on a fresh actor
 
@@ -312,6 +325,10 @@ class RayWorker:
     def pid(self) -> int:
         """The actor's process id (a test checks that later runs reuse the actor)."""
         return self.ray.get(self.actor.pid.remote())
+
+    def node(self) -> str:
+        """The id of the node the actor runs on."""
+        return self.ray.get(self.actor.node.remote())
 
     def halt(self) -> None:
         """End the actor for good: a call running on it fails, and is not retried on a fresh actor."""

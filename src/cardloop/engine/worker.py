@@ -64,11 +64,13 @@ class Worker:
     """Runs card tasks against one store; any executor's worker, whatever carries its messages."""
 
     def __init__(self, store_root: str, send_progress: Callable[[CardProgress], None] | None = None,
-                 artifacts: str | None = None):
+                 artifacts: str | None = None, open_records: Callable[[], Any] | None = None):
         """`send_progress`: where the reports sent before a task's outcome go (when its task asks for them): the
         target's progress (CardProgress), a block's body card events and progress (BodyCardEvent, BlockProgress).
         `artifacts`: the URL the store keeps its artifacts at, when the store folder here may not say it (a Ray
-        actor on another node); by default what the store's config says."""
+        actor on another node); by default what the store's config says. `open_records`: opens the run records
+        a block task uses (a Ray actor on another node goes through the driver's node: engine/ray_records.py);
+        by default the store folder's file."""
         from cardloop.engine.stored import StoreLoader
         from cardloop.store.artifacts import ArtifactStore
 
@@ -77,6 +79,7 @@ class Worker:
         self.plans: dict[str, Any] = {}
         self.send_progress = send_progress
         self.records: Any = None  # the store's run records, opened for the first block task
+        self.open_records = open_records
         self.running: int | None = None  # the position of the target running now (reports are about it)
 
     def handle(self, task: CardTask, on_outcome: Callable[[int, CardOutcome], None] | None = None,
@@ -146,7 +149,8 @@ class Worker:
         from cardloop.store.records import RunRecords
 
         if self.records is None:
-            self.records = RunRecords(self.artifacts.root / "runs.sqlite")
+            self.records = (self.open_records() if self.open_records is not None
+                            else RunRecords(self.artifacts.root / "runs.sqlite"))
         return BlockListener(task.block, plan, slots, self.send_progress, self.artifacts, self.records,
                              self.write_outputs, task.keep_all)
 
