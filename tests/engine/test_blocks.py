@@ -356,3 +356,19 @@ def test_a_block_carrying_a_best_model_goes_on_from_its_checkpoint_with_that_mod
                          keep_outputs=True)
     assert_same_weights(longer.outputs["epochs"]["best"], whole.outputs["epochs"]["best"])
     assert_same_weights(longer.outputs["epochs"]["model"], whole.outputs["epochs"]["model"])
+
+
+def test_a_block_whose_body_reads_a_changed_data_file_runs_again_and_trains_on_the_new_data(tmp_path, store):
+    from tests.engine.test_plan import block_reading
+
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,target\n1,2,3\n4,5,6\n")
+    first = cardloop.run(block_reading(data, 2), store=store, threads=1)
+    assert cardloop.run(block_reading(data, 2), store=store, threads=1).executed == []
+    data.write_text("a,b,target\n1,2,3\n4,5,60\n")
+    second = cardloop.run(block_reading(data, 2), store=store, threads=1)
+    fresh = cardloop.run(block_reading(data, 2), store=tmp_path / "fresh", threads=1)
+    assert "epochs" in second.executed  # (with the cards before it, whose state the default policy keeps not)
+    assert_same_weights(second.outputs["epochs"]["model"], fresh.outputs["epochs"]["model"])
+    assert not torch.equal(first.outputs["epochs"]["model"].state_dict()["0.weight"],
+                           second.outputs["epochs"]["model"].state_dict()["0.weight"])

@@ -113,3 +113,55 @@ def test_editing_the_card_file_of_a_model_class_changes_the_model_cards_key_and_
     path.write_text(path.read_text() + "\n# the class changed\n")
     after = keys(model_class_pipeline(f"{path.stem}:Net"))
     assert after["model"] != before["model"] and after["opt"] != before["opt"]
+
+
+def block_reading(path, input_dim: int):
+    """A loop block whose body loads the data file itself (each epoch reads `path` again)."""
+    from cardloop.pipeline.model import Pipeline
+
+    p = Pipeline(name="body-data")
+    model = p.add("model_define", "model", input_dim=input_dim, layers=[4], seed=0)
+    opt = p.add("training_init_optimizer", "opt", model=model["model"])
+    epochs = p.add_block("epochs", times=2, inputs={"model": model["model"], "optimizer": opt["optimizer"]})
+    body = epochs.body
+    data = body.add("data_load", "data", path=str(path))
+    batch = body.add("training_prepare_batch", "batch", train_dataset=data["dataset"], batch_size=2)
+    zero = body.add("training_zero_grad", "zero", optimizer=epochs["optimizer"])
+    fwd = body.add("training_forward", "fwd", model=epochs["model"], batch_data=batch["batch_data"])
+    loss = body.add("training_loss", "loss", predictions=fwd["predictions"], batch_data=batch["batch_data"])
+    back = body.add("training_backward", "back", loss=loss["loss"], model=fwd["model"])
+    step = body.add("training_optimizer_step", "step", optimizer=zero["optimizer"], model=back["model"])
+    body.outputs.update(model=str(step["model"]), optimizer=str(step["optimizer"]))
+    return p
+
+
+def test_a_data_file_read_inside_a_loop_block_is_in_the_blocks_key(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,target\n1,2,3\n4,5,6\n")
+    first = keys(block_reading(data, 2))
+    assert keys(block_reading(data, 2)) == first
+    data.write_text("a,b,target\n1,2,3\n4,5,7\n")
+    second = keys(block_reading(data, 2))
+    assert first["epochs"] != second["epochs"] and first["model"] == second["model"]
+
+
+def test_editing_the_card_file_of_a_model_class_defined_inside_a_loop_block_changes_the_blocks_key(tmp_path):
+    from cardloop.cards.registry import load_card_file
+    from cardloop.pipeline.model import Pipeline
+    from tests.model_files import write_model_file
+
+    path = write_model_file(tmp_path)
+    load_card_file(path)
+
+    def pipeline():
+        p = Pipeline(name="body-model")
+        block = p.add_block("twice", times=2, inputs={})
+        model = block.body.add("model_define", "model", input_dim=4, module=f"{path.stem}:Net",
+                               kwargs={"input_dim": 4})
+        block.body.outputs.update(model=str(model["model"]))
+        return p
+
+    before = keys(pipeline())
+    assert keys(pipeline()) == before
+    path.write_text(path.read_text() + "\n# the class changed\n")
+    assert keys(pipeline())["twice"] != before["twice"]

@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple
 
 from pydantic import Field, ValidationError
 
@@ -318,7 +318,8 @@ def check_block(card: Card, sources: dict[str, Port], path: tuple[str, ...], che
         outputs=tuple(_output_port(o, checked, body, ports_type) for o in outputs),
         config_model=LoopConfig, run=functools.partial(_run_block, spec),
         deterministic=all(c.card_type.deterministic for c in checked[1:]),
-        mutates_state=any(c.card_type.mutates_state for c in checked[1:]), wants_context=True, spec=spec)
+        mutates_state=any(c.card_type.mutates_state for c in checked[1:]), wants_context=True, spec=spec,
+        source_files=_body_files(checked, "source_files"), code_files=_body_files(checked, "code_files"))
     return block_type, config
 
 
@@ -470,6 +471,19 @@ def _scope_ref(ref: Any, positions: dict[str, int], position: int, checked: list
         bad(f"card '{parts[0]}' has no output '{parts[1]}'")
         return None
     return source, parts[1]
+
+
+def _body_files(checked: list, attribute: str) -> Callable[[Any], list] | None:
+    """The block type's `source_files` or `code_files`: those of its body cards (nested blocks' bodies too),
+    whose content hashes then enter the block's cache key as a top-level card's do (a data file a body card
+    reads, the card file of a model class); None when no body card has any."""
+    found = [(getattr(c.card_type, attribute), c.config) for c in checked[1:]
+             if getattr(c.card_type, attribute) is not None]
+    return functools.partial(_files_of, tuple(found)) if found else None
+
+
+def _files_of(found: tuple, config: Any) -> list:
+    return [path for files, body_config in found for path in files(body_config)]
 
 
 def _digest(card: Card, checked: list) -> str:
