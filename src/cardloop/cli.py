@@ -323,6 +323,8 @@ def serve(
                                                    "addresses and localhost always may."),
     pipelines: Path = typer.Option(Path("pipelines"), help="Folder where the editor saves pipelines."),
     data_root: Path = typer.Option(Path("."), help="Data files that cards may read must lie inside this folder."),
+    cards: Optional[List[Path]] = typer.Option(None, "--cards", help="A Python file of extra card types (or model "
+                                               "classes) for the editor's catalogue and its runs (repeatable)."),
     debug: bool = DebugOption,
 ) -> None:
     """Serve the visual editor and the HTTP API."""
@@ -333,6 +335,7 @@ def serve(
     from cardloop.store.artifacts import default_store_root
 
     with friendly_errors(debug, store):
+        _load_cards([path.resolve() for path in cards or ()])  # before the data root becomes the folder
         if not is_loopback(host) and not token:
             token = new_token()
             console.print(f"serving on {host or 'every interface'}: clients must send the token [bold]{token}[/bold]")

@@ -192,3 +192,57 @@ def test_serve_with_an_allowed_host_that_is_no_name_says_so_and_exits_1(tmp_path
         stop(process)
     assert process.returncode == 1
     assert "error: --allow-host 'box.lan:8000' is not a host name" in output and "Traceback" not in output
+
+
+DOUBLING_CARDS = '''
+from cardloop.cards.spec import CardConfig, Port, card
+from cardloop.kinds import SCALAR
+
+
+class DoubleConfig(CardConfig):
+    value: float = 1.0
+
+
+@card("test_serve_double", title="Double", category="evaluation", outputs=[Port("doubled", SCALAR, metric=True)],
+      config=DoubleConfig)
+def double(config):
+    """Twice its value."""
+    return {"doubled": 2 * config.value}
+'''
+
+
+def test_serve_with_a_card_file_lists_its_cards_and_runs_them(tmp_path):
+    cards = tmp_path / "elsewhere" / "doubling.py"
+    cards.parent.mkdir()
+    cards.write_text(DOUBLING_CARDS)
+    port = free_port()
+    process = serve(tmp_path, "--port", port, "--cards", cards.relative_to(tmp_path))  # relative to the cwd
+    try:
+        base = f"http://127.0.0.1:{port}"
+        catalogue = wait_until_answering(process, f"{base}/api/cards").json()["cards"]
+        assert "test_serve_double" in {entry["id"] for entry in catalogue}
+        pipeline = {"version": 1, "cards": [{"id": "twice", "type": "test_serve_double", "config": {"value": 21}}]}
+        for executor in ("local", "process"):
+            started = httpx.post(f"{base}/api/runs", json={"pipeline": pipeline, "executor": executor}, timeout=60.0)
+            assert started.status_code == 201, started.text
+            run_id = started.json()["run_id"]
+            deadline = time.monotonic() + 120
+            while (run := httpx.get(f"{base}/api/runs/{run_id}", timeout=10.0).json())["status"] == "running":
+                assert time.monotonic() < deadline, run
+                time.sleep(0.2)
+            assert run["status"] == "succeeded", run
+        with RunRecords(tmp_path / "store" / "runs.sqlite") as records:
+            assert [metric.value for metric in records.metrics(run_id, "doubled")] == [42.0]
+    finally:
+        stop(process)
+
+
+def test_serve_with_a_missing_card_file_says_so_and_exits_1(tmp_path):
+    process = serve(tmp_path, "--port", free_port(), "--cards", tmp_path / "nothing.py")
+    try:
+        process.wait(timeout=90)
+        output = process.stdout.read() + process.stderr.read()
+    finally:
+        stop(process)
+    assert process.returncode == 1
+    assert "does not exist" in output and "nothing.py" in output and "Traceback" not in output
