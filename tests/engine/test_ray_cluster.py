@@ -29,6 +29,7 @@ from cardloop.store.records import RunRecords
 from cardloop.store.root import RECORDS_FILE
 from tests.engine.test_blocks import hand_loop, repeated_batch
 from tests.engine.test_ray_executor import loop
+from tests.engine.test_ray_groups import BATCHES, last_b, two_models
 from tests.oracle import assert_same_weights
 
 try:
@@ -152,7 +153,7 @@ class LoopbackCluster:
     def start_head(self) -> None:
         self.start([str(Path(sys.executable).parent / "ray"), "start", "--head"], "head", "--port", str(self.port),
                    "--include-dashboard", "false", "--dashboard-port", str(free_port()),
-                   "--temp-dir", str(self.folder / "ray"))
+                   "--temp-dir", str(self.folder / "ray"), "--resources", json.dumps({"fake_tpu": 1}))
 
     def add_worker(self, name: str, resources: dict[str, float]) -> None:
         self.start([sys.executable, "-c", JOIN, "start"], name, "--address", self.address,
@@ -192,7 +193,8 @@ def processes_in(session: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A head (no fake_gpu) and two worker nodes with one fake_gpu each; stopped whatever happens."""
+    """A head (no fake_gpu; one fake_tpu, which no other node has) and two worker nodes with one fake_gpu each;
+    stopped whatever happens."""
     made = LoopbackCluster(tmp_path_factory.mktemp("cluster"))
     try:
         made.start_head()
@@ -287,6 +289,22 @@ def test_a_loop_block_on_another_node_than_the_driver_records_through_the_driver
         assert records.last_progress_step("epochs") == there.last_progress_step("epochs") is not None
         ours = [(card.path, card.executions) for card in records.iteration_cards(answer["run"])]
         assert ours and ours == [(card.path, card.executions) for card in there.iteration_cards(local.run_id)]
+
+
+def test_two_models_whose_cards_need_what_no_one_node_has_together_train_on_two_nodes(cluster, regression_csv,
+                                                                                      store, probe_cards, tmp_path):
+    """One model's cards ask for a fake_gpu (the worker nodes have one), the other's for the head's fake_tpu: one
+    actor could not run both, an actor per state group can, each on a node that has what its cards need. Both
+    models end bit for bit as on the local executor."""
+    pipeline = two_models(regression_csv)
+    pipeline.card("model").resources = {"fake_gpu": 1}
+    pipeline.card("model_b").resources = {"fake_tpu": 1}
+    answer = finished(drive(cluster, pipeline, store, probe_cards, tmp_path), tmp_path)
+    assert answer["nodes"][answer["actor_node"]].get("fake_gpu") == 1  # the first group's, the run's warm actor
+    local = cardloop.run(two_models(regression_csv), store=tmp_path / "local", threads=1)
+    for card in (f"step{BATCHES - 1}", last_b()):
+        assert_same_weights(cardloop.load_output(answer["run"], card, "model", store=store),
+                            cardloop.load_output(local.run_id, card, "model", store=tmp_path / "local"))
 
 
 def test_the_tests_cluster_listens_on_loopback_only(cluster):

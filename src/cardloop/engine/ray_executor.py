@@ -192,10 +192,37 @@ def live_nodes(ray: Any) -> list[dict[str, float]]:
     return [node["Resources"] for node in ray.nodes() if node["Alive"]]
 
 
+def stage_options(plan: Plan, found: Stages, nodes: list[dict[str, float]]) -> list[dict[str, Any]] | None:
+    """The options of the actor of each stage of a run cut by state group (engine/ray_groups.py): the first
+    segment's actor (which also runs the prelude and the join) asks for what those cards ask for, each other
+    segment's for what its own cards ask for, so that two groups may need what no one node has together. None
+    where the cluster lacks the CPUs for two actors at once (then one actor runs every card)."""
+    groups = list(found.segments.values())
+    first = actor_options(plan, Schedule([*found.prelude, *groups[0], *found.join], []), nodes)
+    others = [actor_options(plan, Schedule(cards, []), nodes) for cards in groups[1:]]
+    return [first, *others] if room_for_two(first, others, nodes) else None
+
+
+def placement(plan: Plan, work: Schedule, nodes: list[dict[str, float]]) -> tuple[list, list, Stages | None, list]:
+    """Where a run's cards go: the waves of data cards run as tasks (engine/ray_tasks.py), the other cards, their
+    stages when they are cut by state group, and the options of each actor (one, or one per stage). Raises
+    InvalidOption naming a card where no node has what an actor or a task would ask for."""
+    waves = task_waves(work)
+    tasks = {pc.position for wave in waves for pc in wave}
+    for position in sorted(tasks):  # each task asks for what its own card asks for
+        actor_options(plan, Schedule([plan.cards[position]], []), nodes)
+    rest = [pc for pc in work.run if pc.position not in tasks]
+    found = stages(rest)
+    options = stage_options(plan, found, nodes) if found is not None else None
+    if options is None:
+        return waves, rest, None, [actor_options(plan, work, nodes)]
+    return waves, rest, found, options
+
+
 def check_placement(plan: Plan, work: Schedule, options: RunOptions) -> None:
     """Refuse, before the run is recorded, a run whose cards ask for what no node of the cluster has
     (registered as the ray executor's `check`: it connects to Ray, or starts it)."""
-    actor_options(plan, work, live_nodes(connect(options.ray_address)))
+    placement(plan, work, live_nodes(connect(options.ray_address)))
 
 
 class CardActor:
@@ -388,39 +415,22 @@ class RayExecutor(ProcessExecutor):
         self.address = setup.options.ray_address
 
     def run(self, plan: Plan, hooks: RunHooks, slots: list[Any], work: Schedule, loader: Any) -> list[Any]:
-        """The data cards as tasks first, in parallel waves (engine/ray_tasks.py), then the rest on the actor."""
+        """The data cards as tasks first, in parallel waves (engine/ray_tasks.py), then the rest on the actor, or
+        on an actor per state group (engine/ray_groups.py)."""
         if not work.run:
             return slots
-        walk, waves, worker = CardWalk(self, plan, hooks), task_waves(work), self.worker(plan, work)
+        ray = connect(self.address)
+        nodes = live_nodes(ray)
+        waves, rest, found, options = placement(plan, work, nodes)
+        workers = [ray_worker_for(ray, self.store_root, self.options.threads, self.card_files, options[0]),
+                   *(RayWorker(ray, self.store_root, self.options.threads, self.card_files, more)
+                     for more in options[1:])]  # the first is the run's warm actor; the others end with their stage
+        walk = CardWalk(self, plan, hooks)
         if waves:
-            nodes = live_nodes(worker.ray)
-            run_waves(worker.ray, walk, waves, worker.args,
+            run_waves(ray, walk, waves, workers[0].args,
                       lambda pc: actor_options(plan, Schedule([pc], []), nodes), RETRIES)
-        tasks = {pc.position for wave in waves for pc in wave}
-        rest = [pc for pc in work.run if pc.position not in tasks]
-        found = stages(rest)
-        workers = self.group_workers(plan, found) if found is not None else None
-        if workers:
+        if found is not None:
             run_stages(found, workers, walk, _replay)
         elif rest:
-            worker.run_segment(walk, rest)
+            workers[0].run_segment(walk, rest)
         return slots
-
-    def worker(self, plan: Plan, work: Schedule) -> RayWorker:
-        ray = connect(self.address)
-        options = actor_options(plan, work, live_nodes(ray))
-        return ray_worker_for(ray, self.store_root, self.options.threads, self.card_files, options)
-
-    def group_workers(self, plan: Plan, found: Stages) -> list[RayWorker]:
-        """A worker per segment, each asking Ray for what its own cards ask for: the first segment's is the run's
-        warm actor (it also runs the prelude and the join), the others' are new, ended when their segment ends.
-        None (an empty list) where the cluster has too few CPUs for the first actor and another at once (the other segments would
-        wait for ever for the warm first actor's CPU): then the run's cards go to one actor as usual."""
-        groups = list(found.segments.values())
-        first = self.worker(plan, Schedule([*found.prelude, *groups[0], *found.join], []))
-        nodes = live_nodes(first.ray)
-        others = [actor_options(plan, Schedule(cards, []), nodes) for cards in groups[1:]]
-        if not room_for_two(first.options, others, nodes):
-            return []
-        return [first, *(RayWorker(first.ray, self.store_root, self.options.threads, self.card_files, options)
-                         for options in others)]
