@@ -208,49 +208,18 @@ def test_a_loop_stopped_inside_a_window_goes_on_from_its_partial_gradients(regre
     assert (info["steps"], info["optimizer_steps"], info["micro_batches"]) == (steps, steps, 26)
 
 
-KILLED_AT = """
-import os, signal, sys, time
-import torch
-import cardloop
-from cardloop.cards import training_loop
-from cardloop.store.records import RunRecords
-
-torch.set_num_threads(1)
-training_loop.REPORT_SECONDS = 0.0  # every step reports
-pipeline, store, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
-
-
-def progress(event):
-    # the step's checkpoint is queued before it reports: once the writer has stored it, the process dies there
-    if event.kind == "progress" and event.step == at:
-        while not (os.path.exists(os.path.join(store, "runs.sqlite"))
-                   and RunRecords(os.path.join(store, "runs.sqlite")).last_progress_step("loop") == at):
-            time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-cardloop.run(pipeline, store=store, checkpoint_seconds=0, progress=progress)
-"""
-
-
 def test_a_loop_killed_inside_a_window_goes_on_bit_for_bit(regression_csv, tmp_path):
     """A real SIGKILL inside a window: 25 batches of 4 a pass in one window, checkpoints after every step, and the
     process kills itself once the checkpoint after step 263 (10 passes and 13 batches in) is stored, so the kill
     lands there whatever the machine's speed. Dropout draws random numbers, which the checkpoint restores too."""
-    import subprocess
-    import sys
+    from tests.engine.test_resume import killed_at
 
     pipeline = loop(regression_csv, accumulate=25, batch_size=4, epochs=80, learning_rate=0.001, shuffle=True)
     pipeline.card("model").config["dropout"] = 0.2
     path = pipeline.save(tmp_path / "loop.yaml")
     store, at = tmp_path / "store", 263
-    killed = subprocess.run([sys.executable, "-c", KILLED_AT, str(path), str(store), str(at)], capture_output=True,
-                            text=True, timeout=600)
-    assert killed.returncode == -9, killed.stderr
-    with RunRecords(store / "runs.sqlite") as records:
-        assert records.last_progress_step("loop") == at and at % 25
-        run = records.list_runs(1)[0]
-        assert [e.status for e in records.card_executions(run.run_id) if e.card_id == "loop"] == []
+    assert at % 25  # inside a window
+    killed_at(path, store, "loop", at)
     events: list[CardEvent] = []
     resumed = cardloop.run(path, store=store, threads=1, progress=events.append)
     whole = cardloop.run(path, store=tmp_path / "whole", threads=1)

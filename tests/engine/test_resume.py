@@ -296,26 +296,52 @@ torch.set_num_threads(1)
 cardloop.run(sys.argv[1], store=sys.argv[2], checkpoint_seconds=0.05)
 """
 
+KILLED_AT = """
+import os, signal, sys, time
+import torch
+import cardloop
+from cardloop.cards import training_loop
+from cardloop.store.records import RunRecords
+
+torch.set_num_threads(1)
+training_loop.REPORT_SECONDS = 0.0  # every step reports
+pipeline, store, card, at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+records = os.path.join(store, "runs.sqlite")
+
+
+def progress(event):
+    # a step's checkpoint is queued before the step reports: once the writer has stored it, the process dies there
+    if event.kind == "progress" and event.card_id == card and event.step == at:
+        while not (os.path.exists(records) and RunRecords(records).last_progress_step(card) == at):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+cardloop.run(pipeline, store=store, checkpoint_seconds=0, progress=progress)
+"""
+
+
+def killed_at(path: Path, store: Path, card: str, at: int) -> None:
+    """Run the pipeline file in a process that checkpoints its training_loop card `card` after every step and
+    SIGKILLs itself once the checkpoint after step `at` is stored: the kill lands there whatever the machine's
+    speed (no poll races the loop to its end)."""
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT, str(path), str(store), card, str(at)],
+                            capture_output=True, text=True, timeout=DEADLINE)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with RunRecords(store / "runs.sqlite") as records:
+        assert latest_run(records).status == "interrupted"
+        assert records.last_progress_step(card) == at
+
 
 def test_a_run_killed_inside_a_training_loop_card_goes_on_from_its_last_checkpoint(tmp_path, regression_csv):
     from cardloop.examples import training_loop
 
     pipeline = training_loop(path=str(regression_csv), input_dim=4, layers=(8,), prepare=False, epochs=600,
-                             batch_size=16, learning_rate=0.001)  # 4200 steps: more than a second
+                             batch_size=16, learning_rate=0.001)  # 4200 steps
     pipeline.card("model").config["dropout"] = 0.2
     path = pipeline.save(tmp_path / "loop.yaml")
-    store = tmp_path / "store"
-    process = start([sys.executable, "-c", LOOP_RUN, str(path), str(store)], tmp_path / "killed")
-
-    def checkpointed() -> bool:
-        return (store / "runs.sqlite").exists() and bool(RunRecords(store / "runs.sqlite").cache_keys_with_progress())
-
-    assert wait_until(process, checkpointed), "the loop ended before it left a checkpoint"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    with RunRecords(store / "runs.sqlite") as records:
-        step = records.latest_card_progress(next(iter(records.cache_keys_with_progress())))[0]
-    assert 0 < step < 4200
+    store, step = tmp_path / "store", 700
+    killed_at(path, store, "loop", step)
 
     events = []
     resumed = cardloop.run(path, store=store, threads=1, progress=events.append)
@@ -327,10 +353,10 @@ def test_a_run_killed_inside_a_training_loop_card_goes_on_from_its_last_checkpoi
     assert resumed.outputs["loop"]["loop_info"]["optimizer_steps"] == 4200
 
 
-
 def killed_after_a_checkpoint(tmp_path: Path, path: Path, store: Path, executor: str) -> int:
     """Run the pipeline file in a process with the executor, SIGKILL it once it has stored a checkpoint inside a
-    card (a training_loop's step, a block's iteration); the step of the last one."""
+    card (a training_loop's step, a block's iteration); the step of the last one. (The process executor's
+    blocks: 300 epochs of several seconds, which a poll every 10 ms does not race to their end.)"""
     run = LOOP_RUN.replace("checkpoint_seconds=0.05", f"checkpoint_seconds=0.05, executor={executor!r}")
     process = start([sys.executable, "-c", run, str(path), str(store)], tmp_path / "killed")
 
@@ -357,9 +383,8 @@ def test_a_run_killed_inside_a_training_loop_with_a_scheduler_goes_on_with_the_e
     pipeline.cards.insert(pipeline.cards.index(pipeline.card("loop")), schedule)
     pipeline.card("loop").inputs["scheduler"] = str(schedule["scheduler"])
     path = pipeline.save(tmp_path / "loop.yaml")
-    store = tmp_path / "store"
-    step = killed_after_a_checkpoint(tmp_path, path, store, "local")
-    assert 0 < step < 4200
+    store, step = tmp_path / "store", 700
+    killed_at(path, store, "loop", step)
 
     events = []
     resumed = cardloop.run(path, store=store, threads=1, progress=events.append)
