@@ -183,14 +183,20 @@ def test_serve_answers_a_host_name_the_user_allows(tmp_path):
         stop(process)
 
 
-def test_serve_with_an_allowed_host_that_is_no_name_says_so_and_exits_1(tmp_path):
-    process = serve(tmp_path, "--port", free_port(), "--allow-host", "box.lan:8000")
+def refused(tmp_path, *args) -> str:
+    """What `cardloop serve` with `args` prints before it exits, having checked that it exits with code 1."""
+    process = serve(tmp_path, "--port", free_port(), *args)
     try:
         process.wait(timeout=90)
         output = process.stdout.read() + process.stderr.read()
     finally:
         stop(process)
-    assert process.returncode == 1
+    assert process.returncode == 1, output
+    return output
+
+
+def test_serve_with_an_allowed_host_that_is_no_name_says_so_and_exits_1(tmp_path):
+    output = refused(tmp_path, "--allow-host", "box.lan:8000")
     assert "error: --allow-host 'box.lan:8000' is not a host name" in output and "Traceback" not in output
 
 
@@ -238,11 +244,5 @@ def test_serve_with_a_card_file_lists_its_cards_and_runs_them(tmp_path):
 
 
 def test_serve_with_a_missing_card_file_says_so_and_exits_1(tmp_path):
-    process = serve(tmp_path, "--port", free_port(), "--cards", tmp_path / "nothing.py")
-    try:
-        process.wait(timeout=90)
-        output = process.stdout.read() + process.stderr.read()
-    finally:
-        stop(process)
-    assert process.returncode == 1
+    output = refused(tmp_path, "--cards", tmp_path / "nothing.py")
     assert "does not exist" in output and "nothing.py" in output and "Traceback" not in output
