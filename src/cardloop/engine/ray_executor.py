@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 
 from cardloop.engine.events import RunHooks
 from cardloop.engine.executors import ExecutorSetup
@@ -203,20 +203,27 @@ def stage_options(plan: Plan, found: Stages, nodes: list[dict[str, float]]) -> l
     return [first, *others] if room_for_two(first, others, nodes) else None
 
 
-def placement(plan: Plan, work: Schedule, nodes: list[dict[str, float]]) -> tuple[list, list, Stages | None, list]:
-    """Where a run's cards go: the waves of data cards run as tasks (engine/ray_tasks.py), the other cards, their
-    stages when they are cut by state group, and the options of each actor (one, or one per stage). Raises
-    InvalidOption naming a card where no node has what an actor or a task would ask for."""
+class Placement(NamedTuple):
+    """Where a run's cards go on Ray (`placement`)."""
+
+    waves: list[list[PlannedCard]]  # data cards run as tasks, in waves (engine/ray_tasks.py)
+    task_options: dict[int, dict[str, Any]]  # each task's Ray options, by its card's position
+    rest: list[PlannedCard]  # the cards for the actors
+    stages: Stages | None  # those cards' stages, when they are cut by state group (engine/ray_groups.py)
+    actor_options: list[dict[str, Any]]  # the options of each actor: one, or one per stage
+
+
+def placement(plan: Plan, work: Schedule, nodes: list[dict[str, float]]) -> Placement:
+    """Where a run's cards go, and what each task and actor asks Ray for. Raises InvalidOption naming a card where
+    no node has what an actor or a task would ask for."""
     waves = task_waves(work)
-    tasks = {pc.position for wave in waves for pc in wave}
-    for position in sorted(tasks):  # each task asks for what its own card asks for
-        actor_options(plan, Schedule([plan.cards[position]], []), nodes)
-    rest = [pc for pc in work.run if pc.position not in tasks]
+    task_options = {pc.position: actor_options(plan, Schedule([pc], []), nodes) for wave in waves for pc in wave}
+    rest = [pc for pc in work.run if pc.position not in task_options]
     found = stages(rest)
     options = stage_options(plan, found, nodes) if found is not None else None
     if options is None:
-        return waves, rest, None, [actor_options(plan, work, nodes)]
-    return waves, rest, found, options
+        return Placement(waves, task_options, rest, None, [actor_options(plan, work, nodes)])
+    return Placement(waves, task_options, rest, found, options)
 
 
 def check_placement(plan: Plan, work: Schedule, options: RunOptions) -> None:
@@ -295,7 +302,6 @@ class RayWorker:
     def __init__(self, ray: Any, store_root: Path, threads: int | None, card_files: list[str],
                  options: dict[str, Any]):
         self.ray = ray
-        self.options = options
         self.cls = ray.remote(CardActor).options(**options)
         self.args = (str(Path(store_root).resolve()), threads, card_files, bound_artifacts(store_root),
                      ray.get_runtime_context().get_node_id())  # the driver's node: engine/ray_records.py
@@ -420,17 +426,16 @@ class RayExecutor(ProcessExecutor):
         if not work.run:
             return slots
         ray = connect(self.address)
-        nodes = live_nodes(ray)
-        waves, rest, found, options = placement(plan, work, nodes)
-        workers = [ray_worker_for(ray, self.store_root, self.options.threads, self.card_files, options[0]),
-                   *(RayWorker(ray, self.store_root, self.options.threads, self.card_files, more)
-                     for more in options[1:])]  # the first is the run's warm actor; the others end with their stage
+        where = placement(plan, work, live_nodes(ray))
+        first, *more = where.actor_options
+        workers = [ray_worker_for(ray, self.store_root, self.options.threads, self.card_files, first),
+                   *(RayWorker(ray, self.store_root, self.options.threads, self.card_files, options)
+                     for options in more)]  # the first is the run's warm actor; the others end with their stage
         walk = CardWalk(self, plan, hooks)
-        if waves:
-            run_waves(ray, walk, waves, workers[0].args,
-                      lambda pc: actor_options(plan, Schedule([pc], []), nodes), RETRIES)
-        if found is not None:
-            run_stages(found, workers, walk, _replay)
-        elif rest:
-            workers[0].run_segment(walk, rest)
+        if where.waves:
+            run_waves(ray, walk, where.waves, workers[0].args, where.task_options, RETRIES)
+        if where.stages is not None:
+            run_stages(where.stages, workers, walk, _replay)
+        elif where.rest:
+            workers[0].run_segment(walk, where.rest)
         return slots

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import queue
-from typing import Any, Callable
+from typing import Any
 
 from cardloop.engine.messages import CardOutcome, CardTask, TaskFailure
 from cardloop.engine.plan import PlannedCard
@@ -75,10 +75,10 @@ def remote_run_card(ray: Any) -> Any:
 
 
 def run_waves(ray: Any, walk: CardWalk, waves: list[list[PlannedCard]], args: tuple,
-              options: Callable[[PlannedCard], dict[str, Any]], retries: int) -> None:
-    """Run the waves' cards as Ray tasks, a wave's launched together and awaited with ray.wait, each card's start,
-    reports and outcome replayed onto the run's hooks in script order (the cards that succeeded first, then the
-    first failure: CardFailed naming it). A task whose process dies is retried `retries` times; anything raised
+              options: dict[int, dict[str, Any]], retries: int) -> None:
+    """Run the waves' cards as Ray tasks (`options`: each one's Ray options, by its card's position), a wave's
+    launched together and awaited with ray.wait, each card's start, reports and outcome replayed onto the run's
+    hooks in script order (the cards that succeeded first, then the first failure: CardFailed naming it). A task whose process dies is retried `retries` times; anything raised
     while a wave runs (Ctrl-C, a cancelled run) cancels its tasks."""
     from cardloop.engine.ray_executor import _replay
 
@@ -88,7 +88,7 @@ def run_waves(ray: Any, walk: CardWalk, waves: list[list[PlannedCard]], args: tu
         for pc in wave:
             task = walk.task([pc], with_pipeline=True).to_json()
             _replay(walk, {"started": pc.position})
-            refs.append(remote.options(max_retries=retries, **options(pc)).remote(args, task))
+            refs.append(remote.options(max_retries=retries, **options[pc.position]).remote(args, task))
         try:
             ray.wait(refs, num_returns=len(refs))
         except BaseException:
